@@ -1,0 +1,28 @@
+"""diffkit: train, sample, straighten, accelerate and edit diffusion models.
+
+>>> import diffkit
+>>> model = diffkit.load("runs/ddpm/20260101-120000-run")      # doctest: +SKIP
+>>> images = model.sample(16, sampler="ddim", steps=50, seed=0)  # (16, 1, 28, 28) in [-1, 1]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffkit.methods.ddpm import DDPMPipeline
+
+
+def load(path: str | Path, device: str = "cpu", use_ema: bool = True) -> DDPMPipeline:
+    """Load a run folder or checkpoint file; the result has ``.sample(n, ...)``."""
+    from diffkit.methods.ddpm import load_pipeline
+
+    return load_pipeline(Path(path), device, use_ema=use_ema)
+
+
+__all__ = ["__version__", "load"]

@@ -1,0 +1,146 @@
+"""Resolve one run config from its layers, validated once.
+
+Precedence, highest first: CLI flags > ``--config FILE`` (TOML, YAML or JSON) > environment
+``DIFFKIT_<SECTION>__<FIELD>`` (e.g. ``DIFFKIT_TRAIN__LR=1e-3``) > the preset > the dataset's
+shape > defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from diffkit.config.run import PRESETS
+
+ENV_PREFIX = "DIFFKIT_"
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be read or does not validate; the message is one line."""
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``top`` over ``base`` (dicts merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 1}`` -> ``{"train": {"lr": 1}}``; ``None`` values are dropped."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON mapping."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        match path.suffix.lower():
+            case ".toml":
+                data = tomllib.loads(text)
+            case ".yaml" | ".yml":
+                data = yaml.safe_load(text) or {}
+            case ".json":
+                data = json.loads(text)
+            case other:
+                raise ConfigError(f"config file must be .toml, .yaml or .json, not {other!r}")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return data
+
+
+def env_layer(model: type[BaseModel], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Collect ``DIFFKIT_SECTION__FIELD`` variables that name a field of ``model``.
+
+    Values are parsed as JSON where possible (numbers, lists, booleans) and left as strings
+    otherwise; pydantic then validates them like any other layer.
+    """
+    environ = os.environ if environ is None else environ
+    flat: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        if not _is_field_path(model, path):
+            continue
+        try:
+            flat[".".join(path)] = json.loads(raw)
+        except json.JSONDecodeError:
+            flat[".".join(path)] = raw
+    return nest(flat)
+
+
+def _is_field_path(model: type[BaseModel], path: list[str]) -> bool:
+    node: Any = model
+    for part in path:
+        fields = getattr(node, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        node = fields[part].annotation
+    return True
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line: the first failing field, the reason, and the offending value."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    msg = err["msg"].removeprefix("Value error, ")
+    extra = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+    more = f" [+{len(exc.errors()) - 1} more]" if len(exc.errors()) > 1 else ""
+    return f"invalid {where}: {msg}{extra}{more}"
+
+
+def validate(model: type[M], data: Mapping[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def resolve_run_config(
+    model: type[M],
+    flags: Mapping[str, Any],
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> M:
+    """Merge the layers (see module doc) and validate once.
+
+    ``flags`` maps dotted field paths to values; ``None`` means "not given".
+    """
+    top = deep_merge(read_config_file(config_file) if config_file else {}, nest(flags))
+    env = env_layer(model, environ)
+    preset = top.get("preset", env.get("preset", model.model_fields["preset"].default))
+    if preset not in PRESETS:
+        raise ConfigError(f"invalid preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    layers = deep_merge(deep_merge(PRESETS[preset], env), top)
+    data = validate(model, layers).data  # type: ignore[attr-defined]
+    from diffkit.data.registry import image_shape
+
+    channels, size = image_shape(data)
+    shape_layer = {"model": {"in_channels": channels, "image_size": size}}
+    return validate(model, deep_merge(shape_layer, layers))

@@ -1,0 +1,24 @@
+"""Machine settings (paths, device, threads): the one ``BaseSettings`` of diffkit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_cache_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+
+
+class Settings(BaseSettings):
+    """Where runs and data live and what hardware to use. Env vars: ``DIFFKIT_RUNS_DIR`` ..."""
+
+    model_config = SettingsConfigDict(env_prefix="DIFFKIT_", frozen=True, extra="ignore")
+
+    runs_dir: Path = Path("runs")
+    data_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("diffkit")) / "data")
+    device: DeviceChoice = "auto"
+    threads: int | None = Field(None, ge=1)
+    download: bool = Field(True, description="allow fetching missing datasets")
