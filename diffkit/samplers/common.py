@@ -1,0 +1,51 @@
+"""The contract between networks and samplers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from diffkit.param import Prediction, split_prediction, x0_to_eps
+from diffkit.schedules import DDPMSchedule
+
+Denoiser = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``(x_t: (B, ...), t: (B,) long) -> (eps, x0)``, both shaped like ``x_t``."""
+
+StepCallback = Callable[[int, Tensor, Tensor], None]
+"""``callback(i, x_i, x0_i)`` after sampler step ``i``."""
+
+
+def make_denoiser(
+    net: Callable[..., Tensor],
+    schedule: DDPMSchedule,
+    prediction: Prediction,
+    *,
+    clip: bool = True,
+    cond: Tensor | None = None,
+) -> Denoiser:
+    """Wrap a network ``net(x, t, cond)`` of any parameterization as a :data:`Denoiser`.
+
+    With ``clip`` the predicted x0 is clamped to [-1, 1] and eps recomputed from it, so the
+    two stay consistent (the data range of images).
+    """
+
+    @torch.no_grad()
+    def denoise(xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        abar = schedule.alpha_bar(t, xt.ndim, xt.dtype)
+        pred = net(xt, t, cond).to(xt.dtype)
+        eps, x0 = split_prediction(pred, prediction, xt, abar)
+        if clip:
+            x0 = x0.clamp(-1, 1)
+            eps = x0_to_eps(x0, xt, abar)
+        return eps, x0
+
+    return denoise
+
+
+def prev_alpha_bars(schedule: DDPMSchedule, timesteps: Tensor) -> tuple[Tensor, Tensor]:
+    """\\bar\\alpha at each timestep and at the next (less noisy) one; 1 after the last."""
+    ab = schedule.alphas_cumprod[timesteps.cpu()]
+    ab_prev = torch.cat([ab[1:], ab.new_ones(1)])
+    return ab, ab_prev

@@ -1,0 +1,92 @@
+"""Discrete-time DDPM schedules (Ho et al. 2020; Nichol & Dhariwal 2021).
+
+Conventions: timesteps are integers ``t = 0 .. T-1``; ``alphas_cumprod[t]`` is
+\\bar\\alpha_t, so ``t = 0`` is the least noisy level and ``t = T-1`` the noisiest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+ScheduleKind = Literal["linear", "cosine"]
+
+
+def linear_betas(num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
+    """Linearly spaced betas, float64, shape (T,) (DDPM paper, Sec. 4)."""
+    return torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+
+
+def cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
+    """Betas of the cosine schedule, float64, shape (T,) (Nichol & Dhariwal 2021, Eq. 17).
+
+    \\bar\\alpha(t) = f(t) / f(0) with f(t) = cos(((t/T + s) / (1 + s)) * pi/2)^2, and
+    beta_t = 1 - \\bar\\alpha_t / \\bar\\alpha_{t-1}, clipped at ``max_beta``.
+    """
+    steps = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    betas = 1 - alpha_bar[1:] / alpha_bar[:-1]
+    return betas.clamp(max=max_beta)
+
+
+def _gather(values: Tensor, t: Tensor, ndim: int) -> Tensor:
+    """values[t] reshaped to (B, 1, ..., 1) so it broadcasts over a (B, ...) tensor."""
+    out = values.to(t.device)[t]
+    return out.reshape(t.shape[0], *([1] * (ndim - 1)))
+
+
+@dataclass(frozen=True)
+class DDPMSchedule:
+    """A discrete noise schedule: betas and the quantities derived from them (float64).
+
+    ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` (DDPM Eq. 4).
+    """
+
+    betas: Tensor  # (T,) float64
+
+    @property
+    def num_steps(self) -> int:
+        return self.betas.shape[0]
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        return torch.cumprod(1.0 - self.betas, dim=0)
+
+    def alpha_bar(self, t: Tensor, ndim: int, dtype: torch.dtype = torch.float32) -> Tensor:
+        """\\bar\\alpha_t for integer timesteps t: (B,), broadcastable to ndim dims."""
+        return _gather(self.alphas_cumprod, t, ndim).to(dtype)
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """Sample q(x_t | x_0) (DDPM Eq. 4). x0, noise: (B, ...); t: (B,) long."""
+        ab = self.alpha_bar(t, x0.ndim, x0.dtype)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def posterior(self, x0: Tensor, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance of q(x_{t-1} | x_t, x_0) (DDPM Eqs. 6-7); variance is (B, 1, ...)."""
+        ab = self.alphas_cumprod
+        ab_prev = torch.cat([ab.new_ones(1), ab[:-1]])
+        beta = _gather(self.betas, t, xt.ndim)
+        a_t = _gather(ab, t, xt.ndim)
+        a_prev = _gather(ab_prev, t, xt.ndim)
+        mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + (
+            (1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)
+        ) * xt
+        var = beta * (1 - a_prev) / (1 - a_t)
+        return mean.to(xt.dtype), var.to(xt.dtype)
+
+
+def make_schedule(
+    kind: ScheduleKind, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> DDPMSchedule:
+    """Build a schedule by kind: ``linear`` (start..end) or ``cosine``."""
+    match kind:
+        case "linear":
+            return DDPMSchedule(linear_betas(num_steps, beta_start, beta_end))
+        case "cosine":
+            return DDPMSchedule(cosine_betas(num_steps))
+    raise ValueError(f"unknown schedule kind {kind!r}")
