@@ -1,0 +1,1 @@
+"""Methods: the training and sampling pipelines built from the library parts."""

@@ -1,0 +1,161 @@
+"""Pixel-space DDPM: train from a config, sample from a checkpoint."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from diffkit.config.resolve import validate
+from diffkit.config.run import DDPMRunConfig
+from diffkit.config.settings import Settings
+from diffkit.data.loader import TensorBatches
+from diffkit.data.registry import load_dataset
+from diffkit.nn.build import build_model
+from diffkit.objectives.ddpm import DDPMObjective
+from diffkit.runs.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from diffkit.runs.layout import RunDir, write_json
+from diffkit.runs.metrics import read_metrics, truncate_after
+from diffkit.runs.plots import plot_loss, save_grid
+from diffkit.samplers import ddim_sample, ddpm_sample, make_denoiser
+from diffkit.samplers.ddpm import Variance
+from diffkit.schedules import DDPMSchedule, Spacing, make_schedule, spaced_timesteps
+from diffkit.training import TrainEvent, TrainResult, train
+from diffkit.training.distributed import DistInfo, broadcast_object
+from diffkit.training.hardware import precision_name, resolve_device, resolve_precision
+
+SamplerName = Literal["ddpm", "ddim"]
+
+
+def schedule_of(cfg: DDPMRunConfig) -> DDPMSchedule:
+    d = cfg.diffusion
+    return make_schedule(d.schedule, d.num_steps, d.beta_start, d.beta_end)
+
+
+@dataclass
+class DDPMPipeline:
+    """A trained DDPM ready to sample: network (EMA weights by default) + schedule."""
+
+    config: DDPMRunConfig
+    net: nn.Module
+    device: torch.device
+
+    @property
+    def schedule(self) -> DDPMSchedule:
+        return schedule_of(self.config)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        sampler: SamplerName = "ddim",
+        steps: int | None = None,
+        eta: float = 0.0,
+        spacing: Spacing = "trailing",
+        variance: Variance = "fixed_small",
+        seed: int = 0,
+        batch_size: int = 256,
+        clip: bool = True,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> Tensor:
+        """Draw ``n`` images, float32 (n, C, H, W) in [-1, 1] on the CPU.
+
+        ``steps`` defaults to T for DDPM and 50 for DDIM. The initial noise comes from a CPU
+        generator seeded with ``seed``, so the same seed gives the same images on any device.
+        """
+        sched = self.schedule
+        steps = steps or (sched.num_steps if sampler == "ddpm" else 50)
+        ts = spaced_timesteps(sched.num_steps, steps, spacing)
+        m = self.config.model
+        noise = torch.randn(n, m.in_channels, m.image_size, m.image_size,
+                            generator=torch.Generator().manual_seed(seed))
+        gen = torch.Generator(self.device).manual_seed(seed + 1)
+        denoiser = make_denoiser(self.net, sched, self.config.diffusion.prediction, clip=clip)
+        out = []
+        for start in range(0, n, batch_size):
+            x = noise[start : start + batch_size].to(self.device)
+            if sampler == "ddpm":
+                x = ddpm_sample(denoiser, x, ts, sched, variance=variance, generator=gen)
+            else:
+                x = ddim_sample(denoiser, x, ts, sched, eta=eta, generator=gen)
+            out.append(x.float().cpu())
+            if on_batch:
+                on_batch(min(start + batch_size, n), n)
+        return torch.cat(out)
+
+
+def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> DDPMPipeline:
+    """Rebuild a model from a checkpoint or run folder: the file alone is enough."""
+    device = torch.device(device)
+    ckpt = load_checkpoint(resolve_checkpoint(path), prefixes=("ema" if use_ema else "model",))
+    try:
+        cfg = validate(DDPMRunConfig, ckpt.config)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint config: {exc}") from None
+    net = build_model(cfg.model)
+    weights = ckpt.section("ema" if use_ema else "model")
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint weights do not match the model ({len(missing)} missing)")
+    return DDPMPipeline(cfg, net.to(device).eval(), device)
+
+
+def train_ddpm(
+    cfg: DDPMRunConfig,
+    settings: Settings,
+    *,
+    resume: RunDir | None = None,
+    dist: DistInfo = DistInfo(),
+    on_event: Callable[[TrainEvent], None] = lambda e: None,
+    on_run_dir: Callable[[RunDir], None] = lambda r: None,
+) -> tuple[RunDir | None, TrainResult]:
+    """Train a DDPM; the run folder is created (or reopened on ``resume``) on rank 0."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device, dist.local_rank)
+    autocast_dtype = resolve_precision(cfg.train.precision, device)
+    data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
+    batches = TensorBatches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device,
+                            rank=dist.rank, world=dist.world)
+    ckpt = load_checkpoint(resume.last_checkpoint) if resume is not None else None
+    run: RunDir | None = None
+    if dist.is_main:
+        run = resume or RunDir.create(settings.runs_dir, cfg.method, cfg.name)
+        write_json(run.config, cfg.model_dump(mode="json"))  # on resume: e.g. new epochs
+        if ckpt is not None:
+            truncate_after(run.metrics, ckpt.train_state["position"]["step"])
+        on_run_dir(run)
+    run = broadcast_object(run, dist)  # type: ignore[assignment]
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    model = build_model(cfg.model)
+    sched = schedule_of(cfg)
+    objective = DDPMObjective(sched, cfg.diffusion.prediction, cfg.diffusion.min_snr_gamma)
+
+    def preview(ema_net: nn.Module, epoch: int) -> None:
+        pipe = DDPMPipeline(cfg, ema_net, device)
+        images = pipe.sample(cfg.train.preview_n, steps=cfg.train.preview_steps, seed=cfg.train.seed)
+        save_grid(images, run.samples / f"epoch-{epoch:04d}.png")
+
+    t0 = time.time()
+    result = train(
+        model, objective, batches, cfg.train, device=device, autocast_dtype=autocast_dtype,
+        run=run if dist.is_main else None, run_config=cfg.model_dump(mode="json"), dist=dist,
+        resume=ckpt, preview=preview, on_event=on_event,
+    )
+    if dist.is_main and run is not None:
+        plot_loss(read_metrics(run.metrics), run.loss_plot)
+        write_json(run.summary, {
+            "reason": result.reason, "steps": result.step, "epochs": result.epoch,
+            "last_loss": result.last_loss, "train_seconds": result.elapsed,
+            "images_per_sec": result.images_per_sec, "wall_seconds_this_session": time.time() - t0,
+            "device": str(device), "precision": precision_name(autocast_dtype),
+            "world_size": dist.world, "parameters": sum(p.numel() for p in model.parameters()),
+            "train_images": len(data),
+        })
+    return run, result

@@ -1,0 +1,5 @@
+"""The training loop and its parts."""
+
+from diffkit.training.loop import TrainEvent, TrainResult, train
+
+__all__ = ["TrainEvent", "TrainResult", "train"]

@@ -1,0 +1,241 @@
+"""One training loop for every objective.
+
+The loop never prints: it reports :class:`TrainEvent` objects through ``on_event``. It writes
+the run folder only on rank 0. Randomness is re-seeded from ``(seed, rank, step)`` at every
+step, so a resumed run draws exactly the numbers the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from diffkit.config.run import TrainConfig
+from diffkit.data.loader import TensorBatches
+from diffkit.runs.checkpoint import Checkpoint, prune_epoch_checkpoints, save_checkpoint
+from diffkit.runs.layout import RunDir
+from diffkit.runs.metrics import MetricsWriter
+from diffkit.training.distributed import DistInfo, all_reduce_mean, any_rank
+from diffkit.training.ema import EMA
+from diffkit.training.optim import lr_at, make_optimizer, set_lr
+
+Objective = Callable[[nn.Module, Tensor, Tensor | None, torch.Generator], Tensor]
+StopReason = Literal["finished", "max_steps", "interrupted", "non_finite"]
+
+
+@dataclass
+class TrainEvent:
+    """``kind`` is one of start, log, epoch, checkpoint, preview, stop."""
+
+    kind: str
+    step: int
+    epoch: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    reason: StopReason
+    step: int
+    epoch: int
+    last_loss: float | None
+    elapsed: float
+    images_per_sec: float
+
+
+@dataclass
+class _Position:
+    step: int = 0
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # next batch within the current epoch
+    elapsed: float = 0.0
+    images: int = 0
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop at the next step boundary; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    @contextmanager
+    def installed(self):
+        def handler(signum, frame):  # noqa: ARG001
+            if self.set:
+                raise KeyboardInterrupt
+            self.set = True
+
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+    out = {}
+    for i, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"optim.{i}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return out
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, ckpt: Checkpoint) -> None:
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, value in ckpt.section("optim").items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    sd = opt.state_dict()
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def train(
+    model: nn.Module,
+    objective: Objective,
+    batches: TensorBatches,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+    run: RunDir | None,
+    run_config: dict[str, Any],
+    dist: DistInfo = DistInfo(),
+    resume: Checkpoint | None = None,
+    preview: Callable[[nn.Module, int], None] | None = None,
+    on_event: Callable[[TrainEvent], None] = lambda e: None,
+) -> TrainResult:
+    """Train ``model`` in place; returns why and where it stopped.
+
+    ``preview(ema_model, epoch)`` is called on rank 0 every ``cfg.sample_every`` epochs.
+    """
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
+    pos = _Position()
+    if resume is not None:
+        model.load_state_dict(resume.section("model"))
+        ema.shadow.load_state_dict(resume.section("ema"))
+        _load_optimizer(optimizer, resume)
+        pos = _Position(**resume.train_state["position"])
+    net = DistributedDataParallel(model) if dist.enabled else model
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    generator = torch.Generator(device)
+    # The LR schedule spans all epochs; max_steps only stops early, so a run stopped by it
+    # and resumed follows exactly the schedule of an uninterrupted run.
+    schedule_steps = cfg.epochs * len(batches)
+    total = min(schedule_steps, cfg.max_steps or schedule_steps)
+    metrics = MetricsWriter(run.metrics) if run is not None and dist.is_main else None
+
+    def checkpoint(epoch_file: bool) -> None:
+        if run is None or not dist.is_main:
+            return
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors |= {f"ema.{k}": v for k, v in ema.shadow.state_dict().items()}
+        tensors |= _optimizer_tensors(optimizer)
+        ckpt = Checkpoint(run_config, tensors, {"position": pos.__dict__})
+        save_checkpoint(run.last_checkpoint, ckpt)
+        if epoch_file and cfg.keep_last_n > 0:
+            save_checkpoint(run.epoch_checkpoint(pos.epoch), ckpt)
+            prune_epoch_checkpoints(run, cfg.keep_last_n)
+        on_event(TrainEvent("checkpoint", pos.step, pos.epoch, {"path": str(run.last_checkpoint)}))
+
+    on_event(TrainEvent("start", pos.step, pos.epoch, {"total_steps": total}))
+    reason: StopReason = "finished"
+    last_loss: float | None = None
+    window_loss = torch.zeros((), device=device)
+    window_n, window_t0, window_images = 0, time.perf_counter(), 0
+    clock = time.perf_counter() - pos.elapsed
+    net.train()
+    autocast = (
+        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+    )
+
+    with _StopFlag().installed() as stop:
+        while pos.epoch < cfg.epochs and reason == "finished":
+            for x, y in batches.epoch(pos.epoch, start=pos.batch):
+                if cfg.max_steps is not None and pos.step >= cfg.max_steps:
+                    reason = "max_steps"
+                    break
+                seed = _step_seed(cfg.seed, dist.rank, pos.step)
+                torch.manual_seed(seed)
+                generator.manual_seed(seed)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                lr = lr_at(pos.step, cfg, schedule_steps)
+                set_lr(optimizer, lr)
+                with autocast:
+                    loss = objective(net, x, y, generator)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                ema.update(model, pos.step)
+                pos.step += 1
+                pos.batch += 1
+                pos.images += x.shape[0] * dist.world
+                window_loss += loss.detach().float()
+                window_n += 1
+                window_images += x.shape[0] * dist.world
+                if pos.step % cfg.log_every == 0 or pos.batch == len(batches):
+                    mean = all_reduce_mean(window_loss / window_n, dist).item()
+                    if not torch.isfinite(torch.tensor(mean)):
+                        reason = "non_finite"
+                        break
+                    now = time.perf_counter()
+                    pos.elapsed = now - clock
+                    record = {
+                        "step": pos.step, "epoch": pos.epoch + pos.batch / len(batches),
+                        "loss": mean, "lr": lr,
+                        "img_per_sec": window_images / max(now - window_t0, 1e-9),
+                        "elapsed": pos.elapsed,
+                    }
+                    last_loss = mean
+                    if metrics is not None:
+                        metrics.write(record)
+                    on_event(TrainEvent("log", pos.step, pos.epoch, record))
+                    window_loss.zero_()
+                    window_n, window_t0, window_images = 0, now, 0
+                if any_rank(stop.set, dist, device):
+                    reason = "interrupted"
+                    break
+            else:
+                pos.epoch += 1
+                pos.batch = 0
+                pos.elapsed = time.perf_counter() - clock
+                checkpoint(epoch_file=True)
+                on_event(TrainEvent("epoch", pos.step, pos.epoch, {"loss": last_loss}))
+                if preview and dist.is_main and cfg.sample_every and pos.epoch % cfg.sample_every == 0:
+                    preview(ema.shadow, pos.epoch)
+                    on_event(TrainEvent("preview", pos.step, pos.epoch))
+        pos.elapsed = time.perf_counter() - clock
+        if reason in ("max_steps", "interrupted"):
+            checkpoint(epoch_file=False)
+
+    if metrics is not None:
+        metrics.close()
+    on_event(TrainEvent("stop", pos.step, pos.epoch, {"reason": reason}))
+    return TrainResult(
+        reason, pos.step, pos.epoch, last_loss, pos.elapsed, pos.images / max(pos.elapsed, 1e-9)
+    )
