@@ -1,0 +1,58 @@
+"""Images and plots written into run folders (PIL for grids, matplotlib Agg for curves)."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from diffkit.runs.layout import atomic_write_bytes
+
+
+def save_grid(images: Tensor, path: Path, nrow: int | None = None, scale: int = 2) -> None:
+    """Save (N, C, H, W) images in [-1, 1] as one PNG grid, upscaled ``scale`` times."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    from diffkit.data.loader import to_uint8
+
+    nrow = nrow or max(1, math.isqrt(images.shape[0]))
+    grid = make_grid(to_uint8(images.cpu()), nrow=nrow, padding=2, pad_value=255)
+    array = grid.permute(1, 2, 0).numpy()
+    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    if grid.shape[0] == 3 and images.shape[1] == 1:
+        img = img.convert("L")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_loss(records: list[dict[str, Any]], path: Path) -> None:
+    """Training loss against step, linear and log scale side by side."""
+    if not records:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+    losses = [r["loss"] for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, scale in zip(axes, ("linear", "log"), strict=True):
+        ax.plot(steps, losses, lw=1)
+        ax.set_yscale(scale)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(f"training loss ({scale})")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
