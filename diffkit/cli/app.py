@@ -1,0 +1,43 @@
+"""The root Typer app: ``diffkit train|sample|runs``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from diffkit import __version__
+from diffkit.cli import runs, sample, train
+
+app = typer.Typer(
+    name="diffkit",
+    help="Train, sample and inspect diffusion models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(train.app, name="train")
+app.command("sample")(sample.sample)
+app.command("runs")(runs.runs)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"diffkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """diffkit: diffusion and rectified-flow models from the command line."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

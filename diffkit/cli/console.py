@@ -1,0 +1,83 @@
+"""Everything diffkit prints goes through here (rich, on stderr except results)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from diffkit.training import TrainEvent
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+
+
+def info(message: str) -> None:
+    err.print(message)
+
+
+class TrainProgress:
+    """Renders training events as a progress bar with loss, img/s and ETA."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[ips]} img/s"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not enabled,
+        )
+        self.task: Any = None
+
+    def __call__(self, event: TrainEvent) -> None:
+        if not self.enabled:
+            return
+        match event.kind:
+            case "start":
+                self.progress.start()
+                self.task = self.progress.add_task(
+                    "train", total=event.data["total_steps"], completed=event.step,
+                    loss="-", ips="-",
+                )
+            case "log":
+                self.progress.update(
+                    self.task, completed=event.step, loss=f"{event.data['loss']:.4f}",
+                    ips=f"{event.data['img_per_sec']:.0f}",
+                )
+            case "epoch":
+                loss = event.data.get("loss")
+                self.progress.console.print(
+                    f"epoch {event.epoch} done, step {event.step}"
+                    + (f", loss {loss:.4f}" if loss is not None else "")
+                )
+            case "stop":
+                self.progress.update(self.task, completed=event.step)
+                self.progress.stop()
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[str(v) for v in r])
+    out.print(t)

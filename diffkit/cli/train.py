@@ -1,0 +1,129 @@
+"""``diffkit train ...``: parse flags, resolve the config, hand over to the method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from diffkit.cli import console
+from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, handle_errors
+from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed
+from diffkit.config import DDPMRunConfig, Settings, resolve_run_config
+from diffkit.config.resolve import validate
+from diffkit.runs.layout import RunDir
+
+app = typer.Typer(help="Train a model; each run writes a self-describing run folder.",
+                  no_args_is_help=True)
+
+# Flags that may accompany --resume: they extend or relocate a run without changing it.
+RESUMABLE = {"train.epochs", "train.max_steps"}
+
+
+def machine_settings(data_dir: Path | None, runs_dir: Path | None, device: str | None) -> Settings:
+    """The machine settings: env ``DIFFKIT_*`` overridden by the flags that were given."""
+    from pydantic import ValidationError
+
+    from diffkit.config.resolve import ConfigError, format_validation_error
+
+    overrides = {"data_dir": data_dir, "runs_dir": runs_dir, "device": device}
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def _resume_config(run_path: Path, flags: dict) -> tuple[RunDir, DDPMRunConfig]:
+    import json
+
+    run = RunDir(run_path)
+    if not run.config.is_file() or not run.last_checkpoint.is_file():
+        raise UsageError(f"cannot resume {run_path}: not a run folder with checkpoints/last.safetensors")
+    changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE)
+    if changed:
+        raise UsageError(f"--resume continues a run as configured; cannot change {', '.join(changed)}")
+    stored = json.loads(run.config.read_text())
+    stored.setdefault("train", {}).update({k.split(".")[1]: v for k, v in flags.items()
+                                           if k in RESUMABLE and v is not None})
+    return run, validate(DDPMRunConfig, stored)
+
+
+@app.command("ddpm")
+@handle_errors
+def ddpm(
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data.", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step per process.",
+                                                   show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", show_default=False)] = None,
+    preset: Annotated[Literal["tiny", "small", "default"] | None, typer.Option(
+        help="tiny (tests) | small (2-core CPU, ~15 min) | default (the seeds' GPU model).",
+        show_default=False)] = None,
+    dataset: Annotated[str | None, typer.Option(
+        help="mnist | fashion-mnist | cifar10 | folder:PATH.", show_default=False)] = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    name: Annotated[str | None, typer.Option(help="Run name (folder suffix).", show_default=False)] = None,
+    config: ConfigFile = None,
+    device: Device = None,
+    precision: Annotated[Literal["auto", "fp32", "bf16", "fp16"] | None, typer.Option(
+        help="auto = bf16 autocast where the hardware has native bf16.", show_default=False)] = None,
+    seed: Seed = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.",
+                                                  show_default=False)] = None,
+    limit_data: Annotated[int | None, typer.Option(help="Train on the first N images only.",
+                                                   show_default=False)] = None,
+    schedule: Annotated[Literal["linear", "cosine"] | None, typer.Option(
+        help="Noise schedule.", show_default=False)] = None,
+    prediction: Annotated[Literal["eps", "x0", "v"] | None, typer.Option(
+        help="What the network predicts.", show_default=False)] = None,
+    sample_every: Annotated[int | None, typer.Option(
+        help="Preview grid every N epochs (0 = never).", show_default=False)] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue this run folder exactly where it stopped.", show_default=False)] = None,
+) -> None:
+    """Train a pixel-space DDPM (UNet, eps/x0/v prediction) and write a run folder."""
+    from diffkit.methods.ddpm import train_ddpm
+    from diffkit.training.distributed import destroy, dist_from_env, init_process_group
+    from diffkit.training.hardware import resolve_device
+
+    flags = {
+        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
+        "preset": preset, "data.dataset": dataset, "name": name, "train.precision": precision,
+        "train.seed": seed, "train.max_steps": max_steps, "data.limit": limit_data,
+        "diffusion.schedule": schedule, "diffusion.prediction": prediction,
+        "train.sample_every": sample_every,
+    }
+    settings = machine_settings(data_dir, runs_dir, device)
+    if resume is not None:
+        if config is not None:
+            raise UsageError("--config cannot be combined with --resume")
+        run, cfg = _resume_config(resume, flags)
+    else:
+        run, cfg = None, resolve_run_config(DDPMRunConfig, flags, config)
+
+    dist = dist_from_env()
+    init_process_group(dist, resolve_device(settings.device, dist.local_rank))
+    progress = console.TrainProgress(enabled=dist.is_main)
+    try:
+        run, result = train_ddpm(
+            cfg, settings, resume=run, dist=dist, on_event=progress,
+            on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
+        )
+    finally:
+        destroy()
+    if not dist.is_main:
+        return
+    console.out.print(str(run.path))
+    match result.reason:
+        case "non_finite":
+            console.error(f"loss became NaN/inf at step {result.step}; stopped, the last good "
+                          f"checkpoint is kept in {run.checkpoints}")
+            raise typer.Exit(EXIT_FAILED)
+        case "interrupted":
+            console.info(f"interrupted at step {result.step}; resume with "
+                         f"--resume {run.path}")
+            raise typer.Exit(EXIT_INTERRUPTED)
+        case _:
+            console.info(f"{result.reason}: {result.step} steps, {result.epoch} epochs, "
+                         f"{result.images_per_sec:.0f} img/s, loss {result.last_loss:.4f}")
