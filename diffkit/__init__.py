@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    import torch
-
     from diffkit.methods.ddpm import DDPMPipeline
 
 

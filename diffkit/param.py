@@ -39,7 +39,9 @@ def to_v(eps: Tensor, x0: Tensor, abar: Tensor) -> Tensor:
     return abar.sqrt() * eps - (1 - abar).sqrt() * x0
 
 
-def split_prediction(pred: Tensor, kind: Prediction, xt: Tensor, abar: Tensor) -> tuple[Tensor, Tensor]:
+def split_prediction(
+    pred: Tensor, kind: Prediction, xt: Tensor, abar: Tensor
+) -> tuple[Tensor, Tensor]:
     """Return ``(eps, x0)`` from a raw network output of the given parameterization."""
     match kind:
         case "eps":

@@ -55,12 +55,17 @@ class TrainProgress:
             case "start":
                 self.progress.start()
                 self.task = self.progress.add_task(
-                    "train", total=event.data["total_steps"], completed=event.step,
-                    loss="-", ips="-",
+                    "train",
+                    total=event.data["total_steps"],
+                    completed=event.step,
+                    loss="-",
+                    ips="-",
                 )
             case "log":
                 self.progress.update(
-                    self.task, completed=event.step, loss=f"{event.data['loss']:.4f}",
+                    self.task,
+                    completed=event.step,
+                    loss=f"{event.data['loss']:.4f}",
                     ips=f"{event.data['img_per_sec']:.0f}",
                 )
             case "epoch":

@@ -13,12 +13,15 @@ ConfigFile = Annotated[
 ]
 DataDir = Annotated[
     Path | None,
-    typer.Option(help="Folder holding <dataset>/ files (env DIFFKIT_DATA_DIR).", show_default=False),
+    typer.Option(
+        help="Folder holding <dataset>/ files (env DIFFKIT_DATA_DIR).", show_default=False
+    ),
 ]
 RunsDir = Annotated[
     Path | None,
-    typer.Option(help="Where run folders go (env DIFFKIT_RUNS_DIR; default ./runs).",
-                 show_default=False),
+    typer.Option(
+        help="Where run folders go (env DIFFKIT_RUNS_DIR; default ./runs).", show_default=False
+    ),
 ]
 Device = Annotated[
     Literal["auto", "cpu", "cuda"] | None,

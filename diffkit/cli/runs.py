@@ -25,16 +25,22 @@ def runs(runs_dir: RunsDir = None) -> None:
         last = records[-1] if records else {}
         loss = summary.get("last_loss", last.get("loss"))
         epochs = summary.get("epochs", int(last.get("epoch", 0)))
-        rows.append([
-            run.method, cfg.get("name", "?"), f"{epochs}/{cfg.get('train', {}).get('epochs', '?')}",
-            f"{loss:.4f}" if isinstance(loss, float) else "-",
-            summary.get("reason", "running or stopped"), _short(run.path),
-        ])
+        rows.append(
+            [
+                run.method,
+                cfg.get("name", "?"),
+                f"{epochs}/{cfg.get('train', {}).get('epochs', '?')}",
+                f"{loss:.4f}" if isinstance(loss, float) else "-",
+                summary.get("reason", "running or stopped"),
+                _short(run.path),
+            ]
+        )
     if not rows:
         console.info(f"no runs under {root}")
         return
-    console.table(f"runs in {root}", ["method", "name", "epochs", "last loss", "status", "path"],
-                  rows)
+    console.table(
+        f"runs in {root}", ["method", "name", "epochs", "last loss", "status", "path"], rows
+    )
 
 
 def _short(path: Path) -> str:

@@ -21,22 +21,33 @@ def default_out(source: Path, sampler: str, steps: int, seed: int) -> Path:
 
 @handle_errors
 def sample(
-    source: Annotated[Path, typer.Argument(help="Run folder or .safetensors checkpoint.",
-                                           show_default=False)],
+    source: Annotated[
+        Path, typer.Argument(help="Run folder or .safetensors checkpoint.", show_default=False)
+    ],
     sampler: Annotated[Literal["ddpm", "ddim"], typer.Option(help="Sampler.")] = "ddim",
-    steps: Annotated[int | None, typer.Option(
-        help="Denoising steps (default: T for ddpm, 50 for ddim).", show_default=False)] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Denoising steps (default: T for ddpm, 50 for ddim).", show_default=False
+        ),
+    ] = None,
     eta: Annotated[float, typer.Option(help="DDIM noise scale (0 = deterministic).")] = 0.0,
-    spacing: Annotated[Literal["leading", "trailing", "linspace"], typer.Option(
-        help="Timestep spacing for fewer steps than T.")] = "trailing",
-    variance: Annotated[Literal["fixed_small", "fixed_large"], typer.Option(
-        help="DDPM reverse variance.")] = "fixed_small",
+    spacing: Annotated[
+        Literal["leading", "trailing", "linspace"],
+        typer.Option(help="Timestep spacing for fewer steps than T."),
+    ] = "trailing",
+    variance: Annotated[
+        Literal["fixed_small", "fixed_large"], typer.Option(help="DDPM reverse variance.")
+    ] = "fixed_small",
     n: Annotated[int, typer.Option("-n", "--n", help="Number of images.")] = 64,
     seed: Seed = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
-    out: Annotated[Path | None, typer.Option(
-        help="Output folder (default RUN/samples/SAMPLER-STEPS-seedSEED).",
-        show_default=False)] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output folder (default RUN/samples/SAMPLER-STEPS-seedSEED).", show_default=False
+        ),
+    ] = None,
     device: Device = None,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use raw, not EMA, weights.")] = False,
 ) -> None:
@@ -69,8 +80,16 @@ def sample(
         raise UsageError(f"--out {out} exists and is not a folder")
 
     start = time.perf_counter()
-    images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, spacing=spacing,
-                         variance=variance, seed=seed, batch_size=batch_size)
+    images = pipe.sample(
+        n,
+        sampler=sampler,
+        steps=steps,
+        eta=eta,
+        spacing=spacing,
+        variance=variance,
+        seed=seed,
+        batch_size=batch_size,
+    )
     if dev.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
@@ -78,12 +97,26 @@ def sample(
     out.mkdir(parents=True, exist_ok=True)
     save_grid(images, out / "grid.png")
     atomic_write_bytes(out / "samples.safetensors", save({"samples": images.contiguous()}))
-    write_json(out / "sample.json", {
-        "source": str(source), "sampler": sampler, "steps": steps, "eta": eta,
-        "spacing": spacing, "variance": variance, "n": n, "seed": seed, "ema": not no_ema,
-        "device": str(dev), "batch_size": batch_size, "wall_seconds": wall,
-        "ms_per_image": 1000 * wall / n,
-    })
-    console.info(f"{n} images, {sampler} {steps} steps: {wall:.2f} s "
-                 f"({1000 * wall / n:.1f} ms/image) on {dev}")
+    write_json(
+        out / "sample.json",
+        {
+            "source": str(source),
+            "sampler": sampler,
+            "steps": steps,
+            "eta": eta,
+            "spacing": spacing,
+            "variance": variance,
+            "n": n,
+            "seed": seed,
+            "ema": not no_ema,
+            "device": str(dev),
+            "batch_size": batch_size,
+            "wall_seconds": wall,
+            "ms_per_image": 1000 * wall / n,
+        },
+    )
+    console.info(
+        f"{n} images, {sampler} {steps} steps: {wall:.2f} s "
+        f"({1000 * wall / n:.1f} ms/image) on {dev}"
+    )
     console.out.print(str(out))

@@ -14,8 +14,9 @@ from diffkit.config import DDPMRunConfig, Settings, resolve_run_config
 from diffkit.config.resolve import validate
 from diffkit.runs.layout import RunDir
 
-app = typer.Typer(help="Train a model; each run writes a self-describing run folder.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Train a model; each run writes a self-describing run folder.", no_args_is_help=True
+)
 
 # Flags that may accompany --resume: they extend or relocate a run without changing it.
 RESUMABLE = {"train.epochs", "train.max_steps"}
@@ -39,48 +40,79 @@ def _resume_config(run_path: Path, flags: dict) -> tuple[RunDir, DDPMRunConfig]:
 
     run = RunDir(run_path)
     if not run.config.is_file() or not run.last_checkpoint.is_file():
-        raise UsageError(f"cannot resume {run_path}: not a run folder with checkpoints/last.safetensors")
+        raise UsageError(
+            f"cannot resume {run_path}: not a run folder with checkpoints/last.safetensors"
+        )
     changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE)
     if changed:
-        raise UsageError(f"--resume continues a run as configured; cannot change {', '.join(changed)}")
+        raise UsageError(
+            f"--resume continues a run as configured; cannot change {', '.join(changed)}"
+        )
     stored = json.loads(run.config.read_text())
-    stored.setdefault("train", {}).update({k.split(".")[1]: v for k, v in flags.items()
-                                           if k in RESUMABLE and v is not None})
+    stored.setdefault("train", {}).update(
+        {k.split(".")[1]: v for k, v in flags.items() if k in RESUMABLE and v is not None}
+    )
     return run, validate(DDPMRunConfig, stored)
 
 
 @app.command("ddpm")
 @handle_errors
 def ddpm(
-    epochs: Annotated[int | None, typer.Option(help="Passes over the data.", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step per process.",
-                                                   show_default=False)] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", show_default=False)] = None,
-    preset: Annotated[Literal["tiny", "small", "default"] | None, typer.Option(
-        help="tiny (tests) | small (2-core CPU, ~15 min) | default (the seeds' GPU model).",
-        show_default=False)] = None,
-    dataset: Annotated[str | None, typer.Option(
-        help="mnist | fashion-mnist | cifar10 | folder:PATH.", show_default=False)] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Passes over the data.", show_default=False)
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per step per process.", show_default=False)
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate.", show_default=False)
+    ] = None,
+    preset: Annotated[
+        Literal["tiny", "small", "default"] | None,
+        typer.Option(
+            help="tiny (tests) | small (2-core CPU, ~15 min) | default (the seeds' GPU model).",
+            show_default=False,
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="mnist | fashion-mnist | cifar10 | folder:PATH.", show_default=False),
+    ] = None,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
-    name: Annotated[str | None, typer.Option(help="Run name (folder suffix).", show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name (folder suffix).", show_default=False)
+    ] = None,
     config: ConfigFile = None,
     device: Device = None,
-    precision: Annotated[Literal["auto", "fp32", "bf16", "fp16"] | None, typer.Option(
-        help="auto = bf16 autocast where the hardware has native bf16.", show_default=False)] = None,
+    precision: Annotated[
+        Literal["auto", "fp32", "bf16", "fp16"] | None,
+        typer.Option(
+            help="auto = bf16 autocast where the hardware has native bf16.", show_default=False
+        ),
+    ] = None,
     seed: Seed = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.",
-                                                  show_default=False)] = None,
-    limit_data: Annotated[int | None, typer.Option(help="Train on the first N images only.",
-                                                   show_default=False)] = None,
-    schedule: Annotated[Literal["linear", "cosine"] | None, typer.Option(
-        help="Noise schedule.", show_default=False)] = None,
-    prediction: Annotated[Literal["eps", "x0", "v"] | None, typer.Option(
-        help="What the network predicts.", show_default=False)] = None,
-    sample_every: Annotated[int | None, typer.Option(
-        help="Preview grid every N epochs (0 = never).", show_default=False)] = None,
-    resume: Annotated[Path | None, typer.Option(
-        help="Continue this run folder exactly where it stopped.", show_default=False)] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many steps.", show_default=False)
+    ] = None,
+    limit_data: Annotated[
+        int | None, typer.Option(help="Train on the first N images only.", show_default=False)
+    ] = None,
+    schedule: Annotated[
+        Literal["linear", "cosine"] | None, typer.Option(help="Noise schedule.", show_default=False)
+    ] = None,
+    prediction: Annotated[
+        Literal["eps", "x0", "v"] | None,
+        typer.Option(help="What the network predicts.", show_default=False),
+    ] = None,
+    sample_every: Annotated[
+        int | None,
+        typer.Option(help="Preview grid every N epochs (0 = never).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue this run folder exactly where it stopped.", show_default=False),
+    ] = None,
 ) -> None:
     """Train a pixel-space DDPM (UNet, eps/x0/v prediction) and write a run folder."""
     from diffkit.methods.ddpm import train_ddpm
@@ -88,10 +120,18 @@ def ddpm(
     from diffkit.training.hardware import resolve_device
 
     flags = {
-        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
-        "preset": preset, "data.dataset": dataset, "name": name, "train.precision": precision,
-        "train.seed": seed, "train.max_steps": max_steps, "data.limit": limit_data,
-        "diffusion.schedule": schedule, "diffusion.prediction": prediction,
+        "train.epochs": epochs,
+        "train.batch_size": batch_size,
+        "train.lr": lr,
+        "preset": preset,
+        "data.dataset": dataset,
+        "name": name,
+        "train.precision": precision,
+        "train.seed": seed,
+        "train.max_steps": max_steps,
+        "data.limit": limit_data,
+        "diffusion.schedule": schedule,
+        "diffusion.prediction": prediction,
         "train.sample_every": sample_every,
     }
     settings = machine_settings(data_dir, runs_dir, device)
@@ -107,7 +147,11 @@ def ddpm(
     progress = console.TrainProgress(enabled=dist.is_main)
     try:
         run, result = train_ddpm(
-            cfg, settings, resume=run, dist=dist, on_event=progress,
+            cfg,
+            settings,
+            resume=run,
+            dist=dist,
+            on_event=progress,
             on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
         )
     finally:
@@ -117,13 +161,17 @@ def ddpm(
     console.out.print(str(run.path))
     match result.reason:
         case "non_finite":
-            console.error(f"loss became NaN/inf at step {result.step}; stopped, the last good "
-                          f"checkpoint is kept in {run.checkpoints}")
+            console.error(
+                f"loss became NaN/inf at step {result.step}; stopped, the last good "
+                f"checkpoint is kept in {run.checkpoints}"
+            )
             raise typer.Exit(EXIT_FAILED)
         case "interrupted":
-            console.info(f"interrupted at step {result.step}; resume with "
-                         f"--resume {run.path}")
+            console.info(f"interrupted at step {result.step}; resume with --resume {run.path}")
             raise typer.Exit(EXIT_INTERRUPTED)
         case _:
-            console.info(f"{result.reason}: {result.step} steps, {result.epoch} epochs, "
-                         f"{result.images_per_sec:.0f} img/s, loss {result.last_loss:.4f}")
+            loss = f", loss {result.last_loss:.4f}" if result.last_loss is not None else ""
+            console.info(
+                f"{result.reason}: {result.step} steps, {result.epoch} epochs, "
+                f"{result.images_per_sec:.0f} img/s{loss}"
+            )

@@ -1,4 +1,4 @@
-"""Network configurations. The ``kind`` field selects the class in :func:`diffkit.nn.build_model`."""
+"""Network configurations; ``kind`` selects the class in :func:`diffkit.nn.build_model`."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def env_layer(model: type[BaseModel], environ: Mapping[str, str] | None = None) 
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue
-        path = key[len(ENV_PREFIX):].lower().split("__")
+        path = key[len(ENV_PREFIX) :].lower().split("__")
         if not _is_field_path(model, path):
             continue
         try:
@@ -110,7 +110,9 @@ def format_validation_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "config"
     msg = err["msg"].removeprefix("Value error, ")
-    extra = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+    extra = (
+        f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+    )
     more = f" [+{len(exc.errors()) - 1} more]" if len(exc.errors()) > 1 else ""
     return f"invalid {where}: {msg}{extra}{more}"
 

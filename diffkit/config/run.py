@@ -62,6 +62,9 @@ class TrainConfig(Frozen):
     keep_last_n: int = Field(2, ge=0, description="epoch checkpoints kept besides last")
     sample_every: int = Field(1, ge=0, description="preview grid every N epochs (0 = never)")
     preview_n: int = Field(64, ge=1)
+    preview_sampler: Literal["ddpm", "ddim"] = Field(
+        "ddpm", description="ancestral sampling forgives an undertrained model; ddim is eta=0"
+    )
     preview_steps: int = Field(50, ge=1)
     log_every: int = Field(20, ge=1)
 
@@ -82,32 +85,68 @@ PRESETS: dict[str, dict] = {
     # A few-second network for tests and smoke runs.
     "tiny": {
         "model": {
-            "base_channels": 16, "channel_mults": (1, 2), "num_res_blocks": 1,
-            "attention_levels": (), "mid_attention": True, "head_channels": 16,
-            "dropout": 0.0, "norm_groups": 8,
+            "base_channels": 16,
+            "channel_mults": (1, 2),
+            "num_res_blocks": 1,
+            "attention_levels": (),
+            "mid_attention": True,
+            "head_channels": 16,
+            "dropout": 0.0,
+            "norm_groups": 8,
         },
-        "train": {"epochs": 1, "batch_size": 32, "lr": 1e-3, "warmup_steps": 10,
-                  "preview_n": 16, "preview_steps": 10, "ema_decay": 0.99},
+        "train": {
+            "epochs": 1,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "warmup_steps": 10,
+            "preview_n": 16,
+            "preview_steps": 10,
+            "ema_decay": 0.99,
+        },
     },
     # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, ~15 minutes.
     "small": {
         "model": {
-            "patch_size": 2, "base_channels": 32, "channel_mults": (1, 2), "num_res_blocks": 1,
-            "attention_levels": (), "mid_attention": True, "head_channels": 32,
-            "dropout": 0.0, "norm_groups": 8,
+            "patch_size": 2,
+            "base_channels": 32,
+            "channel_mults": (1, 2),
+            "num_res_blocks": 1,
+            "attention_levels": (),
+            "mid_attention": True,
+            "head_channels": 32,
+            "dropout": 0.0,
+            "norm_groups": 8,
         },
-        "train": {"epochs": 4, "batch_size": 64, "lr": 1e-3, "warmup_steps": 200,
-                  "ema_decay": 0.998, "preview_n": 64, "preview_steps": 50},
+        "train": {
+            "epochs": 2,
+            "batch_size": 64,
+            "lr": 1.5e-3,
+            "warmup_steps": 100,
+            "lr_final_factor": 0.05,
+            "ema_decay": 0.995,
+            "preview_n": 64,
+            "preview_steps": 50,
+        },
     },
     # The seeds' MNIST network (base 64, 64-128-256, attention at 14x14 and in the middle).
     "default": {
         "model": {
-            "base_channels": 64, "channel_mults": (1, 2, 4), "num_res_blocks": 2,
-            "attention_levels": (1,), "mid_attention": True, "head_channels": 32,
-            "dropout": 0.1, "norm_groups": 32,
+            "base_channels": 64,
+            "channel_mults": (1, 2, 4),
+            "num_res_blocks": 2,
+            "attention_levels": (1,),
+            "mid_attention": True,
+            "head_channels": 32,
+            "dropout": 0.1,
+            "norm_groups": 32,
         },
-        "train": {"epochs": 40, "batch_size": 128, "lr": 2e-4, "warmup_steps": 500,
-                  "ema_decay": 0.9995},
+        "train": {
+            "epochs": 40,
+            "batch_size": 128,
+            "lr": 2e-4,
+            "warmup_steps": 500,
+            "ema_decay": 0.9995,
+        },
     },
 }
 

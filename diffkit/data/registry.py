@@ -38,8 +38,18 @@ class ImageData:
 
 
 _DIGITS = tuple(str(i) for i in range(10))
-_FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-            "Sneaker", "Bag", "Ankle boot")
+_FASHION = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 _CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 # name -> (file stem per split, md5 of the images and labels files, class names)
@@ -85,7 +95,9 @@ def image_shape(cfg: DataConfig) -> tuple[int, int]:
     return cfg.channels, cfg.image_size
 
 
-def load_dataset(cfg: DataConfig, data_dir: Path, split: Split = "train", download: bool = True) -> ImageData:
+def load_dataset(
+    cfg: DataConfig, data_dir: Path, split: Split = "train", download: bool = True
+) -> ImageData:
     """Load a split into memory; ``cfg.limit`` keeps the first N images."""
     if cfg.dataset in _IDX_SETS:
         data = _load_idx(cfg.dataset, Path(data_dir), split, download)
@@ -137,7 +149,7 @@ def _download_idx(name: str, folder: Path) -> None:
         try:
             cls(tmp, train=True, download=True)
             cls(tmp, train=False, download=True)
-        except Exception:  # noqa: BLE001 - any network failure means "offline"
+        except Exception:
             return
         folder.mkdir(parents=True, exist_ok=True)
         for gz in Path(tmp).rglob("*.gz"):
@@ -150,7 +162,7 @@ def _load_cifar10(data_dir: Path, split: Split, download: bool) -> ImageData:
     root = data_dir / "cifar10"
     try:
         ds = datasets.CIFAR10(str(root), train=split == "train", download=download)
-    except Exception as exc:  # noqa: BLE001 - torchvision raises RuntimeError or URLError
+    except Exception as exc:
         raise DataError(
             f"cifar10 not found in {root}: put the extracted cifar-10-batches-py/ folder there "
             f"({type(exc).__name__})"

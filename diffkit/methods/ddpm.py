@@ -73,8 +73,13 @@ class DDPMPipeline:
         steps = steps or (sched.num_steps if sampler == "ddpm" else 50)
         ts = spaced_timesteps(sched.num_steps, steps, spacing)
         m = self.config.model
-        noise = torch.randn(n, m.in_channels, m.image_size, m.image_size,
-                            generator=torch.Generator().manual_seed(seed))
+        noise = torch.randn(
+            n,
+            m.in_channels,
+            m.image_size,
+            m.image_size,
+            generator=torch.Generator().manual_seed(seed),
+        )
         gen = torch.Generator(self.device).manual_seed(seed + 1)
         denoiser = make_denoiser(self.net, sched, self.config.diffusion.prediction, clip=clip)
         out = []
@@ -90,7 +95,9 @@ class DDPMPipeline:
         return torch.cat(out)
 
 
-def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> DDPMPipeline:
+def load_pipeline(
+    path: Path, device: torch.device | str = "cpu", use_ema: bool = True
+) -> DDPMPipeline:
     """Rebuild a model from a checkpoint or run folder: the file alone is enough."""
     device = torch.device(device)
     ckpt = load_checkpoint(resolve_checkpoint(path), prefixes=("ema" if use_ema else "model",))
@@ -121,8 +128,14 @@ def train_ddpm(
     device = resolve_device(settings.device, dist.local_rank)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
-    batches = TensorBatches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device,
-                            rank=dist.rank, world=dist.world)
+    batches = TensorBatches(
+        data,
+        cfg.train.batch_size,
+        seed=cfg.train.seed,
+        device=device,
+        rank=dist.rank,
+        world=dist.world,
+    )
     ckpt = load_checkpoint(resume.last_checkpoint) if resume is not None else None
     run: RunDir | None = None
     if dist.is_main:
@@ -139,23 +152,46 @@ def train_ddpm(
 
     def preview(ema_net: nn.Module, epoch: int) -> None:
         pipe = DDPMPipeline(cfg, ema_net, device)
-        images = pipe.sample(cfg.train.preview_n, steps=cfg.train.preview_steps, seed=cfg.train.seed)
+        images = pipe.sample(
+            cfg.train.preview_n,
+            sampler=cfg.train.preview_sampler,
+            steps=cfg.train.preview_steps,
+            seed=cfg.train.seed,
+        )
         save_grid(images, run.samples / f"epoch-{epoch:04d}.png")
 
     t0 = time.time()
     result = train(
-        model, objective, batches, cfg.train, device=device, autocast_dtype=autocast_dtype,
-        run=run if dist.is_main else None, run_config=cfg.model_dump(mode="json"), dist=dist,
-        resume=ckpt, preview=preview, on_event=on_event,
+        model,
+        objective,
+        batches,
+        cfg.train,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        run=run if dist.is_main else None,
+        run_config=cfg.model_dump(mode="json"),
+        dist=dist,
+        resume=ckpt,
+        preview=preview,
+        on_event=on_event,
     )
     if dist.is_main and run is not None:
         plot_loss(read_metrics(run.metrics), run.loss_plot)
-        write_json(run.summary, {
-            "reason": result.reason, "steps": result.step, "epochs": result.epoch,
-            "last_loss": result.last_loss, "train_seconds": result.elapsed,
-            "images_per_sec": result.images_per_sec, "wall_seconds_this_session": time.time() - t0,
-            "device": str(device), "precision": precision_name(autocast_dtype),
-            "world_size": dist.world, "parameters": sum(p.numel() for p in model.parameters()),
-            "train_images": len(data),
-        })
+        write_json(
+            run.summary,
+            {
+                "reason": result.reason,
+                "steps": result.step,
+                "epochs": result.epoch,
+                "last_loss": result.last_loss,
+                "train_seconds": result.elapsed,
+                "images_per_sec": result.images_per_sec,
+                "wall_seconds_this_session": time.time() - t0,
+                "device": str(device),
+                "precision": precision_name(autocast_dtype),
+                "world_size": dist.world,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "train_images": len(data),
+            },
+        )
     return run, result

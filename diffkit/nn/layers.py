@@ -40,7 +40,9 @@ class TimeEmbedding(nn.Module):
     def __init__(self, base_dim: int, emb_dim: int) -> None:
         super().__init__()
         self.sinusoid = SinusoidalEmbedding(base_dim)
-        self.mlp = nn.Sequential(nn.Linear(base_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(base_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
 
     def forward(self, t: Tensor) -> Tensor:
         return self.mlp(self.sinusoid(t))

@@ -48,7 +48,9 @@ class UNet(nn.Module):
 
         def stage(c_in: int, c_out: int, level: int) -> _Stage:
             attn = (
-                SelfAttention2d(c_out, cfg.head_channels, g) if level in cfg.attention_levels else None
+                SelfAttention2d(c_out, cfg.head_channels, g)
+                if level in cfg.attention_levels
+                else None
             )
             return _Stage(ResBlock(c_in, c_out, emb_dim, drop, g), attn)
 
@@ -65,7 +67,9 @@ class UNet(nn.Module):
                 skips.append(ch)
 
         self.mid1 = ResBlock(ch, ch, emb_dim, drop, g)
-        self.mid_attn = SelfAttention2d(ch, cfg.head_channels, g) if cfg.mid_attention else nn.Identity()
+        self.mid_attn = (
+            SelfAttention2d(ch, cfg.head_channels, g) if cfg.mid_attention else nn.Identity()
+        )
         self.mid2 = ResBlock(ch, ch, emb_dim, drop, g)
 
         self.up = nn.ModuleList()
@@ -94,4 +98,3 @@ class UNet(nn.Module):
                 h = block(torch.cat([h, hs.pop()], dim=1), emb)
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.pixel_shuffle(out, self.cfg.patch_size)
-

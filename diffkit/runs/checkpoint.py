@@ -34,7 +34,7 @@ class Checkpoint:
     def section(self, prefix: str) -> dict[str, torch.Tensor]:
         """Tensors under ``prefix.`` with the prefix removed."""
         p = prefix + "."
-        return {k[len(p):]: v for k, v in self.tensors.items() if k.startswith(p)}
+        return {k[len(p) :]: v for k, v in self.tensors.items() if k.startswith(p)}
 
 
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
@@ -55,10 +55,8 @@ def load_checkpoint(path: Path, prefixes: tuple[str, ...] | None = None) -> Chec
             meta = f.metadata() or {}
             if meta.get("diffkit.format") != FORMAT:
                 raise CheckpointError(f"{path} is not a diffkit checkpoint")
-            keys = [
-                k for k in f.keys()
-                if prefixes is None or k.split(".", 1)[0] in prefixes
-            ]
+            names = f.keys()  # safe_open is not iterable itself
+            keys = [k for k in names if prefixes is None or k.split(".", 1)[0] in prefixes]
             tensors = {k: f.get_tensor(k) for k in keys}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None

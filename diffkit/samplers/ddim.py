@@ -35,7 +35,9 @@ def ddim_sample(
         sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
         x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
         if sigma > 0:
-            x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + sigma * torch.randn(
+                x.shape, generator=generator, device=x.device, dtype=x.dtype
+            )
         if callback is not None:
             callback(i, x, x0)
     return x

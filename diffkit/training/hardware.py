@@ -41,7 +41,9 @@ def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype
             return torch.bfloat16
         case "fp16":
             if device.type != "cuda":
-                raise HardwareError("fp16 autocast needs a CUDA device; use --precision bf16 on CPU")
+                raise HardwareError(
+                    "fp16 autocast needs a CUDA device; use --precision bf16 on CPU"
+                )
             return torch.float16
         case "auto":
             if device.type == "cuda":

@@ -7,6 +7,7 @@ step, so a resumed run draws exactly the numbers the uninterrupted one would hav
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -68,7 +69,7 @@ class _StopFlag:
 
     @contextmanager
     def installed(self):
-        def handler(signum, frame):  # noqa: ARG001
+        def handler(signum, frame):
             if self.set:
                 raise KeyboardInterrupt
             self.set = True
@@ -82,6 +83,30 @@ class _StopFlag:
             yield self
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+class _LossWindow:
+    """Losses summed on the device between log points (no per-step host sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.zeros((), device=device)
+        self.n, self.images, self.t0 = 0, 0, time.perf_counter()
+
+    def add(self, loss: Tensor, images: int) -> None:
+        self.total += loss.detach().float()
+        self.n += 1
+        self.images += images
+
+    def flush(self, dist: DistInfo) -> tuple[float, float] | None:
+        """(mean loss over all ranks, images/s) since the last flush; None if empty."""
+        if self.n == 0:
+            return None
+        mean = all_reduce_mean(self.total / self.n, dist).item()
+        now = time.perf_counter()
+        ips = self.images / max(now - self.t0, 1e-9)
+        self.total.zero_()
+        self.n, self.images, self.t0 = 0, 0, now
+        return mean, ips
 
 
 def _step_seed(seed: int, rank: int, step: int) -> int:
@@ -161,13 +186,32 @@ def train(
     on_event(TrainEvent("start", pos.step, pos.epoch, {"total_steps": total}))
     reason: StopReason = "finished"
     last_loss: float | None = None
-    window_loss = torch.zeros((), device=device)
-    window_n, window_t0, window_images = 0, time.perf_counter(), 0
+    window = _LossWindow(device)
     clock = time.perf_counter() - pos.elapsed
     net.train()
     autocast = (
         torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     )
+
+    def log(lr: float) -> bool:
+        """Write a metrics record for the window; False if its loss is not finite."""
+        nonlocal last_loss
+        flushed = window.flush(dist)
+        if flushed is None:
+            return True
+        mean, ips = flushed
+        if not math.isfinite(mean):
+            return False
+        pos.elapsed = time.perf_counter() - clock
+        record = {
+            "step": pos.step, "epoch": pos.epoch + pos.batch / len(batches), "loss": mean,
+            "lr": lr, "img_per_sec": ips, "elapsed": pos.elapsed,
+        }  # fmt: skip
+        last_loss = mean
+        if metrics is not None:
+            metrics.write(record)
+        on_event(TrainEvent("log", pos.step, pos.epoch, record))
+        return True
 
     with _StopFlag().installed() as stop:
         while pos.epoch < cfg.epochs and reason == "finished":
@@ -195,28 +239,11 @@ def train(
                 pos.step += 1
                 pos.batch += 1
                 pos.images += x.shape[0] * dist.world
-                window_loss += loss.detach().float()
-                window_n += 1
-                window_images += x.shape[0] * dist.world
-                if pos.step % cfg.log_every == 0 or pos.batch == len(batches):
-                    mean = all_reduce_mean(window_loss / window_n, dist).item()
-                    if not torch.isfinite(torch.tensor(mean)):
-                        reason = "non_finite"
-                        break
-                    now = time.perf_counter()
-                    pos.elapsed = now - clock
-                    record = {
-                        "step": pos.step, "epoch": pos.epoch + pos.batch / len(batches),
-                        "loss": mean, "lr": lr,
-                        "img_per_sec": window_images / max(now - window_t0, 1e-9),
-                        "elapsed": pos.elapsed,
-                    }
-                    last_loss = mean
-                    if metrics is not None:
-                        metrics.write(record)
-                    on_event(TrainEvent("log", pos.step, pos.epoch, record))
-                    window_loss.zero_()
-                    window_n, window_t0, window_images = 0, now, 0
+                window.add(loss, x.shape[0] * dist.world)
+                at_log = pos.step % cfg.log_every == 0 or pos.batch == len(batches)
+                if at_log and not log(lr):
+                    reason = "non_finite"
+                    break
                 if any_rank(stop.set, dist, device):
                     reason = "interrupted"
                     break
@@ -226,9 +253,18 @@ def train(
                 pos.elapsed = time.perf_counter() - clock
                 checkpoint(epoch_file=True)
                 on_event(TrainEvent("epoch", pos.step, pos.epoch, {"loss": last_loss}))
-                if preview and dist.is_main and cfg.sample_every and pos.epoch % cfg.sample_every == 0:
+                if (
+                    preview
+                    and dist.is_main
+                    and cfg.sample_every
+                    and pos.epoch % cfg.sample_every == 0
+                ):
                     preview(ema.shadow, pos.epoch)
                     on_event(TrainEvent("preview", pos.step, pos.epoch))
+        if reason in ("max_steps", "interrupted") and not log(
+            lr_at(pos.step - 1, cfg, schedule_steps)
+        ):
+            reason = "non_finite"
         pos.elapsed = time.perf_counter() - clock
         if reason in ("max_steps", "interrupted"):
             checkpoint(epoch_file=False)
