@@ -1,0 +1,91 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from diffkit.config import PRESETS, ConfigError, DDPMRunConfig, resolve_run_config
+from diffkit.config.resolve import env_layer
+
+
+def test_defaults_come_from_the_preset():
+    cfg = resolve_run_config(DDPMRunConfig, {}, environ={})
+    assert cfg.preset == "small"
+    assert cfg.model.base_channels == PRESETS["small"]["model"]["base_channels"]
+    tiny = resolve_run_config(DDPMRunConfig, {"preset": "tiny"}, environ={})
+    assert tiny.train.batch_size == PRESETS["tiny"]["train"]["batch_size"]
+
+
+def test_precedence_flags_over_file_over_env_over_preset(tmp_path: Path):
+    file = tmp_path / "run.toml"
+    file.write_text('name = "from-file"\n[train]\nlr = 0.003\nepochs = 7\nbatch_size = 16\n')
+    env = {
+        "DIFFKIT_TRAIN__LR": "0.004",
+        "DIFFKIT_TRAIN__EPOCHS": "9",
+        "DIFFKIT_TRAIN__SEED": "42",
+        "DIFFKIT_RUNS_DIR": "/elsewhere",
+    }
+    cfg = resolve_run_config(DDPMRunConfig, {"train.epochs": 3, "train.lr": None}, file, env)
+    assert cfg.train.epochs == 3  # flag beats file and env
+    assert cfg.train.lr == 0.003  # file beats env
+    assert cfg.train.seed == 42  # env beats default
+    assert cfg.train.batch_size == 16
+    assert cfg.name == "from-file"
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
+def test_config_file_formats(tmp_path: Path, suffix):
+    data = {"train": {"epochs": 2}, "diffusion": {"schedule": "cosine"}}
+    text = {
+        ".toml": "[train]\nepochs = 2\n[diffusion]\nschedule = 'cosine'\n",
+        ".yaml": "train:\n  epochs: 2\ndiffusion:\n  schedule: cosine\n",
+        ".json": json.dumps(data),
+    }[suffix]
+    (tmp_path / f"c{suffix}").write_text(text)
+    cfg = resolve_run_config(DDPMRunConfig, {}, tmp_path / f"c{suffix}", {})
+    assert cfg.train.epochs == 2 and cfg.diffusion.schedule == "cosine"
+
+
+def test_dataset_sets_model_shape():
+    cfg = resolve_run_config(DDPMRunConfig, {"data.dataset": "cifar10"}, environ={})
+    assert (cfg.model.in_channels, cfg.model.image_size) == (3, 32)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"train.epochs": -1}, "invalid train.epochs: Input should be greater than or equal to 1"),
+        ({"data.dataset": "imagenet"}, "invalid data.dataset: unknown dataset 'imagenet'"),
+        ({"preset": "huge"}, "invalid preset"),
+        ({"train.lr": "fast"}, "invalid train.lr"),
+    ],
+)
+def test_invalid_values_give_one_line(flags, message):
+    with pytest.raises(ConfigError) as info:
+        resolve_run_config(DDPMRunConfig, flags, environ={})
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_keys_and_bad_files(tmp_path: Path):
+    (tmp_path / "x.json").write_text('{"train": {"epoch": 3}}')
+    with pytest.raises(ConfigError, match=r"train\.epoch: Extra inputs are not permitted"):
+        resolve_run_config(DDPMRunConfig, {}, tmp_path / "x.json", {})
+    (tmp_path / "bad.toml").write_text("[train\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        resolve_run_config(DDPMRunConfig, {}, tmp_path / "bad.toml", {})
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_run_config(DDPMRunConfig, {}, tmp_path / "missing.yaml", {})
+
+
+def test_config_is_frozen_and_round_trips():
+    cfg = resolve_run_config(DDPMRunConfig, {"train.epochs": 2}, environ={})
+    with pytest.raises(ValueError):
+        cfg.train.epochs = 3  # type: ignore[misc]
+    again = DDPMRunConfig.model_validate(json.loads(cfg.model_dump_json()))
+    assert again == cfg
+
+
+def test_env_layer_ignores_machine_settings():
+    assert env_layer(
+        DDPMRunConfig, {"DIFFKIT_DATA_DIR": "/x", "DIFFKIT_MODEL__DROPOUT": "0.2"}
+    ) == {"model": {"dropout": 0.2}}

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from diffkit.config import PRESETS, UNetConfig
+from diffkit.nn import build_model, count_parameters
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_networks_map_images_to_images(preset):
+    cfg = UNetConfig(**PRESETS[preset]["model"])
+    net = build_model(cfg).eval()
+    x = torch.randn(2, 1, 28, 28)
+    out = net(x, torch.tensor([0, 999]))
+    assert out.shape == x.shape
+    assert count_parameters(net) > 0
+
+
+@pytest.mark.parametrize(
+    ("size", "channels", "patch", "mults"),
+    [(28, 1, 1, (1, 2)), (28, 1, 2, (1, 2, 2)), (32, 3, 1, (1, 2, 2, 2)), (32, 3, 2, (1, 2))],
+)
+def test_unet_shapes(size, channels, patch, mults):
+    cfg = UNetConfig(
+        in_channels=channels,
+        image_size=size,
+        patch_size=patch,
+        base_channels=16,
+        channel_mults=mults,
+        num_res_blocks=1,
+        attention_levels=(1,),
+        norm_groups=8,
+    )
+    net = build_model(cfg)
+    out = net(torch.randn(3, channels, size, size), torch.randint(0, 1000, (3,)))
+    assert out.shape == (3, channels, size, size)
+
+
+def test_output_layer_starts_at_zero_and_time_matters():
+    cfg = UNetConfig(**PRESETS["tiny"]["model"])
+    net = build_model(cfg).eval()
+    x = torch.randn(2, 1, 28, 28)
+    assert net(x, torch.tensor([5, 5])).abs().max() == 0  # zero-initialised output conv
+    for p in net.parameters():  # perturb so the time path reaches the output
+        p.data.add_(0.05 * torch.randn_like(p))
+    a, b = net(x, torch.tensor([5, 5])), net(x, torch.tensor([900, 900]))
+    assert not torch.allclose(a, b)
+
+
+def test_config_rejects_inconsistent_values():
+    with pytest.raises(ValueError, match="attention_levels"):
+        UNetConfig(channel_mults=(1, 2), attention_levels=(3,))
+    with pytest.raises(ValueError, match="norm_groups"):
+        UNetConfig(base_channels=24, norm_groups=16)
+    with pytest.raises(ValueError, match="patch_size"):
+        UNetConfig(image_size=28, patch_size=3)

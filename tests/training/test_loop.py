@@ -1,0 +1,77 @@
+"""The training loop: exact resume, non-finite losses, interruption."""
+
+from pathlib import Path
+
+import torch
+
+from diffkit.config import PRESETS, DDPMRunConfig, Settings, TrainConfig, UNetConfig
+from diffkit.config.resolve import resolve_run_config
+from diffkit.data import ImageData, TensorBatches
+from diffkit.methods.ddpm import train_ddpm
+from diffkit.nn import build_model
+from diffkit.runs import RunDir, load_checkpoint, read_metrics
+from diffkit.training import train
+
+
+def tiny_cfg(**train):
+    flags = {
+        "preset": "tiny",
+        "data.limit": 192,
+        "train.batch_size": 32,
+        "train.epochs": 2,
+        "train.sample_every": 0,
+        "train.log_every": 1,
+    }
+    flags |= {f"train.{k}": v for k, v in train.items()}
+    return resolve_run_config(DDPMRunConfig, flags, environ={})
+
+
+def test_resume_equals_uninterrupted_run(data_dir: Path, tmp_path: Path):
+    settings = Settings(data_dir=data_dir, runs_dir=tmp_path, download=False)
+    full_run, full = train_ddpm(tiny_cfg(), settings)
+    assert full.reason == "finished" and full.step == 12
+
+    part_run, part = train_ddpm(tiny_cfg(max_steps=5), settings)
+    assert part.reason == "max_steps" and part.step == 5
+    resumed_run, resumed = train_ddpm(tiny_cfg(), settings, resume=part_run)
+    assert resumed_run == part_run and resumed.step == 12
+
+    a = load_checkpoint(full_run.last_checkpoint)
+    b = load_checkpoint(part_run.last_checkpoint)
+    assert a.tensors.keys() == b.tensors.keys()
+    for key in a.tensors:
+        assert torch.equal(a.tensors[key], b.tensors[key]), key
+    steps = [r["step"] for r in read_metrics(part_run.metrics)]
+    assert steps == list(range(1, 13))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
+    cfg = TrainConfig(
+        epochs=3, batch_size=8, log_every=1, sample_every=0, warmup_steps=0, keep_last_n=5
+    )
+    model = build_model(UNetConfig(**PRESETS["tiny"]["model"]))
+    data = ImageData(torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8), None)
+    batches = TensorBatches(data, 8, seed=0, device=torch.device("cpu"))
+    calls = {"n": 0}
+
+    def objective(net, x, y, g):
+        calls["n"] += 1
+        loss = net(x, torch.zeros(x.shape[0], dtype=torch.long)).pow(2).mean() + x.mean() ** 2
+        return loss * float("nan") if calls["n"] > 6 else loss
+
+    run = RunDir.create(tmp_path, "ddpm", "nan")
+    result = train(
+        model,
+        objective,
+        batches,
+        cfg,
+        device=torch.device("cpu"),
+        autocast_dtype=None,
+        run=run,
+        run_config={"method": "ddpm"},
+    )
+    assert result.reason == "non_finite" and result.step == 7
+    ckpt = load_checkpoint(run.last_checkpoint)
+    assert ckpt.train_state["position"]["step"] == 4  # end of epoch 1, before the NaN
+    assert all(torch.isfinite(t).all() for t in ckpt.tensors.values())
+    assert not run.epoch_checkpoint(2).exists()
