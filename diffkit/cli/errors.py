@@ -38,5 +38,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except (*USER_ERRORS, UsageError) as exc:
             console.error(str(exc))
             raise typer.Exit(EXIT_USAGE) from None
+        except KeyboardInterrupt:
+            console.error("aborted (the last checkpoint on disk is intact)")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper

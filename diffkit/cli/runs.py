@@ -19,8 +19,7 @@ def runs(runs_dir: RunsDir = None) -> None:
     root = machine_settings(None, runs_dir, None).runs_dir
     rows = []
     for run in find_runs(root):
-        cfg = json.loads(run.config.read_text())
-        summary = json.loads(run.summary.read_text()) if run.summary.is_file() else {}
+        cfg, summary = _read_json(run.config), _read_json(run.summary)
         records = read_metrics(run.metrics)
         last = records[-1] if records else {}
         loss = summary.get("last_loss", last.get("loss"))
@@ -48,3 +47,12 @@ def _short(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; {} if it is missing or unreadable (a run being written)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

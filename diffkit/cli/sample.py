@@ -13,10 +13,15 @@ from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import Device, Seed
 
 
-def default_out(source: Path, sampler: str, steps: int, seed: int) -> Path:
-    """``<run>/samples/<sampler>-<steps>-seed<seed>`` (run = the folder owning the file)."""
+def default_out(source: Path, name: str) -> Path:
+    """``<run>/samples/<name>`` for a run or a file inside one, else ``./samples/<name>``;
+    a numeric suffix keeps earlier outputs from being overwritten."""
     run = source if source.is_dir() else source.parent.parent
-    return run / "samples" / f"{sampler}-{steps}-seed{seed}"
+    base = (run if (run / "config.json").is_file() else Path.cwd()) / "samples" / name
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return path
 
 
 @handle_errors
@@ -45,7 +50,8 @@ def sample(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Output folder (default RUN/samples/SAMPLER-STEPS-seedSEED).", show_default=False
+            help="Output folder (default RUN/samples/SAMPLER-STEPS-seedSEED, never overwritten).",
+            show_default=False,
         ),
     ] = None,
     device: Device = None,
@@ -75,7 +81,8 @@ def sample(
     if not 1 <= steps <= T:
         raise UsageError(f"--steps must be between 1 and {T} (the model's training steps)")
     seed = 0 if seed is None else seed
-    out = out or default_out(source, sampler, steps, seed)
+    tag = f"{sampler}-{steps}" + (f"-eta{eta:g}" if sampler == "ddim" and eta else "")
+    out = out or default_out(source, f"{tag}-seed{seed}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
 

@@ -48,7 +48,10 @@ def _resume_config(run_path: Path, flags: dict) -> tuple[RunDir, DDPMRunConfig]:
         raise UsageError(
             f"--resume continues a run as configured; cannot change {', '.join(changed)}"
         )
-    stored = json.loads(run.config.read_text())
+    try:
+        stored = json.loads(run.config.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot resume {run_path}: unreadable config.json ({exc})") from None
     stored.setdefault("train", {}).update(
         {k.split(".")[1]: v for k, v in flags.items() if k in RESUMABLE and v is not None}
     )
@@ -70,7 +73,8 @@ def ddpm(
     preset: Annotated[
         Literal["tiny", "small", "default"] | None,
         typer.Option(
-            help="tiny (tests) | small (2-core CPU, ~15 min) | default (the seeds' GPU model).",
+            help="tiny (tests) | small (2-core CPU, ~15 min) | default (the seeds' GPU model;"
+            " used when no preset is given).",
             show_default=False,
         ),
     ] = None,

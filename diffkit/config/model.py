@@ -40,14 +40,19 @@ class UNetConfig(Frozen):
     def _check(self) -> Self:
         if self.image_size % self.patch_size:
             raise ValueError(f"patch_size {self.patch_size} does not divide image_size")
+        if self.base_channels % 2:
+            raise ValueError("base_channels must be even (sinusoidal time embedding)")
+        if any(m < 1 for m in self.channel_mults):
+            raise ValueError("channel_mults must all be >= 1")
         levels = len(self.channel_mults)
         bad = [lvl for lvl in self.attention_levels if not 0 <= lvl < levels]
         if bad:
             raise ValueError(f"attention_levels {bad} outside 0..{levels - 1}")
-        for mult in self.channel_mults:
-            ch = self.base_channels * mult
+        for ch in {self.base_channels, *(self.base_channels * m for m in self.channel_mults)}:
             if ch % min(self.norm_groups, ch):
                 raise ValueError(f"norm_groups={self.norm_groups} does not divide {ch} channels")
+            if ch > self.head_channels and ch % self.head_channels:
+                raise ValueError(f"head_channels={self.head_channels} does not divide {ch}")
         return self
 
     @property

@@ -56,7 +56,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML, YAML or JSON mapping."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    if path.suffix.lower() not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"config file must be .toml, .yaml or .json, not {path.suffix!r}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
     try:
         match path.suffix.lower():
             case ".toml":
@@ -137,12 +142,19 @@ def resolve_run_config(
     top = deep_merge(read_config_file(config_file) if config_file else {}, nest(flags))
     env = env_layer(model, environ)
     preset = top.get("preset", env.get("preset", model.model_fields["preset"].default))
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ConfigError(f"invalid preset: {preset!r} is not one of {', '.join(PRESETS)}")
     layers = deep_merge(deep_merge(PRESETS[preset], env), top)
     data = validate(model, layers).data  # type: ignore[attr-defined]
     from diffkit.data.registry import image_shape
 
     channels, size = image_shape(data)
+    given = layers.get("model", {})
+    for key, want in (("in_channels", channels), ("image_size", size)):
+        if key in given and given[key] != want:
+            raise ConfigError(
+                f"invalid model.{key}: {given[key]!r} does not match dataset "
+                f"{data.dataset!r} ({want}); leave it unset to follow the data"
+            )
     shape_layer = {"model": {"in_channels": channels, "image_size": size}}
     return validate(model, deep_merge(shape_layer, layers))

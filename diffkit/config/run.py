@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from diffkit.config.model import Frozen, UNetConfig
 
@@ -57,7 +57,7 @@ class TrainConfig(Frozen):
     ema_warmup: bool = True
     precision: Precision = "auto"
     channels_last: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**31)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
     keep_last_n: int = Field(2, ge=0, description="epoch checkpoints kept besides last")
     sample_every: int = Field(1, ge=0, description="preview grid every N epochs (0 = never)")
@@ -74,11 +74,22 @@ class DDPMRunConfig(Frozen):
 
     method: Literal["ddpm"] = "ddpm"
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    preset: Preset = "small"
+    preset: Preset = Field("default", description="tiny | small (2-core CPU) | default (GPU)")
     model: UNetConfig = UNetConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.train.preview_steps > self.diffusion.num_steps:
+            raise ValueError(
+                f"train.preview_steps={self.train.preview_steps} exceeds "
+                f"diffusion.num_steps={self.diffusion.num_steps}"
+            )
+        if self.model.out_ch != self.model.in_channels:
+            raise ValueError("model.out_channels must equal in_channels for a DDPM denoiser")
+        return self
 
 
 PRESETS: dict[str, dict] = {
@@ -118,7 +129,7 @@ PRESETS: dict[str, dict] = {
             "norm_groups": 8,
         },
         "train": {
-            "epochs": 2,
+            "epochs": 3,
             "batch_size": 64,
             "lr": 1.5e-3,
             "warmup_steps": 100,

@@ -134,7 +134,10 @@ def _load_idx(name: str, data_dir: Path, split: Split, download: bool) -> ImageD
         )
     for f in files:
         if _md5(folder / f) != md5s[f]:
-            raise DataError(f"{folder / f} is corrupt (MD5 differs from the published one)")
+            raise DataError(
+                f"{folder / f} is corrupt (MD5 differs from the published one); delete it and "
+                "run again to re-download, or replace it with the original file"
+            )
     images = read_idx(folder / files[0]).unsqueeze(1)  # (N, 1, 28, 28)
     labels = read_idx(folder / files[1]).long()
     return ImageData(images, labels, classes)
@@ -153,7 +156,9 @@ def _download_idx(name: str, folder: Path) -> None:
             return
         folder.mkdir(parents=True, exist_ok=True)
         for gz in Path(tmp).rglob("*.gz"):
-            shutil.copy2(gz, folder / gz.name)
+            partial = folder / f".{gz.name}.partial"
+            shutil.copyfile(gz, partial)
+            partial.replace(folder / gz.name)  # never a half-copied file under the real name
 
 
 def _load_cifar10(data_dir: Path, split: Split, download: bool) -> ImageData:

@@ -15,10 +15,15 @@ from diffkit.config.resolve import validate
 from diffkit.config.run import DDPMRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
-from diffkit.data.registry import load_dataset
+from diffkit.data.registry import ImageData, load_dataset
 from diffkit.nn.build import build_model
 from diffkit.objectives.ddpm import DDPMObjective
-from diffkit.runs.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from diffkit.runs.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from diffkit.runs.layout import RunDir, write_json
 from diffkit.runs.metrics import read_metrics, truncate_after
 from diffkit.runs.plots import plot_loss, save_grid
@@ -113,6 +118,38 @@ def load_pipeline(
     return DDPMPipeline(cfg, net.to(device).eval(), device)
 
 
+def _load_once_per_host(cfg: DDPMRunConfig, settings: Settings, dist: DistInfo) -> ImageData:
+    """Rank 0 loads (and, if allowed, downloads) first; the others read after a barrier."""
+    import torch.distributed as tdist
+
+    if dist.enabled and not dist.is_main:
+        tdist.barrier()
+    data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
+    if dist.enabled and dist.is_main:
+        tdist.barrier()
+    return data
+
+
+def _checked_resume(resume: RunDir, model: nn.Module, dist: DistInfo) -> Checkpoint:
+    """The run's last checkpoint, verified to fit this model and process count."""
+    ckpt = load_checkpoint(resume.last_checkpoint)
+    if "position" not in ckpt.train_state:
+        raise CheckpointError(f"{resume.last_checkpoint} holds no training state to resume")
+    world = ckpt.train_state.get("world_size", 1)
+    if world != dist.world:
+        raise CheckpointError(
+            f"{resume.path} was trained with {world} process(es); resume it with the same "
+            f"number (got {dist.world})"
+        )
+    try:
+        model.load_state_dict(ckpt.section("model"))
+    except RuntimeError:
+        raise CheckpointError(
+            f"{resume.last_checkpoint} does not match the model in {resume.config}"
+        ) from None
+    return ckpt
+
+
 def train_ddpm(
     cfg: DDPMRunConfig,
     settings: Settings,
@@ -127,26 +164,23 @@ def train_ddpm(
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device, dist.local_rank)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
-    data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
+    data = _load_once_per_host(cfg, settings, dist)
     batches = TensorBatches(
-        data,
-        cfg.train.batch_size,
-        seed=cfg.train.seed,
-        device=device,
-        rank=dist.rank,
-        world=dist.world,
-    )
-    ckpt = load_checkpoint(resume.last_checkpoint) if resume is not None else None
+        data, cfg.train.batch_size, seed=cfg.train.seed, device=device,
+        rank=dist.rank, world=dist.world,
+    )  # fmt: skip
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    model = build_model(cfg.model)
+    ckpt = _checked_resume(resume, model, dist) if resume is not None else None
     run: RunDir | None = None
-    if dist.is_main:
+    if dist.is_main:  # everything above validated the inputs; only now touch the disk
         run = resume or RunDir.create(settings.runs_dir, cfg.method, cfg.name)
         write_json(run.config, cfg.model_dump(mode="json"))  # on resume: e.g. new epochs
         if ckpt is not None:
             truncate_after(run.metrics, ckpt.train_state["position"]["step"])
+            run.summary.unlink(missing_ok=True)  # stale until this session ends
         on_run_dir(run)
     run = broadcast_object(run, dist)  # type: ignore[assignment]
-    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    model = build_model(cfg.model)
     sched = schedule_of(cfg)
     objective = DDPMObjective(sched, cfg.diffusion.prediction, cfg.diffusion.min_snr_gamma)
 

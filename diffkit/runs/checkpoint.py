@@ -58,10 +58,11 @@ def load_checkpoint(path: Path, prefixes: tuple[str, ...] | None = None) -> Chec
             names = f.keys()  # safe_open is not iterable itself
             keys = [k for k in names if prefixes is None or k.split(".", 1)[0] in prefixes]
             tensors = {k: f.get_tensor(k) for k in keys}
-    except (SafetensorError, OSError, ValueError) as exc:
+        config = json.loads(meta["diffkit.config"])
+        state = json.loads(meta.get("diffkit.train_state", "{}"))
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    state = json.loads(meta["diffkit.train_state"]) if "diffkit.train_state" in meta else {}
-    return Checkpoint(json.loads(meta["diffkit.config"]), tensors, state)
+    return Checkpoint(config, tensors, state)
 
 
 def resolve_checkpoint(path: Path) -> Path:

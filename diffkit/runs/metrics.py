@@ -34,5 +34,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def truncate_after(path: Path, step: int) -> None:
     """Drop records past ``step`` (used on resume, so the log matches the checkpoint)."""
+    from diffkit.runs.layout import atomic_write_bytes
+
     kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())

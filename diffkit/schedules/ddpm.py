@@ -17,8 +17,14 @@ ScheduleKind = Literal["linear", "cosine"]
 
 
 def linear_betas(num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
-    """Linearly spaced betas, float64, shape (T,) (DDPM paper, Sec. 4)."""
-    return torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+    """Linearly spaced betas, float64, shape (T,) (DDPM paper, Sec. 4).
+
+    ``beta_start``/``beta_end`` are given for T = 1000 and scaled by 1000 / T, so any T keeps
+    the same end point \bar\alpha_T ~ 4e-5 (Nichol & Dhariwal 2021, Sec. 2.4 footnote).
+    """
+    scale = 1000 / num_steps
+    start, end = beta_start * scale, min(beta_end * scale, 0.999)
+    return torch.linspace(start, end, num_steps, dtype=torch.float64)
 
 
 def cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:

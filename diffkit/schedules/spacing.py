@@ -24,7 +24,10 @@ def spaced_timesteps(num_train_steps: int, num_steps: int, spacing: Spacing = "t
         case "leading":
             ts = torch.arange(num_steps, dtype=torch.float64) * (T // num_steps)
         case "trailing":
-            ts = torch.arange(T, 0, -T / num_steps, dtype=torch.float64).round() - 1
+            # T - i*T/S for i < S; built from integers, never a float-step arange (whose
+            # length can come out one too long).
+            i = torch.arange(num_steps, dtype=torch.float64)
+            ts = (T - i * T / num_steps).round() - 1
         case "linspace":
             ts = torch.linspace(0, T - 1, num_steps, dtype=torch.float64).round()
         case _:

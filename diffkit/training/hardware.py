@@ -47,7 +47,8 @@ def resolve_precision(precision: Precision, device: torch.device) -> torch.dtype
             return torch.float16
         case "auto":
             if device.type == "cuda":
-                return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+                native = torch.cuda.is_bf16_supported(including_emulation=False)
+                return torch.bfloat16 if native else None
             return torch.bfloat16 if cpu_has_native_bf16() else None
     raise ValueError(f"unknown precision {precision!r}")
 

@@ -62,7 +62,10 @@ class _Position:
 
 
 class _StopFlag:
-    """First Ctrl-C asks the loop to stop at the next step boundary; a second one aborts."""
+    """SIGINT (Ctrl-C) or SIGTERM asks the loop to stop at the next step boundary; a second
+    one aborts at once (KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.set = False
@@ -75,14 +78,15 @@ class _StopFlag:
             self.set = True
 
         try:
-            previous = signal.signal(signal.SIGINT, handler)
+            previous = {sig: signal.signal(sig, handler) for sig in self.SIGNALS}
         except ValueError:  # not the main thread: leave signals alone
             yield self
             return
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 class _LossWindow:
@@ -163,6 +167,8 @@ def train(
         pos = _Position(**resume.train_state["position"])
     net = DistributedDataParallel(model) if dist.enabled else model
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    if resume is not None and resume.train_state.get("scaler"):
+        scaler.load_state_dict(resume.train_state["scaler"])
     generator = torch.Generator(device)
     # The LR schedule spans all epochs; max_steps only stops early, so a run stopped by it
     # and resumed follows exactly the schedule of an uninterrupted run.
@@ -176,7 +182,8 @@ def train(
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors |= {f"ema.{k}": v for k, v in ema.shadow.state_dict().items()}
         tensors |= _optimizer_tensors(optimizer)
-        ckpt = Checkpoint(run_config, tensors, {"position": pos.__dict__})
+        state = {"position": pos.__dict__, "world_size": dist.world, "scaler": scaler.state_dict()}
+        ckpt = Checkpoint(run_config, tensors, state)
         save_checkpoint(run.last_checkpoint, ckpt)
         if epoch_file and cfg.keep_last_n > 0:
             save_checkpoint(run.epoch_checkpoint(pos.epoch), ckpt)

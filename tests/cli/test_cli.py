@@ -114,10 +114,23 @@ def test_sample_ddpm_from_checkpoint_file(trained_run: Path, tmp_path: Path):
 def test_python_api_matches_cli(trained_run: Path, tmp_path: Path):
     import diffkit
 
-    model = diffkit.load(trained_run)
-    x = model.sample(3, sampler="ddim", steps=4, seed=11)
-    y = model.sample(3, sampler="ddim", steps=4, seed=11)
-    assert x.shape == (3, 1, 28, 28) and torch.equal(x, y)
+    r = invoke("sample", str(trained_run), "--steps", "4", "-n", "3", "--seed", "11",
+               "--out", str(tmp_path / "cli"))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    from_cli = load_file(str(tmp_path / "cli" / "samples.safetensors"))["samples"]
+    x = diffkit.load(trained_run).sample(3, sampler="ddim", steps=4, seed=11)
+    assert x.shape == (3, 1, 28, 28) and torch.equal(x, from_cli)
+
+
+def test_default_sample_folders_are_never_overwritten(trained_run: Path):
+    outs = []
+    for _ in range(2):
+        r = invoke("sample", str(trained_run), "--steps", "2", "-n", "1", "--seed", "5")
+        assert r.exit_code == 0, r.output
+        outs.append(Path(r.stdout.strip().splitlines()[-1]))
+    assert outs[0] != outs[1]
+    assert outs[0].parent == trained_run / "samples" and outs[0].name == "ddim-2-seed5"
+    assert all((o / "grid.png").is_file() for o in outs)
 
 
 def test_runs_lists_the_run(trained_run: Path):

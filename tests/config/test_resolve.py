@@ -9,8 +9,12 @@ from diffkit.config.resolve import env_layer
 
 def test_defaults_come_from_the_preset():
     cfg = resolve_run_config(DDPMRunConfig, {}, environ={})
-    assert cfg.preset == "small"
-    assert cfg.model.base_channels == PRESETS["small"]["model"]["base_channels"]
+    assert cfg.preset == "default"  # the seeds' network: base 64, 64-128-256
+    assert (cfg.model.base_channels, cfg.model.channel_mults) == (64, (1, 2, 4))
+    assert cfg.model.attention_levels == (1,) and cfg.model.mid_attention
+    small = resolve_run_config(DDPMRunConfig, {"preset": "small"}, environ={})
+    assert small.model.base_channels == PRESETS["small"]["model"]["base_channels"]
+    assert small.model.patch_size == 2
     tiny = resolve_run_config(DDPMRunConfig, {"preset": "tiny"}, environ={})
     assert tiny.train.batch_size == PRESETS["tiny"]["train"]["batch_size"]
 
@@ -57,6 +61,11 @@ def test_dataset_sets_model_shape():
         ({"data.dataset": "imagenet"}, "invalid data.dataset: unknown dataset 'imagenet'"),
         ({"preset": "huge"}, "invalid preset"),
         ({"train.lr": "fast"}, "invalid train.lr"),
+        ({"model.in_channels": 3}, "invalid model.in_channels: 3 does not match dataset 'mnist'"),
+        ({"model.base_channels": 33}, "invalid model: base_channels must be even"),
+        ({"train.preview_steps": 5000}, "invalid config: train.preview_steps=5000"),
+        ({"train.seed": -1}, "invalid train.seed"),
+        ({"preset": ["tiny"]}, "invalid preset"),
     ],
 )
 def test_invalid_values_give_one_line(flags, message):
@@ -75,6 +84,9 @@ def test_unknown_keys_and_bad_files(tmp_path: Path):
         resolve_run_config(DDPMRunConfig, {}, tmp_path / "bad.toml", {})
     with pytest.raises(ConfigError, match="not found"):
         resolve_run_config(DDPMRunConfig, {}, tmp_path / "missing.yaml", {})
+    (tmp_path / "w.safetensors").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match=r"must be \.toml, \.yaml or \.json"):
+        resolve_run_config(DDPMRunConfig, {}, tmp_path / "w.safetensors", {})
 
 
 def test_config_is_frozen_and_round_trips():

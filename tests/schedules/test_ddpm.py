@@ -61,3 +61,10 @@ def test_posterior_variance_zero_at_t0():
     sched = make_schedule("cosine")
     _, var = sched.posterior(torch.zeros(1, 1), torch.zeros(1, 1), torch.tensor([0]))
     assert var.item() == 0
+
+
+@pytest.mark.parametrize("T", [100, 250, 4000])
+def test_linear_schedule_keeps_its_end_point_for_any_length(T):
+    ref = make_schedule("linear", 1000).alphas_cumprod[-1].item()
+    got = make_schedule("linear", T).alphas_cumprod[-1].item()
+    assert got < 1e-3 and got == pytest.approx(ref, rel=0.6)
