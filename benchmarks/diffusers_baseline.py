@@ -43,7 +43,9 @@ def main() -> None:
         opt.step()
     ips = args.steps * args.batch_size / (time.perf_counter() - t0)
     params = sum(p.numel() for p in net.parameters())
-    print(f"diffusers UNet2DModel 32-64-64: {params / 1e6:.2f}M params, {ips:.0f} img/s train (fp32)")
+    print(
+        f"diffusers UNet2DModel 32-64-64: {params / 1e6:.2f}M params, {ips:.0f} img/s train (fp32)"
+    )
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def ddpm(
     preset: Annotated[
         Literal["tiny", "small", "default"] | None,
         typer.Option(
-            help="tiny (tests) | small (2-core CPU, ~15 min) | default (the seeds' GPU model;"
+            help="tiny (tests) | small (2-core CPU, ~17 min) | default (the seeds' GPU model;"
             " used when no preset is given).",
             show_default=False,
         ),

@@ -115,7 +115,7 @@ PRESETS: dict[str, dict] = {
             "ema_decay": 0.99,
         },
     },
-    # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, ~15 minutes.
+    # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, ~17 minutes.
     "small": {
         "model": {
             "patch_size": 2,
