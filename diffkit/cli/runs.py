@@ -7,13 +7,12 @@ from pathlib import Path
 
 from diffkit.cli import console
 from diffkit.cli.errors import handle_errors
-from diffkit.cli.options import RunsDir
+from diffkit.cli.options import RunsDir, machine_settings
 
 
 @handle_errors
 def runs(runs_dir: RunsDir = None) -> None:
     """List runs: method, name, epochs, last loss, status and path."""
-    from diffkit.cli.train import machine_settings
     from diffkit.runs import find_runs, read_metrics
 
     root = machine_settings(None, runs_dir, None).runs_dir

@@ -10,7 +10,7 @@ import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
-from diffkit.cli.options import Device, Seed
+from diffkit.cli.options import Device, Seed, machine_settings
 
 
 def default_out(source: Path, name: str) -> Path:
@@ -61,7 +61,6 @@ def sample(
     import torch
     from safetensors.torch import save
 
-    from diffkit.cli.train import machine_settings
     from diffkit.methods.ddpm import load_pipeline
     from diffkit.runs.layout import atomic_write_bytes, write_json
     from diffkit.runs.plots import save_grid

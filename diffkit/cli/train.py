@@ -9,8 +9,8 @@ import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, handle_errors
-from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed
-from diffkit.config import DDPMRunConfig, Settings, resolve_run_config
+from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed, machine_settings
+from diffkit.config import DDPMRunConfig, resolve_run_config
 from diffkit.config.resolve import validate
 from diffkit.runs.layout import RunDir
 
@@ -20,19 +20,6 @@ app = typer.Typer(
 
 # Flags that may accompany --resume: they extend or relocate a run without changing it.
 RESUMABLE = {"train.epochs", "train.max_steps"}
-
-
-def machine_settings(data_dir: Path | None, runs_dir: Path | None, device: str | None) -> Settings:
-    """The machine settings: env ``DIFFKIT_*`` overridden by the flags that were given."""
-    from pydantic import ValidationError
-
-    from diffkit.config.resolve import ConfigError, format_validation_error
-
-    overrides = {"data_dir": data_dir, "runs_dir": runs_dir, "device": device}
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
 
 
 def _resume_config(run_path: Path, flags: dict) -> tuple[RunDir, DDPMRunConfig]:
