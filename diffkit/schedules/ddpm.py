@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import torch
@@ -59,8 +60,9 @@ class DDPMSchedule:
     def num_steps(self) -> int:
         return self.betas.shape[0]
 
-    @property
+    @cached_property
     def alphas_cumprod(self) -> Tensor:
+        """\bar\alpha_t, (T,) float64; computed once per schedule (samplers read it per step)."""
         return torch.cumprod(1.0 - self.betas, dim=0)
 
     def alpha_bar(self, t: Tensor, ndim: int, dtype: torch.dtype = torch.float32) -> Tensor:
