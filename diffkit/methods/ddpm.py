@@ -111,11 +111,18 @@ def load_pipeline(
     except ValueError as exc:
         raise CheckpointError(f"checkpoint config: {exc}") from None
     net = build_model(cfg.model)
-    weights = ckpt.section("ema" if use_ema else "model")
-    missing, unexpected = net.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"checkpoint weights do not match the model ({len(missing)} missing)")
+    load_weights(net, ckpt.section("ema" if use_ema else "model"), path)
     return DDPMPipeline(cfg, net.to(device).eval(), device)
+
+
+def load_weights(net: nn.Module, weights: dict[str, Tensor], source: Path) -> None:
+    """Strict ``load_state_dict``; missing, extra or mis-shaped tensors -> CheckpointError."""
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(
+            f"{source}: weights do not match the model its config describes"
+        ) from None
 
 
 def _load_once_per_host(cfg: DDPMRunConfig, settings: Settings, dist: DistInfo) -> ImageData:
@@ -141,12 +148,7 @@ def _checked_resume(resume: RunDir, model: nn.Module, dist: DistInfo) -> Checkpo
             f"{resume.path} was trained with {world} process(es); resume it with the same "
             f"number (got {dist.world})"
         )
-    try:
-        model.load_state_dict(ckpt.section("model"))
-    except RuntimeError:
-        raise CheckpointError(
-            f"{resume.last_checkpoint} does not match the model in {resume.config}"
-        ) from None
+    load_weights(model, ckpt.section("model"), resume.last_checkpoint)
     return ckpt
 
 

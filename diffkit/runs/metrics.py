@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from diffkit.runs.layout import atomic_write_bytes
+
 
 class MetricsWriter:
     def __init__(self, path: Path) -> None:
@@ -34,7 +36,5 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def truncate_after(path: Path, step: int) -> None:
     """Drop records past ``step`` (used on resume, so the log matches the checkpoint)."""
-    from diffkit.runs.layout import atomic_write_bytes
-
     kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
     atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())

@@ -220,6 +220,7 @@ def train(
         on_event(TrainEvent("log", pos.step, pos.epoch, record))
         return True
 
+    lr = lr_at(pos.step, cfg, schedule_steps)  # the LR of the latest step, for the log
     with _StopFlag().installed() as stop:
         while pos.epoch < cfg.epochs and reason == "finished":
             for x, y in batches.epoch(pos.epoch, start=pos.batch):
@@ -268,9 +269,7 @@ def train(
                 ):
                     preview(ema.shadow, pos.epoch)
                     on_event(TrainEvent("preview", pos.step, pos.epoch))
-        if reason in ("max_steps", "interrupted") and not log(
-            lr_at(pos.step - 1, cfg, schedule_steps)
-        ):
+        if reason in ("max_steps", "interrupted") and not log(lr):
             reason = "non_finite"
         pos.elapsed = time.perf_counter() - clock
         if reason in ("max_steps", "interrupted"):
