@@ -1,4 +1,4 @@
-"""The root Typer app: ``diffkit train|sample|runs``."""
+"""The root Typer app: ``diffkit train|sample|eval|runs``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from diffkit import __version__
+from diffkit.cli import eval as eval_cmd
 from diffkit.cli import runs, sample, train
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.add_typer(train.app, name="train")
 app.command("sample")(sample.sample)
 app.command("runs")(runs.runs)
+app.command("eval")(eval_cmd.evaluate)
 
 
 def _version(value: bool) -> None:

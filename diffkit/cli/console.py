@@ -74,6 +74,13 @@ class TrainProgress:
                     f"epoch {event.epoch} done, step {event.step}"
                     + (f", loss {loss:.4f}" if loss is not None else "")
                 )
+            case "eval":
+                d = event.data
+                self.progress.console.print(
+                    f"epoch {event.epoch} eval ({d['eval_n']} images, {d['eval_seconds']:.0f} s):"
+                    f" FID {d['fid']:.3f}, KID {1000 * d['kid']:.3f}e-3"
+                    + (" [best]" if d.get("best") else "")
+                )
             case "stop":
                 self.progress.update(self.task, completed=event.step)
                 self.progress.stop()

@@ -100,6 +100,31 @@ def ddpm(
         int | None,
         typer.Option(help="Preview grid every N epochs (0 = never).", show_default=False),
     ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(
+            help="FID/KID of the EMA model every N epochs (0 = never).", show_default=False
+        ),
+    ] = None,
+    eval_n: Annotated[
+        int | None, typer.Option(help="Images per in-training evaluation.", show_default=False)
+    ] = None,
+    keep_best: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-best",
+            help="Keep checkpoints/best.safetensors by lowest FID.",
+            show_default=False,
+        ),
+    ] = None,
+    classifier: Annotated[
+        Path | None,
+        typer.Option(
+            help="Feature classifier for --eval-every (default: newest for the "
+            "dataset in RUNS_DIR).",
+            show_default=False,
+        ),
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue this run folder exactly where it stopped.", show_default=False),
@@ -124,6 +149,9 @@ def ddpm(
         "diffusion.schedule": schedule,
         "diffusion.prediction": prediction,
         "train.sample_every": sample_every,
+        "train.eval_every": eval_every,
+        "train.eval_n": eval_n,
+        "train.keep_best": keep_best,
     }
     settings = machine_settings(data_dir, runs_dir, device)
     if resume is not None:
@@ -142,6 +170,7 @@ def ddpm(
             settings,
             resume=run,
             dist=dist,
+            classifier=classifier,
             on_event=progress,
             on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
         )
@@ -166,3 +195,60 @@ def ddpm(
                 f"{result.reason}: {result.step} steps, {result.epoch} epochs, "
                 f"{result.images_per_sec:.0f} img/s{loss}"
             )
+
+
+@app.command("classifier")
+@handle_errors
+def classifier(
+    dataset: Annotated[
+        str, typer.Option(help="mnist | fashion-mnist | cifar10 (labelled datasets).")
+    ] = "mnist",
+    epochs: Annotated[
+        int | None, typer.Option(help="Passes over the data (recipe: 4).", show_default=False)
+    ] = None,
+    seed: Seed = None,
+    limit_data: Annotated[
+        int | None, typer.Option(help="Train on the first N images only.", show_default=False)
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many steps.", show_default=False)
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name (default: the dataset).", show_default=False)
+    ] = None,
+    config: ConfigFile = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+) -> None:
+    """Train the CNN feature classifier used by `diffkit eval` (fixed recipe and seed)."""
+    from diffkit.config.run import ClassifierRunConfig
+    from diffkit.methods.classifier import train_classifier
+
+    flags = {
+        "data.dataset": dataset,
+        "train.epochs": epochs,
+        "train.seed": seed,
+        "data.limit": limit_data,
+        "train.max_steps": max_steps,
+        "name": name or dataset.replace(":", "-").replace("/", "-")[:64],
+    }
+    settings = machine_settings(data_dir, runs_dir, device)
+    cfg = resolve_run_config(ClassifierRunConfig, flags, config)
+    progress = console.TrainProgress()
+    res = train_classifier(
+        cfg, settings, on_event=progress,
+        on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
+    )  # fmt: skip
+    console.out.print(str(res.run.path))
+    if res.train.reason == "interrupted":
+        console.info("interrupted; no classifier written (train it again, ~minutes)")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if res.train.reason == "non_finite":
+        console.error(f"loss became NaN/inf at step {res.train.step}; no classifier written")
+        raise typer.Exit(EXIT_FAILED)
+    console.info(
+        f"test accuracy {100 * res.test_accuracy:.2f} % after {res.train.step} steps "
+        f"({res.train.elapsed:.0f} s, {res.train.images_per_sec:.0f} img/s); "
+        f"sha256 {res.digest[:16]}"
+    )

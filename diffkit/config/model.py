@@ -60,4 +60,29 @@ class UNetConfig(Frozen):
         return self.out_channels or self.in_channels
 
 
-ModelConfig = UNetConfig
+class ClassifierNetConfig(Frozen):
+    """A small CNN classifier whose penultimate layer is the feature space for FID/KID.
+
+    Per width: two 3x3 conv + BatchNorm + ReLU, then 2x2 max-pool; then a linear layer to
+    ``feature_dim`` with BatchNorm (the features), ReLU, dropout and the class logits.
+    """
+
+    kind: Literal["classifier"] = "classifier"
+    in_channels: int = Field(1, ge=1)
+    image_size: int = Field(28, ge=8)
+    widths: tuple[int, ...] = Field((16, 32), min_length=1, max_length=4)
+    feature_dim: int = Field(128, ge=2)
+    num_classes: int = Field(10, ge=2)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.image_size % 2 ** len(self.widths):
+            raise ValueError(
+                f"image_size {self.image_size} is not divisible by 2^{len(self.widths)} "
+                "(one 2x2 pooling per width)"
+            )
+        return self
+
+
+ModelConfig = UNetConfig | ClassifierNetConfig

@@ -141,10 +141,14 @@ def resolve_run_config(
     """
     top = deep_merge(read_config_file(config_file) if config_file else {}, nest(flags))
     env = env_layer(model, environ)
-    preset = top.get("preset", env.get("preset", model.model_fields["preset"].default))
-    if not isinstance(preset, str) or preset not in PRESETS:
-        raise ConfigError(f"invalid preset: {preset!r} is not one of {', '.join(PRESETS)}")
-    layers = deep_merge(deep_merge(PRESETS[preset], env), top)
+    if "preset" in model.model_fields:
+        preset = top.get("preset", env.get("preset", model.model_fields["preset"].default))
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise ConfigError(f"invalid preset: {preset!r} is not one of {', '.join(PRESETS)}")
+        base = PRESETS[preset]
+    else:  # a method with one fixed recipe (e.g. the classifier) keeps it in ``BASE``
+        base = getattr(model, "BASE", {})
+    layers = deep_merge(deep_merge(base, env), top)
     data = validate(model, layers).data  # type: ignore[attr-defined]
     from diffkit.data.registry import image_shape
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from diffkit.config.model import Frozen, UNetConfig
+from diffkit.config.model import ClassifierNetConfig, Frozen, UNetConfig
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant", "exponential"]
@@ -67,6 +67,19 @@ class TrainConfig(Frozen):
     )
     preview_steps: int = Field(50, ge=1)
     log_every: int = Field(20, ge=1)
+    eval_every: int = Field(
+        0, ge=0, description="FID/KID of the EMA model every N epochs (0 = never)"
+    )
+    eval_n: int = Field(1000, ge=10, description="images generated per evaluation")
+    eval_sampler: Literal["ddpm", "ddim"] = "ddim"
+    eval_steps: int = Field(50, ge=1)
+    keep_best: bool = Field(False, description="keep checkpoints/best.safetensors by lowest FID")
+
+    @model_validator(mode="after")
+    def _eval_consistent(self) -> Self:
+        if self.keep_best and not self.eval_every:
+            raise ValueError("train.keep_best needs train.eval_every > 0")
+        return self
 
 
 class DDPMRunConfig(Frozen):
@@ -85,6 +98,11 @@ class DDPMRunConfig(Frozen):
         if self.train.preview_steps > self.diffusion.num_steps:
             raise ValueError(
                 f"train.preview_steps={self.train.preview_steps} exceeds "
+                f"diffusion.num_steps={self.diffusion.num_steps}"
+            )
+        if self.train.eval_every and self.train.eval_steps > self.diffusion.num_steps:
+            raise ValueError(
+                f"train.eval_steps={self.train.eval_steps} exceeds "
                 f"diffusion.num_steps={self.diffusion.num_steps}"
             )
         if self.model.out_ch != self.model.in_channels:
@@ -161,4 +179,37 @@ PRESETS: dict[str, dict] = {
     },
 }
 
-METHODS: dict[str, type[Frozen]] = {"ddpm": DDPMRunConfig}
+
+class ClassifierRunConfig(Frozen):
+    """``diffkit train classifier``: the feature network of the offline metrics.
+
+    ``BASE`` is the fixed recipe (the lowest config layer; flags and files override it):
+    >= 99.3 % MNIST / ~92 % Fashion-MNIST test accuracy in a few CPU minutes.
+    """
+
+    BASE: ClassVar[dict[str, Any]] = {
+        "train": {
+            "epochs": 4,
+            "batch_size": 128,
+            "lr": 2e-3,
+            "weight_decay": 5e-4,
+            "warmup_steps": 100,
+            "lr_final_factor": 0.01,
+            "grad_clip": None,
+            "ema_decay": 0.0,
+            "ema_warmup": False,
+            "sample_every": 0,
+            "keep_last_n": 0,
+            "log_every": 50,
+        }
+    }
+
+    method: Literal["classifier"] = "classifier"
+    name: str = Field("run", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    model: ClassifierNetConfig = ClassifierNetConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    max_shift: int = Field(2, ge=0, le=8, description="random translation in pixels")
+
+
+METHODS: dict[str, type[Frozen]] = {"ddpm": DDPMRunConfig, "classifier": ClassifierRunConfig}

@@ -22,3 +22,10 @@ class Settings(BaseSettings):
     device: DeviceChoice = "auto"
     threads: int | None = Field(None, ge=1)
     download: bool = Field(True, description="allow fetching missing datasets")
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(user_cache_dir("diffkit")),
+        description="reference feature statistics for the metrics",
+    )
+    inception_weights: Path | None = Field(
+        None, description="torchvision InceptionV3 state dict (.pth) for --features inception"
+    )

@@ -152,16 +152,53 @@ def _checked_resume(resume: RunDir, model: nn.Module, dist: DistInfo) -> Checkpo
     return ckpt
 
 
+def _evaluation(
+    cfg: DDPMRunConfig, settings: Settings, device: torch.device, classifier: Path | None
+) -> Callable[[nn.Module, int], dict] | None:
+    """The in-training evaluation callback, or None when ``train.eval_every`` is 0. Loads the
+    classifier and the reference features now, so a missing one fails before training."""
+    if not cfg.train.eval_every:
+        return None
+    from diffkit.eval.evaluate import Evaluator
+    from diffkit.eval.features import load_extractor
+
+    extractor = load_extractor(
+        "classifier", cfg.data.dataset, settings.runs_dir, device, classifier=classifier
+    )
+    evaluator = Evaluator(cfg.data.dataset, extractor, settings, data=cfg.data, kid_subsets=20)
+    t = cfg.train
+
+    def evaluate(ema_net: nn.Module, epoch: int) -> dict:
+        start = time.perf_counter()
+        images = DDPMPipeline(cfg, ema_net, device).sample(
+            t.eval_n, sampler=t.eval_sampler, steps=t.eval_steps, seed=t.seed
+        )
+        scores = evaluator.score_images(images)
+        keep = ("fid", "kid", "kid_std", "is", "precision", "recall")
+        return {k: scores[k] for k in keep} | {
+            "eval_n": t.eval_n,
+            "eval_seconds": time.perf_counter() - start,
+            "feature_sha256": extractor.digest[:16],
+        }
+
+    return evaluate
+
+
 def train_ddpm(
     cfg: DDPMRunConfig,
     settings: Settings,
     *,
     resume: RunDir | None = None,
     dist: DistInfo = DistInfo(),
+    classifier: Path | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
     on_run_dir: Callable[[RunDir], None] = lambda r: None,
 ) -> tuple[RunDir | None, TrainResult]:
-    """Train a DDPM; the run folder is created (or reopened on ``resume``) on rank 0."""
+    """Train a DDPM; the run folder is created (or reopened on ``resume``) on rank 0.
+
+    With ``cfg.train.eval_every`` the EMA model is scored every N epochs with the feature
+    classifier (``classifier``, else the newest for the dataset under ``settings.runs_dir``).
+    """
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device, dist.local_rank)
@@ -174,6 +211,7 @@ def train_ddpm(
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model = build_model(cfg.model)
     ckpt = _checked_resume(resume, model, dist) if resume is not None else None
+    evaluate = _evaluation(cfg, settings, device, classifier) if dist.is_main else None
     run: RunDir | None = None
     if dist.is_main:  # everything above validated the inputs; only now touch the disk
         run = resume or RunDir.create(settings.runs_dir, cfg.method, cfg.name)
@@ -209,10 +247,11 @@ def train_ddpm(
         dist=dist,
         resume=ckpt,
         preview=preview,
+        evaluate=evaluate,
         on_event=on_event,
     )
     if dist.is_main and run is not None:
-        plot_loss(read_metrics(run.metrics), run.loss_plot)
+        plot_loss([r for r in read_metrics(run.metrics) if "loss" in r], run.loss_plot)
         write_json(
             run.summary,
             {

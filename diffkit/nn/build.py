@@ -13,6 +13,10 @@ def build_model(cfg: ModelConfig) -> nn.Module:
             from diffkit.nn.unet import UNet
 
             return UNet(cfg)
+        case "classifier":
+            from diffkit.nn.classifier import FeatureClassifier
+
+            return FeatureClassifier(cfg)
     raise ValueError(f"unknown model kind {cfg.kind!r}")
 
 

@@ -56,6 +56,14 @@ class RunDir:
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.safetensors"
 
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.safetensors"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
     def epoch_checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch-{epoch:04d}.safetensors"
 

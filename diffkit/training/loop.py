@@ -21,7 +21,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from diffkit.config.run import TrainConfig
 from diffkit.data.loader import TensorBatches
-from diffkit.runs.checkpoint import Checkpoint, prune_epoch_checkpoints, save_checkpoint
+from diffkit.runs.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    prune_epoch_checkpoints,
+    save_checkpoint,
+)
 from diffkit.runs.layout import RunDir
 from diffkit.runs.metrics import MetricsWriter
 from diffkit.training.distributed import DistInfo, all_reduce_mean, any_rank
@@ -34,7 +40,7 @@ StopReason = Literal["finished", "max_steps", "interrupted", "non_finite"]
 
 @dataclass
 class TrainEvent:
-    """``kind`` is one of start, log, epoch, checkpoint, preview, stop."""
+    """``kind`` is one of start, log, epoch, checkpoint, preview, eval, stop."""
 
     kind: str
     step: int
@@ -113,6 +119,31 @@ class _LossWindow:
         return mean, ips
 
 
+class _BestKeeper:
+    """Writes ``best.safetensors`` (weights only) whenever the FID improves. The best value
+    so far is read back from that file, so it survives a resume."""
+
+    def __init__(self, run: RunDir, run_config: dict[str, Any]) -> None:
+        self.path, self.run_config = run.best_checkpoint, run_config
+        self.value = math.inf
+        if self.path.is_file():
+            try:
+                state = load_checkpoint(self.path, prefixes=()).train_state
+                self.value = float(state["best"]["fid"])
+            except (CheckpointError, KeyError, TypeError, ValueError):
+                pass  # unreadable: the next evaluation replaces it
+
+    def offer(self, fid: float, model: nn.Module, ema: nn.Module, pos: _Position) -> bool:
+        if not fid < self.value:
+            return False
+        self.value = fid
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+        state = {"best": {"fid": fid, "epoch": pos.epoch, "step": pos.step}}
+        save_checkpoint(self.path, Checkpoint(self.run_config, tensors, state))
+        return True
+
+
 def _step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
 
@@ -148,11 +179,15 @@ def train(
     dist: DistInfo = DistInfo(),
     resume: Checkpoint | None = None,
     preview: Callable[[nn.Module, int], None] | None = None,
+    evaluate: Callable[[nn.Module, int], dict[str, Any]] | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
 ) -> TrainResult:
     """Train ``model`` in place; returns why and where it stopped.
 
-    ``preview(ema_model, epoch)`` is called on rank 0 every ``cfg.sample_every`` epochs.
+    On rank 0, ``preview(ema_model, epoch)`` runs every ``cfg.sample_every`` epochs and
+    ``evaluate(ema_model, epoch) -> {"fid": ..., ...}`` every ``cfg.eval_every`` epochs; its
+    scores go to metrics.jsonl (``"event": "eval"``) and, with ``cfg.keep_best``, the weights
+    with the lowest FID so far to ``checkpoints/best.safetensors``.
     """
     model.to(device)
     if cfg.channels_last:
@@ -189,6 +224,25 @@ def train(
             save_checkpoint(run.epoch_checkpoint(pos.epoch), ckpt)
             prune_epoch_checkpoints(run, cfg.keep_last_n)
         on_event(TrainEvent("checkpoint", pos.step, pos.epoch, {"path": str(run.last_checkpoint)}))
+
+    best = _BestKeeper(run, run_config) if cfg.keep_best and run is not None else None
+
+    def end_of_epoch() -> None:
+        checkpoint(epoch_file=True)
+        on_event(TrainEvent("epoch", pos.step, pos.epoch, {"loss": last_loss}))
+        if not dist.is_main:
+            return
+        if preview and cfg.sample_every and pos.epoch % cfg.sample_every == 0:
+            preview(ema.shadow, pos.epoch)
+            on_event(TrainEvent("preview", pos.step, pos.epoch))
+        if evaluate and cfg.eval_every and pos.epoch % cfg.eval_every == 0:
+            scores = evaluate(ema.shadow, pos.epoch)
+            record = {"event": "eval", "step": pos.step, "epoch": pos.epoch, **scores}
+            if metrics is not None:
+                metrics.write(record)
+            if best is not None and best.offer(scores["fid"], model, ema.shadow, pos):
+                record["best"] = True
+            on_event(TrainEvent("eval", pos.step, pos.epoch, record))
 
     on_event(TrainEvent("start", pos.step, pos.epoch, {"total_steps": total}))
     reason: StopReason = "finished"
@@ -259,16 +313,7 @@ def train(
                 pos.epoch += 1
                 pos.batch = 0
                 pos.elapsed = time.perf_counter() - clock
-                checkpoint(epoch_file=True)
-                on_event(TrainEvent("epoch", pos.step, pos.epoch, {"loss": last_loss}))
-                if (
-                    preview
-                    and dist.is_main
-                    and cfg.sample_every
-                    and pos.epoch % cfg.sample_every == 0
-                ):
-                    preview(ema.shadow, pos.epoch)
-                    on_event(TrainEvent("preview", pos.step, pos.epoch))
+                end_of_epoch()
         if reason in ("max_steps", "interrupted") and not log(lr):
             reason = "non_finite"
         pos.elapsed = time.perf_counter() - clock

@@ -1,0 +1,106 @@
+"""Train the feature classifier of the offline metrics with the shared training loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from diffkit.config.run import ClassifierRunConfig, DataConfig
+from diffkit.config.settings import Settings
+from diffkit.data.loader import TensorBatches
+from diffkit.data.registry import DataError, ImageData, load_dataset
+from diffkit.eval.features import CLASSIFIER_FILE, save_classifier
+from diffkit.nn.build import build_model, count_parameters
+from diffkit.objectives.classify import ClassifierObjective
+from diffkit.runs.layout import RunDir, write_json
+from diffkit.runs.metrics import read_metrics
+from diffkit.runs.plots import plot_loss
+from diffkit.training import TrainEvent, TrainResult, train
+from diffkit.training.hardware import precision_name, resolve_device, resolve_precision
+
+
+@dataclass
+class ClassifierResult:
+    run: RunDir
+    train: TrainResult
+    test_accuracy: float | None  # None when training did not finish
+    digest: str | None
+
+
+@torch.no_grad()
+def accuracy(
+    net: nn.Module, data: ImageData, device: torch.device, batch_size: int = 1000
+) -> float:
+    """Top-1 accuracy of ``net`` on a labelled dataset."""
+    from diffkit.data.loader import to_unit_range
+
+    net.eval()
+    correct = 0
+    for start in range(0, len(data), batch_size):
+        x = to_unit_range(data.images[start : start + batch_size].to(device))
+        y = data.labels[start : start + batch_size].to(device)
+        correct += int((net(x).argmax(1) == y).sum())
+    return correct / len(data)
+
+
+def train_classifier(
+    cfg: ClassifierRunConfig,
+    settings: Settings,
+    *,
+    on_event: Callable[[TrainEvent], None] = lambda e: None,
+    on_run_dir: Callable[[RunDir], None] = lambda r: None,
+) -> ClassifierResult:
+    """Train, measure test accuracy, and write ``classifier.safetensors`` into the run folder
+    (only when training finished: an interrupted run never leaves a half-trained extractor)."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    autocast_dtype = resolve_precision(cfg.train.precision, device)
+    train_data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
+    test_cfg = DataConfig(dataset=cfg.data.dataset, image_size=cfg.data.image_size,
+                          channels=cfg.data.channels)  # fmt: skip
+    test_data = load_dataset(test_cfg, settings.data_dir, "test", download=settings.download)
+    if train_data.labels is None:
+        raise DataError(f"{cfg.data.dataset} has no labels; the classifier needs them")
+    batches = TensorBatches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model)
+    run = RunDir.create(settings.runs_dir, cfg.method, cfg.name)
+    run_config = cfg.model_dump(mode="json")
+    write_json(run.config, run_config)
+    on_run_dir(run)
+    t0 = time.time()
+    result = train(
+        model, ClassifierObjective(cfg.max_shift), batches, cfg.train, device=device,
+        autocast_dtype=autocast_dtype, run=run, run_config=run_config, on_event=on_event,
+    )  # fmt: skip
+    acc = digest = None
+    if result.reason in ("finished", "max_steps"):
+        net = model.to(memory_format=torch.contiguous_format)
+        acc = accuracy(net, test_data, device)
+        digest = save_classifier(run.path / CLASSIFIER_FILE, net, run_config, acc)
+    plot_loss([r for r in read_metrics(run.metrics) if "loss" in r], run.loss_plot)
+    write_json(
+        run.summary,
+        {
+            "reason": result.reason,
+            "steps": result.step,
+            "epochs": result.epoch,
+            "last_loss": result.last_loss,
+            "test_accuracy": acc,
+            "sha256": digest,
+            "train_seconds": result.elapsed,
+            "images_per_sec": result.images_per_sec,
+            "wall_seconds": time.time() - t0,
+            "device": str(device),
+            "precision": precision_name(autocast_dtype),
+            "parameters": count_parameters(model),
+            "train_images": len(train_data),
+            "test_images": len(test_data),
+        },
+    )
+    return ClassifierResult(run, result, acc, digest)

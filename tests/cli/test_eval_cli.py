@@ -1,0 +1,145 @@
+"""`diffkit train classifier`, `diffkit eval` (single, sweep, saved samples) and evaluation
+during training, end to end on tiny slices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from diffkit.cli.app import app
+from diffkit.runs.metrics import read_metrics
+
+runner = CliRunner()
+TINY = ["--preset", "tiny", "--limit-data", "64", "--batch-size", "16", "--epochs", "2"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def classifier(runs: Path, data_dir: Path, tmp_path_factory) -> Path:
+    config = tmp_path_factory.mktemp("cfg") / "quick.toml"
+    config.write_text("[train]\nwarmup_steps = 10\n")
+    result = invoke(
+        "train", "classifier", "--dataset", "mnist", "--limit-data", "4000", "--epochs", "2",
+        "--config", config, "--data-dir", data_dir, "--runs-dir", runs, "--device", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert (path / "classifier.safetensors").is_file()
+    assert "test accuracy" in result.output
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_with_eval(classifier: Path, runs: Path, data_dir: Path) -> Path:
+    result = invoke(
+        "train", "ddpm", *TINY, "--eval-every", "1", "--eval-n", "20", "--keep-best",
+        "--data-dir", data_dir, "--runs-dir", runs, "--sample-every", "0",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def test_classifier_run_folder(classifier: Path):
+    summary = json.loads((classifier / "summary.json").read_text())
+    assert summary["reason"] == "finished" and 0.9 < summary["test_accuracy"] <= 1.0
+    cfg = json.loads((classifier / "config.json").read_text())
+    assert cfg["method"] == "classifier" and cfg["train"]["lr"] == 2e-3  # the fixed recipe
+    assert cfg["train"]["warmup_steps"] == 10  # ... under the --config file
+    assert (classifier / "loss.png").is_file()
+
+
+def test_training_evaluates_and_keeps_the_best(run_with_eval: Path):
+    evals = [r for r in read_metrics(run_with_eval / "metrics.jsonl") if r.get("event") == "eval"]
+    assert [r["epoch"] for r in evals] == [1, 2]
+    assert all(r["fid"] >= 0 and r["eval_n"] == 20 for r in evals)
+    best = run_with_eval / "checkpoints" / "best.safetensors"
+    assert best.is_file()
+    from diffkit.runs.checkpoint import load_checkpoint
+
+    state = load_checkpoint(best, prefixes=()).train_state["best"]
+    assert state["fid"] == min(r["fid"] for r in evals)
+    assert (run_with_eval / "loss.png").is_file()
+
+
+def test_eval_writes_json_with_floor(run_with_eval: Path, runs: Path, data_dir: Path, tmp_path):
+    result = invoke(
+        "eval", run_with_eval, "-n", "24", "--steps", "2", "--runs-dir", runs,
+        "--data-dir", data_dir, "--device", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert path.parent == run_with_eval / "eval" and path.suffix == ".json"
+    report = json.loads(path.read_text())
+    for key in ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall"):
+        assert key in report["metrics"] and key in report["floor"]
+    assert report["n"] == 24 and report["metrics"]["n"] == report["floor"]["n"] == 24
+    assert report["sampler"] == "ddim" and report["steps"] == 2
+    assert report["feature_sha256"] == json.loads((runs / "classifier").glob("*/summary.json")
+                                                  .__next__().read_text())["sha256"]  # fmt: skip
+    assert "real floor" in result.stdout and "FID" in result.stdout
+
+
+def test_eval_sweep(run_with_eval: Path, runs: Path, data_dir: Path):
+    result = invoke(
+        "eval", run_with_eval, "-n", "12", "--sweep", "steps=1,3", "--samplers", "ddpm,ddim",
+        "--runs-dir", runs, "--data-dir", data_dir, "--device", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    report = json.loads((folder / "sweep.json").read_text())
+    assert [(p["sampler"], p["steps"]) for p in report["points"]] == [
+        ("ddpm", 1), ("ddpm", 3), ("ddim", 1), ("ddim", 3)
+    ]  # fmt: skip
+    assert all(p["wall_seconds"] > 0 and p["metrics"]["fid"] >= 0 for p in report["points"])
+    assert "floor" in report and (folder / "sweep.png").is_file()
+    assert len(list(folder.glob("grid-*.png"))) == 4
+
+
+def test_eval_saved_samples(run_with_eval: Path, runs: Path, data_dir: Path, tmp_path: Path):
+    out = tmp_path / "s"
+    assert invoke("sample", run_with_eval, "-n", "16", "--steps", "2", "--out", out).exit_code == 0
+    result = invoke("eval", out, "--runs-dir", runs, "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    assert report["dataset"] == "mnist" and report["n"] == 16
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sweep", "steps=a,b"], "integers"),
+        (["--sweep", "eta=1,2"], "can only sweep steps"),
+        (["--sweep", "steps=1", "--samplers", "euler"], "unknown euler"),
+        (["--sweep", "steps=5000"], "between 1 and 1000"),
+        (["-n", "3"], "at least 10"),
+        (["--features", "inception", "--inception-weights", "/nonexistent.pth"], "never downloads"),
+        (["--dataset", "fashion-mnist"], "differs"),
+    ],
+)
+def test_eval_bad_input_exits_2(run_with_eval: Path, runs: Path, data_dir, extra, message):
+    result = invoke("eval", run_with_eval, "--runs-dir", runs, "--data-dir", data_dir, *extra)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_eval_without_a_classifier_says_how_to_get_one(run_with_eval: Path, tmp_path, data_dir):
+    result = invoke("eval", run_with_eval, "--runs-dir", tmp_path, "--data-dir", data_dir)
+    assert result.exit_code == 2
+    assert "diffkit train classifier --dataset mnist" in result.output
+
+
+def test_keep_best_needs_eval_every(tmp_path: Path, data_dir: Path):
+    result = invoke("train", "ddpm", *TINY, "--keep-best", "--data-dir", data_dir)
+    assert result.exit_code == 2 and "keep_best needs train.eval_every" in result.output
+    assert not (tmp_path / "runs").exists()
