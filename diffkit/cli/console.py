@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -78,7 +81,7 @@ class TrainProgress:
                 d = event.data
                 self.progress.console.print(
                     f"epoch {event.epoch} eval ({d['eval_n']} images, {d['eval_seconds']:.0f} s):"
-                    f" FID {d['fid']:.3f}, KID {1000 * d['kid']:.3f}e-3"
+                    f" FID {d['fid']:.3f}, KID {d['kid']:.4g}"
                     + (" [best]" if d.get("best") else "")
                 )
             case "stop":
@@ -86,10 +89,21 @@ class TrainProgress:
                 self.progress.stop()
 
 
+@contextmanager
+def steps(label: str, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar over ``total`` steps; yields ``advance()``."""
+    with Progress(
+        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), console=err, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(label, total=total)
+        yield lambda: progress.advance(task)
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     t = Table(title=title)
     for c in columns:
         t.add_column(c)
     for r in rows:
-        t.add_row(*[str(v) for v in r])
-    out.print(t)
+        t.add_row(*[escape(str(v)) for v in r])  # cells are text, not rich markup
+    out.print(t, width=None if out.is_terminal else 160)  # logs and pipes: do not truncate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,9 +33,12 @@ def _is_checkpoint(path: Path) -> bool:
 
 
 def _dataset_of_samples(file: Path) -> tuple[str | None, dict]:
-    """The dataset a samples folder was drawn for, via sample.json -> the run's config."""
+    """The dataset a samples folder was drawn for: sample.json's ``data`` (or its source
+    run's config)."""
     try:
         meta = json.loads((file.parent / "sample.json").read_text())
+        if isinstance(meta.get("data"), dict) and "dataset" in meta["data"]:
+            return meta["data"]["dataset"], meta["data"]
         src = Path(meta["source"])
         run = src if src.is_dir() else src.parent.parent
         cfg = json.loads((run / "config.json").read_text())
@@ -47,12 +51,13 @@ def _rows(metrics: dict[str, Any], floor: dict[str, Any] | None) -> list[list[st
     def fmt(m: dict[str, Any] | None, key: str) -> str:
         if m is None or key not in m:
             return "-"
-        if key in ("kid", "is"):
-            scale = 1000 if key == "kid" else 1
-            return f"{scale * m[key]:.3f} ± {scale * m[key + '_std']:.3f}"
+        if key == "kid":
+            return f"{m[key]:.4g} ± {m[key + '_std']:.2g}"
+        if key == "is":
+            return f"{m[key]:.3f} ± {m[key + '_std']:.3f}"
         return f"{m[key]:.4f}" if key in ("precision", "recall") else f"{m[key]:.3f}"
 
-    names = {"fid": "FID", "kid": "KID x 10^3", "is": "IS", "precision": "precision",
+    names = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision",
              "recall": "recall"}  # fmt: skip
     rows = [[label, fmt(metrics, k), fmt(floor, k)] for k, label in names.items()]
     for cls, acc in metrics.get("class_accuracy", {}).items():
@@ -122,8 +127,9 @@ def evaluate(
     beside the real-vs-real floor; results go to SOURCE/eval/<stamp>.json."""
     import torch
 
-    from diffkit.eval.evaluate import MIN_SAMPLES, Evaluator, load_samples
+    from diffkit.eval.evaluate import MIN_SAMPLES, Evaluator
     from diffkit.eval.features import load_extractor
+    from diffkit.runs.layout import write_json
     from diffkit.training.hardware import resolve_device
 
     if n < MIN_SAMPLES or batch_size < 1:
@@ -137,62 +143,96 @@ def evaluate(
         torch.set_num_threads(settings.threads)
     dev = resolve_device(settings.device)
     seed = 0 if seed is None else seed
-    from diffkit.config.run import DataConfig
+    src = _Source.open(source, dataset, n, dev, use_ema=not no_ema)
+    plan = _sweep_plan(src, sweep, samplers) if sweep else None
+    if src.pipe is not None and plan is None:
+        steps = _check_steps(src.pipe, sampler, steps)
 
-    pipe = images = labels = None
-    if _is_checkpoint(source):
-        from diffkit.methods.ddpm import load_pipeline
+    extractor = load_extractor(
+        features, src.data.dataset, settings.runs_dir, dev,
+        classifier=classifier, inception_weights=settings.inception_weights,
+    )  # fmt: skip
+    console.info(f"reference: {src.data.dataset} test split, {features} features "
+                 f"(sha256 {extractor.digest[:12]})")  # fmt: skip
+    evaluator = Evaluator(src.data.dataset, extractor, settings, data=src.data, seed=seed)
+    out = out or src.folder / "eval"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    common = {
+        "source": str(source), "dataset": src.data.dataset, "features": features,
+        "feature_sha256": extractor.digest, "seed": seed, "device": str(dev),
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }  # fmt: skip
+    if plan is not None:
+        _run_sweep(src.pipe, evaluator, plan, n, seed, eta, batch_size, out / f"{stamp}-sweep",
+                   common)  # fmt: skip
+        return
+    images = src.images
+    if src.pipe is not None:
+        images, gen_info = _generate(src.pipe, n, sampler, steps, eta, seed, batch_size)
+        common |= gen_info
+    console.info(f"scoring {images.shape[0]} images ...")
+    metrics = evaluator.score_images(images, src.labels)
+    floor = evaluator.floor(images.shape[0])
+    path = _free(out / f"{stamp}.json")
+    write_json(path, common | {"n": images.shape[0], "metrics": metrics, "floor": floor})
+    title = f"{source.name}: {images.shape[0]} images vs {src.data.dataset} test ({features})"
+    console.table(title, ["metric", "samples", "real floor"], _rows(metrics, floor))
+    console.out.print(str(path))
 
-        pipe = load_pipeline(source, dev, use_ema=not no_ema)
-        data_cfg = pipe.config.data
-        run_dir = source if source.is_dir() else source.parent.parent
-    else:
-        if sweep:
-            raise UsageError("--sweep needs a run or checkpoint, not saved samples")
+
+@dataclass
+class _Source:
+    """What ``diffkit eval`` scores: a model to sample (``pipe``) or stored ``images``."""
+
+    data: Any  # DataConfig of the dataset the images imitate
+    folder: Path  # where eval/ goes by default
+    pipe: Any = None
+    images: Any = None
+    labels: Any = None
+
+    @classmethod
+    def open(cls, source: Path, dataset: str | None, n: int, device, use_ema: bool) -> _Source:
+        from diffkit.config.run import DataConfig
+        from diffkit.eval.evaluate import MIN_SAMPLES, load_samples
+
+        if _is_checkpoint(source):
+            from diffkit.methods.ddpm import load_pipeline
+
+            pipe = load_pipeline(source, device, use_ema=use_ema)
+            if dataset is not None and dataset != pipe.config.data.dataset:
+                raise UsageError(
+                    f"--dataset {dataset} differs from the model's {pipe.config.data.dataset}"
+                )
+            folder = source if source.is_dir() else source.parent.parent
+            return cls(pipe.config.data, folder, pipe=pipe)
         images, labels, file = load_samples(source)
         found, stored = _dataset_of_samples(file)
         name = dataset or found
         if name is None:
             raise UsageError(f"cannot tell which dataset {file} imitates; pass --dataset")
-        data_cfg = DataConfig(**(stored if found == name else {"dataset": name}))
-        run_dir = file.parent
-        images, labels = images[:n], labels[:n] if labels is not None else None
-    if dataset is not None and dataset != data_cfg.dataset:
-        raise UsageError(f"--dataset {dataset} differs from the model's {data_cfg.dataset}")
+        if images.shape[0] < MIN_SAMPLES:
+            raise UsageError(f"{file} holds {images.shape[0]} samples; need {MIN_SAMPLES}")
+        data = DataConfig(**(stored if found == name else {"dataset": name}))
+        labels = labels[:n] if labels is not None else None
+        return cls(data, file.parent, images=images[:n], labels=labels)
 
-    extractor = load_extractor(
-        features, data_cfg.dataset, settings.runs_dir, dev,
-        classifier=classifier, inception_weights=settings.inception_weights,
-    )  # fmt: skip
-    console.info(f"reference: {data_cfg.dataset} test split, {features} features "
-                 f"(sha256 {extractor.digest[:12]})")  # fmt: skip
-    evaluator = Evaluator(data_cfg.dataset, extractor, settings, data=data_cfg, seed=seed)
-    out = out or run_dir / "eval"
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    common = {
-        "source": str(source), "dataset": data_cfg.dataset, "features": features,
-        "feature_sha256": extractor.digest, "seed": seed, "device": str(dev),
-        "created": datetime.now().isoformat(timespec="seconds"),
-    }  # fmt: skip
-    if sweep:
-        _run_sweep(pipe, evaluator, sweep, samplers, n, seed, eta, batch_size, out, stamp, common)
-        return
-    if pipe is not None:
-        images, gen_info = _generate(pipe, n, sampler, steps, eta, seed, batch_size)
-        common |= gen_info
-    n_scored = images.shape[0]
-    if n_scored < MIN_SAMPLES:
-        raise UsageError(f"{source} holds {n_scored} samples; need at least {MIN_SAMPLES}")
-    console.info(f"scoring {n_scored} images ...")
-    metrics = evaluator.score_images(images, labels)
-    floor = evaluator.floor(n_scored)
-    from diffkit.runs.layout import write_json
 
-    path = _free(out / f"{stamp}.json")
-    write_json(path, common | {"n": n_scored, "metrics": metrics, "floor": floor})
-    title = f"{source.name}: {n_scored} images vs {data_cfg.dataset} test ({features})"
-    console.table(title, ["metric", "samples", "real floor"], _rows(metrics, floor))
-    console.out.print(str(path))
+def _sweep_plan(src: _Source, spec: str, samplers: str) -> tuple[list[str], list[int]]:
+    from diffkit.eval.sweep import parse_steps
+
+    if src.pipe is None:
+        raise UsageError("--sweep needs a run or checkpoint, not saved samples")
+    try:
+        steps = parse_steps(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    names = [s.strip() for s in samplers.split(",") if s.strip()]
+    bad = [s for s in names if s not in SAMPLERS]
+    if bad or not names:
+        raise UsageError(f"--samplers: unknown {', '.join(bad) or '(none)'}; use ddpm,ddim")
+    for s in steps:
+        _check_steps(src.pipe, "ddim", s)
+    return names, steps
 
 
 def _free(path: Path) -> Path:
@@ -215,39 +255,32 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size):
     import time
 
     steps = _check_steps(pipe, sampler, steps)
-    console.info(f"sampling {n} images, {sampler} {steps} steps ...")
-    start = time.perf_counter()
-    images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
-                         batch_size=batch_size)  # fmt: skip
-    wall = time.perf_counter() - start
+    total = steps * -(-n // batch_size)
+    with console.steps(f"{sampler}-{steps}, {n} images", total) as advance:
+        start = time.perf_counter()
+        images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
+                             batch_size=batch_size, on_step=advance)  # fmt: skip
+        wall = time.perf_counter() - start
     info = {"sampler": sampler, "steps": steps, "eta": eta, "sample_seconds": wall,
             "ms_per_image": 1000 * wall / n}  # fmt: skip
     return images, info
 
 
-def _run_sweep(pipe, evaluator, spec, samplers, n, seed, eta, batch_size, out, stamp, common):
-    from diffkit.eval.sweep import parse_steps, plot_sweep, run_sweep
+def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
+    from diffkit.eval.sweep import plot_sweep, run_sweep
     from diffkit.runs.layout import write_json
 
-    try:
-        steps_list = parse_steps(spec)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    names = [s.strip() for s in samplers.split(",") if s.strip()]
-    bad = [s for s in names if s not in SAMPLERS]
-    if bad or not names:
-        raise UsageError(f"--samplers: unknown {', '.join(bad) or '(none)'}; use ddpm,ddim")
-    for s in steps_list:
-        _check_steps(pipe, "ddim", s)
-    folder = _free(out / f"{stamp}-sweep")
+    names, steps_list = plan
+    folder = _free(folder)
 
     def sample(sampler: str, steps: int):
-        return pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
-                           batch_size=batch_size)  # fmt: skip
+        with console.steps(f"{sampler}-{steps}", steps * -(-n // batch_size)) as advance:
+            return pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
+                               batch_size=batch_size, on_step=advance)  # fmt: skip
 
     def report(p) -> None:
         console.info(f"{p.sampler:>5} {p.steps:>5} steps: FID {p.metrics['fid']:8.3f}  "
-                     f"KID {1000 * p.metrics['kid']:7.3f}e-3  {p.wall_seconds:8.1f} s")  # fmt: skip
+                     f"KID {p.metrics['kid']:9.4g}  {p.wall_seconds:8.1f} s")  # fmt: skip
 
     floor = evaluator.floor(n)
     console.info(f"real floor at n={n}: FID {floor['fid']:.3f}")
@@ -257,17 +290,17 @@ def _run_sweep(pipe, evaluator, spec, samplers, n, seed, eta, batch_size, out, s
                          "points": [p.as_dict() for p in points]})  # fmt: skip
     plot_sweep(points, floor["fid"], folder / "sweep.png")
     rows = [
-        [p.sampler, p.steps, f"{p.metrics['fid']:.3f}", f"{1000 * p.metrics['kid']:.3f}",
+        [p.sampler, p.steps, f"{p.metrics['fid']:.3f}", f"{p.metrics['kid']:.4g}",
          f"{p.metrics['is']:.3f}", f"{p.metrics['precision']:.3f}", f"{p.metrics['recall']:.3f}",
          f"{p.wall_seconds:.2f}", f"{p.ms_per_image:.2f}"]
         for p in points
     ]  # fmt: skip
-    rows.append(["real floor", "-", f"{floor['fid']:.3f}", f"{1000 * floor['kid']:.3f}",
+    rows.append(["real floor", "-", f"{floor['fid']:.3f}", f"{floor['kid']:.4g}",
                  f"{floor['is']:.3f}", f"{floor['precision']:.3f}", f"{floor['recall']:.3f}",
                  "-", "-"])  # fmt: skip
     console.table(
         f"sweep: {n} images per point vs {evaluator.dataset} test",
-        ["sampler", "steps", "FID", "KIDx10^3", "IS", "precision", "recall", "seconds", "ms/img"],
+        ["sampler", "steps", "FID", "KID", "IS", "precision", "recall", "seconds", "ms/img"],
         rows,
     )
     console.out.print(str(folder))

@@ -19,7 +19,7 @@ def runs(runs_dir: RunsDir = None) -> None:
     rows = []
     for run in find_runs(root):
         cfg, summary = _read_json(run.config), _read_json(run.summary)
-        records = read_metrics(run.metrics)
+        records = [r for r in read_metrics(run.metrics) if "loss" in r]  # not eval records
         last = records[-1] if records else {}
         loss = summary.get("last_loss", last.get("loss"))
         epochs = summary.get("epochs", int(last.get("epoch", 0)))

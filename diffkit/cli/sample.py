@@ -107,6 +107,7 @@ def sample(
         out / "sample.json",
         {
             "source": str(source),
+            "data": pipe.config.data.model_dump(mode="json"),  # what the images imitate
             "sampler": sampler,
             "steps": steps,
             "eta": eta,

@@ -68,11 +68,13 @@ class DDPMPipeline:
         batch_size: int = 256,
         clip: bool = True,
         on_batch: Callable[[int, int], None] | None = None,
+        on_step: Callable[[], None] | None = None,
     ) -> Tensor:
         """Draw ``n`` images, float32 (n, C, H, W) in [-1, 1] on the CPU.
 
         ``steps`` defaults to T for DDPM and 50 for DDIM. The initial noise comes from a CPU
         generator seeded with ``seed``, so the same seed gives the same images on any device.
+        ``on_step()`` is called after every denoising step of every batch (progress bars).
         """
         sched = self.schedule
         steps = steps or (sched.num_steps if sampler == "ddpm" else 50)
@@ -87,13 +89,16 @@ class DDPMPipeline:
         )
         gen = torch.Generator(self.device).manual_seed(seed + 1)
         denoiser = make_denoiser(self.net, sched, self.config.diffusion.prediction, clip=clip)
+        callback = (lambda i, x, x0: on_step()) if on_step else None
         out = []
         for start in range(0, n, batch_size):
             x = noise[start : start + batch_size].to(self.device)
             if sampler == "ddpm":
-                x = ddpm_sample(denoiser, x, ts, sched, variance=variance, generator=gen)
+                x = ddpm_sample(
+                    denoiser, x, ts, sched, variance=variance, generator=gen, callback=callback
+                )
             else:
-                x = ddim_sample(denoiser, x, ts, sched, eta=eta, generator=gen)
+                x = ddim_sample(denoiser, x, ts, sched, eta=eta, generator=gen, callback=callback)
             out.append(x.float().cpu())
             if on_batch:
                 on_batch(min(start + batch_size, n), n)

@@ -113,6 +113,7 @@ def test_eval_saved_samples(run_with_eval: Path, runs: Path, data_dir: Path, tmp
     assert result.exit_code == 0, result.output
     report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
     assert report["dataset"] == "mnist" and report["n"] == 16
+    assert json.loads((out / "sample.json").read_text())["data"]["dataset"] == "mnist"
 
 
 @pytest.mark.parametrize(
@@ -143,3 +144,21 @@ def test_keep_best_needs_eval_every(tmp_path: Path, data_dir: Path):
     result = invoke("train", "ddpm", *TINY, "--keep-best", "--data-dir", data_dir)
     assert result.exit_code == 2 and "keep_best needs train.eval_every" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_eval_a_bare_samples_file_needs_its_dataset(classifier, runs: Path, data_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    from diffkit.config.run import DataConfig
+    from diffkit.data.registry import load_dataset
+
+    test = load_dataset(DataConfig(dataset="mnist", limit=40), data_dir, "test")
+    file = tmp_path / "real.safetensors"
+    save_file({"samples": test.images, "labels": test.labels}, str(file))
+    result = invoke("eval", file, "--runs-dir", runs, "--data-dir", data_dir)
+    assert result.exit_code == 2 and "pass --dataset" in result.output
+    result = invoke("eval", file, "--dataset", "mnist", "--runs-dir", runs, "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    assert report["metrics"]["class_accuracy"]["all"] > 0.8  # real digits, true labels
+    assert "class accuracy [all]" in result.stdout
