@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
                    autocast_dtype=None, run=None, run_config={}, dist=dist)
     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(weights, f"{out}/rank{dist.rank}.safetensors")
-    sys.stdout.write(f"steps {result.step}\n")  # one write: atomic on a pipe, no interleaving
+    sys.stdout.write(f"steps {result.step}\\n")  # one write: atomic on a pipe, no interleaving
     destroy()
     """
 )
