@@ -82,7 +82,7 @@ class TrainProgress:
                 self.progress.console.print(
                     f"epoch {event.epoch} eval ({d['eval_n']} images, {d['eval_seconds']:.0f} s):"
                     f" FID {d['fid']:.3f}, KID {d['kid']:.4g}"
-                    + (" [best]" if d.get("best") else "")
+                    + (", best so far" if d.get("best") else "")
                 )
             case "stop":
                 self.progress.update(self.task, completed=event.step)

@@ -47,6 +47,7 @@ def run_with_eval(classifier: Path, runs: Path, data_dir: Path) -> Path:
         "--data-dir", data_dir, "--runs-dir", runs, "--sample-every", "0",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "epoch 1 eval (20 images" in result.output and "best so far" in result.output
     return Path(result.stdout.strip().splitlines()[-1])
 
 
