@@ -81,6 +81,13 @@ def evaluate(
         typer.Option(help="Sampling steps (default: T for ddpm, 50 for ddim).", show_default=False),
     ] = None,
     eta: Annotated[float, typer.Option(help="DDIM noise scale.")] = 0.0,
+    guidance: Annotated[
+        float,
+        typer.Option(
+            help="Classifier-free guidance scale for class-conditional models, which "
+            "draw every class equally often and are scored on class accuracy too."
+        ),
+    ] = 1.0,
     seed: Seed = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 500,
     features: Annotated[
@@ -108,7 +115,9 @@ def evaluate(
     sweep: Annotated[
         str | None,
         typer.Option(
-            help="Sweep step counts, e.g. steps=1,2,5,10,20,50,100,1000.", show_default=False
+            help="Sweep step counts (steps=1,2,5,10,20,50,100,1000) or, for class-"
+            "conditional models, guidance scales (guidance=0,1,2,3,5,7) at --steps.",
+            show_default=False,
         ),
     ] = None,
     samplers: Annotated[
@@ -132,6 +141,8 @@ def evaluate(
     from diffkit.runs.layout import write_json
     from diffkit.training.hardware import resolve_device
 
+    if guidance < 0:
+        raise UsageError("--guidance must be >= 0")
     if n < MIN_SAMPLES or batch_size < 1:
         raise UsageError(f"-n must be at least {MIN_SAMPLES} and --batch-size at least 1")
     if not source.exists():
@@ -144,9 +155,11 @@ def evaluate(
     dev = resolve_device(settings.device)
     seed = 0 if seed is None else seed
     src = _Source.open(source, dataset, n, dev, use_ema=not no_ema)
-    plan = _sweep_plan(src, sweep, samplers) if sweep else None
+    plan = _sweep_plan(src, sweep, samplers, steps, guidance) if sweep else None
     if src.pipe is not None and plan is None:
         steps = _check_steps(src.pipe, sampler, steps)
+        if guidance != 1.0 and src.pipe.num_classes is None:
+            raise UsageError("--guidance needs a class-conditional model")
 
     extractor = load_extractor(
         features, src.data.dataset, settings.runs_dir, dev,
@@ -166,12 +179,14 @@ def evaluate(
         _run_sweep(src.pipe, evaluator, plan, n, seed, eta, batch_size, out / f"{stamp}-sweep",
                    common)  # fmt: skip
         return
-    images = src.images
+    images, labels = src.images, src.labels
     if src.pipe is not None:
-        images, gen_info = _generate(src.pipe, n, sampler, steps, eta, seed, batch_size)
+        images, labels, gen_info = _generate(
+            src.pipe, n, sampler, steps, eta, seed, batch_size, guidance
+        )
         common |= gen_info
     console.info(f"scoring {images.shape[0]} images ...")
-    metrics = evaluator.score_images(images, src.labels)
+    metrics = evaluator.score_images(images, labels)
     floor = evaluator.floor(images.shape[0])
     path = _free(out / f"{stamp}.json")
     write_json(path, common | {"n": images.shape[0], "metrics": metrics, "floor": floor})
@@ -217,22 +232,40 @@ class _Source:
         return cls(data, file.parent, images=images[:n], labels=labels)
 
 
-def _sweep_plan(src: _Source, spec: str, samplers: str) -> tuple[list[str], list[int]]:
-    from diffkit.eval.sweep import parse_steps
+@dataclass
+class _Plan:
+    key: str  # "steps" or "guidance"
+    samplers: list[str]
+    settings: list[tuple[int, float | None]]  # (steps, guidance) per point
+
+
+def _sweep_plan(
+    src: _Source, spec: str, samplers: str, steps: int | None, guidance: float
+) -> _Plan:
+    """Step counts at ``guidance`` (for a conditional model), or guidance scales at
+    ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
+    from diffkit.eval.sweep import parse_sweep
 
     if src.pipe is None:
         raise UsageError("--sweep needs a run or checkpoint, not saved samples")
     try:
-        steps = parse_steps(spec)
+        key, values = parse_sweep(spec)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     names = [s.strip() for s in samplers.split(",") if s.strip()]
     bad = [s for s in names if s not in SAMPLERS]
     if bad or not names:
         raise UsageError(f"--samplers: unknown {', '.join(bad) or '(none)'}; use ddpm,ddim")
-    for s in steps:
-        _check_steps(src.pipe, "ddim", s)
-    return names, steps
+    conditional = src.pipe.num_classes is not None
+    if key == "guidance":
+        if not conditional:
+            raise UsageError("--sweep guidance=... needs a class-conditional model")
+        s = _check_steps(src.pipe, "ddim", steps)
+        return _Plan(key, names, [(s, w) for w in values])
+    for s in values:
+        _check_steps(src.pipe, "ddim", int(s))
+    w = guidance if conditional else None
+    return _Plan(key, names, [(int(s), w) for s in values])
 
 
 def _free(path: Path) -> Path:
@@ -251,56 +284,74 @@ def _check_steps(pipe, sampler: str, steps: int | None) -> int:
     return steps
 
 
-def _generate(pipe, n, sampler, steps, eta, seed, batch_size):
+def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance):
+    """Sample ``n`` images; a class-conditional model draws every class equally often."""
     import time
 
+    from diffkit.methods.ddpm import cycle_labels
+
     steps = _check_steps(pipe, sampler, steps)
+    labels = cycle_labels(pipe.num_classes, n) if pipe.num_classes else None
     total = steps * -(-n // batch_size)
     with console.steps(f"{sampler}-{steps}, {n} images", total) as advance:
         start = time.perf_counter()
         images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
-                             batch_size=batch_size, on_step=advance)  # fmt: skip
+                             batch_size=batch_size, on_step=advance, labels=labels,
+                             guidance=guidance)  # fmt: skip
         wall = time.perf_counter() - start
     info = {"sampler": sampler, "steps": steps, "eta": eta, "sample_seconds": wall,
             "ms_per_image": 1000 * wall / n}  # fmt: skip
-    return images, info
+    if labels is not None:
+        info["guidance"] = guidance
+    return images, labels, info
 
 
 def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
     from diffkit.eval.sweep import plot_sweep, run_sweep
+    from diffkit.methods.ddpm import cycle_labels
     from diffkit.runs.layout import write_json
 
-    names, steps_list = plan
     folder = _free(folder)
+    labels = cycle_labels(pipe.num_classes, n) if pipe.num_classes else None
 
-    def sample(sampler: str, steps: int):
-        with console.steps(f"{sampler}-{steps}", steps * -(-n // batch_size)) as advance:
-            return pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
-                               batch_size=batch_size, on_step=advance)  # fmt: skip
+    def sample(sampler: str, steps: int, w: float | None):
+        tag = f"{sampler}-{steps}" + (f" w={w:g}" if w is not None else "")
+        with console.steps(tag, steps * -(-n // batch_size)) as advance:
+            images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
+                                 batch_size=batch_size, on_step=advance, labels=labels,
+                                 guidance=1.0 if w is None else w)  # fmt: skip
+        return images, labels
+
+    def acc(m: dict) -> str:
+        return f"{m['class_accuracy']['all']:.3f}" if "class_accuracy" in m else "-"
 
     def report(p) -> None:
-        console.info(f"{p.sampler:>5} {p.steps:>5} steps: FID {p.metrics['fid']:8.3f}  "
-                     f"KID {p.metrics['kid']:9.4g}  {p.wall_seconds:8.1f} s")  # fmt: skip
+        w = f" w={p.guidance:g}" if p.guidance is not None else ""
+        console.info(f"{p.sampler:>5} {p.steps:>5} steps{w}: FID {p.metrics['fid']:8.3f}  "
+                     f"KID {p.metrics['kid']:9.4g}  acc {acc(p.metrics)}  "
+                     f"{p.wall_seconds:8.1f} s")  # fmt: skip
 
     floor = evaluator.floor(n)
     console.info(f"real floor at n={n}: FID {floor['fid']:.3f}")
-    points = run_sweep(sample, evaluator, names, steps_list, folder, on_point=report)
+    points = run_sweep(sample, evaluator, plan.samplers, plan.settings, folder, on_point=report)
     write_json(folder / "sweep.json",
-               common | {"n": n, "eta": eta, "floor": floor,
+               common | {"n": n, "eta": eta, "swept": plan.key, "floor": floor,
                          "points": [p.as_dict() for p in points]})  # fmt: skip
-    plot_sweep(points, floor["fid"], folder / "sweep.png")
+    plot_sweep(points, floor["fid"], folder / "sweep.png", key=plan.key)
     rows = [
-        [p.sampler, p.steps, f"{p.metrics['fid']:.3f}", f"{p.metrics['kid']:.4g}",
-         f"{p.metrics['is']:.3f}", f"{p.metrics['precision']:.3f}", f"{p.metrics['recall']:.3f}",
+        [p.sampler, p.steps, "-" if p.guidance is None else f"{p.guidance:g}",
+         f"{p.metrics['fid']:.3f}", f"{p.metrics['kid']:.4g}", f"{p.metrics['is']:.3f}",
+         f"{p.metrics['precision']:.3f}", f"{p.metrics['recall']:.3f}", acc(p.metrics),
          f"{p.wall_seconds:.2f}", f"{p.ms_per_image:.2f}"]
         for p in points
     ]  # fmt: skip
-    rows.append(["real floor", "-", f"{floor['fid']:.3f}", f"{floor['kid']:.4g}",
+    rows.append(["real floor", "-", "-", f"{floor['fid']:.3f}", f"{floor['kid']:.4g}",
                  f"{floor['is']:.3f}", f"{floor['precision']:.3f}", f"{floor['recall']:.3f}",
-                 "-", "-"])  # fmt: skip
+                 "-", "-", "-"])  # fmt: skip
     console.table(
         f"sweep: {n} images per point vs {evaluator.dataset} test",
-        ["sampler", "steps", "FID", "KID", "IS", "precision", "recall", "seconds", "ms/img"],
+        ["sampler", "steps", "w", "FID", "KID", "IS", "precision", "recall", "class acc",
+         "seconds", "ms/img"],
         rows,
-    )
+    )  # fmt: skip
     console.out.print(str(folder))

@@ -24,6 +24,54 @@ def default_out(source: Path, name: str) -> Path:
     return path
 
 
+def parse_classes(specs: list[str], dataset: str, num_classes: int | None) -> list[int]:
+    """``--class`` values -> class indices. Each value is a comma list of indices, ranges
+    (``0..9``), the dataset's class names (any case) or ``all``."""
+    from diffkit.data.registry import class_names
+
+    if num_classes is None:
+        raise UsageError("this model is unconditional; --class, --guidance and "
+                         "--grid-per-class need a model trained with --cond class")  # fmt: skip
+    names = [n.lower() for n in class_names(dataset)]
+    out: list[int] = []
+    for spec in specs:
+        for part in (p.strip() for p in spec.split(",") if p.strip()):
+            if part == "all":
+                out.extend(range(num_classes))
+            elif ".." in part and all(x.strip().isdigit() for x in part.split("..", 1)):
+                lo, hi = (int(x) for x in part.split("..", 1))
+                if not lo <= hi < num_classes:
+                    raise UsageError(f"--class {part}: need 0 <= first <= last < {num_classes}")
+                out.extend(range(lo, hi + 1))
+            elif part.isdigit() and int(part) < num_classes:
+                out.append(int(part))
+            elif part.lower() in names:
+                out.append(names.index(part.lower()))
+            else:
+                known = ", ".join(class_names(dataset)) or f"0..{num_classes - 1}"
+                raise UsageError(f"--class {part!r} is not a class of {dataset} ({known})")
+    return out
+
+
+def sample_labels(
+    pipe, classes: list[str], grid_per_class: bool, n: int | None
+) -> tuple[object, int, int | None]:
+    """(labels (n,) or None, n, grid columns) for the requested classes."""
+    import torch
+
+    if not classes and not grid_per_class:
+        return None, n or 64, None
+    k = pipe.num_classes
+    picked = parse_classes(classes or ["all"], pipe.config.data.dataset, k)
+    if grid_per_class:  # one row per class, n images in each (default 10)
+        per = n or 10
+        labels = torch.tensor(picked).repeat_interleave(per)
+        return labels, labels.numel(), per
+    n = n or 64
+    labels = torch.tensor(picked)[torch.arange(n) % len(picked)]
+    return labels, n, None
+
+
 @handle_errors
 def sample(
     source: Annotated[
@@ -44,7 +92,34 @@ def sample(
     variance: Annotated[
         Literal["fixed_small", "fixed_large"], typer.Option(help="DDPM reverse variance.")
     ] = "fixed_small",
-    n: Annotated[int, typer.Option("-n", "--n", help="Number of images.")] = 64,
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "-n",
+            "--n",
+            help="Number of images (64), or per class with --grid-per-class (10).",
+            show_default=False,
+        ),
+    ] = None,
+    classes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--class",
+            help="Class(es) to draw: index, range (0..9), name or 'all'; repeatable or comma "
+            "separated; images cycle through them.",
+            show_default=False,
+        ),
+    ] = None,
+    guidance: Annotated[
+        float,
+        typer.Option(help="Classifier-free guidance scale w (1 = conditional, 0 = unconditional)."),
+    ] = 1.0,
+    grid_per_class: Annotated[
+        bool,
+        typer.Option(
+            "--grid-per-class", help="One grid row per class (with --class: those classes)."
+        ),
+    ] = False,
     seed: Seed = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     out: Annotated[
@@ -66,7 +141,7 @@ def sample(
     from diffkit.runs.plots import save_grid
     from diffkit.training.hardware import resolve_device
 
-    if n < 1 or batch_size < 1:
+    if (n is not None and n < 1) or batch_size < 1:
         raise UsageError("-n and --batch-size must be at least 1")
     if eta < 0:
         raise UsageError("--eta must be >= 0")
@@ -75,12 +150,18 @@ def sample(
         torch.set_num_threads(settings.threads)
     dev = resolve_device(settings.device)
     pipe = load_pipeline(source, dev, use_ema=not no_ema)
+    if guidance != 1.0 and not classes and not grid_per_class:
+        classes = ["all"]
+    labels, n, nrow = sample_labels(pipe, classes or [], grid_per_class, n)
+    if labels is not None and guidance < 0:
+        raise UsageError("--guidance must be >= 0")
     T = pipe.config.diffusion.num_steps
     steps = steps or (T if sampler == "ddpm" else 50)
     if not 1 <= steps <= T:
         raise UsageError(f"--steps must be between 1 and {T} (the model's training steps)")
     seed = 0 if seed is None else seed
     tag = f"{sampler}-{steps}" + (f"-eta{eta:g}" if sampler == "ddim" and eta else "")
+    tag += f"-w{guidance:g}" if labels is not None else ""
     out = out or default_out(source, f"{tag}-seed{seed}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
@@ -95,14 +176,19 @@ def sample(
         variance=variance,
         seed=seed,
         batch_size=batch_size,
+        labels=labels,
+        guidance=guidance,
     )
     if dev.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
 
     out.mkdir(parents=True, exist_ok=True)
-    save_grid(images, out / "grid.png")
-    atomic_write_bytes(out / "samples.safetensors", save({"samples": images.contiguous()}))
+    save_grid(images, out / "grid.png", nrow=nrow)
+    tensors = {"samples": images.contiguous()}
+    if labels is not None:
+        tensors["labels"] = labels.contiguous()
+    atomic_write_bytes(out / "samples.safetensors", save(tensors))
     write_json(
         out / "sample.json",
         {
@@ -114,6 +200,8 @@ def sample(
             "spacing": spacing,
             "variance": variance,
             "n": n,
+            "classes": sorted(set(labels.tolist())) if labels is not None else None,
+            "guidance": guidance if labels is not None else None,
             "seed": seed,
             "ema": not no_ema,
             "device": str(dev),

@@ -11,7 +11,7 @@ from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, handle_errors
 from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed, machine_settings
 from diffkit.config import DDPMRunConfig, resolve_run_config
-from diffkit.config.resolve import validate
+from diffkit.config.resolve import deep_merge, validate
 from diffkit.runs.layout import RunDir
 
 app = typer.Typer(
@@ -20,6 +20,46 @@ app = typer.Typer(
 
 # Flags that may accompany --resume: they extend or relocate a run without changing it.
 RESUMABLE = {"train.epochs", "train.max_steps"}
+
+
+def _opt(help: str, *names: str) -> typer.models.OptionInfo:
+    return typer.Option(*names, help=help, show_default=False)
+
+
+Epochs = Annotated[int | None, _opt("Passes over the data.")]
+BatchSize = Annotated[int | None, _opt("Images per step per process.")]
+LR = Annotated[float | None, _opt("Peak learning rate.")]
+Name = Annotated[str | None, _opt("Run name (folder suffix).")]
+Precision = Annotated[
+    Literal["auto", "fp32", "bf16", "fp16"] | None,
+    _opt("auto = bf16 autocast where the hardware has native bf16."),
+]
+MaxSteps = Annotated[int | None, _opt("Stop after this many steps.")]
+LimitData = Annotated[int | None, _opt("Train on the first N images only.")]
+Schedule = Annotated[Literal["linear", "cosine"] | None, _opt("Noise schedule.")]
+PredictionOpt = Annotated[Literal["eps", "x0", "v"] | None, _opt("What the network predicts.")]
+SampleEvery = Annotated[int | None, _opt("Preview grid every N epochs (0 = never).")]
+EvalEvery = Annotated[int | None, _opt("FID/KID of the EMA model every N epochs (0 = never).")]
+EvalN = Annotated[int | None, _opt("Images per in-training evaluation.")]
+KeepBest = Annotated[
+    bool | None, _opt("Keep checkpoints/best.safetensors by lowest FID.", "--keep-best")
+]
+Classifier = Annotated[
+    Path | None,
+    _opt("Feature classifier for --eval-every (default: newest for the dataset in RUNS_DIR)."),
+]
+Resume = Annotated[Path | None, _opt("Continue this run folder exactly where it stopped.")]
+Cond = Annotated[
+    Literal["none", "class"] | None,
+    _opt("class: condition on the dataset's labels (classifier-free guidance).", "--cond"),
+]
+CondRoutes = Annotated[
+    str | None,
+    _opt("How the label enters the UNet, comma separated: time, input, cross (default time)."),
+]
+CondDrop = Annotated[
+    float | None, _opt("Probability of training a label as the null class (default 0.1).")
+]
 
 
 def _resume_config(run_path: Path, flags: dict) -> tuple[RunDir, DDPMRunConfig]:
@@ -45,135 +85,53 @@ def _resume_config(run_path: Path, flags: dict) -> tuple[RunDir, DDPMRunConfig]:
     return run, validate(DDPMRunConfig, stored)
 
 
-@app.command("ddpm")
-@handle_errors
-def ddpm(
-    epochs: Annotated[
-        int | None, typer.Option(help="Passes over the data.", show_default=False)
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Images per step per process.", show_default=False)
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate.", show_default=False)
-    ] = None,
-    preset: Annotated[
-        Literal["tiny", "small", "default"] | None,
-        typer.Option(
-            help="tiny (tests) | small (2-core CPU, ~17 min) | default (the seeds' GPU model;"
-            " used when no preset is given).",
-            show_default=False,
-        ),
-    ] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(help="mnist | fashion-mnist | cifar10 | folder:PATH.", show_default=False),
-    ] = None,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    name: Annotated[
-        str | None, typer.Option(help="Run name (folder suffix).", show_default=False)
-    ] = None,
-    config: ConfigFile = None,
-    device: Device = None,
-    precision: Annotated[
-        Literal["auto", "fp32", "bf16", "fp16"] | None,
-        typer.Option(
-            help="auto = bf16 autocast where the hardware has native bf16.", show_default=False
-        ),
-    ] = None,
-    seed: Seed = None,
-    max_steps: Annotated[
-        int | None, typer.Option(help="Stop after this many steps.", show_default=False)
-    ] = None,
-    limit_data: Annotated[
-        int | None, typer.Option(help="Train on the first N images only.", show_default=False)
-    ] = None,
-    schedule: Annotated[
-        Literal["linear", "cosine"] | None, typer.Option(help="Noise schedule.", show_default=False)
-    ] = None,
-    prediction: Annotated[
-        Literal["eps", "x0", "v"] | None,
-        typer.Option(help="What the network predicts.", show_default=False),
-    ] = None,
-    sample_every: Annotated[
-        int | None,
-        typer.Option(help="Preview grid every N epochs (0 = never).", show_default=False),
-    ] = None,
-    eval_every: Annotated[
-        int | None,
-        typer.Option(
-            help="FID/KID of the EMA model every N epochs (0 = never).", show_default=False
-        ),
-    ] = None,
-    eval_n: Annotated[
-        int | None, typer.Option(help="Images per in-training evaluation.", show_default=False)
-    ] = None,
-    keep_best: Annotated[
-        bool | None,
-        typer.Option(
-            "--keep-best",
-            help="Keep checkpoints/best.safetensors by lowest FID.",
-            show_default=False,
-        ),
-    ] = None,
-    classifier: Annotated[
-        Path | None,
-        typer.Option(
-            help="Feature classifier for --eval-every (default: newest for the "
-            "dataset in RUNS_DIR).",
-            show_default=False,
-        ),
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(help="Continue this run folder exactly where it stopped.", show_default=False),
-    ] = None,
+def _cond_flags(cond: str | None, routes: str | None, drop: float | None) -> dict:
+    """--cond/--cond-routes/--cond-drop as dotted config keys (num_classes is filled in from
+    the dataset later, see :func:`_with_classes`)."""
+    flags: dict = {"train.cond_drop": drop}
+    if routes is not None:
+        parts = tuple(r.strip() for r in routes.split(",") if r.strip())
+        bad = [r for r in parts if r not in ("time", "input", "cross")]
+        if bad or not parts:
+            raise UsageError(f"--cond-routes: unknown {', '.join(bad) or '(none)'}; "
+                             "use time, input, cross")  # fmt: skip
+        if cond != "class":
+            raise UsageError("--cond-routes needs --cond class")
+        flags["model.cond_routes"] = parts
+    if cond == "none":
+        flags["model.num_classes"] = None
+    return flags
+
+
+def _with_classes(cfg: DDPMRunConfig, cond: str | None) -> DDPMRunConfig:
+    """With ``--cond class``: the model's number of classes is the dataset's."""
+    from diffkit.data.registry import class_names
+
+    if cond != "class" or cfg.model.num_classes is not None:
+        return cfg
+    k = len(class_names(cfg.data.dataset))
+    if k < 2:
+        raise UsageError(f"--cond class: dataset {cfg.data.dataset} has no class labels")
+    return validate(DDPMRunConfig, deep_merge(cfg.model_dump(mode="json"),
+                                              {"model": {"num_classes": k}}))  # fmt: skip
+
+
+def _train_diffusion(
+    cfg: DDPMRunConfig, run: RunDir | None, settings, classifier: Path | None, codec
 ) -> None:
-    """Train a pixel-space DDPM (UNet, eps/x0/v prediction) and write a run folder."""
+    """Train (or resume) a pixel or latent DDPM and report how it ended."""
     from diffkit.methods.ddpm import train_ddpm
     from diffkit.training.distributed import destroy, dist_from_env, init_process_group
     from diffkit.training.hardware import resolve_device
-
-    flags = {
-        "train.epochs": epochs,
-        "train.batch_size": batch_size,
-        "train.lr": lr,
-        "preset": preset,
-        "data.dataset": dataset,
-        "name": name,
-        "train.precision": precision,
-        "train.seed": seed,
-        "train.max_steps": max_steps,
-        "data.limit": limit_data,
-        "diffusion.schedule": schedule,
-        "diffusion.prediction": prediction,
-        "train.sample_every": sample_every,
-        "train.eval_every": eval_every,
-        "train.eval_n": eval_n,
-        "train.keep_best": keep_best,
-    }
-    settings = machine_settings(data_dir, runs_dir, device)
-    if resume is not None:
-        if config is not None:
-            raise UsageError("--config cannot be combined with --resume")
-        run, cfg = _resume_config(resume, flags)
-    else:
-        run, cfg = None, resolve_run_config(DDPMRunConfig, flags, config)
 
     dist = dist_from_env()
     init_process_group(dist, resolve_device(settings.device, dist.local_rank))
     progress = console.TrainProgress(enabled=dist.is_main)
     try:
         run, result = train_ddpm(
-            cfg,
-            settings,
-            resume=run,
-            dist=dist,
-            classifier=classifier,
-            on_event=progress,
-            on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
-        )
+            cfg, settings, resume=run, dist=dist, classifier=classifier, codec=codec,
+            on_event=progress, on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
+        )  # fmt: skip
     finally:
         destroy()
     if not dist.is_main:
@@ -195,6 +153,149 @@ def ddpm(
                 f"{result.reason}: {result.step} steps, {result.epoch} epochs, "
                 f"{result.images_per_sec:.0f} img/s{loss}"
             )
+
+
+def _codec_for_resume(run: RunDir, cfg: DDPMRunConfig, device: str):
+    """A resumed latent run's autoencoder, from its own checkpoint (not the VAE folder)."""
+    from diffkit.methods.ddpm import codec_from_checkpoint
+    from diffkit.runs.checkpoint import load_checkpoint
+    from diffkit.training.hardware import resolve_device
+
+    if cfg.latent is None:
+        return None
+    tensors = load_checkpoint(run.last_checkpoint, prefixes=("vae",)).section("vae")
+    return codec_from_checkpoint(cfg.latent, tensors, resolve_device(device))
+
+
+def _latent_config(vae: Path, flags: dict, config: Path | None, device: str):
+    from diffkit.methods.ddpm import latent_fixed_layer
+    from diffkit.methods.vae import load_codec
+    from diffkit.training.hardware import resolve_device
+
+    codec = load_codec(vae, resolve_device(device))
+    cfg = resolve_run_config(DDPMRunConfig, flags, config, fixed=latent_fixed_layer(codec),
+                             fixed_by=f"the VAE {vae}")  # fmt: skip
+    return cfg, codec
+
+
+@app.command("ddpm")
+@handle_errors
+def ddpm(
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: LR = None,
+    preset: Annotated[
+        Literal["tiny", "small", "default"] | None,
+        _opt(
+            "tiny (tests) | small (2-core CPU, ~17 min) | default (the seeds' GPU model; "
+            "used when no preset is given)."
+        ),
+    ] = None,
+    dataset: Annotated[str | None, _opt("mnist | fashion-mnist | cifar10 | folder:PATH.")] = None,
+    cond: Cond = None,
+    cond_routes: CondRoutes = None,
+    cond_drop: CondDrop = None,
+    mid_block: Annotated[
+        Literal["resnet", "transformer"] | None,
+        _opt("UNet middle: res-attention-res, or DiT blocks with AdaLN-Zero."),
+    ] = None,
+    transformer_depth: Annotated[int | None, _opt("DiT blocks in a transformer middle.")] = None,
+    transformer_heads: Annotated[int | None, _opt("Attention heads of those blocks.")] = None,
+    latent: Annotated[
+        Path | None, _opt("Train on this VAE's latents (same as `train ldm --vae`).")
+    ] = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    device: Device = None,
+    precision: Precision = None,
+    seed: Seed = None,
+    max_steps: MaxSteps = None,
+    limit_data: LimitData = None,
+    schedule: Schedule = None,
+    prediction: PredictionOpt = None,
+    sample_every: SampleEvery = None,
+    eval_every: EvalEvery = None,
+    eval_n: EvalN = None,
+    keep_best: KeepBest = None,
+    classifier: Classifier = None,
+    resume: Resume = None,
+) -> None:
+    """Train a DDPM (UNet, eps/x0/v prediction, optional class conditioning) on pixels, or
+    with --latent on a VAE's latents; writes a run folder."""
+    flags = {
+        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
+        "preset": preset, "data.dataset": dataset, "name": name,
+        "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
+        "data.limit": limit_data, "diffusion.schedule": schedule,
+        "diffusion.prediction": prediction, "train.sample_every": sample_every,
+        "train.eval_every": eval_every, "train.eval_n": eval_n, "train.keep_best": keep_best,
+        "model.mid_block": mid_block, "model.transformer_depth": transformer_depth,
+        "model.transformer_heads": transformer_heads,
+    }  # fmt: skip
+    flags |= _cond_flags(cond, cond_routes, cond_drop)
+    settings = machine_settings(data_dir, runs_dir, device)
+    codec = None
+    if resume is not None:
+        if config is not None or latent is not None:
+            raise UsageError("--config and --latent cannot be combined with --resume")
+        if cond is not None:
+            raise UsageError("--resume continues a run as configured; cannot change --cond")
+        run, cfg = _resume_config(resume, flags)
+        codec = _codec_for_resume(run, cfg, settings.device)
+    elif latent is not None:
+        if preset is not None or dataset is not None:
+            raise UsageError("a latent model takes its preset and dataset from the VAE")
+        run = None
+        cfg, codec = _latent_config(latent, flags, config, settings.device)
+    else:
+        run, cfg = None, resolve_run_config(DDPMRunConfig, flags, config)
+    cfg = _with_classes(cfg, cond)
+    _train_diffusion(cfg, run, settings, classifier, codec)
+
+
+@app.command("ldm")
+@handle_errors
+def ldm(
+    vae: Annotated[Path, typer.Option(help="The VAE run folder or vae.safetensors.")],
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: LR = None,
+    cond: Cond = None,
+    cond_routes: CondRoutes = None,
+    cond_drop: CondDrop = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    device: Device = None,
+    precision: Precision = None,
+    seed: Seed = None,
+    max_steps: MaxSteps = None,
+    limit_data: LimitData = None,
+    schedule: Schedule = None,
+    prediction: PredictionOpt = None,
+    sample_every: SampleEvery = None,
+    eval_every: EvalEvery = None,
+    eval_n: EvalN = None,
+    keep_best: KeepBest = None,
+    classifier: Classifier = None,
+) -> None:
+    """Latent diffusion: a DDPM on a trained VAE's latents (MLP denoiser for flat latents,
+    UNet for spatial ones); samples are decoded by the VAE, whose weights the checkpoints
+    carry. Resume with `diffkit train ddpm --resume RUN`."""
+    flags = {
+        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "name": name,
+        "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
+        "data.limit": limit_data, "diffusion.schedule": schedule,
+        "diffusion.prediction": prediction, "train.sample_every": sample_every,
+        "train.eval_every": eval_every, "train.eval_n": eval_n, "train.keep_best": keep_best,
+    }  # fmt: skip
+    flags |= _cond_flags(cond, cond_routes, cond_drop)
+    settings = machine_settings(data_dir, runs_dir, device)
+    cfg, codec = _latent_config(vae, flags, config, settings.device)
+    _train_diffusion(_with_classes(cfg, cond), None, settings, classifier, codec)
 
 
 @app.command("classifier")
@@ -251,4 +352,77 @@ def classifier(
         f"test accuracy {100 * res.test_accuracy:.2f} % after {res.train.step} steps "
         f"({res.train.elapsed:.0f} s, {res.train.images_per_sec:.0f} img/s); "
         f"sha256 {res.digest[:16]}"
+    )
+
+
+@app.command("vae")
+@handle_errors
+def vae(
+    dataset: Annotated[str | None, _opt("mnist | fashion-mnist | cifar10 | folder:PATH.")] = None,
+    latent: Annotated[
+        Literal["flat", "spatial"] | None,
+        _opt(
+            "flat: the seeds' conv VAE, a vector latent (default); spatial: "
+            "latent-channels x H/4 x W/4 with attention, for UNet denoisers."
+        ),
+    ] = None,
+    latent_dim: Annotated[int | None, _opt("Flat latent size (default 64).")] = None,
+    latent_channels: Annotated[int | None, _opt("Spatial latent channels (default 4).")] = None,
+    kl_weight: Annotated[float | None, _opt("Weight of the KL term, beta (default 1).")] = None,
+    recon_loss: Annotated[
+        Literal["bce", "mse"] | None, _opt("bce (Bernoulli, default) | mse (Gaussian).")
+    ] = None,
+    epochs: Annotated[int | None, _opt("Passes over the data (recipe: 10).")] = None,
+    batch_size: BatchSize = None,
+    lr: LR = None,
+    seed: Seed = None,
+    limit_data: LimitData = None,
+    max_steps: MaxSteps = None,
+    sample_every: Annotated[
+        int | None, _opt("Reconstruction grid every N epochs (0 = never).")
+    ] = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+) -> None:
+    """Train the VAE of latent diffusion; writes vae.safetensors with the latent scaling."""
+    from diffkit.config.run import VAERunConfig
+    from diffkit.methods.vae import train_vae
+
+    flags = {
+        "data.dataset": dataset,
+        "model.latent": latent,
+        "model.latent_dim": latent_dim,
+        "model.latent_channels": latent_channels,
+        "kl_weight": kl_weight,
+        "recon_loss": recon_loss,
+        "train.epochs": epochs,
+        "train.batch_size": batch_size,
+        "train.lr": lr,
+        "train.seed": seed,
+        "data.limit": limit_data,
+        "train.max_steps": max_steps,
+        "train.sample_every": sample_every,
+        "name": name,
+    }
+    settings = machine_settings(data_dir, runs_dir, device)
+    cfg = resolve_run_config(VAERunConfig, flags, config)
+    progress = console.TrainProgress()
+    res = train_vae(
+        cfg, settings, on_event=progress,
+        on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
+    )  # fmt: skip
+    console.out.print(str(res.run.path))
+    if res.train.reason == "interrupted":
+        console.info("interrupted; no vae.safetensors written (train it again)")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if res.train.reason == "non_finite":
+        console.error(f"loss became NaN/inf at step {res.train.step}; no vae.safetensors written")
+        raise typer.Exit(EXIT_FAILED)
+    console.info(
+        f"recon MSE {res.recon_mse:.4f}, KL {res.kl:.2f} nats/image, latent shift "
+        f"{res.shift:+.4f} scale {res.scale:.4f} after {res.train.step} steps "
+        f"({res.train.elapsed:.0f} s, {res.train.images_per_sec:.0f} img/s)"
     )

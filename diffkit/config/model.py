@@ -13,6 +13,9 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+CondRoute = Literal["time", "input", "cross"]
+
+
 class UNetConfig(Frozen):
     """A DDPM-style UNet (Ho et al. 2020; Dhariwal & Nichol 2021 improvements).
 
@@ -35,9 +38,24 @@ class UNetConfig(Frozen):
     head_channels: int = Field(32, ge=4, description="channels per attention head")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     norm_groups: int = Field(32, ge=1)
+    mid_block: Literal["resnet", "transformer"] = Field(
+        "resnet", description="middle: res-attn-res, or DiT blocks with AdaLN-Zero"
+    )
+    transformer_depth: int = Field(2, ge=1, le=24)
+    transformer_heads: int = Field(4, ge=1)
+    num_classes: int | None = Field(None, ge=2, description="None = unconditional")
+    cond_routes: tuple[CondRoute, ...] = Field(
+        ("time",), min_length=1, description="how a class label enters: time, input, cross"
+    )
+    cross_attention_levels: tuple[int, ...] = Field(
+        (), description="levels with cross-attention (the middle always has it with 'cross')"
+    )
+    context_tokens: int = Field(4, ge=1, description="class tokens for cross-attention")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if len(set(self.cond_routes)) != len(self.cond_routes):
+            raise ValueError(f"cond_routes {self.cond_routes} repeats a route")
         if self.image_size % self.patch_size:
             raise ValueError(f"patch_size {self.patch_size} does not divide image_size")
         if self.base_channels % 2:
@@ -45,9 +63,16 @@ class UNetConfig(Frozen):
         if any(m < 1 for m in self.channel_mults):
             raise ValueError("channel_mults must all be >= 1")
         levels = len(self.channel_mults)
-        bad = [lvl for lvl in self.attention_levels if not 0 <= lvl < levels]
-        if bad:
-            raise ValueError(f"attention_levels {bad} outside 0..{levels - 1}")
+        for name in ("attention_levels", "cross_attention_levels"):
+            bad = [lvl for lvl in getattr(self, name) if not 0 <= lvl < levels]
+            if bad:
+                raise ValueError(f"{name} {bad} outside 0..{levels - 1}")
+        mid = self.base_channels * self.channel_mults[-1]
+        if self.mid_block == "transformer" and mid % self.transformer_heads:
+            raise ValueError(
+                f"transformer_heads={self.transformer_heads} does not divide the {mid} middle "
+                "channels"
+            )
         for ch in {self.base_channels, *(self.base_channels * m for m in self.channel_mults)}:
             if ch % min(self.norm_groups, ch):
                 raise ValueError(f"norm_groups={self.norm_groups} does not divide {ch} channels")
@@ -58,6 +83,14 @@ class UNetConfig(Frozen):
     @property
     def out_ch(self) -> int:
         return self.out_channels or self.in_channels
+
+    @property
+    def bottleneck_size(self) -> int:
+        """Side of the lowest-resolution feature map (each stride-2 step rounds up)."""
+        side = self.image_size // self.patch_size
+        for _ in self.channel_mults[1:]:
+            side = -(-side // 2)
+        return side
 
 
 class ClassifierNetConfig(Frozen):
@@ -85,4 +118,58 @@ class ClassifierNetConfig(Frozen):
         return self
 
 
-ModelConfig = UNetConfig | ClassifierNetConfig
+class MLPConfig(Frozen):
+    """A residual MLP denoiser for flat (B, D) inputs, e.g. the latents of a flat VAE.
+
+    ``depth`` blocks of LayerNorm -> scale-shift by the time (+ class) embedding -> SiLU ->
+    Linear -> SiLU -> Linear, each added to the residual stream of width ``hidden``.
+    """
+
+    kind: Literal["mlp"] = "mlp"
+    dim: int = Field(64, ge=1, description="input and output width (the latent dimension)")
+    hidden: int = Field(512, ge=8)
+    depth: int = Field(4, ge=1)
+    emb_dim: int = Field(128, ge=8, description="time (+ class) embedding width; even")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    num_classes: int | None = Field(None, ge=2, description="None = unconditional")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.emb_dim % 2:
+            raise ValueError("emb_dim must be even (sinusoidal time embedding)")
+        return self
+
+
+class VAEConfig(Frozen):
+    """A convolutional VAE. ``flat``: the seeds' encoder/decoder (001_*) with a vector latent
+    of ``latent_dim``; ``spatial``: a residual encoder/decoder with a ``latent_channels`` x
+    (image_size / 4)^2 latent and self-attention at the lowest resolution."""
+
+    kind: Literal["vae"] = "vae"
+    latent: Literal["flat", "spatial"] = "flat"
+    in_channels: int = Field(1, ge=1)
+    image_size: int = Field(28, ge=8)
+    latent_dim: int = Field(64, ge=1, description="flat latent size")
+    latent_channels: int = Field(4, ge=1, description="spatial latent channels")
+    base_channels: int = Field(32, ge=8, description="spatial VAE width")
+    norm_groups: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.image_size % 4:
+            raise ValueError(f"image_size {self.image_size} must be divisible by 4")
+        groups = min(self.norm_groups, self.base_channels)
+        if self.latent == "spatial" and self.base_channels % groups:
+            raise ValueError(f"norm_groups={self.norm_groups} does not divide base_channels")
+        return self
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one latent: (D,) or (C, H/4, W/4)."""
+        if self.latent == "flat":
+            return (self.latent_dim,)
+        side = self.image_size // 4
+        return (self.latent_channels, side, side)
+
+
+ModelConfig = UNetConfig | ClassifierNetConfig | MLPConfig | VAEConfig

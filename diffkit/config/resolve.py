@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from diffkit.config.run import PRESETS
 
 ENV_PREFIX = "DIFFKIT_"
+UNION_TAGS = frozenset({"unet", "mlp"})
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -100,20 +102,22 @@ def env_layer(model: type[BaseModel], environ: Mapping[str, str] | None = None) 
     return nest(flat)
 
 
-def _is_field_path(model: type[BaseModel], path: list[str]) -> bool:
-    node: Any = model
-    for part in path:
-        fields = getattr(node, "model_fields", None)
-        if fields is None or part not in fields:
-            return False
-        node = fields[part].annotation
-    return True
+def _is_field_path(model: Any, path: list[str]) -> bool:
+    """Whether ``path`` names a field; through unions (``UNetConfig | MLPConfig``) any
+    member may have it."""
+    if not path:
+        return True
+    fields = getattr(model, "model_fields", None)
+    if fields is not None:
+        return path[0] in fields and _is_field_path(fields[path[0]].annotation, path[1:])
+    return any(_is_field_path(arg, path) for arg in typing.get_args(model))
 
 
 def format_validation_error(exc: ValidationError) -> str:
     """One line: the first failing field, the reason, and the offending value."""
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
+    # Drop the tags of tagged unions (model: unet | mlp), which are not config keys.
+    where = ".".join(str(p) for p in err["loc"] if p not in UNION_TAGS) or "config"
     msg = err["msg"].removeprefix("Value error, ")
     extra = (
         f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
@@ -134,21 +138,32 @@ def resolve_run_config(
     flags: Mapping[str, Any],
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    fixed_by: str = "",
 ) -> M:
     """Merge the layers (see module doc) and validate once.
 
-    ``flags`` maps dotted field paths to values; ``None`` means "not given".
+    ``flags`` maps dotted field paths to values; ``None`` means "not given". ``fixed`` holds
+    values decided by something other than the user (a latent model's shape and data are
+    its VAE's, named by ``fixed_by``): they replace the dataset-shape layer, sit on top of
+    every layer, and a user value that contradicts one is an error.
     """
     top = deep_merge(read_config_file(config_file) if config_file else {}, nest(flags))
     env = env_layer(model, environ)
     if "preset" in model.model_fields:
-        preset = top.get("preset", env.get("preset", model.model_fields["preset"].default))
+        preset = (fixed or {}).get(
+            "preset", top.get("preset", env.get("preset", model.model_fields["preset"].default))
+        )
         if not isinstance(preset, str) or preset not in PRESETS:
             raise ConfigError(f"invalid preset: {preset!r} is not one of {', '.join(PRESETS)}")
         base = PRESETS[preset]
     else:  # a method with one fixed recipe (e.g. the classifier) keeps it in ``BASE``
         base = getattr(model, "BASE", {})
     layers = deep_merge(deep_merge(base, env), top)
+    if fixed is not None:
+        _check_fixed(deep_merge(env, top), fixed, fixed_by)
+        return validate(model, deep_merge(layers, fixed))
     data = validate(model, layers).data  # type: ignore[attr-defined]
     from diffkit.data.registry import image_shape
 
@@ -162,3 +177,15 @@ def resolve_run_config(
             )
     shape_layer = {"model": {"in_channels": channels, "image_size": size}}
     return validate(model, deep_merge(shape_layer, layers))
+
+
+def _check_fixed(given: Mapping[str, Any], fixed: Mapping[str, Any], by: str, at: str = "") -> None:
+    for key, want in fixed.items():
+        if key not in given:
+            continue
+        if isinstance(want, Mapping) and isinstance(given[key], Mapping):
+            _check_fixed(given[key], want, by, f"{at}{key}.")
+        elif given[key] != want:
+            raise ConfigError(
+                f"invalid {at}{key}: {given[key]!r} does not match {by} ({want!r}); leave it unset"
+            )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from diffkit.config.model import ClassifierNetConfig, Frozen, UNetConfig
+from diffkit.config.model import ClassifierNetConfig, Frozen, MLPConfig, UNetConfig, VAEConfig
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant", "exponential"]
-Preset = Literal["tiny", "small", "default"]
+Preset = Literal["tiny", "small", "default", "latent-flat", "latent-spatial"]
 
 
 class DiffusionConfig(Frozen):
@@ -74,6 +74,9 @@ class TrainConfig(Frozen):
     eval_sampler: Literal["ddpm", "ddim"] = "ddim"
     eval_steps: int = Field(50, ge=1)
     keep_best: bool = Field(False, description="keep checkpoints/best.safetensors by lowest FID")
+    cond_drop: float = Field(
+        0.1, ge=0.0, lt=1.0, description="label -> null class probability (CFG training)"
+    )
 
     @model_validator(mode="after")
     def _eval_consistent(self) -> Self:
@@ -82,19 +85,64 @@ class TrainConfig(Frozen):
         return self
 
 
-class DDPMRunConfig(Frozen):
-    """``diffkit train ddpm``: a pixel-space DDPM."""
+def _model_kind(value: Any) -> str:
+    """The ``kind`` of a denoiser config; a mapping without one is a UNet."""
+    if isinstance(value, dict):
+        return value.get("kind", "unet")
+    return getattr(value, "kind", "unet")
 
-    method: Literal["ddpm"] = "ddpm"
+
+DenoiserConfig = Annotated[
+    Annotated[UNetConfig, Tag("unet")] | Annotated[MLPConfig, Tag("mlp")],
+    Discriminator(_model_kind),
+]
+
+
+class LatentConfig(Frozen):
+    """The autoencoder of a latent DDPM. Its weights travel inside every checkpoint (under
+    ``vae.``), so a latent model needs no other file to sample."""
+
+    source: str = Field(description="the VAE run or file the model was trained with")
+    sha256: str = Field(description="digest of the VAE's weights")
+    shift: float
+    scale: float = Field(gt=0)
+    vae: VAERunConfig
+
+
+class DDPMRunConfig(Frozen):
+    """``diffkit train ddpm`` (pixels) and ``diffkit train ldm`` (a VAE's latents)."""
+
+    method: Literal["ddpm", "ldm"] = "ddpm"
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     preset: Preset = Field("default", description="tiny | small (2-core CPU) | default (GPU)")
-    model: UNetConfig = UNetConfig()
+    model: DenoiserConfig = UNetConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    latent: LatentConfig | None = None
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.model.num_classes
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample the network denoises: an image, or a latent."""
+        if self.latent is not None:
+            return self.latent.vae.model.latent_shape
+        m = self.model
+        assert isinstance(m, UNetConfig)
+        return (m.in_channels, m.image_size, m.image_size)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        latent_parts = (self.method == "ldm", self.latent is not None, self.preset[:7] == "latent-")
+        if len(set(latent_parts)) > 1:
+            raise ValueError("method 'ldm', a latent section and a latent-* preset go together")
+        if self.latent is None and self.model.kind != "unet":
+            raise ValueError("a pixel-space DDPM needs a unet model")
+        if self.latent is not None:
+            _check_latent_model(self.model, self.latent.vae.model.latent_shape)
         if self.train.preview_steps > self.diffusion.num_steps:
             raise ValueError(
                 f"train.preview_steps={self.train.preview_steps} exceeds "
@@ -105,9 +153,25 @@ class DDPMRunConfig(Frozen):
                 f"train.eval_steps={self.train.eval_steps} exceeds "
                 f"diffusion.num_steps={self.diffusion.num_steps}"
             )
-        if self.model.out_ch != self.model.in_channels:
+        if isinstance(self.model, UNetConfig) and self.model.out_ch != self.model.in_channels:
             raise ValueError("model.out_channels must equal in_channels for a DDPM denoiser")
         return self
+
+
+def _check_latent_model(model: UNetConfig | MLPConfig, shape: tuple[int, ...]) -> None:
+    """The denoiser must take the VAE's latents: an MLP of width D for (D,), a UNet of C
+    channels at H x H for (C, H, H)."""
+    if len(shape) == 1:
+        if not isinstance(model, MLPConfig) or model.dim != shape[0]:
+            raise ValueError(
+                f"flat latents of size {shape[0]} need an mlp model with dim={shape[0]}"
+            )
+        return
+    c, h, _ = shape
+    if not isinstance(model, UNetConfig) or (model.in_channels, model.image_size) != (c, h):
+        raise ValueError(
+            f"spatial latents {c}x{h}x{h} need a unet with in_channels={c}, image_size={h}"
+        )
 
 
 PRESETS: dict[str, dict] = {
@@ -153,6 +217,46 @@ PRESETS: dict[str, dict] = {
             "warmup_steps": 100,
             "lr_final_factor": 0.05,
             "ema_decay": 0.995,
+            "preview_n": 64,
+            "preview_steps": 50,
+        },
+    },
+    # Latent diffusion on a flat VAE's latents (B, D): a residual MLP; minutes on a CPU.
+    "latent-flat": {
+        "model": {"kind": "mlp", "hidden": 512, "depth": 4, "emb_dim": 128, "dropout": 0.0},
+        "train": {
+            "epochs": 30,
+            "batch_size": 256,
+            "lr": 1e-3,
+            "warmup_steps": 200,
+            "lr_final_factor": 0.05,
+            "ema_decay": 0.999,
+            "sample_every": 10,
+            "preview_n": 64,
+            "preview_steps": 50,
+        },
+    },
+    # Latent diffusion on a spatial VAE's latents (B, 4, 7, 7): a two-level UNet.
+    "latent-spatial": {
+        "model": {
+            "kind": "unet",
+            "base_channels": 64,
+            "channel_mults": (1, 2),
+            "num_res_blocks": 1,
+            "attention_levels": (),
+            "mid_attention": True,
+            "head_channels": 32,
+            "dropout": 0.0,
+            "norm_groups": 8,
+        },
+        "train": {
+            "epochs": 10,
+            "batch_size": 128,
+            "lr": 1e-3,
+            "warmup_steps": 200,
+            "lr_final_factor": 0.05,
+            "ema_decay": 0.999,
+            "sample_every": 5,
             "preview_n": 64,
             "preview_steps": 50,
         },
@@ -212,4 +316,46 @@ class ClassifierRunConfig(Frozen):
     max_shift: int = Field(2, ge=0, le=8, description="random translation in pixels")
 
 
-METHODS: dict[str, type[Frozen]] = {"ddpm": DDPMRunConfig, "classifier": ClassifierRunConfig}
+class VAERunConfig(Frozen):
+    """``diffkit train vae``: the image autoencoder of latent diffusion.
+
+    ``BASE`` is its recipe (the lowest config layer; flags and files override it).
+    """
+
+    BASE: ClassVar[dict[str, Any]] = {
+        "train": {
+            "epochs": 10,
+            "batch_size": 128,
+            "lr": 2e-3,
+            "weight_decay": 0.0,
+            "warmup_steps": 100,
+            "lr_final_factor": 0.05,
+            "grad_clip": 1.0,
+            "ema_decay": 0.0,
+            "ema_warmup": False,
+            "keep_last_n": 1,
+            "log_every": 50,
+            "preview_n": 32,
+        }
+    }
+
+    method: Literal["vae"] = "vae"
+    name: str = Field("run", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    model: VAEConfig = VAEConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    kl_weight: float = Field(1.0, ge=0.0, description="beta of the beta-VAE objective")
+    recon_loss: Literal["bce", "mse"] = Field(
+        "bce", description="bce: Bernoulli likelihood on [0, 1] pixels; mse: Gaussian"
+    )
+
+
+# LatentConfig refers to VAERunConfig, defined after it.
+LatentConfig.model_rebuild()
+DDPMRunConfig.model_rebuild()
+
+METHODS: dict[str, type[Frozen]] = {
+    "ddpm": DDPMRunConfig,
+    "classifier": ClassifierRunConfig,
+    "vae": VAERunConfig,
+}

@@ -52,10 +52,12 @@ class TensorBatches:
         return self.batches_per_epoch
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor | None]]:
-        """Yield ``(x: (B, C, H, W) float in [-1, 1], y: (B,) or None)`` from batch ``start``."""
+        """Yield ``(x, y: (B,) or None)`` from batch ``start``: uint8 images become float
+        (B, C, H, W) in [-1, 1]; float data (e.g. latents, (B, ...)) pass through."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.images), generator=g)[self.rank :: self.world]
         for i in range(start, self.batches_per_epoch):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size].to(self.images.device)
             y = self.labels[idx] if self.labels is not None else None
-            yield to_unit_range(self.images[idx]), y
+            x = self.images[idx]
+            yield (to_unit_range(x) if x.dtype == torch.uint8 else x), y

@@ -86,6 +86,13 @@ def check_name(name: str) -> str:
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
 
 
+def class_names(dataset: str) -> tuple[str, ...]:
+    """The class names of a labelled dataset, index order; () for unlabelled folders."""
+    if dataset in _IDX_SETS:
+        return _IDX_SETS[dataset][2]
+    return _CIFAR if dataset == "cifar10" else ()
+
+
 def image_shape(cfg: DataConfig) -> tuple[int, int]:
     """(channels, size) of a dataset's images, known without loading it."""
     if cfg.dataset in _IDX_SETS:

@@ -6,16 +6,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 
 from diffkit.config.resolve import validate
-from diffkit.config.run import DDPMRunConfig
+from diffkit.config.run import DDPMRunConfig, LatentConfig
 from diffkit.config.settings import Settings
-from diffkit.data.loader import TensorBatches
-from diffkit.data.registry import ImageData, load_dataset
+from diffkit.data.loader import TensorBatches, to_unit_range
+from diffkit.data.registry import DataError, ImageData, load_dataset
 from diffkit.nn.build import build_model
 from diffkit.objectives.ddpm import DDPMObjective
 from diffkit.runs.checkpoint import (
@@ -29,10 +29,14 @@ from diffkit.runs.metrics import read_metrics, truncate_after
 from diffkit.runs.plots import plot_loss, save_grid
 from diffkit.samplers import ddim_sample, ddpm_sample, make_denoiser
 from diffkit.samplers.ddpm import Variance
+from diffkit.samplers.guidance import guided
 from diffkit.schedules import DDPMSchedule, Spacing, make_schedule, spaced_timesteps
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.distributed import DistInfo, broadcast_object
 from diffkit.training.hardware import precision_name, resolve_device, resolve_precision
+
+if TYPE_CHECKING:
+    from diffkit.methods.vae import LatentCodec
 
 SamplerName = Literal["ddpm", "ddim"]
 
@@ -44,15 +48,21 @@ def schedule_of(cfg: DDPMRunConfig) -> DDPMSchedule:
 
 @dataclass
 class DDPMPipeline:
-    """A trained DDPM ready to sample: network (EMA weights by default) + schedule."""
+    """A trained DDPM ready to sample: network (EMA weights by default) + schedule, and for
+    a latent model the autoencoder that decodes its samples."""
 
     config: DDPMRunConfig
     net: nn.Module
     device: torch.device
+    codec: LatentCodec | None = None
 
     @property
     def schedule(self) -> DDPMSchedule:
         return schedule_of(self.config)
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.config.num_classes
 
     @torch.no_grad()
     def sample(
@@ -66,7 +76,9 @@ class DDPMPipeline:
         variance: Variance = "fixed_small",
         seed: int = 0,
         batch_size: int = 256,
-        clip: bool = True,
+        clip: bool | None = None,
+        labels: Tensor | None = None,
+        guidance: float = 1.0,
         on_batch: Callable[[int, int], None] | None = None,
         on_step: Callable[[], None] | None = None,
     ) -> Tensor:
@@ -74,56 +86,106 @@ class DDPMPipeline:
 
         ``steps`` defaults to T for DDPM and 50 for DDIM. The initial noise comes from a CPU
         generator seeded with ``seed``, so the same seed gives the same images on any device.
-        ``on_step()`` is called after every denoising step of every batch (progress bars).
+        ``labels`` (n,) picks the classes of a class-conditional model (None: unconditional,
+        the null class) and ``guidance`` is the classifier-free guidance scale w (1 = plain
+        conditional). ``clip`` (x0 clamped to [-1, 1]) defaults to on for pixels, off for
+        latents. ``on_step()`` is called after every denoising step of every batch.
         """
+        labels = self._check_labels(labels, n)
         sched = self.schedule
         steps = steps or (sched.num_steps if sampler == "ddpm" else 50)
         ts = spaced_timesteps(sched.num_steps, steps, spacing)
-        m = self.config.model
-        noise = torch.randn(
-            n,
-            m.in_channels,
-            m.image_size,
-            m.image_size,
-            generator=torch.Generator().manual_seed(seed),
-        )
+        clip = self.codec is None if clip is None else clip
+        gen_cpu = torch.Generator().manual_seed(seed)
+        noise = torch.randn(n, *self.config.sample_shape, generator=gen_cpu)
         gen = torch.Generator(self.device).manual_seed(seed + 1)
-        denoiser = make_denoiser(self.net, sched, self.config.diffusion.prediction, clip=clip)
         callback = (lambda i, x, x0: on_step()) if on_step else None
         out = []
         for start in range(0, n, batch_size):
             x = noise[start : start + batch_size].to(self.device)
+            net = self.net
+            if labels is not None:
+                y = labels[start : start + batch_size]
+                net = guided(self.net, y, self.num_classes, guidance)  # type: ignore[arg-type]
+            denoiser = make_denoiser(net, sched, self.config.diffusion.prediction, clip=clip)
             if sampler == "ddpm":
                 x = ddpm_sample(
                     denoiser, x, ts, sched, variance=variance, generator=gen, callback=callback
                 )
             else:
                 x = ddim_sample(denoiser, x, ts, sched, eta=eta, generator=gen, callback=callback)
+            if self.codec is not None:
+                x = self.codec.decode(x)
             out.append(x.float().cpu())
             if on_batch:
                 on_batch(min(start + batch_size, n), n)
         return torch.cat(out)
 
+    def _check_labels(self, labels: Tensor | None, n: int) -> Tensor | None:
+        if labels is None:
+            return None
+        k = self.num_classes
+        if k is None:
+            raise ValueError("this model is unconditional; it takes no class labels")
+        labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+        if labels.shape != (n,):
+            raise ValueError(f"need {n} labels, got {labels.shape[0]}")
+        if labels.min() < 0 or labels.max() >= k:
+            raise ValueError(f"class labels must lie in 0..{k - 1}")
+        return labels
+
+
+def cycle_labels(num_classes: int, n: int) -> Tensor:
+    """0, 1, ..., K-1, 0, 1, ... (n,): every class equally often (up to one)."""
+    return torch.arange(n) % num_classes
+
 
 def load_pipeline(
     path: Path, device: torch.device | str = "cpu", use_ema: bool = True
 ) -> DDPMPipeline:
-    """Rebuild a model from a checkpoint or run folder: the file alone is enough."""
+    """Rebuild a model from a checkpoint or run folder: the file alone is enough (a latent
+    model carries its autoencoder)."""
     device = torch.device(device)
-    ckpt = load_checkpoint(resolve_checkpoint(path), prefixes=("ema" if use_ema else "model",))
+    section = "ema" if use_ema else "model"
+    ckpt = load_checkpoint(resolve_checkpoint(path), prefixes=(section, "vae"))
     try:
         cfg = validate(DDPMRunConfig, ckpt.config)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint config: {exc}") from None
     net = build_model(cfg.model)
-    load_weights(net, ckpt.section("ema" if use_ema else "model"), path)
-    return DDPMPipeline(cfg, net.to(device).eval(), device)
+    load_weights(net, ckpt.section(section), path)
+    codec = None
+    if cfg.latent is not None:
+        codec = codec_from_checkpoint(cfg.latent, ckpt.section("vae"), device)
+    return DDPMPipeline(cfg, net.to(device).eval(), device, codec)
+
+
+def codec_from_checkpoint(
+    latent: LatentConfig, tensors: dict[str, Tensor], device: torch.device
+) -> LatentCodec:
+    """The autoencoder embedded in a latent model's checkpoint."""
+    from diffkit.methods.vae import LatentCodec
+
+    if not tensors:
+        raise CheckpointError("latent model checkpoint holds no vae.* weights")
+    stats = {"shift": latent.shift, "scale": latent.scale, "sha256": latent.sha256}
+    return LatentCodec.from_parts(latent.vae.model_dump(mode="json"), tensors, stats, device)
+
+
+# diffkit 0.1.0 named the UNet's middle blocks mid1 / mid_attn / mid2.
+_LEGACY_KEYS = (("mid1.", "mid.res1."), ("mid_attn.", "mid.attn."), ("mid2.", "mid.res2."))
 
 
 def load_weights(net: nn.Module, weights: dict[str, Tensor], source: Path) -> None:
     """Strict ``load_state_dict``; missing, extra or mis-shaped tensors -> CheckpointError."""
+    renamed = {}
+    for key, value in weights.items():
+        for old, new in _LEGACY_KEYS:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+        renamed[key] = value
     try:
-        net.load_state_dict(weights)
+        net.load_state_dict(renamed)
     except RuntimeError:
         raise CheckpointError(
             f"{source}: weights do not match the model its config describes"
@@ -139,7 +201,37 @@ def _load_once_per_host(cfg: DDPMRunConfig, settings: Settings, dist: DistInfo) 
     data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
     if dist.enabled and dist.is_main:
         tdist.barrier()
+    if cfg.num_classes is not None:
+        if data.labels is None:
+            raise DataError(
+                f"{cfg.data.dataset} has no labels; a class-conditional model needs them"
+            )
+        if int(data.labels.max()) >= cfg.num_classes:
+            raise DataError(
+                f"{cfg.data.dataset} has labels up to {int(data.labels.max())}, more than "
+                f"model.num_classes={cfg.num_classes}"
+            )
     return data
+
+
+def codec_tensors(codec: LatentCodec | None) -> dict[str, Tensor]:
+    """The autoencoder's weights under ``vae.``, for the latent model's checkpoints."""
+    if codec is None:
+        return {}
+    _, tensors, _ = codec.to_parts()
+    return {f"vae.{k}": v for k, v in tensors.items()}
+
+
+def encode_dataset(codec: LatentCodec, data: ImageData, device: torch.device) -> ImageData:
+    """The training set as scaled latents (posterior means), float32 (N, *latent_shape).
+
+    Encoded once before training: the loop then slices latents exactly as it slices images.
+    """
+    latents = []
+    for start in range(0, len(data), 2000):
+        x = to_unit_range(data.images[start : start + 2000].to(device))
+        latents.append(codec.encode(x).float().cpu())
+    return ImageData(torch.cat(latents), data.labels, data.class_names)
 
 
 def _checked_resume(resume: RunDir, model: nn.Module, dist: DistInfo) -> Checkpoint:
@@ -158,10 +250,16 @@ def _checked_resume(resume: RunDir, model: nn.Module, dist: DistInfo) -> Checkpo
 
 
 def _evaluation(
-    cfg: DDPMRunConfig, settings: Settings, device: torch.device, classifier: Path | None
+    cfg: DDPMRunConfig,
+    settings: Settings,
+    device: torch.device,
+    classifier: Path | None,
+    codec: LatentCodec | None,
 ) -> Callable[[nn.Module, int], dict] | None:
     """The in-training evaluation callback, or None when ``train.eval_every`` is 0. Loads the
-    classifier and the reference features now, so a missing one fails before training."""
+    classifier and the reference features now, so a missing one fails before training.
+    A class-conditional model draws every class equally often (guidance 1) and is also
+    scored on the classifier's accuracy for the requested classes."""
     if not cfg.train.eval_every:
         return None
     from diffkit.eval.evaluate import Evaluator
@@ -175,16 +273,22 @@ def _evaluation(
 
     def evaluate(ema_net: nn.Module, epoch: int) -> dict:
         start = time.perf_counter()
-        images = DDPMPipeline(cfg, ema_net, device).sample(
-            t.eval_n, sampler=t.eval_sampler, steps=t.eval_steps, seed=t.seed
+        labels = cycle_labels(cfg.num_classes, t.eval_n) if cfg.num_classes else None
+        images = DDPMPipeline(cfg, ema_net, device, codec).sample(
+            t.eval_n, sampler=t.eval_sampler, steps=t.eval_steps, seed=t.seed, labels=labels
         )
-        scores = evaluator.score_images(images)
+        scores = evaluator.score_images(images, labels)
         keep = ("fid", "kid", "kid_std", "is", "precision", "recall")
-        return {k: scores[k] for k in keep} | {
-            "eval_n": t.eval_n,
-            "eval_seconds": time.perf_counter() - start,
-            "feature_sha256": extractor.digest[:16],
-        }
+        extra = {"class_accuracy": scores["class_accuracy"]["all"]} if labels is not None else {}
+        return (
+            {k: scores[k] for k in keep}
+            | extra
+            | {
+                "eval_n": t.eval_n,
+                "eval_seconds": time.perf_counter() - start,
+                "feature_sha256": extractor.digest[:16],
+            }
+        )
 
     return evaluate
 
@@ -196,10 +300,14 @@ def train_ddpm(
     resume: RunDir | None = None,
     dist: DistInfo = DistInfo(),
     classifier: Path | None = None,
+    codec: LatentCodec | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
     on_run_dir: Callable[[RunDir], None] = lambda r: None,
 ) -> tuple[RunDir | None, TrainResult]:
     """Train a DDPM; the run folder is created (or reopened on ``resume``) on rank 0.
+
+    A latent model (``cfg.latent``) needs the autoencoder as ``codec``: the training set is
+    encoded once, and the VAE's weights go into every checkpoint under ``vae.``.
 
     With ``cfg.train.eval_every`` the EMA model is scored every N epochs with the feature
     classifier (``classifier``, else the newest for the dataset under ``settings.runs_dir``).
@@ -209,6 +317,10 @@ def train_ddpm(
     device = resolve_device(settings.device, dist.local_rank)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     data = _load_once_per_host(cfg, settings, dist)
+    if (cfg.latent is None) != (codec is None):
+        raise ValueError("a latent model needs its codec, a pixel model none")
+    if codec is not None:
+        data = encode_dataset(codec, data, device)
     batches = TensorBatches(
         data, cfg.train.batch_size, seed=cfg.train.seed, device=device,
         rank=dist.rank, world=dist.world,
@@ -216,7 +328,7 @@ def train_ddpm(
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model = build_model(cfg.model)
     ckpt = _checked_resume(resume, model, dist) if resume is not None else None
-    evaluate = _evaluation(cfg, settings, device, classifier) if dist.is_main else None
+    evaluate = _evaluation(cfg, settings, device, classifier, codec) if dist.is_main else None
     run: RunDir | None = None
     if dist.is_main:  # everything above validated the inputs; only now touch the disk
         run = resume or RunDir.create(settings.runs_dir, cfg.method, cfg.name)
@@ -227,17 +339,21 @@ def train_ddpm(
         on_run_dir(run)
     run = broadcast_object(run, dist)  # type: ignore[assignment]
     sched = schedule_of(cfg)
-    objective = DDPMObjective(sched, cfg.diffusion.prediction, cfg.diffusion.min_snr_gamma)
+    d = cfg.diffusion
+    objective = DDPMObjective(
+        sched, d.prediction, d.min_snr_gamma, cfg.num_classes, cfg.train.cond_drop
+    )
+    k = cfg.num_classes
 
     def preview(ema_net: nn.Module, epoch: int) -> None:
-        pipe = DDPMPipeline(cfg, ema_net, device)
+        """A grid of samples; for a class-conditional model one column per class."""
+        n = cfg.train.preview_n
+        pipe = DDPMPipeline(cfg, ema_net, device, codec)
         images = pipe.sample(
-            cfg.train.preview_n,
-            sampler=cfg.train.preview_sampler,
-            steps=cfg.train.preview_steps,
-            seed=cfg.train.seed,
-        )
-        save_grid(images, run.samples / f"epoch-{epoch:04d}.png")
+            n, sampler=cfg.train.preview_sampler, steps=cfg.train.preview_steps,
+            seed=cfg.train.seed, labels=cycle_labels(k, n) if k else None,
+        )  # fmt: skip
+        save_grid(images, run.samples / f"epoch-{epoch:04d}.png", nrow=k)
 
     t0 = time.time()
     result = train(
@@ -254,6 +370,7 @@ def train_ddpm(
         preview=preview,
         evaluate=evaluate,
         on_event=on_event,
+        extra_tensors=codec_tensors(codec),
     )
     if dist.is_main and run is not None:
         plot_loss([r for r in read_metrics(run.metrics) if "loss" in r], run.loss_plot)
@@ -275,3 +392,26 @@ def train_ddpm(
             },
         )
     return run, result
+
+
+def latent_fixed_layer(codec: LatentCodec) -> dict:
+    """The config values a latent DDPM takes from its VAE: method, preset, the denoiser's
+    input shape, the dataset and the ``latent`` section (see ``resolve_run_config(fixed=)``)."""
+    shape = codec.latent_shape
+    model = (
+        {"kind": "mlp", "dim": shape[0]}
+        if len(shape) == 1
+        else {"kind": "unet", "in_channels": shape[0], "image_size": shape[1]}
+    )
+    vae = codec.config
+    data = vae.data.model_dump(mode="json", include={"dataset", "image_size", "channels"})
+    return {
+        "method": "ldm",
+        "preset": f"latent-{vae.model.latent}",
+        "model": model,
+        "data": data,
+        "latent": {
+            "source": codec.source, "sha256": codec.digest, "shift": codec.shift,
+            "scale": codec.scale, "vae": vae.model_dump(mode="json"),
+        },
+    }  # fmt: skip

@@ -17,6 +17,14 @@ def build_model(cfg: ModelConfig) -> nn.Module:
             from diffkit.nn.classifier import FeatureClassifier
 
             return FeatureClassifier(cfg)
+        case "mlp":
+            from diffkit.nn.mlp import MLPDenoiser
+
+            return MLPDenoiser(cfg)
+        case "vae":
+            from diffkit.nn.vae import build_vae
+
+            return build_vae(cfg)
     raise ValueError(f"unknown model kind {cfg.kind!r}")
 
 

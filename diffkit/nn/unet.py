@@ -1,4 +1,5 @@
-"""A DDPM UNet: residual blocks, self-attention at chosen levels, sinusoidal time embedding."""
+"""A DDPM UNet: residual blocks, self-attention at chosen levels, sinusoidal time embedding,
+optional class conditioning (time / input / cross routes) and a transformer bottleneck."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffkit.config.model import UNetConfig
+from diffkit.nn.conditioning import ClassConditioner, Conditioning, null_labels
 from diffkit.nn.layers import (
+    CrossAttention2d,
     Downsample,
     ResBlock,
     SelfAttention2d,
     TimeEmbedding,
+    TransformerBottleneck,
     Upsample,
     group_norm,
     zero_init,
@@ -19,22 +23,56 @@ from diffkit.nn.layers import (
 
 
 class _Stage(nn.Module):
-    """A ResBlock optionally followed by self-attention."""
+    """A ResBlock, optionally followed by self-attention and cross-attention."""
 
-    def __init__(self, res: ResBlock, attn: nn.Module | None) -> None:
+    def __init__(self, res: ResBlock, attn: nn.Module | None, cross: nn.Module | None) -> None:
         super().__init__()
         self.res = res
         self.attn = attn if attn is not None else nn.Identity()
+        self.cross = cross
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        return self.attn(self.res(x, emb))
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None) -> Tensor:
+        x = self.attn(self.res(x, emb))
+        return self.cross(x, context) if self.cross is not None else x
+
+
+class _Middle(nn.Module):
+    """res, self-attention, res; or a :class:`TransformerBottleneck` in their place.
+    Cross-attention to the class tokens follows either when that route is on."""
+
+    def __init__(self, cfg: UNetConfig, ch: int, emb_dim: int, context_dim: int | None) -> None:
+        super().__init__()
+        g, drop = cfg.norm_groups, cfg.dropout
+        self.transformer = None
+        if cfg.mid_block == "transformer":
+            self.transformer = TransformerBottleneck(
+                ch, cfg.bottleneck_size, cfg.transformer_depth, cfg.transformer_heads, emb_dim
+            )
+        else:
+            self.res1 = ResBlock(ch, ch, emb_dim, drop, g)
+            self.attn = SelfAttention2d(ch, cfg.head_channels, g) if cfg.mid_attention else None
+            self.res2 = ResBlock(ch, ch, emb_dim, drop, g)
+        self.cross = (
+            CrossAttention2d(ch, context_dim, cfg.head_channels, g) if context_dim else None
+        )
+
+    def forward(self, h: Tensor, emb: Tensor, context: Tensor | None) -> Tensor:
+        if self.transformer is not None:
+            h = self.transformer(h, emb)
+        else:
+            h = self.res1(h, emb)
+            h = self.attn(h) if self.attn is not None else h
+            h = self.res2(h, emb)
+        return self.cross(h, context) if self.cross is not None else h
 
 
 class UNet(nn.Module):
-    """``forward(x: (B, C, H, W), t: (B,), cond=None) -> (B, C_out, H, W)``.
+    """``forward(x: (B, C, H, W), t: (B,), cond: (B,) labels or None) -> (B, C_out, H, W)``.
 
     Down path: per level ``num_res_blocks`` stages then a stride-2 conv (not after the last
-    level); middle: res, attention, res; up path mirrors it with skip concatenation.
+    level); middle (see :class:`_Middle`); up path mirrors it with skip concatenation. With
+    ``num_classes`` set, ``cond`` (label ``num_classes`` or ``None`` = the null class) enters
+    through ``cond_routes`` (see :mod:`diffkit.nn.conditioning`).
     """
 
     def __init__(self, cfg: UNetConfig) -> None:
@@ -43,8 +81,19 @@ class UNet(nn.Module):
         base, g, drop = cfg.base_channels, cfg.norm_groups, cfg.dropout
         emb_dim = 4 * base
         self.time_embed = TimeEmbedding(base, emb_dim)
+        routes = cfg.cond_routes if cfg.num_classes else ()
+        context_dim = 4 * base if "cross" in routes else None
+        self.conditioner = (
+            ClassConditioner(
+                cfg.num_classes, routes, emb_dim=emb_dim, image_size=cfg.image_size,
+                context_dim=4 * base, tokens=cfg.context_tokens,
+            )
+            if cfg.num_classes
+            else None
+        )  # fmt: skip
+        extra_in = 1 if "input" in routes else 0
         p2 = cfg.patch_size**2
-        self.conv_in = nn.Conv2d(cfg.in_channels * p2, base, 3, padding=1)
+        self.conv_in = nn.Conv2d((cfg.in_channels + extra_in) * p2, base, 3, padding=1)
 
         def stage(c_in: int, c_out: int, level: int) -> _Stage:
             attn = (
@@ -52,7 +101,12 @@ class UNet(nn.Module):
                 if level in cfg.attention_levels
                 else None
             )
-            return _Stage(ResBlock(c_in, c_out, emb_dim, drop, g), attn)
+            cross = (
+                CrossAttention2d(c_out, context_dim, cfg.head_channels, g)
+                if context_dim and level in cfg.cross_attention_levels
+                else None
+            )
+            return _Stage(ResBlock(c_in, c_out, emb_dim, drop, g), attn, cross)
 
         self.down = nn.ModuleList()
         skips = [base]
@@ -66,11 +120,7 @@ class UNet(nn.Module):
                 self.down.append(Downsample(ch))
                 skips.append(ch)
 
-        self.mid1 = ResBlock(ch, ch, emb_dim, drop, g)
-        self.mid_attn = (
-            SelfAttention2d(ch, cfg.head_channels, g) if cfg.mid_attention else nn.Identity()
-        )
-        self.mid2 = ResBlock(ch, ch, emb_dim, drop, g)
+        self.mid = _Middle(cfg, ch, emb_dim, context_dim)
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mults))):
@@ -83,18 +133,29 @@ class UNet(nn.Module):
         self.norm_out = group_norm(ch, g)
         self.conv_out = zero_init(nn.Conv2d(ch, cfg.out_ch * p2, 3, padding=1))
 
+    def condition(self, cond: Tensor | None, x: Tensor) -> Conditioning:
+        if self.conditioner is None:
+            return Conditioning()
+        labels = null_labels(cond, x.shape[0], self.cfg.num_classes, x.device)
+        return self.conditioner(labels)
+
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        c = self.condition(cond, x)
         emb = self.time_embed(t)  # (B, 4*base)
+        if c.time is not None:
+            emb = emb + c.time
+        if c.image is not None:
+            x = torch.cat([x, c.image.to(x.dtype)], dim=1)  # (B, C+1, H, W)
         h = self.conv_in(F.pixel_unshuffle(x, self.cfg.patch_size))
         hs = [h]
         for block in self.down:
-            h = block(h) if isinstance(block, Downsample) else block(h, emb)
+            h = block(h) if isinstance(block, Downsample) else block(h, emb, c.context)
             hs.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        h = self.mid(h, emb, c.context)
         for block in self.up:
             if isinstance(block, Upsample):
                 h = block(h, hs[-1].shape[-2:])
             else:
-                h = block(torch.cat([h, hs.pop()], dim=1), emb)
+                h = block(torch.cat([h, hs.pop()], dim=1), emb, c.context)
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.pixel_shuffle(out, self.cfg.patch_size)

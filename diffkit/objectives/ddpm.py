@@ -1,7 +1,10 @@
 """The DDPM training loss (Ho et al. 2020, Algorithm 1), for eps, x0 or v targets.
 
 Optional Min-SNR-gamma weighting (Hang et al. 2023, Eq. 9-10) rebalances timesteps and
-speeds convergence; its weight is expressed per prediction target.
+speeds convergence; its weight is expressed per prediction target. For class-conditional
+networks (``num_classes`` set) labels are replaced by the null class with probability
+``cond_drop``, which trains the unconditional model that classifier-free guidance needs
+(Ho & Salimans 2022, Algorithm 1); unconditional networks never see labels.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from diffkit.nn.conditioning import drop_labels
 from diffkit.param import Prediction, training_target
 from diffkit.schedules import DDPMSchedule
 
@@ -20,12 +24,15 @@ class DDPMObjective:
     schedule: DDPMSchedule
     prediction: Prediction = "eps"
     min_snr_gamma: float | None = None
+    num_classes: int | None = None
+    cond_drop: float = 0.0
 
     def __call__(
         self, net: nn.Module, x0: Tensor, cond: Tensor | None, generator: torch.Generator
     ) -> Tensor:
-        """Mean loss over a batch x0: (B, C, H, W); t ~ U{0..T-1}, eps ~ N(0, I)."""
+        """Mean loss over a batch x0: (B, ...); t ~ U{0..T-1}, eps ~ N(0, I)."""
         b = x0.shape[0]
+        cond = self.labels(cond, generator)
         t = torch.randint(0, self.schedule.num_steps, (b,), device=x0.device, generator=generator)
         eps = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
         abar = self.schedule.alpha_bar(t, x0.ndim, x0.dtype)
@@ -34,6 +41,14 @@ class DDPMObjective:
         target = training_target(self.prediction, x0, eps, abar)
         per_item = (pred.float() - target).pow(2).flatten(1).mean(1)  # (B,)
         return (per_item * self.weights(abar.flatten())).mean()
+
+    def labels(self, cond: Tensor | None, generator: torch.Generator) -> Tensor | None:
+        """The labels the network sees: None if unconditional, else with dropped ones."""
+        if self.num_classes is None:
+            return None
+        if cond is None:
+            raise ValueError("a class-conditional model needs labelled data")
+        return drop_labels(cond, self.cond_drop, self.num_classes, generator)
 
     def weights(self, abar: Tensor) -> Tensor:
         """Per-sample loss weights (B,); all ones without Min-SNR."""

@@ -123,8 +123,10 @@ class _BestKeeper:
     """Writes ``best.safetensors`` (weights only) whenever the FID improves. The best value
     so far is read back from that file, so it survives a resume."""
 
-    def __init__(self, run: RunDir, run_config: dict[str, Any]) -> None:
-        self.path, self.run_config = run.best_checkpoint, run_config
+    def __init__(
+        self, run: RunDir, run_config: dict[str, Any], extra: dict[str, Tensor] | None = None
+    ) -> None:
+        self.path, self.run_config, self.extra = run.best_checkpoint, run_config, extra or {}
         self.value = math.inf
         if self.path.is_file():
             try:
@@ -138,7 +140,7 @@ class _BestKeeper:
             return False
         self.value = fid
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+        tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()} | self.extra
         state = {"best": {"fid": fid, "epoch": pos.epoch, "step": pos.step}}
         save_checkpoint(self.path, Checkpoint(self.run_config, tensors, state))
         return True
@@ -181,8 +183,12 @@ def train(
     preview: Callable[[nn.Module, int], None] | None = None,
     evaluate: Callable[[nn.Module, int], dict[str, Any]] | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
+    extra_tensors: dict[str, Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; returns why and where it stopped.
+
+    ``extra_tensors`` (e.g. ``vae.*``, the autoencoder of a latent model) are written into
+    every checkpoint unchanged, so each file is enough to sample from.
 
     On rank 0, ``preview(ema_model, epoch)`` runs every ``cfg.sample_every`` epochs and
     ``evaluate(ema_model, epoch) -> {"fid": ..., ...}`` every ``cfg.eval_every`` epochs; its
@@ -216,7 +222,7 @@ def train(
             return
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors |= {f"ema.{k}": v for k, v in ema.shadow.state_dict().items()}
-        tensors |= _optimizer_tensors(optimizer)
+        tensors |= _optimizer_tensors(optimizer) | extra
         state = {"position": pos.__dict__, "world_size": dist.world, "scaler": scaler.state_dict()}
         ckpt = Checkpoint(run_config, tensors, state)
         save_checkpoint(run.last_checkpoint, ckpt)
@@ -225,7 +231,8 @@ def train(
             prune_epoch_checkpoints(run, cfg.keep_last_n)
         on_event(TrainEvent("checkpoint", pos.step, pos.epoch, {"path": str(run.last_checkpoint)}))
 
-    best = _BestKeeper(run, run_config) if cfg.keep_best and run is not None else None
+    extra = extra_tensors or {}
+    best = _BestKeeper(run, run_config, extra) if cfg.keep_best and run is not None else None
 
     def end_of_epoch() -> None:
         checkpoint(epoch_file=True)
@@ -284,7 +291,7 @@ def train(
                 seed = _step_seed(cfg.seed, dist.rank, pos.step)
                 torch.manual_seed(seed)
                 generator.manual_seed(seed)
-                if cfg.channels_last:
+                if cfg.channels_last and x.ndim == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 lr = lr_at(pos.step, cfg, schedule_steps)
                 set_lr(optimizer, lr)

@@ -120,8 +120,10 @@ def test_eval_saved_samples(run_with_eval: Path, runs: Path, data_dir: Path, tmp
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--sweep", "steps=a,b"], "integers"),
-        (["--sweep", "eta=1,2"], "can only sweep steps"),
+        (["--sweep", "steps=a,b"], "steps must be numbers"),
+        (["--sweep", "eta=1,2"], "can sweep steps or guidance"),
+        (["--sweep", "guidance=0,1"], "needs a class-conditional model"),
+        (["--guidance", "3"], "needs a class-conditional model"),
         (["--sweep", "steps=1", "--samplers", "euler"], "unknown euler"),
         (["--sweep", "steps=5000"], "between 1 and 1000"),
         (["-n", "3"], "at least 10"),
@@ -163,3 +165,23 @@ def test_eval_a_bare_samples_file_needs_its_dataset(classifier, runs: Path, data
     report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
     assert report["metrics"]["class_accuracy"]["all"] > 0.8  # real digits, true labels
     assert "class accuracy [all]" in result.stdout
+
+
+def test_guidance_sweep_of_a_conditional_model(classifier: Path, runs: Path, data_dir: Path):
+    result = invoke(
+        "train", "ddpm", *TINY, "--cond", "class", "--eval-every", "2", "--eval-n", "20",
+        "--data-dir", data_dir, "--runs-dir", runs, "--sample-every", "0",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = Path(result.stdout.strip().splitlines()[-1])
+    evals = [r for r in read_metrics(run / "metrics.jsonl") if r.get("event") == "eval"]
+    assert 0 <= evals[-1]["class_accuracy"] <= 1
+    result = invoke("eval", run, "--sweep", "guidance=0,1,3", "--steps", "3", "-n", "20",
+                    "--samplers", "ddim", "--runs-dir", runs, "--data-dir", data_dir)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    sweep = json.loads((folder / "sweep.json").read_text())
+    assert sweep["swept"] == "guidance"
+    assert [p["guidance"] for p in sweep["points"]] == [0, 1, 3]
+    assert all("all" in p["metrics"]["class_accuracy"] for p in sweep["points"])
+    assert (folder / "sweep.png").is_file() and (folder / "grid-ddim-0003-w3.png").is_file()

@@ -37,3 +37,39 @@ def test_loss_is_zero_for_an_oracle_network():
 
     loss = DDPMObjective(sched, "v")(oracle, x0, None, torch.Generator().manual_seed(0))
     assert loss.item() == pytest.approx(0.0, abs=1e-10)
+
+
+class LabelSpy(torch.nn.Module):
+    """Returns zeros and remembers the labels it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    def forward(self, x, t, cond):
+        self.seen.append(cond)
+        return x * self.w
+
+
+def _objective(**kw):
+    return DDPMObjective(make_schedule("linear", 100, 1e-4, 0.02), **kw)
+
+
+def test_unconditional_objective_never_passes_labels():
+    spy = LabelSpy()
+    _objective()(spy, torch.randn(4, 1, 8, 8), torch.arange(4), torch.Generator())
+    assert spy.seen == [None]
+
+
+def test_label_dropout_sends_the_null_class():
+    spy = LabelSpy()
+    y = torch.arange(8) % 10
+    _objective(num_classes=10, cond_drop=0.0)(spy, torch.randn(8, 4), y, torch.Generator())
+    _objective(num_classes=10, cond_drop=0.999999)(spy, torch.randn(8, 4), y, torch.Generator())
+    assert torch.equal(spy.seen[0], y) and (spy.seen[1] == 10).all()
+
+
+def test_conditional_objective_needs_labels():
+    with pytest.raises(ValueError, match="labelled"):
+        _objective(num_classes=10)(LabelSpy(), torch.randn(2, 4), None, torch.Generator())

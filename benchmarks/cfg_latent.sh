@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Classifier-free guidance, the flat VAE, latent diffusion and prediction/schedule choices on
+# MNIST, run one after another (docs/benchmarks.md, section 6). On a 2-core CPU: ~1.5 hours.
+#
+#   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/cfg_latent.sh
+#
+# Reuse finished runs instead of training them again with CFG_RUN=..., VAE_RUN=..., LDM_RUN=...
+# (run folders). STEPS picks what runs (default: all): cfg vae ldm grid transformer.
+# Every command's output goes to benchmarks/results/cfg_latent/<step>.log; eval reports
+# land in the runs' eval/ folders.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=benchmarks/results/cfg_latent
+mkdir -p "$OUT"
+STEPS=${STEPS:-"cfg vae ldm grid transformer"}
+N=${N:-1000}
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+run() {  # run LOG ARGS...: a diffkit command, logged; prints its last stdout line (a path)
+  local log="$OUT/$1.log"; shift
+  echo "[$(date +%H:%M:%S)] diffkit $*" | tee -a "$OUT/commands.txt" >&2
+  diffkit "$@" 2>>"$log" | tee -a "$log" | tail -n 1
+}
+
+ls "${DIFFKIT_RUNS_DIR:-runs}"/classifier/*-mnist/classifier.safetensors >/dev/null 2>&1 \
+  || run classifier train classifier --dataset mnist >/dev/null
+
+if want cfg; then  # pixel space, class-conditional small UNet, guidance sweep
+  CFG_RUN=${CFG_RUN:-$(run cfg-train train ddpm --preset small --cond class --name small-cfg)}
+  run cfg-sweep eval "$CFG_RUN" -n "$N" --sweep guidance=0,1,2,3,5,7 --samplers ddpm --steps 50
+fi
+if want vae; then  # the seeds' flat VAE, 64-d latent
+  VAE_RUN=${VAE_RUN:-$(run vae-train train vae --latent-dim 64 --epochs 5 --name flat64)}
+fi
+if want ldm; then  # latent diffusion on it: MLP denoiser, class-conditional
+  LDM_RUN=${LDM_RUN:-$(run ldm-train train ldm --vae "$VAE_RUN" --cond class --name flat64-cfg)}
+  run ldm-sweep eval "$LDM_RUN" -n "$N" --sweep guidance=0,1,2,3,5,7 --samplers ddpm --steps 50
+  run ldm-steps eval "$LDM_RUN" -n "$N" --sweep steps=10,20,50,100 --samplers ddpm,ddim
+fi
+if want grid; then  # prediction target x schedule, on the fast latent MLP (unconditional)
+  for pred in eps x0 v; do
+    for sched in linear cosine; do
+      r=$(run "grid-$pred-$sched" train ldm --vae "$VAE_RUN" --prediction "$pred" \
+            --schedule "$sched" --epochs "${GRID_EPOCHS:-10}" --sample-every 0 \
+            --name "grid-$pred-$sched")
+      run "grid-$pred-$sched" eval "$r" -n "$N" --sampler ddpm --steps 50 >/dev/null
+      run "grid-$pred-$sched" eval "$r" -n "$N" --sampler ddim --steps 50 >/dev/null
+    done
+  done
+fi
+if want transformer; then  # res-attn-res middle vs a DiT bottleneck, 1 epoch each
+  for mid in resnet transformer; do
+    r=$(run "mid-$mid" train ddpm --preset small --epochs 1 --mid-block "$mid" \
+          --sample-every 0 --name "mid-$mid")
+    run "mid-$mid" eval "$r" -n "$N" --sampler ddpm --steps 50 >/dev/null
+  done
+fi

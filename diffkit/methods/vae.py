@@ -1,0 +1,309 @@
+"""The VAE of latent diffusion: train it, then map images <-> unit-variance latents.
+
+``train_vae`` writes ``vae.safetensors``: the eval-mode weights, the run config, the test
+reconstruction error and the latent statistics ``shift`` / ``scale`` with which
+``(mu - shift) * scale`` has zero mean and unit variance over the training images (the scale
+factor of Rombach et al. 2022, Sec. 4.3, plus a shift). :class:`LatentCodec` applies them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from diffkit.config.resolve import ConfigError, validate
+from diffkit.config.run import DataConfig, VAERunConfig
+from diffkit.config.settings import Settings
+from diffkit.data.loader import TensorBatches, to_unit_range
+from diffkit.data.registry import ImageData, load_dataset
+from diffkit.eval.features import tensor_digest
+from diffkit.nn.build import count_parameters
+from diffkit.nn.vae import VAE, build_vae
+from diffkit.objectives.vae import VAEObjective, kl_divergence
+from diffkit.runs.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from diffkit.runs.layout import RunDir, write_json
+from diffkit.runs.metrics import read_metrics
+from diffkit.runs.plots import plot_loss, save_grid
+from diffkit.training import TrainEvent, TrainResult, train
+from diffkit.training.hardware import precision_name, resolve_device, resolve_precision
+
+VAE_FILE = "vae.safetensors"
+STATS_IMAGES = 10_000  # training images whose posterior means fix shift and scale
+BATCH = 1000  # images per forward pass outside training
+
+
+@dataclass
+class VAEResult:
+    run: RunDir
+    train: TrainResult
+    recon_mse: float | None  # None (like the rest) when training did not finish
+    kl: float | None
+    shift: float | None
+    scale: float | None
+    digest: str | None
+
+
+@dataclass
+class LatentCodec:
+    """A trained VAE (eval mode, on one device) plus its latent statistics.
+
+    ``encode`` returns scaled latents ``(z - shift) * scale``; ``decode`` undoes the scaling
+    before decoding. Both batch internally, run under ``no_grad`` and return float32 on the
+    device of their input.
+    """
+
+    config: VAERunConfig
+    net: VAE
+    shift: float
+    scale: float
+    source: str
+    digest: str = ""
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one latent: (D,) flat or (C, H/4, W/4) spatial."""
+        return self.config.model.latent_shape
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        m = self.config.model
+        return (m.in_channels, m.image_size, m.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @torch.no_grad()
+    def encode(
+        self,
+        images: Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        batch_size: int = BATCH,
+    ) -> Tensor:
+        """images: (B, C, H, W) float in [-1, 1] (or uint8) -> latents (B, *latent_shape).
+
+        The posterior mean, or with ``sample`` a posterior sample (noise from ``generator``),
+        then ``(z - shift) * scale``.
+        """
+        _check_shape(images, self.image_shape, "images", self.source)
+        out = [images.new_zeros((0, *self.latent_shape), dtype=torch.float32)]
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start : start + batch_size].to(self.device)
+            x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
+            mu, logvar = self.net.encode(x)  # (b, *latent_shape) each
+            z = mu
+            if sample:
+                where = generator.device if generator is not None else mu.device
+                eps = torch.randn(mu.shape, generator=generator, device=where).to(mu.device)
+                z = mu + torch.exp(0.5 * logvar) * eps
+            out.append(((z.float() - self.shift) * self.scale).to(images.device))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor, *, batch_size: int = BATCH) -> Tensor:
+        """latents: (B, *latent_shape), scaled -> images (B, C, H, W) float in [-1, 1]."""
+        _check_shape(latents, self.latent_shape, "latents", self.source)
+        out = [latents.new_zeros((0, *self.image_shape), dtype=torch.float32)]
+        for start in range(0, latents.shape[0], batch_size):
+            z = latents[start : start + batch_size].to(self.device).float()
+            z = z / self.scale + self.shift
+            out.append(self.net.decode(z).float().to(latents.device))
+        return torch.cat(out)
+
+    def to_parts(self) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]]:
+        """(run config JSON, weights on the CPU without prefix, ``{"shift", "scale",
+        "sha256"}``): what a latent-diffusion checkpoint embeds to rebuild this codec."""
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        latent = {"shift": self.shift, "scale": self.scale, "sha256": self.digest}
+        return self.config.model_dump(mode="json"), tensors, latent
+
+    @classmethod
+    def from_parts(
+        cls,
+        config_json: dict[str, Any],
+        tensors: dict[str, Tensor],
+        latent: dict[str, Any],
+        device: torch.device | str = "cpu",
+        *,
+        source: str = "embedded VAE",
+    ) -> LatentCodec:
+        """Rebuild from :meth:`to_parts`; anything inconsistent raises CheckpointError."""
+        try:
+            cfg = validate(VAERunConfig, config_json)
+        except ValueError as exc:
+            raise CheckpointError(f"{source}: VAE config: {exc}") from None
+        try:
+            shift, scale = float(latent["shift"]), float(latent["scale"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{source}: no latent shift/scale recorded") from None
+        if not (math.isfinite(shift) and math.isfinite(scale) and scale > 0):
+            raise CheckpointError(f"{source}: bad latent statistics shift={shift} scale={scale}")
+        digest = tensor_digest(tensors)
+        if latent.get("sha256") and latent["sha256"] != digest:
+            raise CheckpointError(f"{source}: VAE weights do not match their sha256 (modified?)")
+        net = build_vae(cfg.model)
+        try:
+            net.load_state_dict(tensors)
+        except RuntimeError:
+            raise CheckpointError(f"{source}: weights do not match the VAE config") from None
+        return cls(cfg, net.to(device).eval(), shift, scale, source, digest)
+
+
+def _check_shape(x: Tensor, want: tuple[int, ...], what: str, source: str) -> None:
+    if tuple(x.shape[1:]) != tuple(want):
+        raise ConfigError(
+            f"{what} of shape {tuple(x.shape[1:])} do not fit the VAE {source} (wants {want})"
+        )
+
+
+def load_codec(path: Path, device: torch.device | str = "cpu") -> LatentCodec:
+    """Load a VAE run folder (its ``vae.safetensors``) or the file itself."""
+    path = Path(path)
+    file = path / VAE_FILE if path.is_dir() else path
+    if path.is_dir() and not file.is_file():
+        raise CheckpointError(
+            f"{path} has no {VAE_FILE} (train it with `diffkit train vae`, or it was interrupted)"
+        )
+    if not file.is_file():
+        raise CheckpointError(f"no VAE run or {VAE_FILE} at {path}")
+    ckpt = load_checkpoint(file, prefixes=("model",))
+    method = ckpt.config.get("method") if isinstance(ckpt.config, dict) else None
+    latent = ckpt.train_state.get("latent") if isinstance(ckpt.train_state, dict) else None
+    if method != "vae" or not isinstance(latent, dict):
+        raise CheckpointError(f"{file} is not a trained VAE ({VAE_FILE} of `diffkit train vae`)")
+    return LatentCodec.from_parts(
+        ckpt.config, ckpt.section("model"), latent, device, source=str(file)
+    )
+
+
+@torch.no_grad()
+def evaluate_vae(net: VAE, data: ImageData, device: torch.device) -> tuple[float, float]:
+    """(reconstruction MSE per pixel in [-1, 1] units, KL per image in nats) on ``data``;
+    reconstructions decode the posterior mean."""
+    net.eval()
+    sq = kl = 0.0
+    for start in range(0, len(data), BATCH):
+        x = to_unit_range(data.images[start : start + BATCH].to(device))
+        mu, logvar = net.encode(x)
+        sq += float((net.decode(mu).float() - x).pow(2).sum())
+        kl += float(kl_divergence(mu.float(), logvar.float()).sum())
+    return sq / data.images[0].numel() / len(data), kl / len(data)
+
+
+@torch.no_grad()
+def latent_stats(net: VAE, data: ImageData, device: torch.device) -> tuple[float, float]:
+    """(shift, scale): mean and 1/std of the posterior means of the first ``STATS_IMAGES``
+    images, one scalar each over all latent elements."""
+    net.eval()
+    images = data.images[:STATS_IMAGES]
+    mus = [
+        net.encode(to_unit_range(images[s : s + BATCH].to(device)))[0].float().cpu()
+        for s in range(0, len(images), BATCH)
+    ]
+    mu = torch.cat(mus).double()
+    return float(mu.mean()), float(1.0 / mu.std().clamp_min(1e-12))
+
+
+@torch.no_grad()
+def save_recon_grid(net: torch.nn.Module, images: Tensor, path: Path) -> None:
+    """Grid of uint8 ``images`` (top rows) above their posterior-mean reconstructions."""
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    x = to_unit_range(images.to(device))
+    recon = net.decode(net.encode(x)[0]).float()
+    net.train(was_training)
+    save_grid(torch.cat([x, recon]).cpu(), path, nrow=min(8, images.shape[0]))
+
+
+def train_vae(
+    cfg: VAERunConfig,
+    settings: Settings,
+    *,
+    on_event: Callable[[TrainEvent], None] = lambda e: None,
+    on_run_dir: Callable[[RunDir], None] = lambda r: None,
+) -> VAEResult:
+    """Train with the shared loop, then measure and write ``vae.safetensors``.
+
+    Every ``train.sample_every`` epochs: ``samples/recon-epoch-NNNN.png`` (test images above
+    their reconstructions). When training finished (or reached ``max_steps``): test
+    reconstruction MSE and KL, the latent shift/scale, ``vae.safetensors`` (the EMA weights,
+    equal to the trained ones with the recipe's ``ema_decay`` 0) and ``recon.png``. An
+    interrupted or non-finite run writes no ``vae.safetensors``. Always: summary.json, loss.png.
+    """
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    autocast_dtype = resolve_precision(cfg.train.precision, device)
+    train_data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
+    test_cfg = DataConfig(dataset=cfg.data.dataset, image_size=cfg.data.image_size,
+                          channels=cfg.data.channels)  # fmt: skip
+    test_data = load_dataset(test_cfg, settings.data_dir, "test", download=settings.download)
+    batches = TensorBatches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
+    n_show = min(cfg.train.preview_n, len(test_data))
+    shown = test_data.images[: n_show // 8 * 8 or n_show]  # whole rows of 8 where possible
+    torch.manual_seed(cfg.train.seed)
+    model = build_vae(cfg.model)
+    run = RunDir.create(settings.runs_dir, cfg.method, cfg.name)
+    run_config = cfg.model_dump(mode="json")
+    write_json(run.config, run_config)
+    on_run_dir(run)
+
+    def preview(ema: torch.nn.Module, epoch: int) -> None:
+        save_recon_grid(ema, shown, run.samples / f"recon-epoch-{epoch:04d}.png")
+
+    t0 = time.time()
+    result = train(
+        model, VAEObjective(cfg.kl_weight, cfg.recon_loss), batches, cfg.train, device=device,
+        autocast_dtype=autocast_dtype, run=run, run_config=run_config, preview=preview,
+        on_event=on_event,
+    )  # fmt: skip
+    mse = kl = shift = scale = digest = None
+    if result.reason in ("finished", "max_steps"):
+        net = build_vae(cfg.model)
+        net.load_state_dict(load_checkpoint(run.last_checkpoint, ("ema",)).section("ema"))
+        net = net.to(device).eval()
+        mse, kl = evaluate_vae(net, test_data, device)
+        shift, scale = latent_stats(net, train_data, device)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        digest = tensor_digest(tensors)
+        state = {
+            "latent": {"shift": shift, "scale": scale, "sha256": digest},
+            "recon_mse": mse,
+            "kl": kl,
+        }
+        model_tensors = {f"model.{k}": v for k, v in tensors.items()}
+        save_checkpoint(run.path / VAE_FILE, Checkpoint(run_config, model_tensors, state))
+        save_recon_grid(net, shown, run.path / "recon.png")
+    plot_loss([r for r in read_metrics(run.metrics) if "loss" in r], run.loss_plot)
+    write_json(
+        run.summary,
+        {
+            "reason": result.reason,
+            "steps": result.step,
+            "epochs": result.epoch,
+            "last_loss": result.last_loss,
+            "recon_mse": mse,
+            "kl": kl,
+            "latent": {"shift": shift, "scale": scale, "shape": list(cfg.model.latent_shape)},
+            "sha256": digest,
+            "train_seconds": result.elapsed,
+            "images_per_sec": result.images_per_sec,
+            "wall_seconds": time.time() - t0,
+            "device": str(device),
+            "precision": precision_name(autocast_dtype),
+            "parameters": count_parameters(model),
+            "train_images": len(train_data),
+            "test_images": len(test_data),
+        },
+    )
+    return VAEResult(run, result, mse, kl, shift, scale, digest)
