@@ -22,6 +22,7 @@ from diffkit.training import TrainEvent
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+_wide_out = Console(highlight=False, soft_wrap=True, width=160)  # stdout when not a terminal
 
 
 def error(message: str) -> None:
@@ -106,4 +107,6 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         t.add_column(c)
     for r in rows:
         t.add_row(*[escape(str(v)) for v in r])  # cells are text, not rich markup
-    out.print(t, width=None if out.is_terminal else 160)  # logs and pipes: do not truncate
+    # Logs and pipes get 160 columns, not rich's default of 80 (print(width=...) does not
+    # widen a table: its columns are measured against the console's own width).
+    (out if out.is_terminal else _wide_out).print(t)

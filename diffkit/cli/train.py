@@ -157,7 +157,7 @@ def _train_diffusion(
 
 def _codec_for_resume(run: RunDir, cfg: DDPMRunConfig, device: str):
     """A resumed latent run's autoencoder, from its own checkpoint (not the VAE folder)."""
-    from diffkit.methods.ddpm import codec_from_checkpoint
+    from diffkit.methods.latent import codec_from_checkpoint
     from diffkit.runs.checkpoint import load_checkpoint
     from diffkit.training.hardware import resolve_device
 
@@ -168,7 +168,7 @@ def _codec_for_resume(run: RunDir, cfg: DDPMRunConfig, device: str):
 
 
 def _latent_config(vae: Path, flags: dict, config: Path | None, device: str):
-    from diffkit.methods.ddpm import latent_fixed_layer
+    from diffkit.methods.latent import latent_fixed_layer
     from diffkit.methods.vae import load_codec
     from diffkit.training.hardware import resolve_device
 

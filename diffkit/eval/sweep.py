@@ -110,11 +110,7 @@ def plot_sweep(
     for ax in (ax_fid, ax_time):
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    _save(fig, path)
 
 
 def _plot_guidance(points: Sequence[SweepPoint], floor_fid: float | None, path: Path) -> None:
@@ -139,6 +135,13 @@ def _plot_guidance(points: Sequence[SweepPoint], floor_fid: float | None, path: 
     for ax in (ax_fid, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG, atomically, and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

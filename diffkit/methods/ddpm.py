@@ -12,10 +12,11 @@ import torch
 from torch import Tensor, nn
 
 from diffkit.config.resolve import validate
-from diffkit.config.run import DDPMRunConfig, LatentConfig
+from diffkit.config.run import DDPMRunConfig
 from diffkit.config.settings import Settings
-from diffkit.data.loader import TensorBatches, to_unit_range
+from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, load_dataset
+from diffkit.methods.latent import codec_from_checkpoint, codec_tensors, encode_dataset
 from diffkit.nn.build import build_model
 from diffkit.objectives.ddpm import DDPMObjective
 from diffkit.runs.checkpoint import (
@@ -160,18 +161,6 @@ def load_pipeline(
     return DDPMPipeline(cfg, net.to(device).eval(), device, codec)
 
 
-def codec_from_checkpoint(
-    latent: LatentConfig, tensors: dict[str, Tensor], device: torch.device
-) -> LatentCodec:
-    """The autoencoder embedded in a latent model's checkpoint."""
-    from diffkit.methods.vae import LatentCodec
-
-    if not tensors:
-        raise CheckpointError("latent model checkpoint holds no vae.* weights")
-    stats = {"shift": latent.shift, "scale": latent.scale, "sha256": latent.sha256}
-    return LatentCodec.from_parts(latent.vae.model_dump(mode="json"), tensors, stats, device)
-
-
 # diffkit 0.1.0 named the UNet's middle blocks mid1 / mid_attn / mid2.
 _LEGACY_KEYS = (("mid1.", "mid.res1."), ("mid_attn.", "mid.attn."), ("mid2.", "mid.res2."))
 
@@ -212,26 +201,6 @@ def _load_once_per_host(cfg: DDPMRunConfig, settings: Settings, dist: DistInfo) 
                 f"model.num_classes={cfg.num_classes}"
             )
     return data
-
-
-def codec_tensors(codec: LatentCodec | None) -> dict[str, Tensor]:
-    """The autoencoder's weights under ``vae.``, for the latent model's checkpoints."""
-    if codec is None:
-        return {}
-    _, tensors, _ = codec.to_parts()
-    return {f"vae.{k}": v for k, v in tensors.items()}
-
-
-def encode_dataset(codec: LatentCodec, data: ImageData, device: torch.device) -> ImageData:
-    """The training set as scaled latents (posterior means), float32 (N, *latent_shape).
-
-    Encoded once before training: the loop then slices latents exactly as it slices images.
-    """
-    latents = []
-    for start in range(0, len(data), 2000):
-        x = to_unit_range(data.images[start : start + 2000].to(device))
-        latents.append(codec.encode(x).float().cpu())
-    return ImageData(torch.cat(latents), data.labels, data.class_names)
 
 
 def _checked_resume(resume: RunDir, model: nn.Module, dist: DistInfo) -> Checkpoint:
@@ -392,26 +361,3 @@ def train_ddpm(
             },
         )
     return run, result
-
-
-def latent_fixed_layer(codec: LatentCodec) -> dict:
-    """The config values a latent DDPM takes from its VAE: method, preset, the denoiser's
-    input shape, the dataset and the ``latent`` section (see ``resolve_run_config(fixed=)``)."""
-    shape = codec.latent_shape
-    model = (
-        {"kind": "mlp", "dim": shape[0]}
-        if len(shape) == 1
-        else {"kind": "unet", "in_channels": shape[0], "image_size": shape[1]}
-    )
-    vae = codec.config
-    data = vae.data.model_dump(mode="json", include={"dataset", "image_size", "channels"})
-    return {
-        "method": "ldm",
-        "preset": f"latent-{vae.model.latent}",
-        "model": model,
-        "data": data,
-        "latent": {
-            "source": codec.source, "sha256": codec.digest, "shift": codec.shift,
-            "scale": codec.scale, "vae": vae.model_dump(mode="json"),
-        },
-    }  # fmt: skip
