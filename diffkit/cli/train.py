@@ -173,6 +173,11 @@ def _latent_config(vae: Path, flags: dict, config: Path | None, device: str):
     from diffkit.training.hardware import resolve_device
 
     codec = load_codec(vae, resolve_device(device))
+    unet_only = [k for k in flags if k.startswith("model.") and flags[k] is not None]
+    if len(codec.latent_shape) == 1 and unet_only:
+        names = ", ".join(k.split(".", 1)[1] for k in unet_only)
+        raise UsageError(f"{vae} has flat latents, denoised by an MLP that takes the label "
+                         f"through its time embedding; {names} applies to UNets")  # fmt: skip
     cfg = resolve_run_config(DDPMRunConfig, flags, config, fixed=latent_fixed_layer(codec),
                              fixed_by=f"the VAE {vae}")  # fmt: skip
     return cfg, codec

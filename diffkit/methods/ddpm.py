@@ -149,6 +149,9 @@ def load_pipeline(
     device = torch.device(device)
     section = "ema" if use_ema else "model"
     ckpt = load_checkpoint(resolve_checkpoint(path), prefixes=(section, "vae"))
+    method = ckpt.config.get("method") if isinstance(ckpt.config, dict) else None
+    if method not in ("ddpm", "ldm"):
+        raise CheckpointError(f"{path} is a {method} run, not a diffusion model (ddpm or ldm)")
     try:
         cfg = validate(DDPMRunConfig, ckpt.config)
     except ValueError as exc:

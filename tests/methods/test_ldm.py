@@ -115,6 +115,8 @@ def test_bad_latent_requests_exit_2(vae: Path, data_dir, tmp_path: Path, extra, 
     if message == "cond_routes" and "flat" not in (vae / "config.json").read_text():
         assert result.exit_code == 0, result.output  # a UNet takes any route
         return
+    if message == "cond_routes":
+        assert "applies to UNets" in result.output
     assert result.exit_code == 2, result.output
     assert message in result.output and not (tmp_path / "runs").exists()
 
@@ -140,3 +142,8 @@ def test_legacy_unet_checkpoints_load(tmp_path: Path):
     fresh = build_model(net.cfg)
     load_weights(fresh, legacy, tmp_path)
     assert torch.equal(fresh.state_dict()["mid.res1.conv1.weight"], legacy["mid1.conv1.weight"])
+
+
+def test_sampling_a_vae_run_says_what_it_is(vae: Path):
+    result = invoke("sample", vae, "-n", "2")
+    assert result.exit_code == 2 and "is a vae run, not a diffusion model" in result.output
