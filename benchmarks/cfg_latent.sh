@@ -5,14 +5,14 @@
 #   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/cfg_latent.sh
 #
 # Reuse finished runs instead of training them again with CFG_RUN=..., VAE_RUN=..., LDM_RUN=...
-# (run folders). STEPS picks what runs (default: all): cfg vae ldm grid transformer.
+# (run folders). STEPS picks what runs (default: all): cfg routes vae ldm grid transformer.
 # Every command's output goes to benchmarks/results/cfg_latent/<step>.log; eval reports
 # land in the runs' eval/ folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/results/cfg_latent
 mkdir -p "$OUT"
-STEPS=${STEPS:-"cfg vae ldm grid transformer"}
+STEPS=${STEPS:-"cfg routes vae ldm grid transformer"}
 N=${N:-1000}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 run() {  # run LOG ARGS...: a diffkit command, logged; prints its last stdout line (a path)
@@ -27,6 +27,11 @@ ls "${DIFFKIT_RUNS_DIR:-runs}"/classifier/*-mnist/classifier.safetensors >/dev/n
 if want cfg; then  # pixel space, class-conditional small UNet, guidance sweep
   CFG_RUN=${CFG_RUN:-$(run cfg-train train ddpm --preset small --cond class --name small-cfg)}
   run cfg-sweep eval "$CFG_RUN" -n "$N" --sweep guidance=0,1,2,3,5,7 --samplers ddpm --steps 50
+fi
+if want routes; then  # the seeds' Task 3 routes instead of the time embedding
+  r=$(run routes train ddpm --preset small --cond class --cond-routes input,cross \
+        --name small-cfg-input-cross)
+  run routes eval "$r" -n "$N" --sweep guidance=1,2 --samplers ddpm --steps 50 >/dev/null
 fi
 if want vae; then  # the seeds' flat VAE, 64-d latent
   VAE_RUN=${VAE_RUN:-$(run vae-train train vae --latent-dim 64 --epochs 5 --name flat64)}
