@@ -20,7 +20,8 @@ import torch
 import diffkit
 from diffkit.config import DDPMRunConfig, Settings, resolve_run_config
 from diffkit.config.run import VAERunConfig
-from diffkit.methods.latent import latent_fixed_layer, train_ddpm
+from diffkit.methods.ddpm import train_ddpm
+from diffkit.methods.latent import latent_fixed_layer
 from diffkit.methods.vae import load_codec, train_vae
 from diffkit.runs.plots import save_grid
 
