@@ -291,7 +291,7 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance):
     from diffkit.methods.ddpm import cycle_labels
 
     steps = _check_steps(pipe, sampler, steps)
-    labels = cycle_labels(pipe.num_classes, n) if pipe.num_classes else None
+    labels = cycle_labels(pipe.num_classes, n)
     total = steps * -(-n // batch_size)
     with console.steps(f"{sampler}-{steps}, {n} images", total) as advance:
         start = time.perf_counter()
@@ -312,7 +312,7 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
     from diffkit.runs.layout import write_json
 
     folder = _free(folder)
-    labels = cycle_labels(pipe.num_classes, n) if pipe.num_classes else None
+    labels = cycle_labels(pipe.num_classes, n)
 
     def sample(sampler: str, steps: int, w: float | None):
         tag = f"{sampler}-{steps}" + (f" w={w:g}" if w is not None else "")

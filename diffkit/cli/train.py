@@ -261,7 +261,6 @@ def ddpm(
 
 
 @app.command("ldm")
-@handle_errors
 def ldm(
     vae: Annotated[Path, typer.Option(help="The VAE run folder or vae.safetensors.")],
     epochs: Epochs = None,
@@ -290,17 +289,8 @@ def ldm(
     """Latent diffusion: a DDPM on a trained VAE's latents (MLP denoiser for flat latents,
     UNet for spatial ones); samples are decoded by the VAE, whose weights the checkpoints
     carry. Resume with `diffkit train ddpm --resume RUN`."""
-    flags = {
-        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "name": name,
-        "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
-        "data.limit": limit_data, "diffusion.schedule": schedule,
-        "diffusion.prediction": prediction, "train.sample_every": sample_every,
-        "train.eval_every": eval_every, "train.eval_n": eval_n, "train.keep_best": keep_best,
-    }  # fmt: skip
-    flags |= _cond_flags(cond, cond_routes, cond_drop)
-    settings = machine_settings(data_dir, runs_dir, device)
-    cfg, codec = _latent_config(vae, flags, config, settings.device)
-    _train_diffusion(_with_classes(cfg, cond), None, settings, classifier, codec)
+    options = dict(locals())  # every option above, by name: the same as ddpm's
+    ddpm(latent=options.pop("vae"), **options)
 
 
 @app.command("classifier")

@@ -8,6 +8,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from diffkit.config.model import ClassifierNetConfig, Frozen, MLPConfig, UNetConfig, VAEConfig
 
+RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]  # the folder suffix
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant", "exponential"]
 Preset = Literal["tiny", "small", "default", "latent-flat", "latent-spatial"]
@@ -113,7 +114,7 @@ class DDPMRunConfig(Frozen):
     """``diffkit train ddpm`` (pixels) and ``diffkit train ldm`` (a VAE's latents)."""
 
     method: Literal["ddpm", "ldm"] = "ddpm"
-    name: str = Field("run", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    name: RunName = "run"
     preset: Preset = Field("default", description="tiny | small (2-core CPU) | default (GPU)")
     model: DenoiserConfig = UNetConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
@@ -309,7 +310,7 @@ class ClassifierRunConfig(Frozen):
     }
 
     method: Literal["classifier"] = "classifier"
-    name: str = Field("run", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    name: RunName = "run"
     model: ClassifierNetConfig = ClassifierNetConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
@@ -340,7 +341,7 @@ class VAERunConfig(Frozen):
     }
 
     method: Literal["vae"] = "vae"
-    name: str = Field("run", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    name: RunName = "run"
     model: VAEConfig = VAEConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()

@@ -9,18 +9,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from diffkit.config.run import ClassifierRunConfig, DataConfig
+from diffkit.config.run import ClassifierRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
-from diffkit.data.registry import DataError, ImageData, load_dataset
+from diffkit.data.registry import DataError, ImageData
 from diffkit.eval.features import CLASSIFIER_FILE, save_classifier
-from diffkit.nn.build import build_model, count_parameters
+from diffkit.methods.common import finish_run, load_splits
+from diffkit.nn.build import build_model
 from diffkit.objectives.classify import ClassifierObjective
 from diffkit.runs.layout import RunDir, write_json
-from diffkit.runs.metrics import read_metrics
-from diffkit.runs.plots import plot_loss
 from diffkit.training import TrainEvent, TrainResult, train
-from diffkit.training.hardware import precision_name, resolve_device, resolve_precision
+from diffkit.training.hardware import resolve_device, resolve_precision
 
 
 @dataclass
@@ -60,10 +59,7 @@ def train_classifier(
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
-    train_data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
-    test_cfg = DataConfig(dataset=cfg.data.dataset, image_size=cfg.data.image_size,
-                          channels=cfg.data.channels)  # fmt: skip
-    test_data = load_dataset(test_cfg, settings.data_dir, "test", download=settings.download)
+    train_data, test_data = load_splits(cfg.data, settings)
     if train_data.labels is None:
         raise DataError(f"{cfg.data.dataset} has no labels; the classifier needs them")
     batches = TensorBatches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
@@ -83,24 +79,9 @@ def train_classifier(
         net = model.to(memory_format=torch.contiguous_format)
         acc = accuracy(net, test_data, device)
         digest = save_classifier(run.path / CLASSIFIER_FILE, net, run_config, acc)
-    plot_loss([r for r in read_metrics(run.metrics) if "loss" in r], run.loss_plot)
-    write_json(
-        run.summary,
-        {
-            "reason": result.reason,
-            "steps": result.step,
-            "epochs": result.epoch,
-            "last_loss": result.last_loss,
-            "test_accuracy": acc,
-            "sha256": digest,
-            "train_seconds": result.elapsed,
-            "images_per_sec": result.images_per_sec,
-            "wall_seconds": time.time() - t0,
-            "device": str(device),
-            "precision": precision_name(autocast_dtype),
-            "parameters": count_parameters(model),
-            "train_images": len(train_data),
-            "test_images": len(test_data),
-        },
-    )
+    finish_run(
+        run, result, device=device, autocast_dtype=autocast_dtype, model=model,
+        test_accuracy=acc, sha256=digest, wall_seconds=time.time() - t0,
+        train_images=len(train_data), test_images=len(test_data),
+    )  # fmt: skip
     return ClassifierResult(run, result, acc, digest)

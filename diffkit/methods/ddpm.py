@@ -16,6 +16,7 @@ from diffkit.config.run import DDPMRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, load_dataset
+from diffkit.methods.common import finish_run
 from diffkit.methods.latent import codec_from_checkpoint, codec_tensors, encode_dataset
 from diffkit.nn.build import build_model
 from diffkit.objectives.ddpm import DDPMObjective
@@ -26,15 +27,15 @@ from diffkit.runs.checkpoint import (
     resolve_checkpoint,
 )
 from diffkit.runs.layout import RunDir, write_json
-from diffkit.runs.metrics import read_metrics, truncate_after
-from diffkit.runs.plots import plot_loss, save_grid
+from diffkit.runs.metrics import truncate_after
+from diffkit.runs.plots import save_grid
 from diffkit.samplers import ddim_sample, ddpm_sample, make_denoiser
 from diffkit.samplers.ddpm import Variance
 from diffkit.samplers.guidance import guided
 from diffkit.schedules import DDPMSchedule, Spacing, make_schedule, spaced_timesteps
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.distributed import DistInfo, broadcast_object
-from diffkit.training.hardware import precision_name, resolve_device, resolve_precision
+from diffkit.training.hardware import resolve_device, resolve_precision
 
 if TYPE_CHECKING:
     from diffkit.methods.vae import LatentCodec
@@ -136,9 +137,10 @@ class DDPMPipeline:
         return labels
 
 
-def cycle_labels(num_classes: int, n: int) -> Tensor:
-    """0, 1, ..., K-1, 0, 1, ... (n,): every class equally often (up to one)."""
-    return torch.arange(n) % num_classes
+def cycle_labels(num_classes: int | None, n: int) -> Tensor | None:
+    """0, 1, ..., K-1, 0, 1, ... (n,): every class equally often (up to one); None for an
+    unconditional model (``num_classes`` None)."""
+    return torch.arange(n) % num_classes if num_classes else None
 
 
 def load_pipeline(
@@ -245,7 +247,7 @@ def _evaluation(
 
     def evaluate(ema_net: nn.Module, epoch: int) -> dict:
         start = time.perf_counter()
-        labels = cycle_labels(cfg.num_classes, t.eval_n) if cfg.num_classes else None
+        labels = cycle_labels(cfg.num_classes, t.eval_n)
         images = DDPMPipeline(cfg, ema_net, device, codec).sample(
             t.eval_n, sampler=t.eval_sampler, steps=t.eval_steps, seed=t.seed, labels=labels
         )
@@ -292,7 +294,7 @@ def train_ddpm(
     if (cfg.latent is None) != (codec is None):
         raise ValueError("a latent model needs its codec, a pixel model none")
     if codec is not None:
-        data = encode_dataset(codec, data, device)
+        data = encode_dataset(codec, data)
     batches = TensorBatches(
         data, cfg.train.batch_size, seed=cfg.train.seed, device=device,
         rank=dist.rank, world=dist.world,
@@ -323,7 +325,7 @@ def train_ddpm(
         pipe = DDPMPipeline(cfg, ema_net, device, codec)
         images = pipe.sample(
             n, sampler=cfg.train.preview_sampler, steps=cfg.train.preview_steps,
-            seed=cfg.train.seed, labels=cycle_labels(k, n) if k else None,
+            seed=cfg.train.seed, labels=cycle_labels(k, n),
         )  # fmt: skip
         save_grid(images, run.samples / f"epoch-{epoch:04d}.png", nrow=k)
 
@@ -345,22 +347,9 @@ def train_ddpm(
         extra_tensors=codec_tensors(codec),
     )
     if dist.is_main and run is not None:
-        plot_loss([r for r in read_metrics(run.metrics) if "loss" in r], run.loss_plot)
-        write_json(
-            run.summary,
-            {
-                "reason": result.reason,
-                "steps": result.step,
-                "epochs": result.epoch,
-                "last_loss": result.last_loss,
-                "train_seconds": result.elapsed,
-                "images_per_sec": result.images_per_sec,
-                "wall_seconds_this_session": time.time() - t0,
-                "device": str(device),
-                "precision": precision_name(autocast_dtype),
-                "world_size": dist.world,
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "train_images": len(data),
-            },
-        )
+        finish_run(
+            run, result, device=device, autocast_dtype=autocast_dtype, model=model,
+            wall_seconds_this_session=time.time() - t0, world_size=dist.world,
+            train_images=len(data),
+        )  # fmt: skip
     return run, result

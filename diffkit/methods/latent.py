@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 from diffkit.config.run import LatentConfig
-from diffkit.data.loader import to_unit_range
 from diffkit.data.registry import ImageData
 from diffkit.methods.vae import LatentCodec
 from diffkit.runs.checkpoint import CheckpointError
@@ -36,16 +35,13 @@ def codec_tensors(codec: LatentCodec | None) -> dict[str, Tensor]:
     return {f"vae.{k}": v for k, v in tensors.items()}
 
 
-def encode_dataset(codec: LatentCodec, data: ImageData, device: torch.device) -> ImageData:
+def encode_dataset(codec: LatentCodec, data: ImageData) -> ImageData:
     """The training set as scaled latents (posterior means), float32 (N, *latent_shape).
 
-    Encoded once before training: the loop then slices latents exactly as it slices images.
+    Encoded once before training (``encode`` batches on the codec's device and returns
+    to the images' one): the loop then slices latents exactly as it slices images.
     """
-    latents = []
-    for start in range(0, len(data), 2000):
-        x = to_unit_range(data.images[start : start + 2000].to(device))
-        latents.append(codec.encode(x).float().cpu())
-    return ImageData(torch.cat(latents), data.labels, data.class_names)
+    return ImageData(codec.encode(data.images), data.labels, data.class_names)
 
 
 def latent_fixed_layer(codec: LatentCodec) -> dict:

@@ -19,20 +19,19 @@ import torch
 from torch import Tensor
 
 from diffkit.config.resolve import ConfigError, validate
-from diffkit.config.run import DataConfig, VAERunConfig
+from diffkit.config.run import VAERunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches, to_unit_range
-from diffkit.data.registry import ImageData, load_dataset
+from diffkit.data.registry import ImageData
 from diffkit.eval.features import tensor_digest
-from diffkit.nn.build import count_parameters
+from diffkit.methods.common import finish_run, load_splits
 from diffkit.nn.vae import VAE, build_vae
 from diffkit.objectives.vae import VAEObjective, kl_divergence
 from diffkit.runs.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from diffkit.runs.layout import RunDir, write_json
-from diffkit.runs.metrics import read_metrics
-from diffkit.runs.plots import plot_loss, save_grid
+from diffkit.runs.plots import save_grid
 from diffkit.training import TrainEvent, TrainResult, train
-from diffkit.training.hardware import precision_name, resolve_device, resolve_precision
+from diffkit.training.hardware import resolve_device, resolve_precision
 
 VAE_FILE = "vae.safetensors"
 STATS_IMAGES = 10_000  # training images whose posterior means fix shift and scale
@@ -244,10 +243,7 @@ def train_vae(
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
-    train_data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
-    test_cfg = DataConfig(dataset=cfg.data.dataset, image_size=cfg.data.image_size,
-                          channels=cfg.data.channels)  # fmt: skip
-    test_data = load_dataset(test_cfg, settings.data_dir, "test", download=settings.download)
+    train_data, test_data = load_splits(cfg.data, settings)
     batches = TensorBatches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
     n_show = min(cfg.train.preview_n, len(test_data))
     shown = test_data.images[: n_show // 8 * 8 or n_show]  # whole rows of 8 where possible
@@ -284,26 +280,11 @@ def train_vae(
         model_tensors = {f"model.{k}": v for k, v in tensors.items()}
         save_checkpoint(run.path / VAE_FILE, Checkpoint(run_config, model_tensors, state))
         save_recon_grid(net, shown, run.path / "recon.png")
-    plot_loss([r for r in read_metrics(run.metrics) if "loss" in r], run.loss_plot)
-    write_json(
-        run.summary,
-        {
-            "reason": result.reason,
-            "steps": result.step,
-            "epochs": result.epoch,
-            "last_loss": result.last_loss,
-            "recon_mse": mse,
-            "kl": kl,
-            "latent": {"shift": shift, "scale": scale, "shape": list(cfg.model.latent_shape)},
-            "sha256": digest,
-            "train_seconds": result.elapsed,
-            "images_per_sec": result.images_per_sec,
-            "wall_seconds": time.time() - t0,
-            "device": str(device),
-            "precision": precision_name(autocast_dtype),
-            "parameters": count_parameters(model),
-            "train_images": len(train_data),
-            "test_images": len(test_data),
-        },
-    )
+    finish_run(
+        run, result, device=device, autocast_dtype=autocast_dtype, model=model,
+        recon_mse=mse, kl=kl,
+        latent={"shift": shift, "scale": scale, "shape": list(cfg.model.latent_shape)},
+        sha256=digest, wall_seconds=time.time() - t0,
+        train_images=len(train_data), test_images=len(test_data),
+    )  # fmt: skip
     return VAEResult(run, result, mse, kl, shift, scale, digest)

@@ -1,0 +1,51 @@
+"""What every training method does around the shared loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffkit.config.run import DataConfig
+from diffkit.config.settings import Settings
+from diffkit.data.registry import ImageData, load_dataset
+from diffkit.nn.build import count_parameters
+from diffkit.runs.layout import RunDir, write_json
+from diffkit.runs.metrics import read_metrics
+from diffkit.runs.plots import plot_loss
+from diffkit.training import TrainResult
+from diffkit.training.hardware import precision_name
+
+
+def load_splits(data: DataConfig, settings: Settings) -> tuple[ImageData, ImageData]:
+    """(train split as configured, the whole test split): ``data.limit`` cuts training only."""
+    train = load_dataset(data, settings.data_dir, "train", download=settings.download)
+    test_cfg = data.model_copy(update={"limit": None})
+    return train, load_dataset(test_cfg, settings.data_dir, "test", download=settings.download)
+
+
+def finish_run(
+    run: RunDir,
+    result: TrainResult,
+    *,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+    model: nn.Module,
+    **extra: Any,
+) -> None:
+    """Write ``loss.png`` and ``summary.json``: why and where the run stopped, its speed and
+    hardware, and the method's own ``extra`` entries."""
+    plot_loss([r for r in read_metrics(run.metrics) if "loss" in r], run.loss_plot)
+    summary = {
+        "reason": result.reason,
+        "steps": result.step,
+        "epochs": result.epoch,
+        "last_loss": result.last_loss,
+        "train_seconds": result.elapsed,
+        "images_per_sec": result.images_per_sec,
+        "device": str(device),
+        "precision": precision_name(autocast_dtype),
+        "parameters": count_parameters(model),
+    }
+    write_json(run.summary, summary | extra)
