@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from diffkit.methods.ddpm import DDPMPipeline
+    from diffkit.methods.pipeline import Pipeline
 
 
-def load(path: str | Path, device: str = "cpu", use_ema: bool = True) -> DDPMPipeline:
+def load(path: str | Path, device: str = "cpu", use_ema: bool = True) -> Pipeline:
     """Load a run folder or checkpoint file; the result has ``.sample(n, ...)``."""
-    from diffkit.methods.ddpm import load_pipeline
+    from diffkit.methods.pipeline import load_pipeline
 
     return load_pipeline(Path(path), device, use_ema=use_ema)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import diffkit
 from diffkit.config import DDPMRunConfig, Settings, resolve_run_config
-from diffkit.methods.ddpm import train_ddpm
+from diffkit.methods.generative import train_generative
 from diffkit.runs.plots import save_grid
 
 
@@ -34,7 +34,9 @@ def main() -> None:
     cfg = resolve_run_config(
         DDPMRunConfig, {"preset": args.preset, "name": "task1", "train.epochs": args.epochs}
     )
-    run, result = train_ddpm(cfg, settings, on_run_dir=lambda r: print(f"run folder: {r.path}"))
+    run, result = train_generative(
+        cfg, settings, on_run_dir=lambda r: print(f"run folder: {r.path}")
+    )
     print(
         f"trained {result.step} steps in {result.elapsed:.0f} s ({result.images_per_sec:.0f} img/s)"
     )

@@ -20,7 +20,7 @@ import torch
 import diffkit
 from diffkit.config import DDPMRunConfig, Settings, resolve_run_config
 from diffkit.config.run import VAERunConfig
-from diffkit.methods.ddpm import train_ddpm
+from diffkit.methods.generative import train_generative
 from diffkit.methods.latent import latent_fixed_layer
 from diffkit.methods.vae import load_codec, train_vae
 from diffkit.runs.plots import save_grid
@@ -50,7 +50,7 @@ def main() -> None:
     flags = {"train.epochs": args.epochs, "name": "task2-3-ldm", "model.num_classes": 10}
     cfg = resolve_run_config(DDPMRunConfig, flags, fixed=latent_fixed_layer(codec),
                              fixed_by="the VAE")  # fmt: skip
-    run, result = train_ddpm(cfg, settings, codec=codec)
+    run, result = train_generative(cfg, settings, codec=codec)
     print(f"latent DDPM: {result.step} steps, {result.images_per_sec:.0f} img/s, {run.path}")
 
     model = diffkit.load(run.path)

@@ -1,4 +1,4 @@
-"""The root Typer app: ``diffkit train|sample|eval|runs``."""
+"""The root Typer app: ``diffkit train|sample|eval|reflow|runs``."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import typer
 
 from diffkit import __version__
 from diffkit.cli import eval as eval_cmd
-from diffkit.cli import runs, sample, train
+from diffkit.cli import reflow, runs, sample, train
 
 app = typer.Typer(
     name="diffkit",
-    help="Train, sample and inspect diffusion models.",
+    help="Train, sample, straighten and inspect diffusion and rectified-flow models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.add_typer(train.app, name="train")
+app.add_typer(reflow.app, name="reflow")
 app.command("sample")(sample.sample)
 app.command("runs")(runs.runs)
 app.command("eval")(eval_cmd.evaluate)

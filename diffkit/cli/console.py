@@ -91,7 +91,7 @@ class TrainProgress:
 
 
 @contextmanager
-def steps(label: str, total: int) -> Iterator[Callable[[], None]]:
+def steps(label: str, total: int | None) -> Iterator[Callable[[], None]]:
     """A progress bar over ``total`` steps; yields ``advance()``."""
     with Progress(
         TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

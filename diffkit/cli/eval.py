@@ -13,8 +13,7 @@ import typer
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import DataDir, Device, RunsDir, Seed, machine_settings
-
-SAMPLERS = ("ddpm", "ddim")
+from diffkit.config.run import SamplerName
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -75,10 +74,19 @@ def evaluate(
         ),
     ],
     n: Annotated[int, typer.Option("-n", "--n", help="Images to generate and score.")] = 10000,
-    sampler: Annotated[Literal["ddpm", "ddim"], typer.Option(help="Sampler for runs.")] = "ddim",
+    sampler: Annotated[
+        SamplerName | None,
+        typer.Option(
+            "--sampler",
+            "--solver",
+            help="Sampler or ODE solver for runs (see `diffkit sample --help`; default: ddim "
+            "for DDPMs, euler for flows).",
+            show_default=False,
+        ),
+    ] = None,
     steps: Annotated[
         int | None,
-        typer.Option(help="Sampling steps (default: T for ddpm, 50 for ddim).", show_default=False),
+        typer.Option(help="Sampling steps (default: T for ddpm, else 50).", show_default=False),
     ] = None,
     eta: Annotated[float, typer.Option(help="DDIM noise scale.")] = 0.0,
     guidance: Annotated[
@@ -121,8 +129,13 @@ def evaluate(
         ),
     ] = None,
     samplers: Annotated[
-        str, typer.Option(help="Samplers of a --sweep, comma separated.")
-    ] = "ddpm,ddim",
+        str | None,
+        typer.Option(
+            help="Samplers of a --sweep, comma separated (default: ddpm,ddim for DDPMs, "
+            "euler for flows).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Folder for results (default: SOURCE/eval).", show_default=False),
@@ -157,6 +170,7 @@ def evaluate(
     src = _Source.open(source, dataset, n, dev, use_ema=not no_ema)
     plan = _sweep_plan(src, sweep, samplers, steps, guidance) if sweep else None
     if src.pipe is not None and plan is None:
+        sampler = sampler or src.pipe.DEFAULT_SAMPLER
         steps = _check_steps(src.pipe, sampler, steps)
         if guidance != 1.0 and src.pipe.num_classes is None:
             raise UsageError("--guidance needs a class-conditional model")
@@ -211,7 +225,7 @@ class _Source:
         from diffkit.eval.evaluate import MIN_SAMPLES, load_samples
 
         if _is_checkpoint(source):
-            from diffkit.methods.ddpm import load_pipeline
+            from diffkit.methods.pipeline import load_pipeline
 
             pipe = load_pipeline(source, device, use_ema=use_ema)
             if dataset is not None and dataset != pipe.config.data.dataset:
@@ -240,7 +254,7 @@ class _Plan:
 
 
 def _sweep_plan(
-    src: _Source, spec: str, samplers: str, steps: int | None, guidance: float
+    src: _Source, spec: str, samplers: str | None, steps: int | None, guidance: float
 ) -> _Plan:
     """Step counts at ``guidance`` (for a conditional model), or guidance scales at
     ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
@@ -252,18 +266,22 @@ def _sweep_plan(
         key, values = parse_sweep(spec)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    pipe = src.pipe
+    if samplers is None:
+        samplers = "ddpm,ddim" if "ddpm" in pipe.SAMPLERS else pipe.DEFAULT_SAMPLER
     names = [s.strip() for s in samplers.split(",") if s.strip()]
-    bad = [s for s in names if s not in SAMPLERS]
+    bad = [s for s in names if s not in pipe.SAMPLERS or s == "dopri5"]
     if bad or not names:
-        raise UsageError(f"--samplers: unknown {', '.join(bad) or '(none)'}; use ddpm,ddim")
-    conditional = src.pipe.num_classes is not None
+        raise UsageError(f"--samplers: cannot sweep {', '.join(bad) or '(none)'} here; use "
+                         f"{','.join(s for s in pipe.SAMPLERS if s != 'dopri5')}")  # fmt: skip
+    conditional = pipe.num_classes is not None
     if key == "guidance":
         if not conditional:
             raise UsageError("--sweep guidance=... needs a class-conditional model")
-        s = _check_steps(src.pipe, "ddim", steps)
+        s = _check_steps(pipe, names[0], steps)
         return _Plan(key, names, [(s, w) for w in values])
     for s in values:
-        _check_steps(src.pipe, "ddim", int(s))
+        _check_steps(pipe, names[0], int(s))
     w = guidance if conditional else None
     return _Plan(key, names, [(int(s), w) for s in values])
 
@@ -277,30 +295,35 @@ def _free(path: Path) -> Path:
 
 
 def _check_steps(pipe, sampler: str, steps: int | None) -> int:
-    T = pipe.config.diffusion.num_steps
-    steps = steps or (T if sampler == "ddpm" else 50)
-    if not 1 <= steps <= T:
-        raise UsageError(f"steps must be between 1 and {T} (the model's training steps)")
-    return steps
+    try:
+        return pipe.check(sampler, steps)
+    except ValueError as exc:
+        raise UsageError(f"--sampler/--steps: {exc}") from None
+
+
+def _progress_total(sampler: str, steps: int, batches: int) -> int | None:
+    """Progress-bar length: one tick per step of every batch (dopri5: unknown)."""
+    return None if sampler == "dopri5" else steps * batches
 
 
 def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance):
     """Sample ``n`` images; a class-conditional model draws every class equally often."""
     import time
 
-    from diffkit.methods.ddpm import cycle_labels
+    from diffkit.methods.pipeline import cycle_labels
 
     steps = _check_steps(pipe, sampler, steps)
     labels = cycle_labels(pipe.num_classes, n)
-    total = steps * -(-n // batch_size)
+    total = _progress_total(sampler, steps, -(-n // batch_size))
+    stats: dict = {}
     with console.steps(f"{sampler}-{steps}, {n} images", total) as advance:
         start = time.perf_counter()
         images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
                              batch_size=batch_size, on_step=advance, labels=labels,
-                             guidance=guidance)  # fmt: skip
+                             guidance=guidance, stats=stats)  # fmt: skip
         wall = time.perf_counter() - start
-    info = {"sampler": sampler, "steps": steps, "eta": eta, "sample_seconds": wall,
-            "ms_per_image": 1000 * wall / n}  # fmt: skip
+    info = {"sampler": sampler, "steps": steps, "nfe": stats["nfe"], "eta": eta,
+            "sample_seconds": wall, "ms_per_image": 1000 * wall / n}  # fmt: skip
     if labels is not None:
         info["guidance"] = guidance
     return images, labels, info
@@ -308,7 +331,7 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance):
 
 def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
     from diffkit.eval.sweep import plot_sweep, run_sweep
-    from diffkit.methods.ddpm import cycle_labels
+    from diffkit.methods.pipeline import cycle_labels
     from diffkit.runs.layout import write_json
 
     folder = _free(folder)
@@ -316,7 +339,7 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
 
     def sample(sampler: str, steps: int, w: float | None):
         tag = f"{sampler}-{steps}" + (f" w={w:g}" if w is not None else "")
-        with console.steps(tag, steps * -(-n // batch_size)) as advance:
+        with console.steps(tag, _progress_total(sampler, steps, -(-n // batch_size))) as advance:
             images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
                                  batch_size=batch_size, on_step=advance, labels=labels,
                                  guidance=1.0 if w is None else w)  # fmt: skip

@@ -11,6 +11,7 @@ import typer
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import Device, Seed, machine_settings
+from diffkit.config.run import SamplerName
 
 
 def default_out(source: Path, name: str) -> Path:
@@ -77,13 +78,25 @@ def sample(
     source: Annotated[
         Path, typer.Argument(help="Run folder or .safetensors checkpoint.", show_default=False)
     ],
-    sampler: Annotated[Literal["ddpm", "ddim"], typer.Option(help="Sampler.")] = "ddim",
+    sampler: Annotated[
+        SamplerName | None,
+        typer.Option(
+            "--sampler",
+            "--solver",
+            help="ddpm | ddim | dpm++2m (DDPM models), or an ODE solver: euler | midpoint | "
+            "heun | rk4 | dopri5 (any model; default: ddim for DDPMs, euler for flows).",
+            show_default=False,
+        ),
+    ] = None,
     steps: Annotated[
         int | None,
         typer.Option(
-            help="Denoising steps (default: T for ddpm, 50 for ddim).", show_default=False
+            help="Steps (default: T for ddpm, 50 otherwise; a distilled flow's own k).",
+            show_default=False,
         ),
     ] = None,
+    rtol: Annotated[float, typer.Option(help="dopri5 relative tolerance.")] = 1e-3,
+    atol: Annotated[float, typer.Option(help="dopri5 absolute tolerance.")] = 1e-3,
     eta: Annotated[float, typer.Option(help="DDIM noise scale (0 = deterministic).")] = 0.0,
     spacing: Annotated[
         Literal["leading", "trailing", "linspace"],
@@ -136,7 +149,7 @@ def sample(
     import torch
     from safetensors.torch import save
 
-    from diffkit.methods.ddpm import load_pipeline
+    from diffkit.methods.pipeline import load_pipeline
     from diffkit.runs.layout import atomic_write_bytes, write_json
     from diffkit.runs.plots import save_grid
     from diffkit.training.hardware import resolve_device
@@ -155,18 +168,23 @@ def sample(
     labels, n, nrow = sample_labels(pipe, classes or [], grid_per_class, n)
     if labels is not None and guidance < 0:
         raise UsageError("--guidance must be >= 0")
-    T = pipe.config.diffusion.num_steps
-    steps = steps or (T if sampler == "ddpm" else 50)
-    if not 1 <= steps <= T:
-        raise UsageError(f"--steps must be between 1 and {T} (the model's training steps)")
+    sampler = sampler or pipe.DEFAULT_SAMPLER
+    try:
+        steps = pipe.check(sampler, steps)
+    except ValueError as exc:
+        raise UsageError(f"--sampler/--steps: {exc}") from None
+    if sampler == "dopri5" and (rtol <= 0 or atol <= 0):
+        raise UsageError("--rtol and --atol must be > 0")
     seed = 0 if seed is None else seed
-    tag = f"{sampler}-{steps}" + (f"-eta{eta:g}" if sampler == "ddim" and eta else "")
+    tag = "dopri5" if sampler == "dopri5" else f"{sampler}-{steps}"
+    tag += f"-eta{eta:g}" if sampler == "ddim" and eta else ""
     tag += f"-w{guidance:g}" if labels is not None else ""
     out = out or default_out(source, f"{tag}-seed{seed}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
 
     start = time.perf_counter()
+    stats: dict = {}
     images = pipe.sample(
         n,
         sampler=sampler,
@@ -174,10 +192,13 @@ def sample(
         eta=eta,
         spacing=spacing,
         variance=variance,
+        rtol=rtol,
+        atol=atol,
         seed=seed,
         batch_size=batch_size,
         labels=labels,
         guidance=guidance,
+        stats=stats,
     )
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -195,7 +216,10 @@ def sample(
             "source": str(source),
             "data": pipe.config.data.model_dump(mode="json"),  # what the images imitate
             "sampler": sampler,
-            "steps": steps,
+            "steps": None if sampler == "dopri5" else steps,
+            "nfe": stats["nfe"],
+            "rtol": rtol if sampler == "dopri5" else None,
+            "atol": atol if sampler == "dopri5" else None,
             "eta": eta,
             "spacing": spacing,
             "variance": variance,
@@ -210,8 +234,8 @@ def sample(
             "ms_per_image": 1000 * wall / n,
         },
     )
+    what = f"{stats['nfe']:g} evaluations" if sampler == "dopri5" else f"{steps} steps"
     console.info(
-        f"{n} images, {sampler} {steps} steps: {wall:.2f} s "
-        f"({1000 * wall / n:.1f} ms/image) on {dev}"
+        f"{n} images, {sampler} {what}: {wall:.2f} s ({1000 * wall / n:.1f} ms/image) on {dev}"
     )
     console.out.print(str(out))

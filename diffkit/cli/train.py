@@ -12,6 +12,7 @@ from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, handle
 from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed, machine_settings
 from diffkit.config import DDPMRunConfig, resolve_run_config
 from diffkit.config.resolve import deep_merge, validate
+from diffkit.config.run import FlowRunConfig, GenerativeRunConfig
 from diffkit.runs.layout import RunDir
 
 app = typer.Typer(
@@ -62,7 +63,7 @@ CondDrop = Annotated[
 ]
 
 
-def _resume_config(run_path: Path, flags: dict) -> tuple[RunDir, DDPMRunConfig]:
+def _resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
     import json
 
     run = RunDir(run_path)
@@ -79,10 +80,15 @@ def _resume_config(run_path: Path, flags: dict) -> tuple[RunDir, DDPMRunConfig]:
         stored = json.loads(run.config.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot resume {run_path}: unreadable config.json ({exc})") from None
+    method = stored.get("method") if isinstance(stored, dict) else None
+    command = "rf" if method == "rf" else "ddpm"
+    if (kind is FlowRunConfig) != (command == "rf"):
+        raise UsageError(f"{run_path} is a {method} run; resume it with "
+                         f"`diffkit train {command} --resume`")  # fmt: skip
     stored.setdefault("train", {}).update(
         {k.split(".")[1]: v for k, v in flags.items() if k in RESUMABLE and v is not None}
     )
-    return run, validate(DDPMRunConfig, stored)
+    return run, validate(kind, stored)
 
 
 def _cond_flags(cond: str | None, routes: str | None, drop: float | None) -> dict:
@@ -103,7 +109,7 @@ def _cond_flags(cond: str | None, routes: str | None, drop: float | None) -> dic
     return flags
 
 
-def _with_classes(cfg: DDPMRunConfig, cond: str | None) -> DDPMRunConfig:
+def _with_classes(cfg: GenerativeRunConfig, cond: str | None) -> GenerativeRunConfig:
     """With ``--cond class``: the model's number of classes is the dataset's."""
     from diffkit.data.registry import class_names
 
@@ -112,15 +118,21 @@ def _with_classes(cfg: DDPMRunConfig, cond: str | None) -> DDPMRunConfig:
     k = len(class_names(cfg.data.dataset))
     if k < 2:
         raise UsageError(f"--cond class: dataset {cfg.data.dataset} has no class labels")
-    return validate(DDPMRunConfig, deep_merge(cfg.model_dump(mode="json"),
-                                              {"model": {"num_classes": k}}))  # fmt: skip
+    return validate(type(cfg), deep_merge(cfg.model_dump(mode="json"),
+                                          {"model": {"num_classes": k}}))  # fmt: skip
 
 
 def _train_diffusion(
-    cfg: DDPMRunConfig, run: RunDir | None, settings, classifier: Path | None, codec
-) -> None:
-    """Train (or resume) a pixel or latent DDPM and report how it ended."""
-    from diffkit.methods.ddpm import train_ddpm
+    cfg: GenerativeRunConfig,
+    run: RunDir | None,
+    settings,
+    classifier: Path | None,
+    codec,
+    **extra,
+) -> RunDir | None:
+    """Train (or resume) a pixel or latent DDPM or flow and report how it ended; the run
+    folder on the main process after a finished run."""
+    from diffkit.methods.generative import train_generative
     from diffkit.training.distributed import destroy, dist_from_env, init_process_group
     from diffkit.training.hardware import resolve_device
 
@@ -128,14 +140,15 @@ def _train_diffusion(
     init_process_group(dist, resolve_device(settings.device, dist.local_rank))
     progress = console.TrainProgress(enabled=dist.is_main)
     try:
-        run, result = train_ddpm(
+        run, result = train_generative(
             cfg, settings, resume=run, dist=dist, classifier=classifier, codec=codec,
             on_event=progress, on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
+            **extra,
         )  # fmt: skip
     finally:
         destroy()
     if not dist.is_main:
-        return
+        return None
     console.out.print(str(run.path))
     match result.reason:
         case "non_finite":
@@ -153,9 +166,10 @@ def _train_diffusion(
                 f"{result.reason}: {result.step} steps, {result.epoch} epochs, "
                 f"{result.images_per_sec:.0f} img/s{loss}"
             )
+    return run
 
 
-def _codec_for_resume(run: RunDir, cfg: DDPMRunConfig, device: str):
+def _codec_for_resume(run: RunDir, cfg: GenerativeRunConfig, device: str):
     """A resumed latent run's autoencoder, from its own checkpoint (not the VAE folder)."""
     from diffkit.methods.latent import codec_from_checkpoint
     from diffkit.runs.checkpoint import load_checkpoint
@@ -167,7 +181,9 @@ def _codec_for_resume(run: RunDir, cfg: DDPMRunConfig, device: str):
     return codec_from_checkpoint(cfg.latent, tensors, resolve_device(device))
 
 
-def _latent_config(vae: Path, flags: dict, config: Path | None, device: str):
+def _latent_config(
+    vae: Path, flags: dict, config: Path | None, device: str, kind: type[GenerativeRunConfig]
+):
     from diffkit.methods.latent import latent_fixed_layer
     from diffkit.methods.vae import load_codec
     from diffkit.training.hardware import resolve_device
@@ -178,7 +194,8 @@ def _latent_config(vae: Path, flags: dict, config: Path | None, device: str):
         names = ", ".join(k.split(".", 1)[1] for k in unet_only)
         raise UsageError(f"{vae} has flat latents, denoised by an MLP that takes the label "
                          f"through its time embedding; {names} applies to UNets")  # fmt: skip
-    cfg = resolve_run_config(DDPMRunConfig, flags, config, fixed=latent_fixed_layer(codec),
+    method = "rf" if kind is FlowRunConfig else "ldm"
+    cfg = resolve_run_config(kind, flags, config, fixed=latent_fixed_layer(codec, method),
                              fixed_by=f"the VAE {vae}")  # fmt: skip
     return cfg, codec
 
@@ -241,23 +258,96 @@ def ddpm(
     }  # fmt: skip
     flags |= _cond_flags(cond, cond_routes, cond_drop)
     settings = machine_settings(data_dir, runs_dir, device)
+    _train_method(DDPMRunConfig, flags, settings, cond=cond, latent=latent, config=config,
+                  resume=resume, classifier=classifier)  # fmt: skip
+
+
+def _train_method(
+    kind: type[GenerativeRunConfig],
+    flags: dict,
+    settings,
+    *,
+    cond: str | None,
+    latent: Path | None,
+    config: Path | None,
+    resume: Path | None,
+    classifier: Path | None,
+) -> None:
+    """Resolve a DDPM or flow config (fresh, on a VAE's latents, or resumed) and train it."""
     codec = None
     if resume is not None:
         if config is not None or latent is not None:
-            raise UsageError("--config and --latent cannot be combined with --resume")
+            raise UsageError("--config and --vae/--latent cannot be combined with --resume")
         if cond is not None:
             raise UsageError("--resume continues a run as configured; cannot change --cond")
-        run, cfg = _resume_config(resume, flags)
+        run, cfg = _resume_config(resume, flags, kind)
         codec = _codec_for_resume(run, cfg, settings.device)
     elif latent is not None:
-        if preset is not None or dataset is not None:
+        if flags.get("preset") is not None or flags.get("data.dataset") is not None:
             raise UsageError("a latent model takes its preset and dataset from the VAE")
         run = None
-        cfg, codec = _latent_config(latent, flags, config, settings.device)
+        cfg, codec = _latent_config(latent, flags, config, settings.device, kind)
     else:
-        run, cfg = None, resolve_run_config(DDPMRunConfig, flags, config)
+        run, cfg = None, resolve_run_config(kind, flags, config)
     cfg = _with_classes(cfg, cond)
     _train_diffusion(cfg, run, settings, classifier, codec)
+
+
+@app.command("rf")
+@handle_errors
+def rf(
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: LR = None,
+    preset: Annotated[
+        Literal["tiny", "small", "default"] | None,
+        _opt("tiny (tests) | small (2-core CPU) | default (the seeds' GPU UNet)."),
+    ] = None,
+    dataset: Annotated[str | None, _opt("mnist | fashion-mnist | cifar10 | folder:PATH.")] = None,
+    vae: Annotated[
+        Path | None, _opt("Train on this VAE's latents (MLP or UNet velocity network).")
+    ] = None,
+    time_sampling: Annotated[
+        Literal["uniform", "logit_normal"] | None,
+        _opt("Training times: uniform (default) or logit-normal (more weight mid-path)."),
+    ] = None,
+    cond: Cond = None,
+    cond_routes: CondRoutes = None,
+    cond_drop: CondDrop = None,
+    mid_block: Annotated[
+        Literal["resnet", "transformer"] | None,
+        _opt("UNet middle: res-attention-res, or DiT blocks with AdaLN-Zero."),
+    ] = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    device: Device = None,
+    precision: Precision = None,
+    seed: Seed = None,
+    max_steps: MaxSteps = None,
+    limit_data: LimitData = None,
+    sample_every: SampleEvery = None,
+    eval_every: EvalEvery = None,
+    eval_n: EvalN = None,
+    keep_best: KeepBest = None,
+    classifier: Classifier = None,
+    resume: Resume = None,
+) -> None:
+    """Train a rectified flow (noise at t=0 -> data at t=1, velocity target) on pixels, or
+    with --vae on a VAE's latents; previews use 50 Euler steps. Writes a run folder."""
+    flags = {
+        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
+        "preset": preset, "data.dataset": dataset, "name": name,
+        "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
+        "data.limit": limit_data, "flow.time_sampling": time_sampling,
+        "train.sample_every": sample_every, "train.eval_every": eval_every,
+        "train.eval_n": eval_n, "train.keep_best": keep_best, "model.mid_block": mid_block,
+    }  # fmt: skip
+    flags |= _cond_flags(cond, cond_routes, cond_drop)
+    settings = machine_settings(data_dir, runs_dir, device)
+    _train_method(FlowRunConfig, flags, settings, cond=cond, latent=vae, config=config,
+                  resume=resume, classifier=classifier)  # fmt: skip
 
 
 @app.command("ldm")

@@ -12,6 +12,10 @@ RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]  # the folder
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant", "exponential"]
 Preset = Literal["tiny", "small", "default", "latent-flat", "latent-spatial"]
+OdeSolverName = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
+SamplerName = Literal["ddpm", "ddim", "dpm++2m", "euler", "midpoint", "heun", "rk4", "dopri5"]
+"""DDPM models take every sampler (the ODE solvers through the probability-flow velocity);
+rectified flows take the ODE solvers."""
 
 
 class DiffusionConfig(Frozen):
@@ -63,7 +67,7 @@ class TrainConfig(Frozen):
     keep_last_n: int = Field(2, ge=0, description="epoch checkpoints kept besides last")
     sample_every: int = Field(1, ge=0, description="preview grid every N epochs (0 = never)")
     preview_n: int = Field(64, ge=1)
-    preview_sampler: Literal["ddpm", "ddim"] = Field(
+    preview_sampler: SamplerName = Field(
         "ddpm", description="ancestral sampling forgives an undertrained model; ddim is eta=0"
     )
     preview_steps: int = Field(50, ge=1)
@@ -72,7 +76,7 @@ class TrainConfig(Frozen):
         0, ge=0, description="FID/KID of the EMA model every N epochs (0 = never)"
     )
     eval_n: int = Field(1000, ge=10, description="images generated per evaluation")
-    eval_sampler: Literal["ddpm", "ddim"] = "ddim"
+    eval_sampler: SamplerName = "ddim"
     eval_steps: int = Field(50, ge=1)
     keep_best: bool = Field(False, description="keep checkpoints/best.safetensors by lowest FID")
     cond_drop: float = Field(
@@ -110,14 +114,13 @@ class LatentConfig(Frozen):
     vae: VAERunConfig
 
 
-class DDPMRunConfig(Frozen):
-    """``diffkit train ddpm`` (pixels) and ``diffkit train ldm`` (a VAE's latents)."""
+class GenerativeRunConfig(Frozen):
+    """What DDPM and rectified-flow runs share: a denoiser (UNet, or MLP for flat latents)
+    trained on pixels or, with a ``latent`` section, on a VAE's latents."""
 
-    method: Literal["ddpm", "ldm"] = "ddpm"
     name: RunName = "run"
     preset: Preset = Field("default", description="tiny | small (2-core CPU) | default (GPU)")
     model: DenoiserConfig = UNetConfig()
-    diffusion: DiffusionConfig = DiffusionConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     latent: LatentConfig | None = None
@@ -128,35 +131,93 @@ class DDPMRunConfig(Frozen):
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        """Shape of one sample the network denoises: an image, or a latent."""
+        """Shape of one sample the network generates: an image, or a latent."""
         if self.latent is not None:
             return self.latent.vae.model.latent_shape
         m = self.model
         assert isinstance(m, UNetConfig)
         return (m.in_channels, m.image_size, m.image_size)
 
+    @property
+    def run_kind(self) -> str:
+        """The runs/ sub-folder of this run."""
+        return getattr(self, "method", "run")
+
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        latent_parts = (self.method == "ldm", self.latent is not None, self.preset[:7] == "latent-")
-        if len(set(latent_parts)) > 1:
-            raise ValueError("method 'ldm', a latent section and a latent-* preset go together")
+    def _consistent_model(self) -> Self:
+        if (self.latent is not None) != (self.preset[:7] == "latent-"):
+            raise ValueError("a latent section and a latent-* preset go together")
         if self.latent is None and self.model.kind != "unet":
-            raise ValueError("a pixel-space DDPM needs a unet model")
+            raise ValueError("a pixel-space model needs a unet model")
         if self.latent is not None:
             _check_latent_model(self.model, self.latent.vae.model.latent_shape)
-        if self.train.preview_steps > self.diffusion.num_steps:
-            raise ValueError(
-                f"train.preview_steps={self.train.preview_steps} exceeds "
-                f"diffusion.num_steps={self.diffusion.num_steps}"
-            )
-        if self.train.eval_every and self.train.eval_steps > self.diffusion.num_steps:
-            raise ValueError(
-                f"train.eval_steps={self.train.eval_steps} exceeds "
-                f"diffusion.num_steps={self.diffusion.num_steps}"
-            )
         if isinstance(self.model, UNetConfig) and self.model.out_ch != self.model.in_channels:
-            raise ValueError("model.out_channels must equal in_channels for a DDPM denoiser")
+            raise ValueError("model.out_channels must equal in_channels for a denoiser")
         return self
+
+
+class DDPMRunConfig(GenerativeRunConfig):
+    """``diffkit train ddpm`` (pixels) and ``diffkit train ldm`` (a VAE's latents)."""
+
+    method: Literal["ddpm", "ldm"] = "ddpm"
+    diffusion: DiffusionConfig = DiffusionConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.method == "ldm") != (self.latent is not None):
+            raise ValueError("method 'ldm', a latent section and a latent-* preset go together")
+        t, T = self.train, self.diffusion.num_steps
+        if t.preview_steps > T:
+            raise ValueError(f"train.preview_steps={t.preview_steps} exceeds "
+                             f"diffusion.num_steps={T}")  # fmt: skip
+        if t.eval_every and t.eval_steps > T:
+            raise ValueError(f"train.eval_steps={t.eval_steps} exceeds diffusion.num_steps={T}")
+        return self
+
+
+class FlowConfig(Frozen):
+    """How a rectified flow draws its training times (noise at t = 0, data at t = 1)."""
+
+    time_sampling: Literal["uniform", "logit_normal"] = Field(
+        "uniform", description="uniform (Liu et al. 2022) | logit_normal (Esser et al. 2024)"
+    )
+    logit_mean: float = Field(0.0, description="mean of the logit-normal's normal")
+    logit_std: float = Field(1.0, gt=0, description="std of the logit-normal's normal")
+
+
+class FlowTrainConfig(TrainConfig):
+    """A flow's training options: previews and evaluation use ODE solvers."""
+
+    preview_sampler: OdeSolverName = "euler"
+    eval_sampler: OdeSolverName = "euler"
+
+
+class ReflowConfig(Frozen):
+    """Where a reflowed (k+1)-rectified flow or a distilled model came from."""
+
+    pairs: str = Field(description="the pair set (folder) it was trained on")
+    pairs_digest: str = Field(description="sha256 over the pair set's shard digests")
+    source: str = Field(description="the flow whose ODE produced the pairs")
+    generation: int = Field(
+        2, ge=1, description="k of the k-rectified flow this run trains (distilled: the source's)"
+    )
+    distill_steps: int | None = Field(
+        None, ge=1, description="k-step distillation (train only at t = 0, 1/k, ...)"
+    )
+    init_from: str | None = Field(None, description="run whose weights initialised this one")
+
+
+class FlowRunConfig(GenerativeRunConfig):
+    """``diffkit train rf`` (pixels or, with a VAE, latents) and ``diffkit reflow train``."""
+
+    method: Literal["rf"] = "rf"
+    flow: FlowConfig = FlowConfig()
+    train: FlowTrainConfig = FlowTrainConfig()
+    reflow: ReflowConfig | None = None
+
+    @property
+    def run_kind(self) -> str:
+        return "reflow" if self.reflow is not None else "rf"
 
 
 def _check_latent_model(model: UNetConfig | MLPConfig, shape: tuple[int, ...]) -> None:
@@ -351,12 +412,35 @@ class VAERunConfig(Frozen):
     )
 
 
+class PairsConfig(Frozen):
+    """``diffkit reflow make-pairs``: (noise, sample) pairs from a flow's ODE, for reflow."""
+
+    method: Literal["pairs"] = "pairs"
+    name: RunName = "pairs"
+    source: str = Field(description="the flow run or checkpoint that made the pairs")
+    source_sha256: str = Field(description="digest of that checkpoint file")
+    n: int = Field(60_000, ge=1, description="number of pairs")
+    steps: int = Field(100, ge=1, le=10_000, description="solver steps per pair")
+    solver: OdeSolverName = "euler"
+    rtol: float = Field(1e-3, gt=0)
+    atol: float = Field(1e-3, gt=0)
+    shard_size: int = Field(5000, ge=1, description="pairs per safetensors shard")
+    batch_size: int = Field(500, ge=1, description="pairs per forward pass")
+    seed: int = Field(0, ge=0, lt=2**31, description="noise of shard k: seed * 1000003 + k")
+    guidance: float = Field(1.0, ge=0, description="CFG scale (class-conditional flows)")
+    use_ema: bool = True
+
+
 # LatentConfig refers to VAERunConfig, defined after it.
 LatentConfig.model_rebuild()
+GenerativeRunConfig.model_rebuild()
 DDPMRunConfig.model_rebuild()
+FlowRunConfig.model_rebuild()
 
 METHODS: dict[str, type[Frozen]] = {
     "ddpm": DDPMRunConfig,
+    "rf": FlowRunConfig,
+    "pairs": PairsConfig,
     "classifier": ClassifierRunConfig,
     "vae": VAERunConfig,
 }

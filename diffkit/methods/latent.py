@@ -44,9 +44,10 @@ def encode_dataset(codec: LatentCodec, data: ImageData) -> ImageData:
     return ImageData(codec.encode(data.images), data.labels, data.class_names)
 
 
-def latent_fixed_layer(codec: LatentCodec) -> dict:
-    """The config values a latent DDPM takes from its VAE: method, preset, the denoiser's
-    input shape, the dataset and the ``latent`` section (see ``resolve_run_config(fixed=)``)."""
+def latent_fixed_layer(codec: LatentCodec, method: str = "ldm") -> dict:
+    """The config values a latent model (``method`` ldm or rf) takes from its VAE: method,
+    preset, the denoiser's input shape, the dataset and the ``latent`` section (see
+    ``resolve_run_config(fixed=)``)."""
     shape = codec.latent_shape
     model = (
         {"kind": "mlp", "dim": shape[0]}
@@ -56,7 +57,7 @@ def latent_fixed_layer(codec: LatentCodec) -> dict:
     vae = codec.config
     data = vae.data.model_dump(mode="json", include={"dataset", "image_size", "channels"})
     return {
-        "method": "ldm",
+        "method": method,
         "preset": f"latent-{vae.model.latent}",
         "model": model,
         "data": data,

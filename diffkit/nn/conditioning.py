@@ -39,6 +39,19 @@ def drop_labels(labels: Tensor, p: float, num_classes: int, generator: torch.Gen
     return torch.where(drop, torch.full_like(labels, num_classes), labels)
 
 
+def training_labels(
+    cond: Tensor | None, num_classes: int | None, p: float, generator: torch.Generator
+) -> Tensor | None:
+    """The labels a network sees in training: None if it is unconditional (``num_classes``
+    None), else ``cond`` with each label dropped to the null class with probability ``p``
+    (Ho & Salimans 2022, Algorithm 1)."""
+    if num_classes is None:
+        return None
+    if cond is None:
+        raise ValueError("a class-conditional model needs labelled data")
+    return drop_labels(cond, p, num_classes, generator)
+
+
 @dataclass
 class Conditioning:
     """What the routes hand the network; a field is None when its route is off."""

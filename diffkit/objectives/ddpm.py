@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from diffkit.nn.conditioning import drop_labels
+from diffkit.nn.conditioning import training_labels
 from diffkit.param import Prediction, training_target
 from diffkit.schedules import DDPMSchedule
 
@@ -44,11 +44,7 @@ class DDPMObjective:
 
     def labels(self, cond: Tensor | None, generator: torch.Generator) -> Tensor | None:
         """The labels the network sees: None if unconditional, else with dropped ones."""
-        if self.num_classes is None:
-            return None
-        if cond is None:
-            raise ValueError("a class-conditional model needs labelled data")
-        return drop_labels(cond, self.cond_drop, self.num_classes, generator)
+        return training_labels(cond, self.num_classes, self.cond_drop, generator)
 
     def weights(self, abar: Tensor) -> Tensor:
         """Per-sample loss weights (B,); all ones without Min-SNR."""

@@ -84,8 +84,17 @@ class RunDir:
         return self.path.parent.name
 
     @classmethod
-    def create(cls, runs_dir: Path, method: str, name: str, now: datetime | None = None) -> RunDir:
-        """Make a fresh folder; a clash within the same second gets a numeric suffix."""
+    def create(
+        cls,
+        runs_dir: Path,
+        method: str,
+        name: str,
+        now: datetime | None = None,
+        *,
+        subfolders: bool = True,
+    ) -> RunDir:
+        """Make a fresh folder (with checkpoints/ and samples/ unless ``subfolders`` is
+        off); a clash within the same second gets a numeric suffix."""
         stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
         parent = Path(runs_dir) / method
         parent.mkdir(parents=True, exist_ok=True)
@@ -95,8 +104,9 @@ class RunDir:
                 path.mkdir()
             except FileExistsError:
                 continue
-            (path / "checkpoints").mkdir()
-            (path / "samples").mkdir()
+            if subfolders:
+                (path / "checkpoints").mkdir()
+                (path / "samples").mkdir()
             return cls(path)
         raise FileExistsError(f"cannot create a run folder under {parent}")
 

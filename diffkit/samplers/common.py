@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from diffkit.param import Prediction, split_prediction, x0_to_eps
+from diffkit.samplers.ode import Velocity
 from diffkit.schedules import DDPMSchedule
 
 Denoiser = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -49,3 +50,19 @@ def prev_alpha_bars(schedule: DDPMSchedule, timesteps: Tensor) -> tuple[Tensor, 
     ab = schedule.alphas_cumprod[timesteps.cpu()]
     ab_prev = torch.cat([ab[1:], ab.new_ones(1)])
     return ab, ab_prev
+
+
+NET_TIME_SCALE = 1000.0
+"""A flow network sees ``1000 t``: the same range of sinusoidal-embedding inputs as a DDPM
+network sees its integer timesteps."""
+
+
+def make_velocity(net: Callable[..., Tensor], *, cond: Tensor | None = None) -> Velocity:
+    """Wrap a rectified-flow network ``net(x, 1000 t, cond)`` as a velocity field
+    ``v(x, t)`` (t in [0, 1], noise at 0)."""
+
+    @torch.no_grad()
+    def velocity(x: Tensor, t: Tensor) -> Tensor:
+        return net(x, t.to(x.dtype) * NET_TIME_SCALE, cond).to(x.dtype)
+
+    return velocity

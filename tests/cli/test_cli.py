@@ -174,7 +174,7 @@ def test_corrupt_checkpoint_and_bad_steps(trained_run: Path, tmp_path: Path):
     r = runner.invoke(app, ["sample", str(bad)])
     assert r.exit_code == 2 and "cannot read checkpoint" in r.stderr
     r = runner.invoke(app, ["sample", str(trained_run), "--steps", "5000"])
-    assert r.exit_code == 2 and "--steps must be between 1 and 1000" in r.stderr
+    assert r.exit_code == 2 and "steps must be between 1 and 1000" in r.stderr
 
 
 def test_resume_refuses_changed_hyperparameters(trained_run: Path):

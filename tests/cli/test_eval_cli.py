@@ -124,7 +124,7 @@ def test_eval_saved_samples(run_with_eval: Path, runs: Path, data_dir: Path, tmp
         (["--sweep", "eta=1,2"], "can sweep steps or guidance"),
         (["--sweep", "guidance=0,1"], "needs a class-conditional model"),
         (["--guidance", "3"], "needs a class-conditional model"),
-        (["--sweep", "steps=1", "--samplers", "euler"], "unknown euler"),
+        (["--sweep", "steps=1", "--samplers", "bogus"], "cannot sweep bogus"),
         (["--sweep", "steps=5000"], "between 1 and 1000"),
         (["-n", "3"], "at least 10"),
         (["--features", "inception", "--inception-weights", "/nonexistent.pth"], "never downloads"),

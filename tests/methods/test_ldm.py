@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from diffkit.cli.app import app
 from diffkit.config.model import UNetConfig
-from diffkit.methods.ddpm import load_pipeline, load_weights
+from diffkit.methods.pipeline import load_pipeline, load_weights
 from diffkit.nn import build_model
 from diffkit.runs.checkpoint import CheckpointError, load_checkpoint
 
@@ -146,4 +146,4 @@ def test_legacy_unet_checkpoints_load(tmp_path: Path):
 
 def test_sampling_a_vae_run_says_what_it_is(vae: Path):
     result = invoke("sample", vae, "-n", "2")
-    assert result.exit_code == 2 and "is a vae run, not a diffusion model" in result.output
+    assert result.exit_code == 2 and "is a vae run, not a generative model" in result.output

@@ -7,7 +7,7 @@ import torch
 from diffkit.config import PRESETS, DDPMRunConfig, Settings, TrainConfig, UNetConfig
 from diffkit.config.resolve import resolve_run_config
 from diffkit.data import ImageData, TensorBatches
-from diffkit.methods.ddpm import train_ddpm
+from diffkit.methods.generative import train_generative
 from diffkit.nn import build_model
 from diffkit.runs import RunDir, load_checkpoint, read_metrics
 from diffkit.training import train
@@ -28,12 +28,12 @@ def tiny_cfg(**train):
 
 def test_resume_equals_uninterrupted_run(data_dir: Path, tmp_path: Path):
     settings = Settings(data_dir=data_dir, runs_dir=tmp_path, download=False)
-    full_run, full = train_ddpm(tiny_cfg(), settings)
+    full_run, full = train_generative(tiny_cfg(), settings)
     assert full.reason == "finished" and full.step == 12
 
-    part_run, part = train_ddpm(tiny_cfg(max_steps=5), settings)
+    part_run, part = train_generative(tiny_cfg(max_steps=5), settings)
     assert part.reason == "max_steps" and part.step == 5
-    resumed_run, resumed = train_ddpm(tiny_cfg(), settings, resume=part_run)
+    resumed_run, resumed = train_generative(tiny_cfg(), settings, resume=part_run)
     assert resumed_run == part_run and resumed.step == 12
 
     a = load_checkpoint(full_run.last_checkpoint)

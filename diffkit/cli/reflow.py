@@ -1,0 +1,270 @@
+"""``diffkit reflow make-pairs|train|straightness``: straighten a rectified flow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from diffkit.cli import console
+from diffkit.cli.errors import EXIT_INTERRUPTED, UsageError, handle_errors
+from diffkit.cli.options import DataDir, Device, RunsDir, Seed, machine_settings
+from diffkit.config.run import OdeSolverName
+
+app = typer.Typer(
+    help="Reflow: pairs from a flow's ODE, a straighter flow trained on them, and S.",
+    no_args_is_help=True,
+)
+
+
+def _opt(help: str, *names: str) -> typer.models.OptionInfo:
+    return typer.Option(*names, help=help, show_default=False)
+
+
+Source = Annotated[Path, typer.Argument(help="Rectified-flow run folder or checkpoint.")]
+
+
+def _flow(source: Path, device: str | None, use_ema: bool = True):
+    """The flow pipeline of ``source``; a DDPM or anything else is a usage error."""
+    import torch
+
+    from diffkit.methods.flow import FlowPipeline
+    from diffkit.methods.pipeline import load_pipeline
+    from diffkit.training.hardware import resolve_device
+
+    settings = machine_settings(None, None, device)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    pipe = load_pipeline(source, resolve_device(settings.device), use_ema=use_ema)
+    if not isinstance(pipe, FlowPipeline):
+        raise UsageError(f"{source} is a {pipe.config.run_kind} model; reflow needs a "
+                         "rectified flow (`diffkit train rf`)")  # fmt: skip
+    return pipe
+
+
+@app.command("make-pairs")
+@handle_errors
+def make_pairs(
+    source: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Rectified-flow run or checkpoint (not with --resume).", show_default=False
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option("-n", "--n", help="Number of pairs.")] = 60_000,
+    steps: Annotated[int, typer.Option(help="Solver steps per pair.")] = 100,
+    solver: Annotated[OdeSolverName, typer.Option(help="ODE solver.")] = "euler",
+    shard_size: Annotated[int, typer.Option(help="Pairs per shard file.")] = 5000,
+    batch_size: Annotated[int, typer.Option(help="Pairs per forward pass.")] = 500,
+    guidance: Annotated[
+        float, typer.Option(help="CFG scale for class-conditional flows (labels cycle).")
+    ] = 1.0,
+    seed: Seed = None,
+    name: Annotated[str | None, _opt("Pair-set name (folder suffix).")] = None,
+    resume: Annotated[Path | None, _opt("Finish this interrupted pair set.")] = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+) -> None:
+    """Integrate a trained flow from fixed noise and write (noise, sample[, label]) pairs as
+    safetensors shards into RUNS_DIR/pairs/<stamp>-<name>; resumable shard by shard."""
+    import json
+
+    from diffkit.config.resolve import validate
+    from diffkit.config.run import PairsConfig
+    from diffkit.methods.reflow import file_sha256, make_pairs
+    from diffkit.runs.checkpoint import resolve_checkpoint
+    from diffkit.runs.layout import RunDir
+
+    settings = machine_settings(None, runs_dir, device)
+    if resume is not None:
+        if source is not None:
+            raise UsageError("--resume continues a pair set as made; give no SOURCE")
+        try:
+            cfg = validate(PairsConfig, json.loads((resume / "config.json").read_text()))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot resume {resume}: no pair-set config.json ({exc})") from None
+        folder, source = resume, Path(cfg.source)
+    else:
+        if source is None:
+            raise UsageError("give the flow to integrate (SOURCE) or --resume PAIRS")
+        ckpt = resolve_checkpoint(source)
+        cfg = validate(PairsConfig, {
+            "source": str(source), "source_sha256": file_sha256(ckpt), "n": n, "steps": steps,
+            "solver": solver, "shard_size": shard_size, "batch_size": batch_size,
+            "seed": seed or 0, "guidance": guidance, **({"name": name} if name else {}),
+        })  # fmt: skip
+        folder = None
+    pipe = _flow(source, device, use_ema=cfg.use_ema)
+    if resume is not None and file_sha256(resolve_checkpoint(source)) != cfg.source_sha256:
+        raise UsageError(f"{source} changed since {resume} was started (sha256 differs)")
+    if guidance != 1.0 and pipe.num_classes is None:
+        raise UsageError("--guidance needs a class-conditional flow")
+    folder = folder or RunDir.create(settings.runs_dir, "pairs", cfg.name, subfolders=False).path
+    console.info(f"pair set: {folder}")
+    shards = -(-cfg.n // cfg.shard_size)
+    with console.steps(f"{cfg.solver}-{cfg.steps}, {cfg.n} pairs, shards", shards) as advance:
+        try:
+            manifest = make_pairs(cfg, pipe, folder, resume=resume is not None,
+                                  on_shard=lambda p: advance())  # fmt: skip
+        except KeyboardInterrupt:
+            console.error(f"interrupted; finished shards are kept. Continue with "
+                          f"`diffkit reflow make-pairs --resume {folder}`")  # fmt: skip
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    made = sum(e.get("seconds", 0.0) for e in manifest["shards"].values())
+    s = manifest.get("straightness")
+    console.info(f"{cfg.n} pairs in {len(manifest['shards'])} shards ({made:.0f} s of "
+                 f"sampling in all)" + (f"; straightness S of the source {s:.4g}"
+                                        if s is not None else ""))  # fmt: skip
+    console.out.print(str(folder))
+
+
+@app.command("train")
+@handle_errors
+def train(
+    pairs: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Pair set from `reflow make-pairs` (not with --resume).", show_default=False
+        ),
+    ] = None,
+    init_from: Annotated[
+        Path | None,
+        _opt(
+            "Run or checkpoint whose EMA weights start training (default: the flow that "
+            "made the pairs)."
+        ),
+    ] = None,
+    scratch: Annotated[bool, typer.Option("--scratch", help="Start from random weights.")] = False,
+    distill: Annotated[
+        int | None,
+        _opt(
+            "Distil into a k-step model: train only at t = 0, 1/k, ... (k=1: one step).",
+            "--distill",
+        ),
+    ] = None,
+    epochs: Annotated[int | None, _opt("Passes over the pairs (default: the source's).")] = None,
+    batch_size: Annotated[int | None, _opt("Pairs per step.")] = None,
+    lr: Annotated[float | None, _opt("Peak learning rate.")] = None,
+    max_steps: Annotated[int | None, _opt("Stop after this many steps.")] = None,
+    sample_every: Annotated[int | None, _opt("Preview grid every N epochs (0 = never).")] = None,
+    straightness_n: Annotated[
+        int, typer.Option(help="Paths for the final straightness S (0 = skip).")
+    ] = 500,
+    name: Annotated[str | None, _opt("Run name (default 2rf, 3rf, ... or distillK-...).")] = None,
+    seed: Seed = None,
+    resume: Annotated[Path | None, _opt("Continue this reflow run where it stopped.")] = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+) -> None:
+    """Train the next rectified flow on fixed pairs (Liu et al. 2022, Sec. 2.3), or with
+    --distill a k-step model; the run goes to RUNS_DIR/reflow/. Repeatable: pairs of a
+    2-RF train a 3-RF."""
+    from diffkit.cli.train import _train_diffusion
+    from diffkit.methods.reflow import load_pairs, reflow_config
+
+    if distill is not None and distill < 1:
+        raise UsageError("--distill takes k >= 1")
+    if scratch and init_from is not None:
+        raise UsageError("--scratch and --init-from exclude each other")
+    settings = machine_settings(data_dir, runs_dir, device)
+    overrides = {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
+                 "train.max_steps": max_steps, "train.sample_every": sample_every,
+                 "train.seed": seed, "name": name}  # fmt: skip
+    run = None
+    if resume is not None:
+        if pairs is not None or init_from is not None or distill is not None or scratch:
+            raise UsageError("--resume continues a reflow run as configured; give only "
+                             "--epochs or --max-steps with it")  # fmt: skip
+        run, cfg = _resumed(resume, overrides)
+        pair_set = load_pairs(Path(cfg.reflow.pairs))
+        if pair_set.digest != cfg.reflow.pairs_digest:
+            raise UsageError(f"{cfg.reflow.pairs} changed since {resume} started")
+        init = None
+    else:
+        if pairs is None:
+            raise UsageError("give the pair set (PAIRS) or --resume RUN")
+        pair_set = load_pairs(pairs)
+        init = None if scratch else (init_from or Path(pair_set.config.source))
+        cfg = reflow_config(pair_set, distill_steps=distill,
+                            init_from=None if init is None else str(init),
+                            overrides=overrides)  # fmt: skip
+    weights, codec = _init_and_codec(cfg, init, Path(pair_set.config.source), settings.device)
+    console.info(f"{len(pair_set.data)} pairs from {pair_set.config.source} "
+                 f"({pair_set.config.solver}-{pair_set.config.steps})")  # fmt: skip
+    out = _train_diffusion(cfg, run, settings, None, codec, pairs=pair_set.data,
+                           init_weights=weights)  # fmt: skip
+    if out is not None and straightness_n > 0:
+        _report_straightness(out, straightness_n, device)
+
+
+def _resumed(path: Path, overrides: dict):
+    from diffkit.cli.train import _resume_config
+    from diffkit.config.run import FlowRunConfig
+
+    flags = {k: v for k, v in overrides.items() if k in ("train.epochs", "train.max_steps")}
+    extra = [k for k, v in overrides.items() if v is not None and k not in flags]
+    if extra:
+        raise UsageError(f"--resume cannot change {', '.join(sorted(extra))}")
+    run, cfg = _resume_config(path, flags, FlowRunConfig)
+    if cfg.reflow is None:
+        raise UsageError(f"{path} is not a reflow run; resume it with `diffkit train rf`")
+    return run, cfg
+
+
+def _init_and_codec(cfg, init: Path | None, source: Path, device: str | None):
+    """Initial weights (EMA of ``init``) and, for latent flows, the autoencoder embedded in
+    the source checkpoint."""
+    from diffkit.methods.latent import codec_from_checkpoint
+    from diffkit.runs.checkpoint import load_checkpoint, resolve_checkpoint
+    from diffkit.training.hardware import resolve_device
+
+    weights = None
+    if init is not None:
+        weights = load_checkpoint(resolve_checkpoint(init), prefixes=("ema",)).section("ema")
+    codec = None
+    if cfg.latent is not None:
+        tensors = load_checkpoint(resolve_checkpoint(source), prefixes=("vae",)).section("vae")
+        settings = machine_settings(None, None, device)
+        codec = codec_from_checkpoint(cfg.latent, tensors, resolve_device(settings.device))
+    return weights, codec
+
+
+def _report_straightness(run, n: int, device: str | None) -> None:
+    from diffkit.methods.reflow import straightness
+    from diffkit.runs.layout import write_json
+
+    s = straightness(_flow(run.path, device), n=n, steps=100)
+    write_json(run.path / "straightness.json", s)
+    console.info(f"straightness S = {s['straightness']:.4g} ± {s['straightness_std']:.2g} "
+                 f"({n} paths, 100 Euler steps)")  # fmt: skip
+
+
+@app.command("straightness")
+@handle_errors
+def straightness_cmd(
+    source: Source,
+    n: Annotated[int, typer.Option("-n", "--n", help="Paths to average over.")] = 500,
+    steps: Annotated[int, typer.Option(help="Euler steps per path.")] = 100,
+    guidance: Annotated[float, typer.Option(help="CFG scale (class-conditional flows).")] = 1.0,
+    seed: Seed = None,
+    device: Device = None,
+) -> None:
+    """Straightness S = int E||(x1 - x0) - v(x_t, t)||^2 dt / d of a flow's ODE paths
+    (0 = straight lines; Liu et al. 2022, Eq. 5)."""
+    from diffkit.methods.reflow import straightness
+    from diffkit.runs.layout import write_json
+
+    if n < 2 or steps < 1:
+        raise UsageError("-n must be at least 2 and --steps at least 1")
+    pipe = _flow(source, device)
+    if guidance != 1.0 and pipe.num_classes is None:
+        raise UsageError("--guidance needs a class-conditional flow")
+    s = straightness(pipe, n=n, steps=steps, seed=seed or 0, guidance=guidance)
+    folder = source if source.is_dir() else source.parent.parent
+    if (folder / "config.json").is_file():
+        write_json(folder / "straightness.json", s)
+    console.info(f"S = {s['straightness']:.4g} ± {s['straightness_std']:.2g} over {n} paths, "
+                 f"{steps} Euler steps")  # fmt: skip
+    console.out.print(f"{s['straightness']:.6f}")

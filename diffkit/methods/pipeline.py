@@ -1,0 +1,234 @@
+"""A trained generative model ready to sample: the part DDPMs and rectified flows share.
+
+:class:`Pipeline` turns a request (n images, labels, guidance, seed, sampler, steps) into
+batches of initial noise, wraps the network for classifier-free guidance, hands each batch
+to the method's integrator and decodes latents; :func:`load_pipeline` rebuilds any run
+from its checkpoint alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from diffkit.config.resolve import validate
+from diffkit.config.run import GenerativeRunConfig, SamplerName
+from diffkit.methods.latent import codec_from_checkpoint
+from diffkit.nn.build import build_model
+from diffkit.runs.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from diffkit.samplers.guidance import guided
+
+if TYPE_CHECKING:
+    from diffkit.methods.vae import LatentCodec
+
+Net = Callable[..., Tensor]
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """How to integrate, beyond the sampler's name and step count."""
+
+    eta: float = 0.0  # DDIM noise
+    spacing: str = "trailing"  # DDPM timestep spacing
+    variance: str = "fixed_small"  # DDPM reverse variance
+    rtol: float = 1e-3  # dopri5
+    atol: float = 1e-3  # dopri5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pipeline:
+    """Network (EMA weights by default) + method; for a latent model also the autoencoder
+    that decodes its samples. Subclasses implement :meth:`integrate` and :meth:`max_steps`."""
+
+    config: GenerativeRunConfig
+    net: nn.Module
+    device: torch.device
+    codec: LatentCodec | None = None
+
+    SAMPLERS: ClassVar[tuple[str, ...]] = ()
+    DEFAULT_SAMPLER: ClassVar[str] = ""
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.config.num_classes
+
+    def max_steps(self) -> int:
+        raise NotImplementedError
+
+    def default_steps(self, sampler: str) -> int:
+        return 50
+
+    def check(self, sampler: str, steps: int | None) -> int:
+        """The step count to use for ``sampler``; ValueError if either does not fit."""
+        if sampler not in self.SAMPLERS:
+            raise ValueError(f"a {self.config.run_kind} model samples with "
+                             f"{', '.join(self.SAMPLERS)}, not {sampler}")  # fmt: skip
+        steps = steps or self.default_steps(sampler)
+        if not 1 <= steps <= self.max_steps():
+            raise ValueError(f"steps must be between 1 and {self.max_steps()}")
+        return steps
+
+    def integrate(
+        self,
+        net: Net,
+        x: Tensor,
+        sampler: str,
+        steps: int,
+        opts: SampleOptions,
+        generator: torch.Generator,
+        on_step: Callable[[], None] | None,
+    ) -> tuple[Tensor, int]:
+        """Noise (B, ...) -> samples (B, ...) in the model's space; also the number of
+        network evaluations spent."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        sampler: SamplerName | None = None,
+        steps: int | None = None,
+        seed: int = 0,
+        batch_size: int = 256,
+        labels: Tensor | None = None,
+        guidance: float = 1.0,
+        on_batch: Callable[[int, int], None] | None = None,
+        on_step: Callable[[], None] | None = None,
+        stats: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Tensor:
+        """Draw ``n`` images, float32 (n, C, H, W) in [-1, 1] on the CPU.
+
+        The initial noise comes from a CPU generator seeded with ``seed``, so the same seed
+        gives the same images on any device. ``labels`` (n,) picks the classes of a class-
+        conditional model (None: unconditional, the null class) and ``guidance`` is the
+        classifier-free guidance scale w (1 = plain conditional). ``options`` are the
+        fields of :class:`SampleOptions` (``eta``, ``spacing``, ``variance``, ``rtol``,
+        ``atol``) and method-specific ones (``clip`` for DDPMs). ``on_step()`` is called
+        after every step of every batch (every evaluation for dopri5); ``stats`` receives
+        ``nfe``, the network evaluations per batch.
+        """
+        sampler = sampler or self.DEFAULT_SAMPLER
+        steps = self.check(sampler, steps)
+        known = set(SampleOptions.__dataclass_fields__) - {"extra"}
+        opts = SampleOptions(
+            **{k: v for k, v in options.items() if k in known},
+            extra={k: v for k, v in options.items() if k not in known},
+        )
+        labels = self._check_labels(labels, n)
+        gen_cpu = torch.Generator().manual_seed(seed)
+        noise = torch.randn(n, *self.config.sample_shape, generator=gen_cpu)
+        gen = torch.Generator(self.device).manual_seed(seed + 1)
+        out, nfes = [], []
+        for start in range(0, n, batch_size):
+            y = labels[start : start + batch_size] if labels is not None else None
+            x, nfe = self.generate(noise[start : start + batch_size], sampler, steps,
+                                   labels=y, guidance=guidance, opts=opts, generator=gen,
+                                   on_step=on_step)  # fmt: skip
+            nfes.append(nfe)
+            if self.codec is not None:
+                x = self.codec.decode(x)
+            out.append(x.float().cpu())
+            if on_batch:
+                on_batch(min(start + batch_size, n), n)
+        if stats is not None:
+            stats["nfe"] = sum(nfes) / len(nfes)
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        noise: Tensor,
+        sampler: str,
+        steps: int,
+        *,
+        labels: Tensor | None = None,
+        guidance: float = 1.0,
+        opts: SampleOptions | None = None,
+        generator: torch.Generator | None = None,
+        on_step: Callable[[], None] | None = None,
+    ) -> tuple[Tensor, int]:
+        """One batch: noise (B, *sample_shape) -> samples in the model's own space (latents
+        are not decoded) on the model's device, and the network evaluations spent."""
+        net: Net = self.net
+        if labels is not None:
+            net = guided(self.net, labels, self.num_classes, guidance)  # type: ignore[arg-type]
+        gen = generator or torch.Generator(self.device).manual_seed(0)
+        x = noise.to(self.device)
+        return self.integrate(net, x, sampler, steps, opts or SampleOptions(), gen, on_step)
+
+    def _check_labels(self, labels: Tensor | None, n: int) -> Tensor | None:
+        if labels is None:
+            return None
+        k = self.num_classes
+        if k is None:
+            raise ValueError("this model is unconditional; it takes no class labels")
+        labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+        if labels.shape != (n,):
+            raise ValueError(f"need {n} labels, got {labels.shape[0]}")
+        if labels.min() < 0 or labels.max() >= k:
+            raise ValueError(f"class labels must lie in 0..{k - 1}")
+        return labels
+
+
+def cycle_labels(num_classes: int | None, n: int) -> Tensor | None:
+    """0, 1, ..., K-1, 0, 1, ... (n,): every class equally often (up to one); None for an
+    unconditional model (``num_classes`` None)."""
+    return torch.arange(n) % num_classes if num_classes else None
+
+
+def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Pipeline:
+    """Rebuild a DDPM or rectified flow from a checkpoint or run folder: the file alone is
+    enough (a latent model carries its autoencoder)."""
+    from diffkit.methods.ddpm import DDPMPipeline
+    from diffkit.methods.flow import FlowPipeline
+
+    device = torch.device(device)
+    section = "ema" if use_ema else "model"
+    ckpt = load_checkpoint(resolve_checkpoint(path), prefixes=(section, "vae"))
+    method = ckpt.config.get("method") if isinstance(ckpt.config, dict) else None
+    kinds: dict[str, type[Pipeline]] = {
+        "ddpm": DDPMPipeline,
+        "ldm": DDPMPipeline,
+        "rf": FlowPipeline,
+    }
+    if method not in kinds:
+        raise CheckpointError(f"{path} is a {method} run, not a generative model (ddpm, ldm or rf)")
+    kind = kinds[method]
+    try:
+        cfg = validate(kind.CONFIG, ckpt.config)  # type: ignore[attr-defined]
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint config: {exc}") from None
+    net = build_model(cfg.model)
+    load_weights(net, ckpt.section(section), path)
+    codec = None
+    if cfg.latent is not None:
+        codec = codec_from_checkpoint(cfg.latent, ckpt.section("vae"), device)
+    return kind(cfg, net.to(device).eval(), device, codec)
+
+
+# diffkit 0.1.0 named the UNet's middle blocks mid1 / mid_attn / mid2.
+_LEGACY_KEYS = (("mid1.", "mid.res1."), ("mid_attn.", "mid.attn."), ("mid2.", "mid.res2."))
+
+
+def load_weights(net: nn.Module, weights: dict[str, Tensor], source: Path) -> None:
+    """Strict ``load_state_dict``; missing, extra or mis-shaped tensors -> CheckpointError."""
+    renamed = {}
+    for key, value in weights.items():
+        for old, new in _LEGACY_KEYS:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+        renamed[key] = value
+    try:
+        net.load_state_dict(renamed)
+    except RuntimeError:
+        raise CheckpointError(
+            f"{source}: weights do not match the model its config describes"
+        ) from None

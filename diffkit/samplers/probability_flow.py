@@ -1,0 +1,90 @@
+"""A DDPM denoiser seen as a rectified-flow velocity field, so the ODE solvers of
+:mod:`diffkit.samplers.ode` sample eps-, x0- and v-prediction models too.
+
+With ``x = a x_0 + s eps`` (``a = sqrt(abar)``, ``s = sqrt(1 - abar)``), rescale the state
+and time as ``z = x / (a + s)`` and ``tau = a / (a + s)``. Then ``z = tau x_0 + (1 - tau)
+eps`` is exactly the rectified-flow interpolation (noise at tau = 0, data at tau = 1), and
+the probability-flow ODE of the diffusion becomes ``dz/dtau = E[x_0 - eps | z]``, which is
+``x0_hat - eps_hat`` from the network. Euler steps on this field reproduce DDIM on the same
+timestep grid exactly (both are exact for a locally constant (x0_hat, eps_hat)); Heun, RK4 or
+an adaptive solver then give higher-order versions of DDIM.
+
+Between the DDPM's integer timesteps the network is evaluated at a fractional timestep,
+interpolated in log abar; the sinusoidal time embedding accepts real values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from diffkit.param import Prediction, split_prediction, x0_to_eps
+from diffkit.samplers.ode import Velocity
+from diffkit.schedules import DDPMSchedule
+
+
+def flow_time(abar: Tensor) -> Tensor:
+    """tau = a / (a + s) for abar (any shape)."""
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    return a / (a + s)
+
+
+def abar_of_flow_time(tau: Tensor) -> Tensor:
+    """Inverse of :func:`flow_time`: abar = tau^2 / (tau^2 + (1 - tau)^2)."""
+    return tau**2 / (tau**2 + (1 - tau) ** 2)
+
+
+def to_flow_state(x: Tensor, tau: Tensor) -> Tensor:
+    """z = x / (a + s) = x * sqrt(tau^2 + (1 - tau)^2); tau broadcastable to x."""
+    return x * (tau**2 + (1 - tau) ** 2).sqrt()
+
+
+def ddpm_flow_times(schedule: DDPMSchedule, timesteps: Tensor) -> Tensor:
+    """The flow-time grid ((S + 1,), float64, increasing) of a descending DDPM timestep grid
+    ``timesteps`` (S,), ending at tau = 1 (abar = 1, clean data)."""
+    taus = flow_time(schedule.alphas_cumprod[timesteps.cpu()])
+    return torch.cat([taus, taus.new_ones(1)])
+
+
+def fractional_timestep(schedule: DDPMSchedule, abar: Tensor) -> Tensor:
+    """The real-valued timestep whose abar (linearly interpolated in log abar between the
+    integer timesteps) is ``abar`` (B,); clamped to [0, T - 1]."""
+    table = -schedule.alphas_cumprod.log().to(abar.device)  # (T,) increasing
+    target = (-abar.double().log()).clamp(table[0], table[-1])
+    hi = torch.searchsorted(table, target).clamp(1, table.shape[0] - 1)
+    lo = hi - 1
+    frac = (target - table[lo]) / (table[hi] - table[lo])
+    return lo.double() + frac
+
+
+def ddpm_velocity(
+    net: Callable[..., Tensor],
+    schedule: DDPMSchedule,
+    prediction: Prediction,
+    *,
+    clip: bool = True,
+    cond: Tensor | None = None,
+) -> Velocity:
+    """The velocity ``v(z, tau) = x0_hat - eps_hat`` of a network ``net(x, t, cond)`` trained
+    as a DDPM. ``tau`` outside the schedule's range is clamped to it (at tau = 1 the network
+    sees t = 0). ``clip`` clamps x0_hat to [-1, 1] as :func:`make_denoiser` does."""
+    ab = schedule.alphas_cumprod
+    lo, hi = float(flow_time(ab[-1])), float(flow_time(ab[0]))
+
+    def velocity(z: Tensor, tau: Tensor) -> Tensor:
+        tau = tau.double().clamp(lo, hi)
+        abar = abar_of_flow_time(tau)
+        t = fractional_timestep(schedule, abar)
+        shape = (-1,) + (1,) * (z.ndim - 1)
+        abar_b = abar.reshape(shape).to(z.dtype)
+        x = z * (abar_b.sqrt() + (1 - abar_b).sqrt())  # z = x / (a + s)
+        pred = net(x, t.to(z.dtype), cond).to(z.dtype)
+        eps, x0 = split_prediction(pred, prediction, x, abar_b)
+        if clip:
+            x0 = x0.clamp(-1, 1)
+            eps = x0_to_eps(x0, x, abar_b)
+        return x0 - eps
+
+    return velocity
