@@ -14,15 +14,9 @@ OUT=benchmarks/results/cfg_latent
 mkdir -p "$OUT"
 STEPS=${STEPS:-"cfg routes vae ldm grid transformer"}
 N=${N:-1000}
-want() { [[ " $STEPS " == *" $1 "* ]]; }
-run() {  # run LOG ARGS...: a diffkit command, logged; prints its last stdout line (a path)
-  local log="$OUT/$1.log"; shift
-  echo "[$(date +%H:%M:%S)] diffkit $*" | tee -a "$OUT/commands.txt" >&2
-  diffkit "$@" 2>>"$log" | tee -a "$log" | tail -n 1
-}
+source benchmarks/lib.sh
 
-ls "${DIFFKIT_RUNS_DIR:-runs}"/classifier/*-mnist/classifier.safetensors >/dev/null 2>&1 \
-  || run classifier train classifier --dataset mnist >/dev/null
+ensure_classifier
 
 if want cfg; then  # pixel space, class-conditional small UNet, guidance sweep
   CFG_RUN=${CFG_RUN:-$(run cfg-train train ddpm --preset small --cond class --name small-cfg)}

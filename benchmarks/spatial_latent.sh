@@ -11,11 +11,7 @@ cd "$(dirname "$0")/.."
 OUT=benchmarks/results/cfg_latent
 mkdir -p "$OUT"
 N=${N:-1000}
-run() {  # run LOG ARGS...: a diffkit command, logged; prints its last stdout line (a path)
-  local log="$OUT/$1.log"; shift
-  echo "[$(date +%H:%M:%S)] diffkit $*" | tee -a "$OUT/commands.txt" >&2
-  diffkit "$@" 2>>"$log" | tee -a "$log" | tail -n 1
-}
+source benchmarks/lib.sh
 SPATIAL_VAE=${SPATIAL_VAE:-$(run spatial-vae train vae --latent spatial --epochs 2 --name spatial)}
 SPATIAL_LDM=${SPATIAL_LDM:-$(run spatial-ldm train ldm --vae "$SPATIAL_VAE" --cond class \
   --epochs "${SPATIAL_EPOCHS:-4}" --name spatial-cfg)}

@@ -89,6 +89,8 @@ def evaluate(
         typer.Option(help="Sampling steps (default: T for ddpm, else 50).", show_default=False),
     ] = None,
     eta: Annotated[float, typer.Option(help="DDIM noise scale.")] = 0.0,
+    rtol: Annotated[float, typer.Option(help="dopri5 relative tolerance.")] = 1e-3,
+    atol: Annotated[float, typer.Option(help="dopri5 absolute tolerance.")] = 1e-3,
     guidance: Annotated[
         float,
         typer.Option(
@@ -156,6 +158,8 @@ def evaluate(
 
     if guidance < 0:
         raise UsageError("--guidance must be >= 0")
+    if rtol <= 0 or atol <= 0:
+        raise UsageError("--rtol and --atol must be > 0")
     if n < MIN_SAMPLES or batch_size < 1:
         raise UsageError(f"-n must be at least {MIN_SAMPLES} and --batch-size at least 1")
     if not source.exists():
@@ -196,7 +200,7 @@ def evaluate(
     images, labels = src.images, src.labels
     if src.pipe is not None:
         images, labels, gen_info = _generate(
-            src.pipe, n, sampler, steps, eta, seed, batch_size, guidance
+            src.pipe, n, sampler, steps, eta, seed, batch_size, guidance, (rtol, atol)
         )
         common |= gen_info
     console.info(f"scoring {images.shape[0]} images ...")
@@ -306,7 +310,7 @@ def _progress_total(sampler: str, steps: int, batches: int) -> int | None:
     return None if sampler == "dopri5" else steps * batches
 
 
-def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance):
+def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, tolerances):
     """Sample ``n`` images; a class-conditional model draws every class equally often."""
     import time
 
@@ -320,9 +324,12 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance):
         start = time.perf_counter()
         images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
                              batch_size=batch_size, on_step=advance, labels=labels,
-                             guidance=guidance, stats=stats)  # fmt: skip
+                             guidance=guidance, stats=stats, rtol=tolerances[0],
+                             atol=tolerances[1])  # fmt: skip
         wall = time.perf_counter() - start
-    info = {"sampler": sampler, "steps": steps, "nfe": stats["nfe"], "eta": eta,
+    info = {"sampler": sampler, "steps": None if sampler == "dopri5" else steps,
+            "nfe": stats["nfe"], "eta": eta, **({"rtol": tolerances[0], "atol": tolerances[1]}
+                                                 if sampler == "dopri5" else {}),
             "sample_seconds": wall, "ms_per_image": 1000 * wall / n}  # fmt: skip
     if labels is not None:
         info["guidance"] = guidance

@@ -8,8 +8,8 @@ from diffkit.config.run import DDPMRunConfig, SamplerName
 from diffkit.methods.pipeline import Pipeline
 from diffkit.samplers import ddim_sample, ddpm_sample, make_denoiser
 from diffkit.samplers.dpm_solver import dpm_solver_pp_2m
-from diffkit.samplers.ode import EVALS_PER_STEP, solve
-from diffkit.samplers.probability_flow import ddpm_flow_times, ddpm_velocity, to_flow_state
+from diffkit.samplers.ode import EVALS_PER_STEP
+from diffkit.samplers.probability_flow import ddpm_velocity, probability_flow_sample
 from diffkit.schedules import DDPMSchedule, make_schedule, spaced_timesteps
 
 
@@ -30,6 +30,7 @@ class DDPMPipeline(Pipeline):
     CONFIG: ClassVar[type] = DDPMRunConfig
     SAMPLERS: ClassVar[tuple[str, ...]] = get_args(SamplerName)
     DEFAULT_SAMPLER: ClassVar[str] = "ddim"
+    EXTRA_OPTIONS: ClassVar[tuple[str, ...]] = ("clip",)
     config: DDPMRunConfig
 
     @property
@@ -49,11 +50,11 @@ class DDPMPipeline(Pipeline):
         clip = self.codec is None if clip is None else clip
         prediction = self.config.diffusion.prediction
         if sampler in EVALS_PER_STEP or sampler == "dopri5":
+            if sampler == "dopri5":  # adaptive: only the end points matter
+                ts = spaced_timesteps(sched.num_steps, sched.num_steps, "trailing")
             velocity = ddpm_velocity(net, sched, prediction, clip=clip)
-            taus = ddpm_flow_times(sched, ts)
-            z = to_flow_state(x, taus[0].to(x.dtype))
-            return solve(sampler, velocity, z, taus, rtol=opts.rtol, atol=opts.atol,
-                         on_step=on_step)  # fmt: skip
+            return probability_flow_sample(sampler, velocity, x, ts, sched, rtol=opts.rtol,
+                                           atol=opts.atol, on_step=on_step)  # fmt: skip
         denoiser = make_denoiser(net, sched, prediction, clip=clip)
         callback = (lambda i, x, x0: on_step()) if on_step else None
         match sampler:

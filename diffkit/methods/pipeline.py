@@ -53,6 +53,7 @@ class Pipeline:
 
     SAMPLERS: ClassVar[tuple[str, ...]] = ()
     DEFAULT_SAMPLER: ClassVar[str] = ""
+    EXTRA_OPTIONS: ClassVar[tuple[str, ...]] = ()  # method-specific ``sample`` options
 
     @property
     def num_classes(self) -> int | None:
@@ -118,6 +119,9 @@ class Pipeline:
         sampler = sampler or self.DEFAULT_SAMPLER
         steps = self.check(sampler, steps)
         known = set(SampleOptions.__dataclass_fields__) - {"extra"}
+        unknown = set(options) - known - set(self.EXTRA_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
         opts = SampleOptions(
             **{k: v for k, v in options.items() if k in known},
             extra={k: v for k, v in options.items() if k not in known},

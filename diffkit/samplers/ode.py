@@ -107,7 +107,8 @@ def dopri5(
     atol: float = 1e-3,
     on_eval: Callable[[], None] | None = None,
 ) -> tuple[Tensor, int]:
-    """Adaptive Dormand-Prince 5(4) from ``t0`` to ``t1``: ``(x(t1), evaluations)``.
+    """Adaptive Dormand-Prince 5(4) from ``t0`` to ``t1``: ``(x(t1), evaluations)``; the
+    field is only evaluated inside [t0, t1].
 
     torchdiffeq's ``odeint`` does the step-size control (error norm, PI controller,
     initial step selection), which is easy to get subtly wrong by hand. The error is
@@ -126,7 +127,10 @@ def dopri5(
 
     span = torch.tensor([t0, t1], dtype=torch.float64 if x.dtype == torch.float64 else
                         torch.float32, device=x.device)  # fmt: skip
-    out = odeint(f, x, span, rtol=rtol, atol=atol, method="dopri5")
+    # step_t: land a step exactly on t1 instead of stepping past it and interpolating back,
+    # which would evaluate the field outside [t0, t1] (beyond the data end of a flow).
+    out = odeint(f, x, span, rtol=rtol, atol=atol, method="dopri5",
+                 options={"step_t": span[1:]})  # fmt: skip
     return out[-1], nfe
 
 

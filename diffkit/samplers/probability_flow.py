@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from diffkit.param import Prediction, split_prediction, x0_to_eps
-from diffkit.samplers.ode import Velocity
+from diffkit.samplers.ode import Solver, Velocity, solve
 from diffkit.schedules import DDPMSchedule
 
 
@@ -88,3 +88,36 @@ def ddpm_velocity(
         return x0 - eps
 
     return velocity
+
+
+@torch.no_grad()
+def probability_flow_sample(
+    solver: Solver,
+    velocity: Velocity,
+    x: Tensor,
+    timesteps: Tensor,
+    schedule: DDPMSchedule,
+    *,
+    rtol: float = 1e-3,
+    atol: float = 1e-3,
+    on_step: Callable[[], None] | None = None,
+) -> tuple[Tensor, int]:
+    """Sample a DDPM by integrating its probability-flow ODE from noise ``x`` at
+    ``timesteps[0]`` over the descending grid ``timesteps`` (S,): ``(x_0, evaluations)``.
+
+    ``solver`` runs from the first to the last grid timestep; the final step to clean data
+    (tau = 1, where s = 0) is a plain Euler step, i.e. the DDIM step that returns x0_hat, as
+    in Karras et al. 2022, Alg. 1. A higher-order step would evaluate the network at s = 0,
+    where its eps estimate (and, with clipping, eps recomputed as (x - a x0) / s) is
+    meaningless. dopri5 takes its end points from the grid only.
+    """
+    taus = ddpm_flow_times(schedule, timesteps)
+    z = to_flow_state(x, taus[0].to(x.dtype))
+    nfe = 0
+    if taus.shape[0] > 2:
+        z, nfe = solve(solver, velocity, z, taus[:-1], rtol=rtol, atol=atol, on_step=on_step)
+    last = taus[-2].to(x.dtype)
+    z = z + (1 - last) * velocity(z, last.expand(z.shape[0]))
+    if on_step is not None:
+        on_step()
+    return z, nfe + 1

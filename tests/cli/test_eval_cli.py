@@ -185,3 +185,26 @@ def test_guidance_sweep_of_a_conditional_model(classifier: Path, runs: Path, dat
     assert [p["guidance"] for p in sweep["points"]] == [0, 1, 3]
     assert all("all" in p["metrics"]["class_accuracy"] for p in sweep["points"])
     assert (folder / "sweep.png").is_file() and (folder / "grid-ddim-0003-w3.png").is_file()
+
+
+def test_eval_of_a_flow_sweeps_ode_solvers(classifier: Path, runs: Path, data_dir: Path):
+    result = invoke("train", "rf", *TINY, "--eval-every", "1", "--eval-n", "20",
+                    "--data-dir", data_dir, "--runs-dir", runs, "--sample-every", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = Path(result.stdout.strip().splitlines()[-1])
+    evals = [r for r in read_metrics(run / "metrics.jsonl") if r.get("event") == "eval"]
+    assert len(evals) == 2  # in-training evaluation of a flow uses Euler
+    result = invoke("eval", run, "--sweep", "steps=1,2", "-n", "12", "--samplers", "euler,rk4",
+                    "--data-dir", data_dir, "--runs-dir", runs)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    points = json.loads((folder / "sweep.json").read_text())["points"]
+    assert [(p["sampler"], p["steps"]) for p in points] == [
+        ("euler", 1), ("euler", 2), ("rk4", 1), ("rk4", 2)]  # fmt: skip
+    result = invoke("eval", run, "-n", "12", "--sampler", "dopri5", "--data-dir", data_dir,
+                    "--runs-dir", runs)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    assert report["sampler"] == "dopri5" and report["nfe"] >= 6
+    result = invoke("eval", run, "--sweep", "steps=1", "--samplers", "ddim", "-n", "12")
+    assert result.exit_code == 2 and "cannot sweep ddim" in result.output

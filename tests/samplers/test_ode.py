@@ -95,3 +95,14 @@ def test_straightness_is_zero_for_straight_paths_and_matches_its_definition(x0):
     direct = sum(h * ((x1 - x0) - v).pow(2).mean(1) for h, v in vs)
     assert torch.allclose(x, x1) and torch.allclose(s, direct, rtol=1e-9, atol=1e-12)
     assert float(s.min()) > 0
+
+
+def test_dopri5_never_evaluates_outside_the_interval(x0):
+    seen = []
+
+    def v(x, t):
+        seen.append(float(t[0]))
+        return gaussian_velocity(x, t)
+
+    dopri5(v, x0, 0.0, 1.0, rtol=1e-3, atol=1e-3)
+    assert min(seen) >= 0.0 and max(seen) <= 1.0 + 1e-6
