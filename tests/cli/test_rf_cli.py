@@ -89,6 +89,15 @@ def test_reflow_pairs_train_distil_and_straightness(rf: Path, data_dir: Path, tm
     assert json.loads((out / "sample.json").read_text())["steps"] == 1  # its own k
     r = invoke("reflow", "straightness", two, "-n", "4", "--steps", "5")
     assert r.exit_code == 0 and float(r.stdout.strip().splitlines()[-1]) >= 0
+    # A reflow run resumes on its own pairs; runs lists pair sets beside the runs.
+    resumed = last_line(invoke("reflow", "train", "--resume", two, "--max-steps", "5",
+                               "--straightness-n", "0", "--data-dir", data_dir))  # fmt: skip
+    assert resumed == two
+    assert json.loads((two / "summary.json").read_text())["steps"] == 5
+    r = invoke("reflow", "train", pairs, "--resume", two)
+    assert r.exit_code == 2 and "--resume continues" in r.output
+    r = invoke("runs", "--runs-dir", runs)
+    assert r.exit_code == 0 and "pairs" in r.output and "reflow" in r.output
 
 
 def test_make_pairs_resume_and_bad_input(rf: Path, tmp_path: Path):
