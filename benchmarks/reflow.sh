@@ -6,20 +6,22 @@
 #
 # Reuse finished runs with RF1=..., PAIRS=..., RF2=..., DISTILL=..., PAIRS2=..., DISTILL2=...,
 # VAE_RUN=... (folders). STEPS picks what runs (default: all):
-#   rf1 pairs rf2 distill distill2 straight eval grids pf latent
+#   rf1 pairs rf2 distill distill2 straight eval grids pf latent logitnormal
 # Logs: benchmarks/results/reflow/<step>.log; eval reports land in the runs' eval/ folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/results/reflow
 mkdir -p "$OUT"
-STEPS=${STEPS:-"rf1 pairs rf2 distill distill2 straight eval grids pf latent"}
+STEPS=${STEPS:-"rf1 pairs rf2 distill distill2 straight eval grids pf latent logitnormal"}
 N=${N:-1000}
 NPAIRS=${NPAIRS:-12000}
 source benchmarks/lib.sh
 ensure_classifier
 
-# 1-RF: the small UNet of the DDPM benchmarks, trained as a rectified flow (3 epochs).
-want rf1 && RF1=${RF1:-$(run train-1rf train rf --preset small --name small-1rf)}
+# 1-RF: the small UNet of the DDPM benchmarks, trained as a rectified flow (3 epochs), with
+# uniform training times as in Liu et al. (measured before logit-normal became the default).
+want rf1 && RF1=${RF1:-$(run train-1rf train rf --preset small --time-sampling uniform \
+  --name small-1rf)}
 # Pairs from its ODE: RK4 with 8 steps (32 evaluations per pair).
 want pairs && PAIRS=${PAIRS:-$(run pairs reflow make-pairs "$RF1" -n "$NPAIRS" --steps 8 \
   --solver rk4 --name small-1rf-rk4x8)}
@@ -53,7 +55,8 @@ if want pf; then  # the DDPM of section 6.1 through the ODE solvers and DPM-Solv
 fi
 if want latent; then  # the flat 64-d VAE of section 6.2; MLP velocity network
   VAE_RUN=${VAE_RUN:-$(ls -d "${DIFFKIT_RUNS_DIR:-runs}"/vae/*-run | head -n 1)}
-  LRF1=${LRF1:-$(run latent-1rf train rf --vae "$VAE_RUN" --epochs 10 --name flat64-1rf)}
+  LRF1=${LRF1:-$(run latent-1rf train rf --vae "$VAE_RUN" --epochs 10 --time-sampling uniform \
+    --name flat64-1rf)}
   LPAIRS=${LPAIRS:-$(run latent-pairs reflow make-pairs "$LRF1" -n 30000 --steps 8 \
     --solver rk4 --shard-size 10000 --name flat64-1rf-rk4x8)}
   LRF2=${LRF2:-$(run latent-2rf reflow train "$LPAIRS" --epochs 10 --lr 3e-4)}
@@ -62,4 +65,10 @@ if want latent; then  # the flat 64-d VAE of section 6.2; MLP velocity network
   run latent-eval-2rf eval "$LRF2" -n "$N" --sweep steps=1,2,5,10,100 --samplers euler
   python benchmarks/reflow_grid.py "$LRF1" "$LRF2" --labels latent-1-RF,latent-2-RF \
     --out docs/img/reflow-latent.png | tee -a "$OUT/grids.log"
+fi
+if want logitnormal; then  # the 1-RF again with logit-normal training times (Esser et al. 2024)
+  LN=${LN:-$(run train-1rf-ln train rf --preset small --time-sampling logit_normal \
+    --name small-1rf-logitnormal)}
+  run straightness reflow straightness "$LN" -n 500
+  run eval-1rf-ln eval "$LN" -n "$N" --sweep steps=1,2,5,10,100 --samplers euler
 fi

@@ -309,7 +309,7 @@ def rf(
     ] = None,
     time_sampling: Annotated[
         Literal["uniform", "logit_normal"] | None,
-        _opt("Training times: uniform (default) or logit-normal (more weight mid-path)."),
+        _opt("Training times: logit_normal (default; more weight mid-path) or uniform."),
     ] = None,
     cond: Cond = None,
     cond_routes: CondRoutes = None,

@@ -179,7 +179,9 @@ class FlowConfig(Frozen):
     """How a rectified flow draws its training times (noise at t = 0, data at t = 1)."""
 
     time_sampling: Literal["uniform", "logit_normal"] = Field(
-        "uniform", description="uniform (Liu et al. 2022) | logit_normal (Esser et al. 2024)"
+        "logit_normal",
+        description="logit_normal (Esser et al. 2024; measured better on MNIST, "
+        "docs/benchmarks.md 7.5) | uniform (Liu et al. 2022)",
     )
     logit_mean: float = Field(0.0, description="mean of the logit-normal's normal")
     logit_std: float = Field(1.0, gt=0, description="std of the logit-normal's normal")

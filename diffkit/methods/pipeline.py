@@ -68,7 +68,7 @@ class Pipeline:
     def check(self, sampler: str, steps: int | None) -> int:
         """The step count to use for ``sampler``; ValueError if either does not fit."""
         if sampler not in self.SAMPLERS:
-            raise ValueError(f"a {self.config.run_kind} model samples with "
+            raise ValueError(f"this {self.config.run_kind} model samples with "
                              f"{', '.join(self.SAMPLERS)}, not {sampler}")  # fmt: skip
         steps = steps or self.default_steps(sampler)
         if not 1 <= steps <= self.max_steps():
