@@ -19,7 +19,6 @@ from diffkit.config import Settings, resolve_run_config
 from diffkit.config.run import FlowRunConfig, PairsConfig
 from diffkit.methods.generative import train_generative
 from diffkit.methods.reflow import file_sha256, load_pairs, make_pairs, reflow_config, straightness
-from diffkit.runs.checkpoint import load_checkpoint
 from diffkit.runs.layout import RunDir
 from diffkit.runs.plots import save_grid
 
@@ -46,8 +45,7 @@ def main() -> None:
     pairs = load_pairs(folder)
     recipe = {"train.epochs": args.reflow_epochs, "train.lr": 5e-4}
     cfg2 = reflow_config(pairs, init_from=str(rf1.path), overrides=recipe)
-    init = load_checkpoint(ckpt, prefixes=("ema",)).section("ema")
-    rf2, _ = train_generative(cfg2, settings, pairs=pairs.data, init_weights=init)
+    rf2, _ = train_generative(cfg2, settings, pairs=pairs.data, init_from=rf1.path)
 
     for run, name in ((rf1, "1-RF"), (rf2, "2-RF")):
         model = diffkit.load(run.path)

@@ -161,7 +161,7 @@ def train(
     """Train the next rectified flow on fixed pairs (Liu et al. 2022, Sec. 2.3), or with
     --distill a k-step model; the run goes to RUNS_DIR/reflow/. Repeatable: pairs of a
     2-RF train a 3-RF."""
-    from diffkit.cli.train import _train_diffusion
+    from diffkit.cli.train import _latent_codec, _train_diffusion
     from diffkit.methods.reflow import load_pairs, reflow_config
 
     if distill is not None and distill < 1:
@@ -190,11 +190,13 @@ def train(
         cfg = reflow_config(pair_set, distill_steps=distill,
                             init_from=None if init is None else str(init),
                             overrides=overrides)  # fmt: skip
-    weights, codec = _init_and_codec(cfg, init, Path(pair_set.config.source), settings.device)
+    # A latent flow's autoencoder travels in its checkpoints: the run's own on resume.
+    source = run.last_checkpoint if run is not None else Path(pair_set.config.source)
+    codec = _latent_codec(source, cfg, settings.device)
     console.info(f"{len(pair_set.data)} pairs from {pair_set.config.source} "
                  f"({pair_set.config.solver}-{pair_set.config.steps})")  # fmt: skip
     out = _train_diffusion(cfg, run, settings, None, codec, pairs=pair_set.data,
-                           init_weights=weights)  # fmt: skip
+                           init_from=init)  # fmt: skip
     if out is not None and straightness_n > 0:
         _report_straightness(out, straightness_n, device)
 
@@ -211,24 +213,6 @@ def _resumed(path: Path, overrides: dict):
     if cfg.reflow is None:
         raise UsageError(f"{path} is not a reflow run; resume it with `diffkit train rf`")
     return run, cfg
-
-
-def _init_and_codec(cfg, init: Path | None, source: Path, device: str | None):
-    """Initial weights (EMA of ``init``) and, for latent flows, the autoencoder embedded in
-    the source checkpoint."""
-    from diffkit.methods.latent import codec_from_checkpoint
-    from diffkit.runs.checkpoint import load_checkpoint, resolve_checkpoint
-    from diffkit.training.hardware import resolve_device
-
-    weights = None
-    if init is not None:
-        weights = load_checkpoint(resolve_checkpoint(init), prefixes=("ema",)).section("ema")
-    codec = None
-    if cfg.latent is not None:
-        tensors = load_checkpoint(resolve_checkpoint(source), prefixes=("vae",)).section("vae")
-        settings = machine_settings(None, None, device)
-        codec = codec_from_checkpoint(cfg.latent, tensors, resolve_device(settings.device))
-    return weights, codec
 
 
 def _report_straightness(run, n: int, device: str | None) -> None:

@@ -169,15 +169,16 @@ def _train_diffusion(
     return run
 
 
-def _codec_for_resume(run: RunDir, cfg: GenerativeRunConfig, device: str):
-    """A resumed latent run's autoencoder, from its own checkpoint (not the VAE folder)."""
+def _latent_codec(checkpoint: Path, cfg: GenerativeRunConfig, device: str):
+    """A latent model's autoencoder, from the ``vae.*`` tensors a checkpoint of it embeds
+    (not the VAE folder); None for a pixel model."""
     from diffkit.methods.latent import codec_from_checkpoint
-    from diffkit.runs.checkpoint import load_checkpoint
+    from diffkit.runs.checkpoint import load_checkpoint, resolve_checkpoint
     from diffkit.training.hardware import resolve_device
 
     if cfg.latent is None:
         return None
-    tensors = load_checkpoint(run.last_checkpoint, prefixes=("vae",)).section("vae")
+    tensors = load_checkpoint(resolve_checkpoint(checkpoint), prefixes=("vae",)).section("vae")
     return codec_from_checkpoint(cfg.latent, tensors, resolve_device(device))
 
 
@@ -281,7 +282,7 @@ def _train_method(
         if cond is not None:
             raise UsageError("--resume continues a run as configured; cannot change --cond")
         run, cfg = _resume_config(resume, flags, kind)
-        codec = _codec_for_resume(run, cfg, settings.device)
+        codec = _latent_codec(run.last_checkpoint, cfg, settings.device)
     elif latent is not None:
         if flags.get("preset") is not None or flags.get("data.dataset") is not None:
             raise UsageError("a latent model takes its preset and dataset from the VAE")

@@ -27,10 +27,8 @@ class DDPMPipeline(Pipeline):
     off for latents.
     """
 
-    CONFIG: ClassVar[type] = DDPMRunConfig
     SAMPLERS: ClassVar[tuple[str, ...]] = get_args(SamplerName)
     DEFAULT_SAMPLER: ClassVar[str] = "ddim"
-    EXTRA_OPTIONS: ClassVar[tuple[str, ...]] = ("clip",)
     config: DDPMRunConfig
 
     @property
@@ -46,8 +44,7 @@ class DDPMPipeline(Pipeline):
     def integrate(self, net, x, sampler, steps, opts, generator, on_step):
         sched = self.schedule
         ts = spaced_timesteps(sched.num_steps, steps, opts.spacing)  # type: ignore[arg-type]
-        clip = opts.extra.get("clip")
-        clip = self.codec is None if clip is None else clip
+        clip = self.codec is None if opts.clip is None else opts.clip
         prediction = self.config.diffusion.prediction
         if sampler in EVALS_PER_STEP or sampler == "dopri5":
             if sampler == "dopri5":  # adaptive: only the end points matter

@@ -18,7 +18,6 @@ class FlowPipeline(Pipeline):
     data (t = 1) with an ODE solver on a uniform grid of ``steps`` steps (default 50
     Euler steps; 1 for a one-step distilled model)."""
 
-    CONFIG: ClassVar[type] = FlowRunConfig
     SAMPLERS: ClassVar[tuple[str, ...]] = get_args(OdeSolverName)
     DEFAULT_SAMPLER: ClassVar[str] = "euler"
     config: FlowRunConfig

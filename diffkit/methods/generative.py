@@ -20,14 +20,18 @@ from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, load_dataset
 from diffkit.methods.common import finish_run
-from diffkit.methods.ddpm import DDPMPipeline, schedule_of
-from diffkit.methods.flow import FlowPipeline
+from diffkit.methods.ddpm import schedule_of
 from diffkit.methods.latent import codec_tensors, encode_dataset
-from diffkit.methods.pipeline import Pipeline, cycle_labels, load_weights
+from diffkit.methods.pipeline import cycle_labels, load_weights, pipeline_for
 from diffkit.nn.build import build_model
 from diffkit.objectives.ddpm import DDPMObjective
 from diffkit.objectives.flow import FlowObjective
-from diffkit.runs.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from diffkit.runs.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from diffkit.runs.layout import RunDir, write_json
 from diffkit.runs.metrics import truncate_after
 from diffkit.runs.plots import save_grid
@@ -37,14 +41,6 @@ from diffkit.training.hardware import resolve_device, resolve_precision
 
 if TYPE_CHECKING:
     from diffkit.methods.vae import LatentCodec
-
-
-def pipeline_for(
-    cfg: GenerativeRunConfig, net: nn.Module, device: torch.device, codec: LatentCodec | None
-) -> Pipeline:
-    """The sampling side of a config's method."""
-    kind = FlowPipeline if isinstance(cfg, FlowRunConfig) else DDPMPipeline
-    return kind(cfg, net, device, codec)
 
 
 def objective_for(cfg: GenerativeRunConfig, paired: bool = False):
@@ -150,7 +146,7 @@ def train_generative(
     classifier: Path | None = None,
     codec: LatentCodec | None = None,
     pairs: ImageData | None = None,
-    init_weights: dict[str, torch.Tensor] | None = None,
+    init_from: Path | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
     on_run_dir: Callable[[RunDir], None] = lambda r: None,
 ) -> tuple[RunDir | None, TrainResult]:
@@ -160,8 +156,9 @@ def train_generative(
     A latent model (``cfg.latent``) needs the autoencoder as ``codec``: the training set is
     encoded once, and the VAE's weights go into every checkpoint under ``vae.``. A reflow
     trains on ``pairs`` instead of the dataset: (N, 2, ...) stacks of (noise, sample)
-    in the model's space (see :mod:`diffkit.methods.reflow`), starting from
-    ``init_weights`` (e.g. the flow that made the pairs) unless it resumes.
+    in the model's space (see :mod:`diffkit.methods.reflow`), starting from the EMA
+    weights of the run or checkpoint ``init_from`` (e.g. the flow that made the pairs)
+    unless it resumes.
 
     With ``cfg.train.eval_every`` the EMA model is scored every N epochs with the feature
     classifier (``classifier``, else the newest for the dataset under ``settings.runs_dir``).
@@ -185,8 +182,9 @@ def train_generative(
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model = build_model(cfg.model)
     ckpt = _checked_resume(resume, model, dist) if resume is not None else None
-    if ckpt is None and init_weights is not None:
-        load_weights(model, init_weights, Path("--init-from"))
+    if ckpt is None and init_from is not None:
+        init = load_checkpoint(resolve_checkpoint(init_from), prefixes=("ema",))
+        load_weights(model, init.section("ema"), init_from)
     evaluate = _evaluation(cfg, settings, device, classifier, codec) if dist.is_main else None
     run: RunDir | None = None
     if dist.is_main:  # everything above validated the inputs; only now touch the disk

@@ -9,7 +9,7 @@ from its checkpoint alone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from diffkit.config.resolve import validate
-from diffkit.config.run import GenerativeRunConfig, SamplerName
+from diffkit.config.run import DDPMRunConfig, FlowRunConfig, GenerativeRunConfig, SamplerName
 from diffkit.methods.latent import codec_from_checkpoint
 from diffkit.nn.build import build_model
 from diffkit.runs.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
@@ -38,7 +38,7 @@ class SampleOptions:
     variance: str = "fixed_small"  # DDPM reverse variance
     rtol: float = 1e-3  # dopri5
     atol: float = 1e-3  # dopri5
-    extra: dict[str, Any] = field(default_factory=dict)
+    clip: bool | None = None  # DDPMs: clamp x0 to [-1, 1] (None: on for pixels, off for latents)
 
 
 @dataclass
@@ -53,7 +53,6 @@ class Pipeline:
 
     SAMPLERS: ClassVar[tuple[str, ...]] = ()
     DEFAULT_SAMPLER: ClassVar[str] = ""
-    EXTRA_OPTIONS: ClassVar[tuple[str, ...]] = ()  # method-specific ``sample`` options
 
     @property
     def num_classes(self) -> int | None:
@@ -112,20 +111,13 @@ class Pipeline:
         conditional model (None: unconditional, the null class) and ``guidance`` is the
         classifier-free guidance scale w (1 = plain conditional). ``options`` are the
         fields of :class:`SampleOptions` (``eta``, ``spacing``, ``variance``, ``rtol``,
-        ``atol``) and method-specific ones (``clip`` for DDPMs). ``on_step()`` is called
+        ``atol``, ``clip``); an unknown one is a TypeError. ``on_step()`` is called
         after every step of every batch (every evaluation for dopri5); ``stats`` receives
         ``nfe``, the network evaluations per batch.
         """
         sampler = sampler or self.DEFAULT_SAMPLER
         steps = self.check(sampler, steps)
-        known = set(SampleOptions.__dataclass_fields__) - {"extra"}
-        unknown = set(options) - known - set(self.EXTRA_OPTIONS)
-        if unknown:
-            raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
-        opts = SampleOptions(
-            **{k: v for k, v in options.items() if k in known},
-            extra={k: v for k, v in options.items() if k not in known},
-        )
+        opts = SampleOptions(**options)
         labels = self._check_labels(labels, n)
         gen_cpu = torch.Generator().manual_seed(seed)
         noise = torch.randn(n, *self.config.sample_shape, generator=gen_cpu)
@@ -161,12 +153,17 @@ class Pipeline:
     ) -> tuple[Tensor, int]:
         """One batch: noise (B, *sample_shape) -> samples in the model's own space (latents
         are not decoded) on the model's device, and the network evaluations spent."""
-        net: Net = self.net
-        if labels is not None:
-            net = guided(self.net, labels, self.num_classes, guidance)  # type: ignore[arg-type]
         gen = generator or torch.Generator(self.device).manual_seed(0)
         x = noise.to(self.device)
+        net = self.network(labels, guidance)
         return self.integrate(net, x, sampler, steps, opts or SampleOptions(), gen, on_step)
+
+    def network(self, labels: Tensor | None = None, guidance: float = 1.0) -> Net:
+        """The network as samplers see it: guided towards ``labels`` (B,) with scale
+        ``guidance``, or unconditional (None)."""
+        if labels is None:
+            return self.net
+        return guided(self.net, labels, self.num_classes, guidance)  # type: ignore[arg-type]
 
     def _check_labels(self, labels: Tensor | None, n: int) -> Tensor | None:
         if labels is None:
@@ -188,26 +185,34 @@ def cycle_labels(num_classes: int | None, n: int) -> Tensor | None:
     return torch.arange(n) % num_classes if num_classes else None
 
 
-def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Pipeline:
-    """Rebuild a DDPM or rectified flow from a checkpoint or run folder: the file alone is
-    enough (a latent model carries its autoencoder)."""
+def pipeline_for(
+    cfg: GenerativeRunConfig, net: nn.Module, device: torch.device, codec: LatentCodec | None
+) -> Pipeline:
+    """The sampling side of a config: a FlowPipeline for a flow, else a DDPMPipeline."""
     from diffkit.methods.ddpm import DDPMPipeline
     from diffkit.methods.flow import FlowPipeline
 
+    kind = FlowPipeline if isinstance(cfg, FlowRunConfig) else DDPMPipeline
+    return kind(cfg, net, device, codec)
+
+
+CONFIGS: dict[str, type[GenerativeRunConfig]] = {
+    "ddpm": DDPMRunConfig, "ldm": DDPMRunConfig, "rf": FlowRunConfig,
+}  # fmt: skip
+"""The config class of each generative method, by the ``method`` a checkpoint records."""
+
+
+def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Pipeline:
+    """Rebuild a DDPM or rectified flow from a checkpoint or run folder: the file alone is
+    enough (a latent model carries its autoencoder)."""
     device = torch.device(device)
     section = "ema" if use_ema else "model"
     ckpt = load_checkpoint(resolve_checkpoint(path), prefixes=(section, "vae"))
     method = ckpt.config.get("method") if isinstance(ckpt.config, dict) else None
-    kinds: dict[str, type[Pipeline]] = {
-        "ddpm": DDPMPipeline,
-        "ldm": DDPMPipeline,
-        "rf": FlowPipeline,
-    }
-    if method not in kinds:
+    if method not in CONFIGS:
         raise CheckpointError(f"{path} is a {method} run, not a generative model (ddpm, ldm or rf)")
-    kind = kinds[method]
     try:
-        cfg = validate(kind.CONFIG, ckpt.config)  # type: ignore[attr-defined]
+        cfg = validate(CONFIGS[method], ckpt.config)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint config: {exc}") from None
     net = build_model(cfg.model)
@@ -215,7 +220,7 @@ def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool 
     codec = None
     if cfg.latent is not None:
         codec = codec_from_checkpoint(cfg.latent, ckpt.section("vae"), device)
-    return kind(cfg, net.to(device).eval(), device, codec)
+    return pipeline_for(cfg, net.to(device).eval(), device, codec)
 
 
 # diffkit 0.1.0 named the UNet's middle blocks mid1 / mid_attn / mid2.

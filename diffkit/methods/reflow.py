@@ -29,7 +29,6 @@ from diffkit.methods.flow import FlowPipeline
 from diffkit.methods.pipeline import cycle_labels
 from diffkit.runs.layout import atomic_write_bytes, write_json
 from diffkit.samplers.common import make_velocity
-from diffkit.samplers.guidance import guided
 from diffkit.samplers.ode import euler_straightness, solve
 from diffkit.schedules.flow import flow_time_grid
 
@@ -42,11 +41,8 @@ class PairsError(DataError):
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def shard_noise(cfg: PairsConfig, shard: int, shape: tuple[int, ...]) -> Tensor:
@@ -72,10 +68,7 @@ def integrate_flow(
 ) -> tuple[Tensor, Tensor | None]:
     """Noise (B, ...) -> (samples in the flow's own space, straightness (B,) or None).
     Euler measures S along the way (:func:`euler_straightness`); other solvers do not."""
-    net = pipe.net
-    if labels is not None:
-        net = guided(pipe.net, labels.to(pipe.device), pipe.num_classes, guidance)  # type: ignore[arg-type]
-    velocity = make_velocity(net)
+    velocity = make_velocity(pipe.network(labels, guidance))
     x = noise.to(pipe.device)
     times = flow_time_grid(steps)
     if solver == "euler":

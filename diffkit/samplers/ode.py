@@ -174,7 +174,7 @@ def euler_straightness(
     for i in range(grid.shape[0] - 1):
         h = grid[i + 1] - grid[i]
         v = velocity(x, grid[i].expand(x.shape[0]))
-        sq += float(h) * v.double().pow(2).flatten(1).sum(1)
+        sq += h.double() * v.double().pow(2).flatten(1).sum(1)  # no host sync on GPUs
         x = x + h * v
         if callback is not None:
             callback(i, x)

@@ -51,7 +51,11 @@ def ddpm_flow_times(schedule: DDPMSchedule, timesteps: Tensor) -> Tensor:
 def fractional_timestep(schedule: DDPMSchedule, abar: Tensor) -> Tensor:
     """The real-valued timestep whose abar (linearly interpolated in log abar between the
     integer timesteps) is ``abar`` (B,); clamped to [0, T - 1]."""
-    table = -schedule.alphas_cumprod.log().to(abar.device)  # (T,) increasing
+    return _interpolate_timestep(-schedule.alphas_cumprod.log().to(abar.device), abar)
+
+
+def _interpolate_timestep(table: Tensor, abar: Tensor) -> Tensor:
+    """:func:`fractional_timestep` on ``table`` = -log abar per timestep ((T,), increasing)."""
     target = (-abar.double().log()).clamp(table[0], table[-1])
     hi = torch.searchsorted(table, target).clamp(1, table.shape[0] - 1)
     lo = hi - 1
@@ -72,11 +76,14 @@ def ddpm_velocity(
     sees t = 0). ``clip`` clamps x0_hat to [-1, 1] as :func:`make_denoiser` does."""
     ab = schedule.alphas_cumprod
     lo, hi = float(flow_time(ab[-1])), float(flow_time(ab[0]))
+    tables: dict[torch.device, Tensor] = {}  # -log abar per timestep, once per device
 
     def velocity(z: Tensor, tau: Tensor) -> Tensor:
         tau = tau.double().clamp(lo, hi)
         abar = abar_of_flow_time(tau)
-        t = fractional_timestep(schedule, abar)
+        if abar.device not in tables:
+            tables[abar.device] = -ab.log().to(abar.device)
+        t = _interpolate_timestep(tables[abar.device], abar)
         shape = (-1,) + (1,) * (z.ndim - 1)
         abar_b = abar.reshape(shape).to(z.dtype)
         x = z * (abar_b.sqrt() + (1 - abar_b).sqrt())  # z = x / (a + s)
