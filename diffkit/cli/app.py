@@ -1,4 +1,4 @@
-"""The root Typer app: ``diffkit train|sample|eval|reflow|runs``."""
+"""The root Typer app: ``diffkit train|sample|eval|reflow|cache-bench|runs``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from diffkit import __version__
+from diffkit.cli import cache_bench, reflow, runs, sample, train
 from diffkit.cli import eval as eval_cmd
-from diffkit.cli import reflow, runs, sample, train
 
 app = typer.Typer(
     name="diffkit",
-    help="Train, sample, straighten and inspect diffusion and rectified-flow models.",
+    help="Train, sample, straighten, accelerate and inspect diffusion and rectified-flow models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -22,6 +22,7 @@ app.add_typer(reflow.app, name="reflow")
 app.command("sample")(sample.sample)
 app.command("runs")(runs.runs)
 app.command("eval")(eval_cmd.evaluate)
+app.command("cache-bench")(cache_bench.cache_bench)
 
 
 def _version(value: bool) -> None:

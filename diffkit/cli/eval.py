@@ -6,13 +6,22 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
-from diffkit.cli.options import DataDir, Device, RunsDir, Seed, machine_settings
+from diffkit.cli.options import (
+    ClassifierPath,
+    DataDir,
+    Device,
+    FeatureNet,
+    NoEma,
+    RunsDir,
+    Seed,
+    machine_settings,
+)
 from diffkit.config.run import SamplerName
 
 
@@ -100,17 +109,8 @@ def evaluate(
     ] = 1.0,
     seed: Seed = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 500,
-    features: Annotated[
-        Literal["classifier", "inception"],
-        typer.Option(help="Feature network: diffkit's classifier or local InceptionV3 weights."),
-    ] = "classifier",
-    classifier: Annotated[
-        Path | None,
-        typer.Option(
-            help="Classifier run or file (default: newest for the dataset in RUNS_DIR).",
-            show_default=False,
-        ),
-    ] = None,
+    features: FeatureNet = "classifier",
+    classifier: ClassifierPath = None,
     inception_weights: Annotated[
         Path | None,
         typer.Option(
@@ -142,7 +142,7 @@ def evaluate(
         Path | None,
         typer.Option(help="Folder for results (default: SOURCE/eval).", show_default=False),
     ] = None,
-    no_ema: Annotated[bool, typer.Option("--no-ema", help="Use raw, not EMA, weights.")] = False,
+    no_ema: NoEma = False,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,

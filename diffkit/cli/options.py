@@ -30,6 +30,21 @@ Device = Annotated[
     typer.Option(help="Hardware (env DIFFKIT_DEVICE; default auto).", show_default=False),
 ]
 Seed = Annotated[int | None, typer.Option(help="Random seed.", show_default=False)]
+NoEma = Annotated[bool, typer.Option("--no-ema", help="Use raw, not EMA, weights.")]
+FeatureNet = Annotated[
+    Literal["classifier", "inception"],
+    typer.Option(
+        "--features",
+        help="Feature network for the metrics: diffkit's classifier or local InceptionV3 weights.",
+    ),
+]
+ClassifierPath = Annotated[
+    Path | None,
+    typer.Option(
+        help="Classifier run or file (default: newest for the dataset in RUNS_DIR).",
+        show_default=False,
+    ),
+]
 
 
 def machine_settings(data_dir: Path | None, runs_dir: Path | None, device: str | None) -> Settings:
@@ -43,3 +58,42 @@ def machine_settings(data_dir: Path | None, runs_dir: Path | None, device: str |
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+
+
+CacheBranch = Annotated[
+    int,
+    typer.Option(
+        help="DeepCache: skip connections kept in the shallow branch (1 = shallowest, fastest).",
+        min=1,
+    ),
+]
+CacheSchedule = Annotated[
+    Literal["uniform", "quadratic"],
+    typer.Option(
+        help="DeepCache: a full evaluation every N calls, or quadratic around --cache-center."
+    ),
+]
+CacheCenter = Annotated[
+    float,
+    typer.Option(
+        help="DeepCache quadratic schedule: where full evaluations are densest, as a fraction "
+        "of the trajectory (0 = first step).",
+        min=0.0,
+        max=1.0,
+    ),
+]
+CacheMode = Annotated[
+    Literal["reuse", "linear"],
+    typer.Option(help="DeepCache: reuse the last deep feature, or extrapolate from the last two."),
+]
+
+
+def cache_config(interval: int, branch: int, schedule: str, center: float, mode: str):
+    """A validated DeepCacheConfig from the CLI's cache options (UsageError if invalid)."""
+    from diffkit.accel import CacheConfig
+    from diffkit.cli.errors import UsageError
+
+    try:
+        return CacheConfig(interval, branch, schedule, center, mode)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

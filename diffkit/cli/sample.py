@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,7 +11,17 @@ import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
-from diffkit.cli.options import Device, Seed, machine_settings
+from diffkit.cli.options import (
+    CacheBranch,
+    CacheCenter,
+    CacheMode,
+    CacheSchedule,
+    Device,
+    NoEma,
+    Seed,
+    cache_config,
+    machine_settings,
+)
 from diffkit.config.run import SamplerName
 
 
@@ -142,8 +153,16 @@ def sample(
             show_default=False,
         ),
     ] = None,
+    cache_interval: Annotated[
+        int,
+        typer.Option(help="DeepCache: run the whole UNet every N network calls (1 = off).", min=1),
+    ] = 1,
+    cache_branch: CacheBranch = 1,
+    cache_schedule: CacheSchedule = "uniform",
+    cache_center: CacheCenter = 0.0,
+    cache_mode: CacheMode = "linear",
     device: Device = None,
-    no_ema: Annotated[bool, typer.Option("--no-ema", help="Use raw, not EMA, weights.")] = False,
+    no_ema: NoEma = False,
 ) -> None:
     """Sample images: writes grid.png, samples.safetensors and sample.json."""
     import torch
@@ -175,10 +194,19 @@ def sample(
         raise UsageError(f"--sampler/--steps: {exc}") from None
     if sampler == "dopri5" and (rtol <= 0 or atol <= 0):
         raise UsageError("--rtol and --atol must be > 0")
+    cache = None
+    if cache_interval > 1:
+        cache = cache_config(cache_interval, cache_branch, cache_schedule, cache_center,
+                             cache_mode)  # fmt: skip
+        try:
+            pipe.deep_cache(cache, sampler, steps)
+        except ValueError as exc:
+            raise UsageError(f"--cache-*: {exc}") from None
     seed = 0 if seed is None else seed
     tag = "dopri5" if sampler == "dopri5" else f"{sampler}-{steps}"
     tag += f"-eta{eta:g}" if sampler == "ddim" and eta else ""
     tag += f"-w{guidance:g}" if labels is not None else ""
+    tag += f"-cache{cache_interval}" if cache is not None else ""
     out = out or default_out(source, f"{tag}-seed{seed}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
@@ -199,6 +227,7 @@ def sample(
         labels=labels,
         guidance=guidance,
         stats=stats,
+        cache=cache,
     )
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -218,6 +247,8 @@ def sample(
             "sampler": sampler,
             "steps": None if sampler == "dopri5" else steps,
             "nfe": stats["nfe"],
+            "full_nfe": stats["full_nfe"],
+            "cache": asdict(cache) if cache is not None else None,
             "rtol": rtol if sampler == "dopri5" else None,
             "atol": atol if sampler == "dopri5" else None,
             "eta": eta,
@@ -235,6 +266,8 @@ def sample(
         },
     )
     what = f"{stats['nfe']:g} evaluations" if sampler == "dopri5" else f"{steps} steps"
+    if cache is not None:
+        what += f", DeepCache {stats['full_nfe']:g} full"
     console.info(
         f"{n} images, {sampler} {what}: {wall:.2f} s ({1000 * wall / n:.1f} ms/image) on {dev}"
     )

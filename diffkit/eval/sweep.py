@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -12,8 +11,7 @@ from typing import Any, Literal
 import torch
 
 from diffkit.eval.evaluate import Evaluator
-from diffkit.runs.layout import atomic_write_bytes
-from diffkit.runs.plots import save_grid
+from diffkit.runs.plots import save_figure, save_grid
 
 
 @dataclass
@@ -110,7 +108,7 @@ def plot_sweep(
     for ax in (ax_fid, ax_time):
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_guidance(points: Sequence[SweepPoint], floor_fid: float | None, path: Path) -> None:
@@ -135,15 +133,4 @@ def _plot_guidance(points: Sequence[SweepPoint], floor_fid: float | None, path: 
     for ax in (ax_fid, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
-    """Write a matplotlib figure as PNG, atomically, and free it."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)

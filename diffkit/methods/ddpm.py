@@ -41,6 +41,13 @@ class DDPMPipeline(Pipeline):
     def default_steps(self, sampler: str) -> int:
         return self.max_steps() if sampler == "ddpm" else 50
 
+    def planned_nfe(self, sampler: str, steps: int) -> int | None:
+        if sampler == "dopri5":
+            return None
+        if sampler in EVALS_PER_STEP:  # the solver to the last grid step, then one DDIM step
+            return EVALS_PER_STEP[sampler] * (steps - 1) + 1
+        return steps
+
     def integrate(self, net, x, sampler, steps, opts, generator, on_step):
         sched = self.schedule
         ts = spaced_timesteps(sched.num_steps, steps, opts.spacing)  # type: ignore[arg-type]

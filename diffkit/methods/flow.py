@@ -7,7 +7,7 @@ from typing import ClassVar, get_args
 from diffkit.config.run import FlowRunConfig, OdeSolverName
 from diffkit.methods.pipeline import Pipeline
 from diffkit.samplers.common import make_velocity
-from diffkit.samplers.ode import solve
+from diffkit.samplers.ode import EVALS_PER_STEP, solve
 from diffkit.schedules.flow import flow_time_grid
 
 MAX_FLOW_STEPS = 10_000
@@ -28,6 +28,9 @@ class FlowPipeline(Pipeline):
     def default_steps(self, sampler: str) -> int:
         reflow = self.config.reflow
         return reflow.distill_steps if reflow and reflow.distill_steps else 50
+
+    def planned_nfe(self, sampler: str, steps: int) -> int | None:
+        return None if sampler == "dopri5" else EVALS_PER_STEP[sampler] * steps
 
     def integrate(self, net, x, sampler, steps, opts, generator, on_step):
         times = flow_time_grid(steps)

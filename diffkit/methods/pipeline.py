@@ -9,6 +9,7 @@ from its checkpoint alone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from diffkit.accel.deepcache import CacheConfig, DeepCache
 from diffkit.config.resolve import validate
 from diffkit.config.run import DDPMRunConfig, FlowRunConfig, GenerativeRunConfig, SamplerName
 from diffkit.methods.latent import codec_from_checkpoint
@@ -74,6 +76,10 @@ class Pipeline:
             raise ValueError(f"steps must be between 1 and {self.max_steps()}")
         return steps
 
+    def planned_nfe(self, sampler: str, steps: int) -> int | None:
+        """Network evaluations one batch will take (None: adaptive, dopri5)."""
+        raise NotImplementedError
+
     def integrate(
         self,
         net: Net,
@@ -102,6 +108,7 @@ class Pipeline:
         on_batch: Callable[[int, int], None] | None = None,
         on_step: Callable[[], None] | None = None,
         stats: dict[str, Any] | None = None,
+        cache: CacheConfig | None = None,
         **options: Any,
     ) -> Tensor:
         """Draw ``n`` images, float32 (n, C, H, W) in [-1, 1] on the CPU.
@@ -113,7 +120,9 @@ class Pipeline:
         fields of :class:`SampleOptions` (``eta``, ``spacing``, ``variance``, ``rtol``,
         ``atol``, ``clip``); an unknown one is a TypeError. ``on_step()`` is called
         after every step of every batch (every evaluation for dopri5); ``stats`` receives
-        ``nfe``, the network evaluations per batch.
+        ``nfe``, the network evaluations per batch, and ``full_nfe``, those that ran the
+        whole network. ``cache`` turns on DeepCache (:mod:`diffkit.accel.deepcache`; a
+        UNet only, ValueError otherwise), restarted for every batch.
         """
         sampler = sampler or self.DEFAULT_SAMPLER
         steps = self.check(sampler, steps)
@@ -122,21 +131,37 @@ class Pipeline:
         gen_cpu = torch.Generator().manual_seed(seed)
         noise = torch.randn(n, *self.config.sample_shape, generator=gen_cpu)
         gen = torch.Generator(self.device).manual_seed(seed + 1)
-        out, nfes = [], []
-        for start in range(0, n, batch_size):
-            y = labels[start : start + batch_size] if labels is not None else None
-            x, nfe = self.generate(noise[start : start + batch_size], sampler, steps,
-                                   labels=y, guidance=guidance, opts=opts, generator=gen,
-                                   on_step=on_step)  # fmt: skip
-            nfes.append(nfe)
-            if self.codec is not None:
-                x = self.codec.decode(x)
-            out.append(x.float().cpu())
-            if on_batch:
-                on_batch(min(start + batch_size, n), n)
+        deep_cache = self.deep_cache(cache, sampler, steps)
+        out, nfes, full = [], [], []
+        with deep_cache or nullcontext():
+            for start in range(0, n, batch_size):
+                y = labels[start : start + batch_size] if labels is not None else None
+                if deep_cache is not None:
+                    deep_cache.reset()
+                x, nfe = self.generate(noise[start : start + batch_size], sampler, steps,
+                                       labels=y, guidance=guidance, opts=opts, generator=gen,
+                                       on_step=on_step)  # fmt: skip
+                nfes.append(nfe)
+                full.append(deep_cache.full if deep_cache is not None else nfe)
+                out.append(self._finish(x))
+                if on_batch:
+                    on_batch(min(start + batch_size, n), n)
         if stats is not None:
             stats["nfe"] = sum(nfes) / len(nfes)
+            stats["full_nfe"] = sum(full) / len(full)
         return torch.cat(out)
+
+    def deep_cache(self, cache: CacheConfig | None, sampler: str, steps: int) -> DeepCache | None:
+        """A :class:`DeepCache` on this network for ``cache`` (None: no caching)."""
+        if cache is None:
+            return None
+        return DeepCache(self.net, cache, self.planned_nfe(sampler, steps))
+
+    def _finish(self, x: Tensor) -> Tensor:
+        """A batch in the model's space -> float32 images on the CPU."""
+        if self.codec is not None:
+            x = self.codec.decode(x)
+        return x.float().cpu()
 
     @torch.no_grad()
     def generate(

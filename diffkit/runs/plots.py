@@ -51,6 +51,13 @@ def plot_loss(records: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("loss")
         ax.set_title(f"training loss ({scale})")
         ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG, atomically, and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -208,3 +208,16 @@ def test_eval_of_a_flow_sweeps_ode_solvers(classifier: Path, runs: Path, data_di
     assert report["sampler"] == "dopri5" and report["nfe"] >= 6
     result = invoke("eval", run, "--sweep", "steps=1", "--samplers", "ddim", "-n", "12")
     assert result.exit_code == 2 and "cannot sweep ddim" in result.output
+
+
+def test_cache_bench_scores_every_point(run_with_eval: Path, classifier: Path, tmp_path: Path):
+    r = invoke("cache-bench", run_with_eval, "--intervals", "2", "--steps", "4", "-n", "12",
+               "--classifier", classifier, "--out", tmp_path / "bench")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "bench" / "cache-bench.json").read_text())
+    assert report["feature_sha256"] and report["features"] == "classifier"
+    points = report["points"]
+    assert [p["label"] for p in points] == ["uncached-4", "N=2", "ddim-2"]
+    for p in points:
+        assert p["metrics"]["fid"] > 0 and "kid" in p["metrics"]
+    assert "FID" in r.output and "MAC ratio" in r.output

@@ -6,22 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from diffkit.cli.app import app
-
-runner = CliRunner()
-TINY = ("--preset", "tiny", "--limit-data", "64", "--batch-size", "16", "--max-steps", "3",
-        "--sample-every", "0")  # fmt: skip
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def last_line(result) -> Path:
-    assert result.exit_code == 0, result.output
-    return Path(result.stdout.strip().splitlines()[-1])
+from tests.cli.util import TINY, invoke, last_line
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +126,9 @@ def test_latent_rf_on_a_vae(data_dir: Path, tmp_path: Path):
     assert cfg["method"] == "rf" and cfg["model"]["kind"] == "mlp" and cfg["latent"]
     out = last_line(invoke("sample", run, "--steps", "2", "-n", "3", "--out", tmp_path / "s"))
     assert (out / "grid.png").is_file()
+    for cmd in (("sample", run, "--cache-interval", "2"), ("cache-bench", run, "--no-fid")):
+        r = invoke(*cmd)  # DeepCache needs a UNet; a flat latent's denoiser is an MLP
+        assert r.exit_code == 2 and "needs a UNet" in r.output, r.output
     pairs = last_line(invoke("reflow", "make-pairs", run, "-n", "32", "--steps", "2",
                              "--runs-dir", tmp_path))  # fmt: skip
     two = last_line(invoke("reflow", "train", pairs, "--max-steps", "2", "--batch-size", "16",

@@ -1,0 +1,192 @@
+"""Measure DeepCache on a trained model: wall-clock speedup, MAC ratio, distance to the
+uncached samples and sample quality, per cache interval; and the plain sampler with as many
+steps as DeepCache makes full network evaluations (DeepCache paper, Table 6)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from diffkit.accel.deepcache import CacheConfig
+from diffkit.methods.pipeline import Pipeline
+
+Track = Callable[[str, int | None], AbstractContextManager[Callable[[], None]]]
+Score = Callable[[Tensor, Tensor | None], dict[str, Any]]
+
+
+@dataclass
+class BenchPoint:
+    """One sampling configuration, measured on the same noise as every other point."""
+
+    kind: str  # "uncached", "deepcache" or "plain" (the sampler with fewer steps)
+    steps: int
+    interval: int | None  # DeepCache's N (None for plain runs)
+    nfe: float  # network calls per batch
+    full_nfe: float  # calls that ran the whole network
+    seconds: float  # wall clock for all n images
+    macs: int  # multiply-accumulates of the network per image, whole trajectory
+    mse: float  # mean squared difference to the uncached samples, images in [-1, 1]
+    speedup: float = 1.0  # uncached seconds / seconds
+    mac_ratio: float = 1.0  # uncached MACs / MACs
+    metrics: dict[str, Any] | None = None  # FID, KID, ... (None: not scored)
+
+    @property
+    def label(self) -> str:
+        return f"N={self.interval}" if self.kind == "deepcache" else f"{self.kind}-{self.steps}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"label": self.label}
+
+
+def sampling_macs(
+    pipe: Pipeline, sampler: str, steps: int, cache: CacheConfig | None,
+    labels: Tensor | None, guidance: float,
+) -> int:  # fmt: skip
+    """Network multiply-accumulates to sample one image (latents not decoded), counted by
+    ``torch.utils.flop_counter`` (convolutions, matmuls, attention) as FLOPs / 2."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    noise = torch.randn(1, *pipe.config.sample_shape, generator=torch.Generator().manual_seed(0))
+    deep_cache = pipe.deep_cache(cache, sampler, steps)
+    with FlopCounterMode(display=False) as counter, deep_cache or nullcontext():
+        pipe.generate(noise, sampler, steps, labels=None if labels is None else labels[:1],
+                      guidance=guidance)  # fmt: skip
+    return counter.get_total_flops() // 2
+
+
+def baseline_steps(pipe: Pipeline, sampler: str, full_nfe: float) -> int:
+    """The most steps of ``sampler`` whose network calls do not exceed ``full_nfe``."""
+    best = 1
+    for s in range(1, pipe.max_steps() + 1):
+        nfe = pipe.planned_nfe(sampler, s)
+        if nfe is None or nfe > full_nfe:
+            break
+        best = s
+    return best
+
+
+def run_cache_bench(
+    pipe: Pipeline,
+    *,
+    intervals: Sequence[int],
+    cache: CacheConfig,
+    sampler: str,
+    steps: int,
+    n: int,
+    seed: int = 0,
+    batch_size: int = 256,
+    labels: Tensor | None = None,
+    guidance: float = 1.0,
+    baseline: bool = True,
+    score: Score | None = None,
+    track: Track | None = None,
+    on_point: Callable[[BenchPoint, Tensor], None] | None = None,
+) -> list[BenchPoint]:
+    """Sample ``n`` images uncached, then with ``cache`` at every interval in ``intervals``
+    (other fields of ``cache`` as given), then (``baseline``) plainly with as many steps as
+    each cached run made full evaluations; all from the same ``seed``. ``score(images,
+    labels)`` adds quality metrics; ``on_point(point, images)`` sees each point as soon as
+    it is measured."""
+    if pipe.planned_nfe(sampler, steps) is None:
+        raise ValueError(f"{sampler} is adaptive; cache-bench needs a fixed-step sampler")
+    configs = [replace(cache, interval=k) for k in sorted(set(intervals)) if k > 1]
+    for c in configs:
+        pipe.deep_cache(c, sampler, steps)  # raises now, before any sampling, if it cannot
+    _warm_up(pipe, sampler, labels, guidance, min(n, batch_size, 16))
+
+    def measure(kind: str, s: int, c: CacheConfig | None) -> tuple[BenchPoint, Tensor]:
+        stats: dict[str, Any] = {}
+        tag = f"N={c.interval}" if c else f"{sampler}-{s}"
+        with track(tag, s * -(-n // batch_size)) if track else nullcontext(None) as advance:
+            start = time.perf_counter()
+            images = pipe.sample(n, sampler=sampler, steps=s, seed=seed, batch_size=batch_size,
+                                 labels=labels, guidance=guidance, cache=c, stats=stats,
+                                 on_step=advance)  # fmt: skip
+            if pipe.device.type == "cuda":
+                torch.cuda.synchronize(pipe.device)
+            seconds = time.perf_counter() - start
+        macs = sampling_macs(pipe, sampler, s, c, labels, guidance)
+        point = BenchPoint(kind, s, c.interval if c else None, stats["nfe"], stats["full_nfe"],
+                           seconds, macs, mse=0.0)  # fmt: skip
+        return point, images
+
+    ref, ref_images = measure("uncached", steps, None)
+    points = [ref]
+    _finish(ref, ref, ref_images, ref_images, labels, score, on_point)
+    for c in configs:
+        point, images = measure("deepcache", steps, c)
+        points.append(_finish(point, ref, images, ref_images, labels, score, on_point))
+    if baseline:
+        done = {steps}
+        for full in [p.full_nfe for p in points if p.kind == "deepcache"]:
+            s = baseline_steps(pipe, sampler, full)
+            if s not in done:
+                done.add(s)
+                point, images = measure("plain", s, None)
+                point.kind = sampler
+                points.append(_finish(point, ref, images, ref_images, labels, score, on_point))
+    return points
+
+
+def _finish(point, ref, images, ref_images, labels, score, on_point) -> BenchPoint:
+    point.mse = float(((images - ref_images) ** 2).mean())
+    point.speedup = ref.seconds / point.seconds
+    point.mac_ratio = ref.macs / point.macs
+    if score is not None:
+        point.metrics = score(images, labels)
+    if on_point is not None:
+        on_point(point, images)
+    return point
+
+
+def _warm_up(pipe: Pipeline, sampler: str, labels, guidance: float, k: int) -> None:
+    """One small untimed batch, so allocator and kernel start-up costs land on no point."""
+    y = None if labels is None else labels[:k]
+    pipe.sample(k, sampler=sampler, steps=2, labels=y, guidance=guidance)
+
+
+def plot_cache_bench(points: Sequence[BenchPoint], sampler: str, path: Path) -> None:
+    """Speedup against FID (or, unscored, against MSE to the uncached samples): DeepCache
+    per interval next to the plain sampler at the same number of full evaluations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from diffkit.runs.plots import save_figure
+
+    scored = all(p.metrics is not None for p in points)
+    ylabel = "FID" if scored else "MSE to uncached samples"
+
+    def y(p: BenchPoint) -> float:
+        return p.metrics["fid"] if p.metrics is not None and scored else max(p.mse, 1e-12)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    cached = [p for p in points if p.kind in ("uncached", "deepcache")]
+    plain = [p for p in points if p.kind not in ("uncached", "deepcache")]
+    ref = points[0]
+    if plain:
+        plain = sorted([ref, *plain], key=lambda p: p.speedup)
+    for series, style, name in ((cached, "o-", "DeepCache"), (plain, "s--", "fewer steps")):
+        if not series:
+            continue
+        ax.plot([p.speedup for p in series], [y(p) for p in series], style, label=name)
+        for p in series:
+            if p is ref and series is plain:
+                continue  # labelled once, in the DeepCache series
+            ax.annotate(p.label, (p.speedup, y(p)), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)  # fmt: skip
+    ax.set(xlabel="wall-clock speedup vs uncached", ylabel=ylabel,
+           title=f"DeepCache on {sampler}-{ref.steps}")  # fmt: skip
+    if not scored:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
