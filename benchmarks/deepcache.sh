@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# DeepCache on MNIST (docs/benchmarks.md, section 8): speedup, MAC ratio, MSE to the uncached
+# samples and FID per cache interval, against the sampler with as many steps as DeepCache
+# makes full evaluations. On a 2-core CPU: ~45 minutes with the models below already trained.
+#
+#   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/deepcache.sh
+#
+# CFG_RUN: the class-conditional small pixel DDPM of section 6.1 (trained here if unset);
+# LDM_RUN: the spatial latent DDPM of section 6.4 (the `latent` step is skipped if unset).
+# STEPS picks what runs (default: all): ddim ddpm quadratic linear linear-b1 latent. Results (JSON, plot, a grid
+# per configuration) go to benchmarks/results/deepcache/<step>/, logs beside them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=benchmarks/results/deepcache
+mkdir -p "$OUT"
+STEPS=${STEPS:-"ddim ddpm quadratic linear linear-b1 latent"}
+N=${N:-1000}
+source benchmarks/lib.sh
+
+ensure_classifier
+CFG_RUN=${CFG_RUN:-$(run cfg-train train ddpm --preset small --cond class --name small-cfg)}
+bench() {  # bench NAME RUN ARGS...: one cache-bench into $OUT/NAME
+  local name=$1 model=$2; shift 2
+  rm -rf "${OUT:?}/$name"
+  run "$name" cache-bench "$model" -n "$N" --out "$OUT/$name" "$@" >/dev/null
+}
+
+if want ddim; then  # the paper's setting: 100 DDIM steps, N = 1..10, two branch depths
+  bench ddim-b1 "$CFG_RUN" --sampler ddim --steps 100 --intervals 1,2,3,5,10 --cache-branch 1 \
+    --cache-mode reuse
+  bench ddim-b2 "$CFG_RUN" --sampler ddim --steps 100 --intervals 1,2,3,5,10 --cache-branch 2 \
+    --cache-mode reuse
+fi
+if want ddpm; then  # ancestral sampling, which needs many steps
+  bench ddpm-b2 "$CFG_RUN" --sampler ddpm --steps 100 --intervals 1,2,5,10 --cache-branch 2 \
+    --cache-mode reuse
+fi
+if want quadratic; then  # the non-uniform schedule, at the cost of uniform N
+  bench quadratic "$CFG_RUN" --steps 100 --intervals 1,5,10 --cache-branch 2 --no-baseline \
+    --cache-schedule quadratic --cache-center 0.5 --cache-mode reuse
+fi
+if want linear; then  # extrapolated instead of reused features, same cost
+  bench linear "$CFG_RUN" --steps 100 --intervals 1,2,5,10 --cache-branch 2 --no-baseline \
+    --cache-mode linear
+fi
+if want linear-b1; then
+  bench linear-b1 "$CFG_RUN" --steps 100 --intervals 1,3,5,10 --cache-branch 1 --no-baseline \
+    --cache-mode linear
+fi
+if want latent && [[ -n "${LDM_RUN:-}" ]]; then  # a latent UNet, decoded by its VAE
+  bench latent "$LDM_RUN" --sampler ddim --steps 100 --intervals 1,2,5,10 --cache-branch 1 \
+    --cache-mode reuse
+fi
