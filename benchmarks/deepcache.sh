@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # DeepCache on MNIST (docs/benchmarks.md, section 8): speedup, MAC ratio, MSE to the uncached
 # samples and FID per cache interval, against the sampler with as many steps as DeepCache
-# makes full evaluations. On a 2-core CPU: ~45 minutes with the models below already trained.
+# makes full evaluations. On a 2-core CPU: ~55 minutes with the models below already trained.
 #
 #   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/deepcache.sh
 #
 # CFG_RUN: the class-conditional small pixel DDPM of section 6.1 (trained here if unset);
-# LDM_RUN: the spatial latent DDPM of section 6.4 (the `latent` step is skipped if unset).
-# STEPS picks what runs (default: all): ddim ddpm quadratic linear linear-b1 latent. Results (JSON, plot, a grid
+# LDM_RUN: the spatial latent DDPM of section 6.4 (the `latent` step is skipped if unset);
+# RF_RUN: the logit-normal 1-RF of section 7.5 (the `flow` step is skipped if unset).
+# STEPS picks what runs (default: all): ddim ddpm quadratic linear linear-b1 latent flow. Results (JSON, plot, a grid
 # per configuration) go to benchmarks/results/deepcache/<step>/, logs beside them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/results/deepcache
 mkdir -p "$OUT"
-STEPS=${STEPS:-"ddim ddpm quadratic linear linear-b1 latent"}
+STEPS=${STEPS:-"ddim ddpm quadratic linear linear-b1 latent flow"}
 N=${N:-1000}
 source benchmarks/lib.sh
 
@@ -50,4 +51,8 @@ fi
 if want latent && [[ -n "${LDM_RUN:-}" ]]; then  # a latent UNet, decoded by its VAE
   bench latent "$LDM_RUN" --sampler ddim --steps 100 --intervals 1,2,5,10 --cache-branch 1 \
     --cache-mode reuse
+fi
+if want flow && [[ -n "${RF_RUN:-}" ]]; then  # a rectified flow, Euler steps
+  bench flow "$RF_RUN" --sampler euler --steps 100 --intervals 1,2,3,5,10 --cache-branch 1 \
+    --cache-mode linear
 fi

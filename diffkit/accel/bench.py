@@ -25,7 +25,7 @@ Score = Callable[[Tensor, Tensor | None], dict[str, Any]]
 class BenchPoint:
     """One sampling configuration, measured on the same noise as every other point."""
 
-    kind: str  # "uncached", "deepcache" or "plain" (the sampler with fewer steps)
+    kind: str  # "uncached", "deepcache", or the sampler's name for a plain run (fewer steps)
     steps: int
     interval: int | None  # DeepCache's N (None for plain runs)
     nfe: float  # network calls per batch
@@ -117,21 +117,23 @@ def run_cache_bench(
                            seconds, macs, mse=0.0)  # fmt: skip
         return point, images
 
-    ref, ref_images = measure("uncached", steps, None)
-    points = [ref]
-    _finish(ref, ref, ref_images, ref_images, labels, score, on_point)
+    points: list[BenchPoint] = []
+    ref_images: list[Tensor] = []
+
+    def add(kind: str, s: int, c: CacheConfig | None) -> None:
+        point, images = measure(kind, s, c)
+        ref_images[:] = ref_images or [images]
+        ref = points[0] if points else point
+        points.append(_finish(point, ref, images, ref_images[0], labels, score, on_point))
+
+    add("uncached", steps, None)
     for c in configs:
-        point, images = measure("deepcache", steps, c)
-        points.append(_finish(point, ref, images, ref_images, labels, score, on_point))
-    if baseline:
-        done = {steps}
-        for full in [p.full_nfe for p in points if p.kind == "deepcache"]:
-            s = baseline_steps(pipe, sampler, full)
-            if s not in done:
-                done.add(s)
-                point, images = measure("plain", s, None)
-                point.kind = sampler
-                points.append(_finish(point, ref, images, ref_images, labels, score, on_point))
+        add("deepcache", steps, c)
+    if baseline:  # the plain sampler at each cached run's number of full calls
+        plain = dict.fromkeys(baseline_steps(pipe, sampler, p.full_nfe) for p in points[1:])
+        for s in plain:
+            if s != steps:
+                add(sampler, s, None)
     return points
 
 
