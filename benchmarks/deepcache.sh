@@ -8,13 +8,14 @@
 # CFG_RUN: the class-conditional small pixel DDPM of section 6.1 (trained here if unset);
 # LDM_RUN: the spatial latent DDPM of section 6.4 (the `latent` step is skipped if unset);
 # RF_RUN: the logit-normal 1-RF of section 7.5 (the `flow` step is skipped if unset).
-# STEPS picks what runs (default: all): ddim ddpm quadratic linear linear-b1 latent flow. Results (JSON, plot, a grid
-# per configuration) go to benchmarks/results/deepcache/<step>/, logs beside them.
+# STEPS picks what runs (default: all): ddim ddpm quadratic linear linear-b1 latent flow
+# drift. Results (JSON, plot, a grid per configuration) go to
+# benchmarks/results/deepcache/<step>/, logs beside them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/results/deepcache
 mkdir -p "$OUT"
-STEPS=${STEPS:-"ddim ddpm quadratic linear linear-b1 latent flow"}
+STEPS=${STEPS:-"ddim ddpm quadratic linear linear-b1 latent flow drift"}
 N=${N:-1000}
 source benchmarks/lib.sh
 
@@ -55,4 +56,7 @@ fi
 if want flow && [[ -n "${RF_RUN:-}" ]]; then  # a rectified flow, Euler steps
   bench flow "$RF_RUN" --sampler euler --steps 100 --intervals 1,2,3,5,10 --cache-branch 1 \
     --cache-mode linear
+fi
+if want drift; then  # how fast the cached feature changes along DDIM-100 (section 8.3)
+  python benchmarks/deepcache_drift.py "$CFG_RUN" > "$OUT/drift.txt"
 fi
