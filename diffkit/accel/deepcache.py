@@ -144,7 +144,7 @@ class DeepCache:
         self._history: list[tuple[int, Tensor]] = []  # (call, feature) of the last two full
 
     def __enter__(self) -> DeepCache:
-        self._handles.append(self.unet.register_forward_pre_hook(self._before))
+        self._handles.append(self.unet.register_forward_pre_hook(self._before, with_kwargs=True))
         self._handles.append(self.unet.register_forward_hook(self._after))
         try:
             for i, module in enumerate(self.deep):
@@ -165,8 +165,8 @@ class DeepCache:
             vars(module).pop("forward", None)
         self.reset()
 
-    def _before(self, module: nn.Module, args: tuple) -> None:
-        batch = args[0].shape[0]
+    def _before(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        batch = (args[0] if args else kwargs["x"]).shape[0]
         self._cached = bool(self._outputs) and batch == self._batch and not self.is_full(self.calls)
         if not self._cached:
             self._batch = batch

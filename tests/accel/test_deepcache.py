@@ -88,7 +88,7 @@ def test_cached_calls_match_a_hand_built_shallow_pass():
         h.remove()
     with dc:
         full = net(x0, t)
-        cached = net(x1, t)
+        cached = net(x=x1, t=t)  # keyword calls are counted too
     assert torch.equal(full, net(x0, t))
     assert torch.allclose(cached, expected, atol=1e-6)
     assert not torch.allclose(cached, net(x1, t), atol=1e-4)
