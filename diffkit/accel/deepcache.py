@@ -22,9 +22,10 @@ the future); ``"reuse"`` is the paper's method.
 
 The cache attaches from the outside for the length of a ``with`` block, without touching
 the network's code or parameters: a forward pre-hook on the UNet counts calls and decides
-full or cached, forward hooks on the deep modules record their outputs, and during the
-block each deep module's ``forward`` is shadowed by an instance attribute that either
-runs the original or returns the recording. On exit every hook and attribute is removed.
+full or cached, and during the block each deep module's ``forward`` is shadowed by an
+instance attribute that runs the original and records its output on full calls, and
+returns the recording on cached calls (a forward hook cannot skip a module). On exit the
+hooks and attributes are removed.
 The schedule counts network *calls*, so a solver with several evaluations per step
 (Heun, RK4) or a CFG wrapper (one batched call for both halves) is handled the same way.
 """
@@ -144,17 +145,13 @@ class DeepCache:
         self._history: list[tuple[int, Tensor]] = []  # (call, feature) of the last two full
 
     def __enter__(self) -> DeepCache:
+        taken = [type(m).__name__ for m in self.deep if "forward" in vars(m)]
+        if taken:  # checked before anything is attached, so a refusal leaves no trace
+            raise RuntimeError(f"{taken[0]}.forward is already overridden")
         self._handles.append(self.unet.register_forward_pre_hook(self._before, with_kwargs=True))
         self._handles.append(self.unet.register_forward_hook(self._after))
-        try:
-            for i, module in enumerate(self.deep):
-                if "forward" in vars(module):
-                    raise RuntimeError(f"{type(module).__name__}.forward is already overridden")
-                self._handles.append(module.register_forward_hook(self._recorder(i)))
-                module.forward = self._shortcut(i, module.forward)  # type: ignore[method-assign]
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        for i, module in enumerate(self.deep):
+            module.forward = self._shortcut(i, module.forward)  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -178,19 +175,13 @@ class DeepCache:
         self.calls += 1
         self._cached = False
 
-    def _recorder(self, i: int) -> Callable[..., None]:
-        def record(module: nn.Module, args: tuple, output: Any) -> None:
-            if not self._cached:
-                self._outputs[i] = output
-
-        return record
-
     def _shortcut(self, i: int, original: Callable[..., Any]) -> Callable[..., Any]:
         last = i == len(self.deep) - 1
 
         def forward(*args: Any, **kwargs: Any) -> Any:
-            if not self._cached:
-                return original(*args, **kwargs)
+            if not self._cached:  # full call: run the module and record its output
+                self._outputs[i] = original(*args, **kwargs)
+                return self._outputs[i]
             if last and len(self._history) == 2:
                 return self._extrapolate()
             return self._outputs[i]

@@ -105,6 +105,7 @@ def cache_bench(
     from diffkit.training.hardware import resolve_device
 
     values = _intervals(intervals)
+    seed = 0 if seed is None else seed
     if n < (MIN_SAMPLES if fid else 1) or batch_size < 1:
         raise UsageError(f"-n must be at least {MIN_SAMPLES if fid else 1} and --batch-size >= 1")
     if guidance < 0:
@@ -127,7 +128,7 @@ def cache_bench(
     if guidance != 1.0 and labels is None:
         raise UsageError("--guidance needs a class-conditional model")
     cache = cache_config(2, cache_branch, cache_schedule, cache_center, cache_mode)
-    try:
+    try:  # refuse a bad branch or schedule now, before any folder or feature network
         pipe.deep_cache(cache, sampler, steps)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -139,7 +140,7 @@ def cache_bench(
 
         extractor = load_extractor(features, src.data.dataset, settings.runs_dir, dev,
                                    classifier=classifier)  # fmt: skip
-        evaluator = Evaluator(src.data.dataset, extractor, settings, data=src.data, seed=seed or 0)
+        evaluator = Evaluator(src.data.dataset, extractor, settings, data=src.data, seed=seed)
         score = evaluator.score_images
         common = {"features": features, "feature_sha256": extractor.digest}
     folder = out or _free(src.folder / "cache-bench" / datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -148,7 +149,7 @@ def cache_bench(
     folder.mkdir(parents=True, exist_ok=True)
     report = {
         "source": str(source), "sampler": sampler, "steps": steps, "n": n,
-        "seed": seed or 0, "guidance": guidance if labels is not None else None,
+        "seed": seed, "guidance": guidance if labels is not None else None,
         "cache": {"branch": cache_branch, "schedule": cache_schedule,
                   "center": cache_center, "mode": cache_mode},
         "device": str(dev), "batch_size": batch_size,
@@ -166,7 +167,7 @@ def cache_bench(
 
     points = run_cache_bench(
         pipe, intervals=values, cache=cache, sampler=sampler, steps=steps, n=n,
-        seed=seed or 0, batch_size=batch_size, labels=labels, guidance=guidance,
+        seed=seed, batch_size=batch_size, labels=labels, guidance=guidance,
         baseline=baseline, score=score, track=console.steps, on_point=on_point,
     )  # fmt: skip
     plot_cache_bench(points, sampler, folder / "cache-bench.png")
