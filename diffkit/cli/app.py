@@ -9,9 +9,11 @@ import typer
 from diffkit import __version__
 from diffkit.cli import cache_bench, reflow, runs, sample, train
 from diffkit.cli import eval as eval_cmd
+from diffkit.cli.errors import DiffkitGroup
 
 app = typer.Typer(
     name="diffkit",
+    cls=DiffkitGroup,
     help="Train, sample, straighten, accelerate and inspect diffusion and rectified-flow models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -48,4 +50,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from diffkit.cli.entry import main as entry
+
+    entry()

@@ -26,7 +26,9 @@ _wide_out = Console(highlight=False, soft_wrap=True, width=160)  # stdout when n
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    # The message is text, not rich markup: "[+2 more]" or a path with brackets must
+    # print as written.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
 
 
 def info(message: str) -> None:
@@ -56,6 +58,10 @@ class TrainProgress:
         if not self.enabled:
             return
         match event.kind:
+            case "data":  # before the bar starts
+                d = event.data
+                err.print(f"{d['dataset']}: skipped {d['skipped']} unreadable or oversized "
+                          f"image file(s); training on {d['images']}", markup=False)  # fmt: skip
             case "start":
                 self.progress.start()
                 self.task = self.progress.add_task(

@@ -29,7 +29,33 @@ Device = Annotated[
     Literal["auto", "cpu", "cuda"] | None,
     typer.Option(help="Hardware (env DIFFKIT_DEVICE; default auto).", show_default=False),
 ]
-Seed = Annotated[int | None, typer.Option(help="Random seed.", show_default=False)]
+SEED_MAX = 2**63 - 2  # torch generators take 64-bit seeds; samplers also use seed + 1
+Seed = Annotated[
+    int | None, typer.Option(help="Random seed.", show_default=False, min=0, max=SEED_MAX)
+]
+# fp32 arithmetic cannot resolve a relative error much below 1e-7: tighter tolerances make
+# the adaptive solver's step size underflow instead of giving better samples.
+Rtol = Annotated[
+    float, typer.Option(help="dopri5 relative tolerance (1e-6 .. 1).", min=1e-6, max=1.0)
+]
+Atol = Annotated[
+    float, typer.Option(help="dopri5 absolute tolerance (1e-9 .. 1).", min=1e-9, max=1.0)
+]
+Eta = Annotated[
+    float, typer.Option(help="DDIM noise scale (0 = deterministic, 1 = DDPM-like).", min=0.0)
+]
+Guidance = Annotated[
+    float,
+    typer.Option(
+        help="Classifier-free guidance scale w for class-conditional models (1 = plain "
+        "conditional, 0 = unconditional).",
+        min=0.0,
+    ),
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace an existing --out folder (default: refuse)."),
+]
 NoEma = Annotated[bool, typer.Option("--no-ema", help="Use raw, not EMA, weights.")]
 FeatureNet = Annotated[
     Literal["classifier", "inception"],

@@ -29,14 +29,26 @@ class ConfigError(ValueError):
     """A config that cannot be read or does not validate; the message is one line."""
 
 
-def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursively merge ``top`` over ``base`` (dicts merge, everything else replaces)."""
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any], at: str = "") -> dict[str, Any]:
+    """Recursively merge ``top`` over ``base`` (dicts merge, everything else replaces).
+
+    A section on one side and a plain value on the other (``{"train": 5}`` over the
+    preset's ``train`` section) is a ConfigError: replacing one by the other would drop
+    the user's value without a word, or the whole section.
+    """
     out = dict(base)
     for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
+        old = out.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            out[key] = deep_merge(old, value, f"{at}{key}.")
+            continue
+        if None not in (old, value) and isinstance(value, Mapping) != isinstance(old, Mapping):
+            section, plain = (old, value) if isinstance(old, Mapping) else (value, old)
+            raise ConfigError(
+                f"invalid {at}{key}: one layer sets it to {plain!r}, another to the section "
+                f"{dict(section)!r}; it must be one or the other"
+            )
+        out[key] = value
     return out
 
 

@@ -28,6 +28,12 @@ OdeCallback = Callable[[int, Tensor], None]
 
 FixedSolver = Literal["euler", "midpoint", "heun", "rk4"]
 Solver = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
+
+
+class SolverError(ValueError):
+    """An adaptive solve that cannot go on (step size underflow, non-finite state)."""
+
+
 EVALS_PER_STEP: dict[str, int] = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 
 
@@ -129,8 +135,12 @@ def dopri5(
                         torch.float32, device=x.device)  # fmt: skip
     # step_t: land a step exactly on t1 instead of stepping past it and interpolating back,
     # which would evaluate the field outside [t0, t1] (beyond the data end of a flow).
-    out = odeint(f, x, span, rtol=rtol, atol=atol, method="dopri5",
-                 options={"step_t": span[1:]})  # fmt: skip
+    try:
+        out = odeint(f, x, span, rtol=rtol, atol=atol, method="dopri5",
+                     options={"step_t": span[1:]})  # fmt: skip
+    except AssertionError as exc:  # torchdiffeq signals step underflow, NaNs, step limit so
+        raise SolverError(f"dopri5 failed after {nfe} evaluations ({exc}); loosen "
+                          "--rtol/--atol or use a fixed-step solver") from None  # fmt: skip
     return out[-1], nfe
 
 

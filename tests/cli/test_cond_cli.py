@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from diffkit.cli.app import app
+from diffkit.runs.samples import read_samples
 
 runner = CliRunner()
 TINY = ["--preset", "tiny", "--limit-data", "64", "--batch-size", "16", "--max-steps", "3"]
@@ -43,7 +43,7 @@ def test_grid_per_class_stores_labels(cond_run: Path, tmp_path: Path):
     result = invoke("sample", cond_run, "--grid-per-class", "-n", "3", "--guidance", "2",
                     "--steps", "2", "--out", out)  # fmt: skip
     assert result.exit_code == 0, result.output
-    tensors = load_file(str(out / "samples.safetensors"))
+    tensors = read_samples(out)
     assert tensors["samples"].shape == (30, 1, 28, 28)
     assert tensors["labels"].tolist() == [c for c in range(10) for _ in range(3)]
     meta = json.loads((out / "sample.json").read_text())
@@ -55,7 +55,7 @@ def test_class_by_name_and_list(cond_run: Path, tmp_path: Path):
     result = invoke("sample", cond_run, "--class", "3,7", "--class", "0..1", "-n", "5",
                     "--steps", "2", "--out", out)  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert load_file(str(out / "samples.safetensors"))["labels"].tolist() == [3, 7, 0, 1, 3]
+    assert read_samples(out)["labels"].tolist() == [3, 7, 0, 1, 3]
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_class_by_name_and_list(cond_run: Path, tmp_path: Path):
     [
         (["--class", "eleven"], "not a class of mnist"),
         (["--class", "5..12"], "need 0 <= first <= last < 10"),
-        (["--class", "3", "--guidance", "-1"], "--guidance must be >= 0"),
+        (["--class", "3", "--guidance", "-1"], "'--guidance': Input should be greater"),
     ],
 )
 def test_bad_class_requests_exit_2(cond_run: Path, extra, message):

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 
 def test_ctrl_c_checkpoints_and_resume_continues(data_dir: Path, tmp_path: Path):
     env = os.environ | {
@@ -60,3 +62,47 @@ def test_ctrl_c_checkpoints_and_resume_continues(data_dir: Path, tmp_path: Path)
     )
     assert r.returncode == 0, r.stderr
     assert json.loads((run / "summary.json").read_text())["steps"] == step + 3
+
+
+def _entry(*args: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "diffkit.cli.entry", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_signal_while_starting_is_one_line(sig, code, word, tmp_path: Path):
+    """Ctrl-C or SIGTERM while torch is still being imported: no traceback, no files."""
+    env = os.environ | {"DIFFKIT_RUNS_DIR": str(tmp_path / "runs")}
+    proc = _entry("train", "ddpm", "--preset", "tiny", env=env)
+    time.sleep(0.3)  # importing torch takes seconds; the entry point is already running
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines() == [f"error: {word} while starting; nothing was written"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sigterm_in_make_pairs_keeps_shards_and_says_how_to_resume(data_dir: Path, tmp_path):
+    env = os.environ | {"DIFFKIT_DATA_DIR": str(data_dir), "DIFFKIT_RUNS_DIR": str(tmp_path),
+                        "DIFFKIT_DOWNLOAD": "false"}  # fmt: skip
+    train = subprocess.run(
+        [sys.executable, "-m", "diffkit.cli.entry", "train", "rf", "--preset", "tiny",
+         "--limit-data", "64", "--batch-size", "16", "--max-steps", "2", "--sample-every", "0"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    flow = train.stdout.strip().splitlines()[-1]
+    proc = _entry("reflow", "make-pairs", flow, "-n", "100000", "--shard-size", "16",
+                  "--batch-size", "16", "--steps", "2", env=env)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("pairs/*/*.safetensors")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("error: terminated; finished shards")
+    assert "--resume" in lines[-1]

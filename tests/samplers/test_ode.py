@@ -106,3 +106,11 @@ def test_dopri5_never_evaluates_outside_the_interval(x0):
 
     dopri5(v, x0, 0.0, 1.0, rtol=1e-3, atol=1e-3)
     assert min(seen) >= 0.0 and max(seen) <= 1.0 + 1e-6
+
+
+def test_dopri5_failure_is_a_solver_error_not_an_assertion():
+    """torchdiffeq asserts on step-size underflow; diffkit reports it as a SolverError."""
+    from diffkit.samplers.ode import SolverError, dopri5
+
+    with pytest.raises(SolverError, match="dopri5 failed after"):
+        dopri5(lambda x, t: x * float("nan"), torch.ones(2, 3))

@@ -1,0 +1,63 @@
+"""Parser errors (Typer/click) are one ``error:`` line naming the option, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.util import invoke
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["train", "ddpm", "--epochs", "abc"], ["'--epochs'", "integer"]),
+        (["train", "ddpm", "--lr", "abc"], ["'--lr'", "number"]),
+        (["train", "ddpm", "--device", "tpu"], ["'--device'", "'auto', 'cpu', 'cuda'"]),
+        (["train", "ddpm", "--preset", "huge"], ["'--preset'", "'tiny', 'small', 'default'"]),
+        (["train", "ddpm", "--foo"], ["no such option: --foo"]),
+        (["train", "nope"], ["no such command 'nope'"]),
+        (["sample"], ["missing argument 'source'"]),
+        (["sample", "x", "--sampler", "foo"], ["'--sampler'", "'ddpm', 'ddim'"]),
+        (["sample", "x", "--cache-interval", "abc"], ["'--cache-interval'"]),
+        (["sample", "x", "--cache-interval", "0"], ["'--cache-interval'", "1"]),
+        (["sample", "x", "--seed", str(2**70)], ["'--seed'"]),
+        (["sample", "x", "--seed", "-1"], ["'--seed'"]),
+        (["sample", "x", "--rtol", "1e-30"], ["'--rtol'"]),
+        (["eval", "x", "--n"], ["'--n'", "requires an argument"]),
+        (["reflow", "make-pairs", "x", "--solver", "ddim"], ["'--solver'", "'euler'"]),
+    ],
+)
+def test_usage_error_is_one_line_naming_the_option(args, names):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for name in names:
+        assert name.lower() in lines[0].lower(), lines[0]
+    assert "Value error" not in lines[0] and "╭" not in result.output
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "ddpm", "--help"], ["sample", "--help"]])
+def test_help_still_works(args):
+    result = invoke(*args)
+    assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_no_arguments_shows_the_help():
+    result = invoke("train")
+    assert result.exit_code == 2 and "Usage" in result.output and "error" not in result.output
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("diffkit ")
+
+
+def test_config_value_errors_lose_pydantic_prefix(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"train": {"lr": -1}}')
+    result = invoke("train", "ddpm", "--preset", "tiny", "--config", cfg)
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert line.startswith("error: invalid train.lr") and "Value error" not in line
