@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from diffkit.cli import console
-from diffkit.cli.errors import EXIT_INTERRUPTED, UsageError, handle_errors
-from diffkit.cli.options import DataDir, Device, RunsDir, Seed, machine_settings
+from diffkit.cli.errors import UsageError, handle_errors, interrupted
+from diffkit.cli.options import DataDir, Device, Guidance, RunsDir, Seed, machine_settings
 from diffkit.config.run import OdeSolverName
 
 app = typer.Typer(
@@ -57,9 +57,7 @@ def make_pairs(
     solver: Annotated[OdeSolverName, typer.Option(help="ODE solver.")] = "euler",
     shard_size: Annotated[int, typer.Option(help="Pairs per shard file.")] = 5000,
     batch_size: Annotated[int, typer.Option(help="Pairs per forward pass.")] = 500,
-    guidance: Annotated[
-        float, typer.Option(help="CFG scale for class-conditional flows (labels cycle).")
-    ] = 1.0,
+    guidance: Guidance = 1.0,
     seed: Seed = None,
     name: Annotated[str | None, _opt("Pair-set name (folder suffix).")] = None,
     resume: Annotated[Path | None, _opt("Finish this interrupted pair set.")] = None,
@@ -74,7 +72,7 @@ def make_pairs(
     from diffkit.config.run import PairsConfig
     from diffkit.methods.reflow import file_sha256, make_pairs
     from diffkit.runs.checkpoint import resolve_checkpoint
-    from diffkit.runs.layout import RunDir
+    from diffkit.runs.layout import RunDir, check_writable
 
     settings = machine_settings(None, runs_dir, device)
     if resume is not None:
@@ -95,6 +93,7 @@ def make_pairs(
             "seed": seed or 0, "guidance": guidance, **({"name": name} if name else {}),
         })  # fmt: skip
         folder = None
+    check_writable(folder or settings.runs_dir)  # before any sampling, not after
     pipe = _flow(source, device, use_ema=cfg.use_ema)
     if resume is not None and file_sha256(resolve_checkpoint(source)) != cfg.source_sha256:
         raise UsageError(f"{source} changed since {resume} was started (sha256 differs)")
@@ -107,10 +106,10 @@ def make_pairs(
         try:
             manifest = make_pairs(cfg, pipe, folder, resume=resume is not None,
                                   on_shard=lambda p: advance())  # fmt: skip
-        except KeyboardInterrupt:
-            console.error(f"interrupted; finished shards are kept. Continue with "
-                          f"`diffkit reflow make-pairs --resume {folder}`")  # fmt: skip
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
+            code = interrupted(exc, f"finished shards are kept. Continue with "
+                               f"`diffkit reflow make-pairs --resume {folder}`")  # fmt: skip
+            raise typer.Exit(code) from None
     made = sum(e.get("seconds", 0.0) for e in manifest["shards"].values())
     s = manifest.get("straightness")
     console.info(f"{cfg.n} pairs in {len(manifest['shards'])} shards ({made:.0f} s of "
@@ -163,6 +162,7 @@ def train(
     2-RF train a 3-RF."""
     from diffkit.cli.train import _latent_codec, _train_diffusion
     from diffkit.methods.reflow import load_pairs, reflow_config
+    from diffkit.runs.layout import check_writable
 
     if distill is not None and distill < 1:
         raise UsageError("--distill takes k >= 1")
@@ -195,6 +195,7 @@ def train(
     codec = _latent_codec(source, cfg, settings.device)
     console.info(f"{len(pair_set.data)} pairs from {pair_set.config.source} "
                  f"({pair_set.config.solver}-{pair_set.config.steps})")  # fmt: skip
+    check_writable(run.path if run is not None else settings.runs_dir)
     out = _train_diffusion(cfg, run, settings, None, codec, pairs=pair_set.data,
                            init_from=init)  # fmt: skip
     if out is not None and straightness_n > 0:
@@ -231,7 +232,7 @@ def straightness_cmd(
     source: Source,
     n: Annotated[int, typer.Option("-n", "--n", help="Paths to average over.")] = 500,
     steps: Annotated[int, typer.Option(help="Euler steps per path.")] = 100,
-    guidance: Annotated[float, typer.Option(help="CFG scale (class-conditional flows).")] = 1.0,
+    guidance: Guidance = 1.0,
     seed: Seed = None,
     device: Device = None,
 ) -> None:

@@ -13,7 +13,7 @@ from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed, mach
 from diffkit.config import DDPMRunConfig, resolve_run_config
 from diffkit.config.resolve import deep_merge, validate
 from diffkit.config.run import FlowRunConfig, GenerativeRunConfig
-from diffkit.runs.layout import RunDir
+from diffkit.runs.layout import RunDir, check_writable
 
 app = typer.Typer(
     help="Train a model; each run writes a self-describing run folder.", no_args_is_help=True
@@ -152,10 +152,9 @@ def _train_diffusion(
     console.out.print(str(run.path))
     match result.reason:
         case "non_finite":
-            console.error(
-                f"loss became NaN/inf at step {result.step}; stopped, the last good "
-                f"checkpoint is kept in {run.checkpoints}"
-            )
+            kept = (f"the last good checkpoint is kept at {result.checkpoint}"
+                    if result.checkpoint is not None else "no checkpoint was written")  # fmt: skip
+            console.error(f"loss became NaN/inf at step {result.step}; stopped, {kept}")
             raise typer.Exit(EXIT_FAILED)
         case "interrupted":
             console.info(f"interrupted at step {result.step}; resume with --resume {run.path}")
@@ -172,14 +171,13 @@ def _train_diffusion(
 def _latent_codec(checkpoint: Path, cfg: GenerativeRunConfig, device: str):
     """A latent model's autoencoder, from the ``vae.*`` tensors a checkpoint of it embeds
     (not the VAE folder); None for a pixel model."""
-    from diffkit.methods.latent import codec_from_checkpoint
-    from diffkit.runs.checkpoint import load_checkpoint, resolve_checkpoint
+    from diffkit.methods.latent import codec_from_file
+    from diffkit.runs.checkpoint import resolve_checkpoint
     from diffkit.training.hardware import resolve_device
 
     if cfg.latent is None:
         return None
-    tensors = load_checkpoint(resolve_checkpoint(checkpoint), prefixes=("vae",)).section("vae")
-    return codec_from_checkpoint(cfg.latent, tensors, resolve_device(device))
+    return codec_from_file(cfg.latent, resolve_checkpoint(checkpoint), resolve_device(device))
 
 
 def _latent_config(
@@ -291,6 +289,7 @@ def _train_method(
     else:
         run, cfg = None, resolve_run_config(kind, flags, config)
     cfg = _with_classes(cfg, cond)
+    check_writable(run.path if run is not None else settings.runs_dir)
     _train_diffusion(cfg, run, settings, classifier, codec)
 
 
@@ -422,6 +421,7 @@ def classifier(
     }
     settings = machine_settings(data_dir, runs_dir, device)
     cfg = resolve_run_config(ClassifierRunConfig, flags, config)
+    check_writable(settings.runs_dir)
     progress = console.TrainProgress()
     res = train_classifier(
         cfg, settings, on_event=progress,
@@ -495,6 +495,7 @@ def vae(
     }
     settings = machine_settings(data_dir, runs_dir, device)
     cfg = resolve_run_config(VAERunConfig, flags, config)
+    check_writable(settings.runs_dir)
     progress = console.TrainProgress()
     res = train_vae(
         cfg, settings, on_event=progress,

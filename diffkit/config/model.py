@@ -31,8 +31,8 @@ class UNetConfig(Frozen):
         1, ge=1, le=8, description="pixel-unshuffle factor at the input (2: 28x28x1 -> 14x14x4)"
     )
     base_channels: int = Field(64, ge=4)
-    channel_mults: tuple[int, ...] = Field((1, 2, 4), min_length=1)
-    num_res_blocks: int = Field(2, ge=1)
+    channel_mults: tuple[int, ...] = Field((1, 2, 4), min_length=1, max_length=8)
+    num_res_blocks: int = Field(2, ge=1, le=64)
     attention_levels: tuple[int, ...] = (1,)
     mid_attention: bool = True
     head_channels: int = Field(32, ge=4, description="channels per attention head")
@@ -128,7 +128,7 @@ class MLPConfig(Frozen):
     kind: Literal["mlp"] = "mlp"
     dim: int = Field(64, ge=1, description="input and output width (the latent dimension)")
     hidden: int = Field(512, ge=8)
-    depth: int = Field(4, ge=1)
+    depth: int = Field(4, ge=1, le=256)
     emb_dim: int = Field(128, ge=8, description="time (+ class) embedding width; even")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     num_classes: int | None = Field(None, ge=2, description="None = unconditional")

@@ -15,9 +15,9 @@ from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData
 from diffkit.eval.features import CLASSIFIER_FILE, save_classifier
 from diffkit.methods.common import finish_run, load_splits
-from diffkit.nn.build import build_model
+from diffkit.nn.build import build_model, check_trainable
 from diffkit.objectives.classify import ClassifierObjective
-from diffkit.runs.layout import RunDir, write_json
+from diffkit.runs.layout import RunDir, RunLock, write_json
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.hardware import resolve_device, resolve_precision
 
@@ -54,34 +54,38 @@ def train_classifier(
     on_run_dir: Callable[[RunDir], None] = lambda r: None,
 ) -> ClassifierResult:
     """Train, measure test accuracy, and write ``classifier.safetensors`` into the run folder
-    (only when training finished: an interrupted run never leaves a half-trained extractor)."""
+    (only when training finished: an interrupted run never leaves a half-trained extractor).
+    A network too large for memory is refused (ResourceError) before anything is written;
+    the run folder is locked (:class:`RunLock`) while training writes it."""
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
-    train_data, test_data = load_splits(cfg.data, settings)
+    check_trainable(cfg.model, device)
+    train_data, test_data = load_splits(cfg.data, settings, on_event)
     if train_data.labels is None:
         raise DataError(f"{cfg.data.dataset} has no labels; the classifier needs them")
     batches = TensorBatches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model)
     run = RunDir.create(settings.runs_dir, cfg.method, cfg.name)
-    run_config = cfg.model_dump(mode="json")
-    write_json(run.config, run_config)
-    on_run_dir(run)
-    t0 = time.time()
-    result = train(
-        model, ClassifierObjective(cfg.max_shift), batches, cfg.train, device=device,
-        autocast_dtype=autocast_dtype, run=run, run_config=run_config, on_event=on_event,
-    )  # fmt: skip
-    acc = digest = None
-    if result.reason in ("finished", "max_steps"):
-        net = model.to(memory_format=torch.contiguous_format)
-        acc = accuracy(net, test_data, device)
-        digest = save_classifier(run.path / CLASSIFIER_FILE, net, run_config, acc)
-    finish_run(
-        run, result, device=device, autocast_dtype=autocast_dtype, model=model,
-        test_accuracy=acc, sha256=digest, wall_seconds=time.time() - t0,
-        train_images=len(train_data), test_images=len(test_data),
-    )  # fmt: skip
-    return ClassifierResult(run, result, acc, digest)
+    with RunLock(run.path):
+        run_config = cfg.model_dump(mode="json")
+        write_json(run.config, run_config)
+        on_run_dir(run)
+        t0 = time.time()
+        result = train(
+            model, ClassifierObjective(cfg.max_shift), batches, cfg.train, device=device,
+            autocast_dtype=autocast_dtype, run=run, run_config=run_config, on_event=on_event,
+        )  # fmt: skip
+        acc = digest = None
+        if result.reason in ("finished", "max_steps"):
+            net = model.to(memory_format=torch.contiguous_format)
+            acc = accuracy(net, test_data, device)
+            digest = save_classifier(run.path / CLASSIFIER_FILE, net, run_config, acc)
+        finish_run(
+            run, result, device=device, autocast_dtype=autocast_dtype, model=model,
+            test_accuracy=acc, sha256=digest, wall_seconds=time.time() - t0,
+            train_images=len(train_data), test_images=len(test_data),
+        )  # fmt: skip
+        return ClassifierResult(run, result, acc, digest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,15 +15,28 @@ from diffkit.nn.build import count_parameters
 from diffkit.runs.layout import RunDir, write_json
 from diffkit.runs.metrics import read_metrics
 from diffkit.runs.plots import plot_loss
-from diffkit.training import TrainResult
+from diffkit.training import TrainEvent, TrainResult
 from diffkit.training.hardware import precision_name
 
 
-def load_splits(data: DataConfig, settings: Settings) -> tuple[ImageData, ImageData]:
+def load_splits(
+    data: DataConfig,
+    settings: Settings,
+    on_event: Callable[[TrainEvent], None] = lambda e: None,
+) -> tuple[ImageData, ImageData]:
     """(train split as configured, the whole test split): ``data.limit`` cuts training only."""
     train = load_dataset(data, settings.data_dir, "train", download=settings.download)
+    report_skipped(train, data.dataset, on_event)
     test_cfg = data.model_copy(update={"limit": None})
     return train, load_dataset(test_cfg, settings.data_dir, "test", download=settings.download)
+
+
+def report_skipped(data: ImageData, dataset: str, on_event: Callable[[TrainEvent], None]) -> None:
+    """A ``data`` event when a folder dataset left out unreadable or oversized files (the
+    library never prints; the CLI says how many)."""
+    if data.skipped:
+        on_event(TrainEvent("data", 0, 0, {"dataset": dataset, "skipped": data.skipped,
+                                           "images": len(data)}))  # fmt: skip
 
 
 def finish_run(

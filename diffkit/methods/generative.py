@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,25 +20,26 @@ from diffkit.config.run import DDPMRunConfig, FlowRunConfig, GenerativeRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, load_dataset
-from diffkit.methods.common import finish_run
+from diffkit.methods.common import finish_run, report_skipped
 from diffkit.methods.ddpm import schedule_of
 from diffkit.methods.latent import codec_tensors, encode_dataset
-from diffkit.methods.pipeline import cycle_labels, load_weights, pipeline_for
-from diffkit.nn.build import build_model
+from diffkit.methods.pipeline import check_weights, cycle_labels, load_weights, pipeline_for
+from diffkit.nn.build import build_model, check_trainable, meta_model
 from diffkit.objectives.ddpm import DDPMObjective
 from diffkit.objectives.flow import FlowObjective
 from diffkit.runs.checkpoint import (
-    Checkpoint,
     CheckpointError,
     load_checkpoint,
+    read_checkpoint_header,
     resolve_checkpoint,
 )
-from diffkit.runs.layout import RunDir, write_json
+from diffkit.runs.layout import RunDir, RunLock, clean_temporaries, write_json
 from diffkit.runs.metrics import truncate_after
 from diffkit.runs.plots import save_grid
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.distributed import DistInfo, broadcast_object
 from diffkit.training.hardware import resolve_device, resolve_precision
+from diffkit.training.resume import load_resume
 
 if TYPE_CHECKING:
     from diffkit.methods.vae import LatentCodec
@@ -78,19 +80,70 @@ def _load_once_per_host(cfg: GenerativeRunConfig, settings: Settings, dist: Dist
     return data
 
 
-def _checked_resume(resume: RunDir, model: nn.Module, dist: DistInfo) -> Checkpoint:
-    """The run's last checkpoint, verified to fit this model and process count."""
-    ckpt = load_checkpoint(resume.last_checkpoint)
-    if "position" not in ckpt.train_state:
-        raise CheckpointError(f"{resume.last_checkpoint} holds no training state to resume")
-    world = ckpt.train_state.get("world_size", 1)
-    if world != dist.world:
-        raise CheckpointError(
-            f"{resume.path} was trained with {world} process(es); resume it with the same "
-            f"number (got {dist.world})"
-        )
-    load_weights(model, ckpt.section("model"), resume.last_checkpoint)
-    return ckpt
+def _training_data(
+    cfg: GenerativeRunConfig,
+    settings: Settings,
+    dist: DistInfo,
+    codec: LatentCodec | None,
+    pairs: ImageData | None,
+    on_event: Callable[[TrainEvent], None],
+) -> ImageData:
+    """The reflow's pairs, else the dataset (as latents for a latent model)."""
+    if pairs is not None:
+        return pairs
+    data = _load_once_per_host(cfg, settings, dist)
+    if dist.is_main:
+        report_skipped(data, cfg.data.dataset, on_event)
+    return encode_dataset(codec, data) if codec is not None else data
+
+
+def _lock_for_resume(held: ExitStack, resume: RunDir) -> None:
+    """Hold the run's lock (a second ``--resume`` of it fails, touching nothing) and drop
+    the temp files a killed writer left, before anything of the run is read."""
+    if not resume.last_checkpoint.is_file():
+        raise CheckpointError(f"{resume.path} has no checkpoints/last.safetensors to resume")
+    held.enter_context(RunLock(resume.path))
+    clean_temporaries(resume.path)
+
+
+def _initial_model(cfg: GenerativeRunConfig, init_from: Path | None) -> nn.Module:
+    """The network to train: random, or with the EMA weights of the run or checkpoint
+    ``init_from``, whose header is checked against a meta model before it is read."""
+    init = None
+    if init_from is not None:
+        file = resolve_checkpoint(init_from)
+        header = read_checkpoint_header(file)
+        check_weights(meta_model(cfg.model), header.section("ema"), init_from, "ema.")
+        init = load_checkpoint(file, prefixes=("ema",)).section("ema")
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    model = build_model(cfg.model)
+    if init is not None:
+        load_weights(model, init, init_from)
+    return model
+
+
+def _open_run(
+    cfg: GenerativeRunConfig,
+    settings: Settings,
+    held: ExitStack,
+    resume: RunDir | None,
+    resume_step: int | None,
+) -> RunDir:
+    """The only place rank 0 writes before training, reached once every input is valid:
+    a fresh run folder (locked at once), or the resumed one with its metrics cut back to
+    the checkpoint (first: reading them is what can still fail), its config updated (e.g.
+    new epochs) and its stale summary removed."""
+    if resume is None:
+        run = RunDir.create(settings.runs_dir, cfg.run_kind, cfg.name)
+        held.enter_context(RunLock(run.path))
+    else:
+        run = resume
+    if resume_step is not None:
+        truncate_after(run.metrics, resume_step)
+    write_json(run.config, cfg.model_dump(mode="json"))
+    if resume_step is not None:
+        run.summary.unlink(missing_ok=True)  # stale until this session ends
+    return run
 
 
 def _evaluation(
@@ -162,6 +215,10 @@ def train_generative(
 
     With ``cfg.train.eval_every`` the EMA model is scored every N epochs with the feature
     classifier (``classifier``, else the newest for the dataset under ``settings.runs_dir``).
+
+    Every input is checked before the run folder is written: a model too large for memory
+    (ResourceError), a resume checkpoint that does not fit the model (CheckpointError). Rank
+    0 holds the run's :class:`RunLock` from before reading a resumed run until training ends.
     """
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -169,37 +226,62 @@ def train_generative(
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     if (cfg.latent is None) != (codec is None):
         raise ValueError("a latent model needs its codec, a pixel model none")
-    if pairs is not None:
-        data = pairs
-    else:
-        data = _load_once_per_host(cfg, settings, dist)
-        if codec is not None:
-            data = encode_dataset(codec, data)
-    batches = TensorBatches(
-        data, cfg.train.batch_size, seed=cfg.train.seed, device=device,
-        rank=dist.rank, world=dist.world,
-    )  # fmt: skip
-    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    model = build_model(cfg.model)
-    ckpt = _checked_resume(resume, model, dist) if resume is not None else None
-    if ckpt is None and init_from is not None:
-        init = load_checkpoint(resolve_checkpoint(init_from), prefixes=("ema",))
-        load_weights(model, init.section("ema"), init_from)
-    evaluate = _evaluation(cfg, settings, device, classifier, codec) if dist.is_main else None
-    run: RunDir | None = None
-    if dist.is_main:  # everything above validated the inputs; only now touch the disk
-        run = resume or RunDir.create(settings.runs_dir, cfg.run_kind, cfg.name)
-        write_json(run.config, cfg.model_dump(mode="json"))  # on resume: e.g. new epochs
-        if ckpt is not None:
-            truncate_after(run.metrics, ckpt.train_state["position"]["step"])
-            run.summary.unlink(missing_ok=True)  # stale until this session ends
-        on_run_dir(run)
-    run = broadcast_object(run, dist)  # type: ignore[assignment]
-    objective = objective_for(cfg, paired=pairs is not None)
+    check_trainable(cfg.model, device)
+    with ExitStack() as held:
+        if resume is not None and dist.is_main:
+            _lock_for_resume(held, resume)
+        data = _training_data(cfg, settings, dist, codec, pairs, on_event)
+        batches = TensorBatches(
+            data, cfg.train.batch_size, seed=cfg.train.seed, device=device,
+            rank=dist.rank, world=dist.world,
+        )  # fmt: skip
+        ckpt, state = None, None
+        if resume is not None:
+            ckpt, state = load_resume(resume.last_checkpoint, cfg.model, cfg.train,
+                                      world=dist.world, batches=len(batches))  # fmt: skip
+        model = _initial_model(cfg, init_from if resume is None else None)
+        evaluate = _evaluation(cfg, settings, device, classifier, codec) if dist.is_main else None
+        run: RunDir | None = None
+        if dist.is_main:  # everything above validated the inputs; only now touch the disk
+            step = state.position.step if state is not None else None
+            run = _open_run(cfg, settings, held, resume, step)
+            on_run_dir(run)
+        run = broadcast_object(run, dist)  # type: ignore[assignment]
+        t0 = time.time()
+        result = train(
+            model,
+            objective_for(cfg, paired=pairs is not None),
+            batches,
+            cfg.train,
+            device=device,
+            autocast_dtype=autocast_dtype,
+            run=run if dist.is_main else None,
+            run_config=cfg.model_dump(mode="json"),
+            dist=dist,
+            resume=ckpt,
+            preview=_preview(cfg, device, codec, run),
+            evaluate=evaluate,
+            on_event=on_event,
+            extra_tensors=codec_tensors(codec),
+        )
+        if dist.is_main and run is not None:
+            finish_run(
+                run, result, device=device, autocast_dtype=autocast_dtype, model=model,
+                wall_seconds_this_session=time.time() - t0, world_size=dist.world,
+                train_images=len(data),
+            )  # fmt: skip
+    return run, result
+
+
+def _preview(
+    cfg: GenerativeRunConfig, device: torch.device, codec: LatentCodec | None, run: RunDir | None
+) -> Callable[[nn.Module, int], None]:
+    """The preview callback: a grid of samples; for a class-conditional model one column
+    per class."""
     k = cfg.num_classes
 
     def preview(ema_net: nn.Module, epoch: int) -> None:
-        """A grid of samples; for a class-conditional model one column per class."""
+        assert run is not None  # previews run on rank 0 only, which has the folder
         n = cfg.train.preview_n
         pipe = pipeline_for(cfg, ema_net, device, codec)
         images = pipe.sample(
@@ -208,27 +290,4 @@ def train_generative(
         )  # fmt: skip
         save_grid(images, run.samples / f"epoch-{epoch:04d}.png", nrow=k)
 
-    t0 = time.time()
-    result = train(
-        model,
-        objective,
-        batches,
-        cfg.train,
-        device=device,
-        autocast_dtype=autocast_dtype,
-        run=run if dist.is_main else None,
-        run_config=cfg.model_dump(mode="json"),
-        dist=dist,
-        resume=ckpt,
-        preview=preview,
-        evaluate=evaluate,
-        on_event=on_event,
-        extra_tensors=codec_tensors(codec),
-    )
-    if dist.is_main and run is not None:
-        finish_run(
-            run, result, device=device, autocast_dtype=autocast_dtype, model=model,
-            wall_seconds_this_session=time.time() - t0, world_size=dist.world,
-            train_images=len(data),
-        )  # fmt: skip
-    return run, result
+    return preview

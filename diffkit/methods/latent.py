@@ -3,10 +3,13 @@
 The latent model's config takes shape, data and the ``latent`` section from the VAE
 (:func:`latent_fixed_layer`); the training set is encoded once (:func:`encode_dataset`);
 the VAE's weights travel in every checkpoint under ``vae.`` (:func:`codec_tensors`) and
-come back from there (:func:`codec_from_checkpoint`).
+come back from there (:func:`codec_from_checkpoint`, :func:`codec_from_file`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -14,7 +17,14 @@ from torch import Tensor
 from diffkit.config.run import LatentConfig
 from diffkit.data.registry import ImageData
 from diffkit.methods.vae import LatentCodec
-from diffkit.runs.checkpoint import CheckpointError
+from diffkit.nn.build import meta_model
+from diffkit.runs.checkpoint import (
+    CheckpointError,
+    TensorSpec,
+    check_state,
+    load_checkpoint,
+    read_checkpoint_header,
+)
 
 
 def codec_from_checkpoint(
@@ -25,6 +35,26 @@ def codec_from_checkpoint(
         raise CheckpointError("latent model checkpoint holds no vae.* weights")
     stats = {"shift": latent.shift, "scale": latent.scale, "sha256": latent.sha256}
     return LatentCodec.from_parts(latent.vae.model_dump(mode="json"), tensors, stats, device)
+
+
+def check_embedded_codec(
+    latent: LatentConfig, specs: Mapping[str, TensorSpec], source: object
+) -> None:
+    """Before loading a latent model's ``vae.*`` tensors (``specs``, from its header): they
+    must be exactly those of the VAE its config describes, which must fit in memory; the
+    config alone could claim a VAE of any size."""
+    if not specs:
+        raise CheckpointError(f"{source}: latent model checkpoint holds no vae.* weights")
+    check_state(meta_model(latent.vae.model), specs, source, "vae.",
+                "the embedded VAE's weights do not match its config")  # fmt: skip
+
+
+def codec_from_file(latent: LatentConfig, path: Path, device: torch.device) -> LatentCodec:
+    """The autoencoder embedded in the latent-model checkpoint ``path``, its header checked
+    before any tensor is read."""
+    check_embedded_codec(latent, read_checkpoint_header(path).section("vae"), path)
+    tensors = load_checkpoint(path, prefixes=("vae",)).section("vae")
+    return codec_from_checkpoint(latent, tensors, device)
 
 
 def codec_tensors(codec: LatentCodec | None) -> dict[str, Tensor]:

@@ -27,7 +27,8 @@ from diffkit.config.run import FlowRunConfig, PairsConfig
 from diffkit.data.registry import DataError, ImageData
 from diffkit.methods.flow import FlowPipeline
 from diffkit.methods.pipeline import cycle_labels
-from diffkit.runs.layout import atomic_write_bytes, write_json
+from diffkit.resources import check_memory
+from diffkit.runs.layout import RunLock, atomic_write_bytes, clean_temporaries, write_json
 from diffkit.samplers.common import make_velocity
 from diffkit.samplers.ode import euler_straightness, solve
 from diffkit.schedules.flow import flow_time_grid
@@ -129,25 +130,75 @@ def make_pairs(
 
     A shard holds ``noise`` (count, *shape), ``sample`` (count, *shape) (float32, in the
     flow's space: latents stay latents) and, for a class-conditional flow, ``labels``.
+    The folder is locked (:class:`RunLock`) throughout: a second job on it fails at once,
+    and a resume first deletes the temp files a killed job left.
     """
+    if resume and not folder.is_dir():
+        raise PairsError(f"{folder} is not a pair set (no such folder)")
+    folder.mkdir(parents=True, exist_ok=True)
+    with RunLock(folder):
+        if resume:
+            clean_temporaries(folder)
+            manifest = _resumed_manifest(cfg, folder)
+        elif (folder / MANIFEST).exists():  # starting over would overwrite its shards
+            raise PairsError(f"{folder} already holds a pair set; resume it or pick a new folder")
+        else:
+            manifest = _new_manifest(cfg, pipe, folder)
+        return _fill(cfg, pipe, folder, manifest, on_shard)
+
+
+def _new_manifest(cfg: PairsConfig, pipe: FlowPipeline, folder: Path) -> dict[str, Any]:
+    write_json(folder / "config.json", cfg.model_dump(mode="json"))
+    manifest = {
+        "complete": False, "shards": {}, "sample_shape": list(pipe.config.sample_shape),
+        "num_classes": pipe.num_classes, "source_config": pipe.config.model_dump(mode="json"),
+    }  # fmt: skip
+    write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
+def _resumed_manifest(cfg: PairsConfig, folder: Path) -> dict[str, Any]:
+    """The manifest of a pair set made with ``cfg``, keeping only the entries of shards
+    this config makes (a stray or malformed entry is dropped, its shard made again)."""
+    manifest = _manifest(folder)
+    try:
+        stored = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise PairsError(f"{folder} is not a pair set (cannot read config.json: {exc})") from None
+    if stored != cfg.model_dump(mode="json"):
+        raise PairsError(f"{folder} was made with different settings; resume it as made")
+    names = {_shard_name(k) for k in range(-(-cfg.n // cfg.shard_size))}
+    shards = manifest["shards"]
+    manifest["shards"] = {k: e for k, e in shards.items() if k in names and _well_formed(e)}
+    return manifest
+
+
+def _shard_name(k: int) -> str:
+    return f"shard-{k:05d}.safetensors"
+
+
+def _well_formed(entry: Any) -> bool:
+    """Whether a manifest entry has the fields (and types) that :func:`_make_shard` writes."""
+    if not isinstance(entry, dict):
+        return False
+    s = entry.get("straightness")
+    return (isinstance(entry.get("sha256"), str) and type(entry.get("count")) is int
+            and (s is None or isinstance(s, int | float)))  # fmt: skip
+
+
+def _fill(
+    cfg: PairsConfig,
+    pipe: FlowPipeline,
+    folder: Path,
+    manifest: dict[str, Any],
+    on_shard: Callable[[PairsProgress], None],
+) -> dict[str, Any]:
+    """Make every shard the manifest lacks, then mark the set complete."""
     shape = pipe.config.sample_shape
     shards = -(-cfg.n // cfg.shard_size)
-    if resume:
-        manifest = _manifest(folder)
-        stored = json.loads((folder / "config.json").read_text())
-        if stored != cfg.model_dump(mode="json"):
-            raise PairsError(f"{folder} was made with different settings; resume it as made")
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "config.json", cfg.model_dump(mode="json"))
-        manifest = {
-            "complete": False, "shards": {}, "sample_shape": list(shape),
-            "num_classes": pipe.num_classes, "source_config": pipe.config.model_dump(mode="json"),
-        }  # fmt: skip
-        write_json(folder / MANIFEST, manifest)
     done = 0
     for k in range(shards):
-        name = f"shard-{k:05d}.safetensors"
+        name = _shard_name(k)
         entry = manifest["shards"].get(name)
         if entry and (folder / name).is_file() and file_sha256(folder / name) == entry["sha256"]:
             done += entry["count"]
@@ -215,7 +266,8 @@ class PairSet:
 
 
 def load_pairs(folder: Path) -> PairSet:
-    """A complete pair set, every shard checked against its sha256."""
+    """A complete pair set, every shard checked against its sha256 and its shapes; refused
+    (ResourceError) before loading if it cannot fit in memory."""
     from diffkit.config.resolve import validate
 
     manifest = _manifest(folder)
@@ -227,22 +279,48 @@ def load_pairs(folder: Path) -> PairSet:
         source = validate(FlowRunConfig, manifest["source_config"])
     except (OSError, ValueError, KeyError) as exc:
         raise PairsError(f"{folder}: unreadable pair-set config ({exc})") from None
+    paths = _checked_shards(folder, manifest)
+    # the shards, then their concatenation: twice their size at the peak
+    check_memory(2 * sum(p.stat().st_size for p in paths), f"loading the pair set {folder}")
     pairs, labels = [], []
-    for name in sorted(manifest["shards"]):
-        path = folder / name
-        if not path.is_file() or file_sha256(path) != manifest["shards"][name]["sha256"]:
-            raise PairsError(f"{path} is missing or does not match its sha256 in {MANIFEST}")
-        t = load_file(path)
-        pairs.append(torch.stack([t["noise"], t["sample"]], dim=1))
-        if "labels" in t:
-            labels.append(t["labels"])
+    for path in paths:
+        pair, label = _shard_pairs(load_file(path), path, source.sample_shape)
+        pairs.append(pair)
+        if label is not None:
+            labels.append(label)
     data = torch.cat(pairs)
     if data.shape[0] != cfg.n:
         raise PairsError(f"{folder} holds {data.shape[0]} pairs, its config says {cfg.n}")
     y = torch.cat(labels) if labels else None
-    if (y is None) != (source.num_classes is None):
+    if (y is None) != (source.num_classes is None) or (y is not None and len(y) != len(data)):
         raise DataError(f"{folder}: labels do not match the source model's conditioning")
     return PairSet(folder, cfg, source, ImageData(data, y, ()), pairs_digest(manifest), manifest)
+
+
+def _checked_shards(folder: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The shard files of a manifest in order, each present and matching its sha256."""
+    paths = []
+    for name in sorted(manifest["shards"]):
+        path, entry = folder / name, manifest["shards"][name]
+        if not _well_formed(entry) or Path(name).name != name:
+            raise PairsError(f"{folder / MANIFEST} is malformed (entry {name!r})")
+        if not path.is_file() or file_sha256(path) != entry["sha256"]:
+            raise PairsError(f"{path} is missing or does not match its sha256 in {MANIFEST}")
+        paths.append(path)
+    return paths
+
+
+def _shard_pairs(
+    t: dict[str, Tensor], path: Path, shape: tuple[int, ...]
+) -> tuple[Tensor, Tensor | None]:
+    """(pairs (count, 2, *shape), labels (count,) or None) of one loaded shard."""
+    noise, sample, labels = t.get("noise"), t.get("sample"), t.get("labels")
+    if noise is None or sample is None or noise.shape != sample.shape or (
+            tuple(noise.shape[1:]) != tuple(shape)):  # fmt: skip
+        raise PairsError(f"{path} does not hold (noise, sample) pairs of shape {tuple(shape)}")
+    if labels is not None and tuple(labels.shape) != (noise.shape[0],):
+        raise PairsError(f"{path}: labels do not match its {noise.shape[0]} pairs")
+    return torch.stack([noise, sample], dim=1), labels
 
 
 def reflow_config(

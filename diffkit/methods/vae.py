@@ -25,10 +25,18 @@ from diffkit.data.loader import TensorBatches, to_unit_range
 from diffkit.data.registry import ImageData
 from diffkit.eval.features import tensor_digest
 from diffkit.methods.common import finish_run, load_splits
+from diffkit.nn.build import check_trainable, meta_model
 from diffkit.nn.vae import VAE, build_vae
 from diffkit.objectives.vae import VAEObjective, kl_divergence
-from diffkit.runs.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from diffkit.runs.layout import RunDir, write_json
+from diffkit.runs.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_state,
+    load_checkpoint,
+    read_checkpoint_header,
+    save_checkpoint,
+)
+from diffkit.runs.layout import RunDir, RunLock, write_json
 from diffkit.runs.plots import save_grid
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.hardware import resolve_device, resolve_precision
@@ -165,7 +173,9 @@ def _check_shape(x: Tensor, want: tuple[int, ...], what: str, source: str) -> No
 
 
 def load_codec(path: Path, device: torch.device | str = "cpu") -> LatentCodec:
-    """Load a VAE run folder (its ``vae.safetensors``) or the file itself."""
+    """Load a VAE run folder (its ``vae.safetensors``) or the file itself. The header is
+    checked against the VAE its config describes (built on the meta device) before a
+    tensor is read, so a config claiming a huge VAE is refused without allocating it."""
     path = Path(path)
     file = path / VAE_FILE if path.is_dir() else path
     if path.is_dir() and not file.is_file():
@@ -174,11 +184,17 @@ def load_codec(path: Path, device: torch.device | str = "cpu") -> LatentCodec:
         )
     if not file.is_file():
         raise CheckpointError(f"no VAE run or {VAE_FILE} at {path}")
-    ckpt = load_checkpoint(file, prefixes=("model",))
-    method = ckpt.config.get("method") if isinstance(ckpt.config, dict) else None
-    latent = ckpt.train_state.get("latent") if isinstance(ckpt.train_state, dict) else None
-    if method != "vae" or not isinstance(latent, dict):
+    header = read_checkpoint_header(file)
+    latent = header.train_state.get("latent")
+    if header.config.get("method") != "vae" or not isinstance(latent, dict):
         raise CheckpointError(f"{file} is not a trained VAE ({VAE_FILE} of `diffkit train vae`)")
+    try:
+        cfg = validate(VAERunConfig, header.config)
+    except ValueError as exc:
+        raise CheckpointError(f"{file}: VAE config: {exc}") from None
+    check_state(meta_model(cfg.model), header.section("model"), file, "model.",
+                "weights do not match the VAE config")  # fmt: skip
+    ckpt = load_checkpoint(file, prefixes=("model",))
     return LatentCodec.from_parts(
         ckpt.config, ckpt.section("model"), latent, device, source=str(file)
     )
@@ -224,6 +240,32 @@ def save_recon_grid(net: torch.nn.Module, images: Tensor, path: Path) -> None:
     save_grid(torch.cat([x, recon]).cpu(), path, nrow=min(8, images.shape[0]))
 
 
+def _write_codec(
+    run: RunDir,
+    cfg: VAERunConfig,
+    train_data: ImageData,
+    test_data: ImageData,
+    shown: Tensor,
+    device: torch.device,
+) -> tuple[float, float, float, float, str]:
+    """Measure the trained EMA weights and write ``vae.safetensors`` and ``recon.png``;
+    (reconstruction MSE, KL, shift, scale, sha256)."""
+    net = build_vae(cfg.model)
+    net.load_state_dict(load_checkpoint(run.last_checkpoint, ("ema",)).section("ema"))
+    net = net.to(device).eval()
+    mse, kl = evaluate_vae(net, test_data, device)
+    shift, scale = latent_stats(net, train_data, device)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    digest = tensor_digest(tensors)
+    latent = {"shift": shift, "scale": scale, "sha256": digest}
+    state = {"latent": latent, "recon_mse": mse, "kl": kl}
+    model_tensors = {f"model.{k}": v for k, v in tensors.items()}
+    config = cfg.model_dump(mode="json")
+    save_checkpoint(run.path / VAE_FILE, Checkpoint(config, model_tensors, state))
+    save_recon_grid(net, shown, run.path / "recon.png")
+    return mse, kl, shift, scale, digest
+
+
 def train_vae(
     cfg: VAERunConfig,
     settings: Settings,
@@ -238,53 +280,45 @@ def train_vae(
     reconstruction MSE and KL, the latent shift/scale, ``vae.safetensors`` (the EMA weights,
     equal to the trained ones with the recipe's ``ema_decay`` 0) and ``recon.png``. An
     interrupted or non-finite run writes no ``vae.safetensors``. Always: summary.json, loss.png.
+    A VAE too large for memory is refused (ResourceError) before anything is written; the
+    run folder is locked (:class:`RunLock`) while training writes it.
     """
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
-    train_data, test_data = load_splits(cfg.data, settings)
+    check_trainable(cfg.model, device)
+    train_data, test_data = load_splits(cfg.data, settings, on_event)
     batches = TensorBatches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
     n_show = min(cfg.train.preview_n, len(test_data))
     shown = test_data.images[: n_show // 8 * 8 or n_show]  # whole rows of 8 where possible
     torch.manual_seed(cfg.train.seed)
     model = build_vae(cfg.model)
     run = RunDir.create(settings.runs_dir, cfg.method, cfg.name)
-    run_config = cfg.model_dump(mode="json")
-    write_json(run.config, run_config)
-    on_run_dir(run)
+    with RunLock(run.path):
+        run_config = cfg.model_dump(mode="json")
+        write_json(run.config, run_config)
+        on_run_dir(run)
 
-    def preview(ema: torch.nn.Module, epoch: int) -> None:
-        save_recon_grid(ema, shown, run.samples / f"recon-epoch-{epoch:04d}.png")
+        def preview(ema: torch.nn.Module, epoch: int) -> None:
+            save_recon_grid(ema, shown, run.samples / f"recon-epoch-{epoch:04d}.png")
 
-    t0 = time.time()
-    result = train(
-        model, VAEObjective(cfg.kl_weight, cfg.recon_loss), batches, cfg.train, device=device,
-        autocast_dtype=autocast_dtype, run=run, run_config=run_config, preview=preview,
-        on_event=on_event,
-    )  # fmt: skip
-    mse = kl = shift = scale = digest = None
-    if result.reason in ("finished", "max_steps"):
-        net = build_vae(cfg.model)
-        net.load_state_dict(load_checkpoint(run.last_checkpoint, ("ema",)).section("ema"))
-        net = net.to(device).eval()
-        mse, kl = evaluate_vae(net, test_data, device)
-        shift, scale = latent_stats(net, train_data, device)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-        digest = tensor_digest(tensors)
-        state = {
-            "latent": {"shift": shift, "scale": scale, "sha256": digest},
-            "recon_mse": mse,
-            "kl": kl,
-        }
-        model_tensors = {f"model.{k}": v for k, v in tensors.items()}
-        save_checkpoint(run.path / VAE_FILE, Checkpoint(run_config, model_tensors, state))
-        save_recon_grid(net, shown, run.path / "recon.png")
-    finish_run(
-        run, result, device=device, autocast_dtype=autocast_dtype, model=model,
-        recon_mse=mse, kl=kl,
-        latent={"shift": shift, "scale": scale, "shape": list(cfg.model.latent_shape)},
-        sha256=digest, wall_seconds=time.time() - t0,
-        train_images=len(train_data), test_images=len(test_data),
-    )  # fmt: skip
-    return VAEResult(run, result, mse, kl, shift, scale, digest)
+        t0 = time.time()
+        result = train(
+            model, VAEObjective(cfg.kl_weight, cfg.recon_loss), batches, cfg.train, device=device,
+            autocast_dtype=autocast_dtype, run=run, run_config=run_config, preview=preview,
+            on_event=on_event,
+        )  # fmt: skip
+        mse = kl = shift = scale = digest = None
+        if result.reason in ("finished", "max_steps"):
+            mse, kl, shift, scale, digest = _write_codec(
+                run, cfg, train_data, test_data, shown, device
+            )
+        finish_run(
+            run, result, device=device, autocast_dtype=autocast_dtype, model=model,
+            recon_mse=mse, kl=kl,
+            latent={"shift": shift, "scale": scale, "shape": list(cfg.model.latent_shape)},
+            sha256=digest, wall_seconds=time.time() - t0,
+            train_images=len(train_data), test_images=len(test_data),
+        )  # fmt: skip
+        return VAEResult(run, result, mse, kl, shift, scale, digest)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -117,3 +119,117 @@ def find_runs(runs_dir: Path) -> list[RunDir]:
     if not root.is_dir():
         return []
     return [RunDir(p.parent) for p in sorted(root.glob("*/*/config.json"))]
+
+
+class OutputError(OSError):
+    """An output that cannot be written (read-only, under a file, disk full); one line."""
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is writing the same run folder."""
+
+
+def describe_os_error(exc: OSError, action: str = "write") -> str:
+    """``cannot write PATH: Permission denied``: an OSError as one line naming the path."""
+    where = exc.filename or "the output"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"cannot {action} {where}: {reason}"
+
+
+def check_writable(folder: Path) -> None:
+    """Fail now, with one line, if files cannot be created in ``folder``. Nothing is left
+    behind: a missing folder is probed at its nearest existing parent, where it would be
+    made.
+
+    Creating and deleting a probe file is the only honest test: permission bits do not
+    show a read-only mount, and ``os.access`` is wrong for root.
+    """
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise OutputError(errno.ENOTDIR, f"cannot write to {folder}: {existing} is a file, "
+                          "not a folder", str(folder))  # fmt: skip
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".diffkit-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(exc.errno, f"cannot write to {folder}: {reason}", str(folder)) from None
+
+
+def clean_temporaries(folder: Path) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files that :func:`atomic_write_bytes` leaves behind when
+    a process is killed mid-write (SIGKILL, power loss); returns what was removed. Only
+    call with the folder's lock held, or a live writer's temp file could go."""
+    removed = []
+    for sub in (Path(folder), Path(folder) / "checkpoints"):
+        if not sub.is_dir():
+            continue
+        for tmp in sub.glob(".*.tmp"):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+class RunLock:
+    """An advisory lock on a folder: ``.lock`` holds the writer's pid under ``flock``.
+
+    The kernel drops a ``flock`` when its process dies, however it dies, so a lock file
+    left by a killed run is simply taken over; a live holder makes :meth:`acquire` raise
+    :class:`RunLockedError` naming its pid. :meth:`release` deletes the file, so a folder
+    nobody writes holds no trace of the lock.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / self.NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise RunLockedError(
+                    f"{self.path.parent} is being written by another diffkit process (pid "
+                    f"{holder}); wait for it to finish or stop it first"
+                ) from None
+            # A holder that released meanwhile deleted the file we opened: lock the new one.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        import fcntl
+
+        with contextlib.suppress(OSError):  # delete while still holding it (see acquire)
+            os.unlink(self.path)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire() if self._fd is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -27,12 +28,14 @@ from diffkit.runs.checkpoint import (
     load_checkpoint,
     prune_epoch_checkpoints,
     save_checkpoint,
+    tensor_spec,
 )
-from diffkit.runs.layout import RunDir
+from diffkit.runs.layout import OutputError, RunDir
 from diffkit.runs.metrics import MetricsWriter
 from diffkit.training.distributed import DistInfo, all_reduce_mean, any_rank
 from diffkit.training.ema import EMA
 from diffkit.training.optim import lr_at, make_optimizer, set_lr
+from diffkit.training.resume import check_resume
 
 Objective = Callable[[nn.Module, Tensor, Tensor | None, torch.Generator], Tensor]
 StopReason = Literal["finished", "max_steps", "interrupted", "non_finite"]
@@ -56,6 +59,9 @@ class TrainResult:
     last_loss: float | None
     elapsed: float
     images_per_sec: float
+    checkpoint: Path | None = None
+    """The run's last checkpoint on disk (written now or resumed from); None if there is
+    none, e.g. a loss went non-finite before the first one, or not the main process."""
 
 
 @dataclass
@@ -158,6 +164,30 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, Tensor]:
     return out
 
 
+def _restore(
+    resume: Checkpoint,
+    model: nn.Module,
+    ema: EMA,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    cfg: TrainConfig,
+    *,
+    world: int,
+    batches: int,
+) -> _Position:
+    """Apply a resume checkpoint. It is checked again here, against the real model (shapes
+    only, so cheap), for callers that did not validate it first."""
+    specs = {k: tensor_spec(v) for k, v in resume.tensors.items()}
+    state = check_resume(specs, resume.train_state, model, cfg, world=world, batches=batches,
+                         source="the resume checkpoint")  # fmt: skip
+    model.load_state_dict(resume.section("model"))
+    ema.shadow.load_state_dict(resume.section("ema"))
+    _load_optimizer(optimizer, resume)
+    if state.scaler is not None:
+        scaler.load_state_dict(state.scaler_dict())
+    return _Position(**state.position.model_dump())
+
+
 def _load_optimizer(opt: torch.optim.Optimizer, ckpt: Checkpoint) -> None:
     state: dict[int, dict[str, Tensor]] = {}
     for key, value in ckpt.section("optim").items():
@@ -200,24 +230,23 @@ def train(
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     pos = _Position()
     if resume is not None:
-        model.load_state_dict(resume.section("model"))
-        ema.shadow.load_state_dict(resume.section("ema"))
-        _load_optimizer(optimizer, resume)
-        pos = _Position(**resume.train_state["position"])
+        pos = _restore(resume, model, ema, optimizer, scaler, cfg, world=dist.world,
+                       batches=len(batches))  # fmt: skip
     net = DistributedDataParallel(model) if dist.enabled else model
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
-    if resume is not None and resume.train_state.get("scaler"):
-        scaler.load_state_dict(resume.train_state["scaler"])
     generator = torch.Generator(device)
     # The LR schedule spans all epochs; max_steps only stops early, so a run stopped by it
     # and resumed follows exactly the schedule of an uninterrupted run.
     schedule_steps = cfg.epochs * len(batches)
     total = min(schedule_steps, cfg.max_steps or schedule_steps)
     metrics = MetricsWriter(run.metrics) if run is not None and dist.is_main else None
+    on_disk = run.last_checkpoint if run is not None and dist.is_main else None
+    saved = on_disk if on_disk is not None and on_disk.is_file() else None
 
     def checkpoint(epoch_file: bool) -> None:
+        nonlocal saved
         if run is None or not dist.is_main:
             return
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -225,10 +254,17 @@ def train(
         tensors |= _optimizer_tensors(optimizer) | extra
         state = {"position": pos.__dict__, "world_size": dist.world, "scaler": scaler.state_dict()}
         ckpt = Checkpoint(run_config, tensors, state)
-        save_checkpoint(run.last_checkpoint, ckpt)
-        if epoch_file and cfg.keep_last_n > 0:
-            save_checkpoint(run.epoch_checkpoint(pos.epoch), ckpt)
-            prune_epoch_checkpoints(run, cfg.keep_last_n)
+        try:
+            save_checkpoint(run.last_checkpoint, ckpt)
+            saved = run.last_checkpoint
+            if epoch_file and cfg.keep_last_n > 0:
+                save_checkpoint(run.epoch_checkpoint(pos.epoch), ckpt)
+                prune_epoch_checkpoints(run, cfg.keep_last_n)
+        except OSError as exc:  # e.g. a full disk: the atomic write kept the old file
+            kept = f"{saved} is intact" if saved is not None else "no checkpoint was written"
+            raise OutputError(exc.errno, f"cannot write a checkpoint at step {pos.step} in "
+                              f"{run.checkpoints} ({exc.strerror or exc}); {kept}",
+                              str(run.checkpoints)) from None  # fmt: skip
         on_event(TrainEvent("checkpoint", pos.step, pos.epoch, {"path": str(run.last_checkpoint)}))
 
     extra = extra_tensors or {}
@@ -330,6 +366,5 @@ def train(
     if metrics is not None:
         metrics.close()
     on_event(TrainEvent("stop", pos.step, pos.epoch, {"reason": reason}))
-    return TrainResult(
-        reason, pos.step, pos.epoch, last_loss, pos.elapsed, pos.images / max(pos.elapsed, 1e-9)
-    )
+    ips = pos.images / max(pos.elapsed, 1e-9)
+    return TrainResult(reason, pos.step, pos.epoch, last_loss, pos.elapsed, ips, saved)

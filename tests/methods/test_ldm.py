@@ -147,3 +147,22 @@ def test_legacy_unet_checkpoints_load(tmp_path: Path):
 def test_sampling_a_vae_run_says_what_it_is(vae: Path):
     result = invoke("sample", vae, "-n", "2")
     assert result.exit_code == 2 and "is a vae run, not a generative model" in result.output
+
+
+def test_embedded_vae_is_checked_before_it_is_built(ldm: Path, tmp_path: Path):
+    from diffkit.config.resolve import validate
+    from diffkit.config.run import DDPMRunConfig
+    from diffkit.methods.latent import codec_from_file
+    from diffkit.runs.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(ldm / "checkpoints" / "last.safetensors")
+    key = next(k for k in ckpt.tensors if k.startswith("vae."))
+    ckpt.tensors["vae.renamed"] = ckpt.tensors.pop(key)
+    bad = tmp_path / "bad.safetensors"
+    save_checkpoint(bad, ckpt)
+    with pytest.raises(CheckpointError, match=f"embedded VAE.*{key} is missing"):
+        load_pipeline(bad)
+    latent = validate(DDPMRunConfig, ckpt.config).latent
+    with pytest.raises(CheckpointError, match="embedded VAE"):
+        codec_from_file(latent, bad, torch.device("cpu"))
+    assert codec_from_file(latent, ldm / "checkpoints" / "last.safetensors", torch.device("cpu"))

@@ -145,3 +145,26 @@ def test_resume_refuses_other_settings_and_tampered_shards(tiny_flow, tmp_path: 
     (folder / "shard-00001.safetensors").write_bytes(bytes(data))
     with pytest.raises(PairsError, match="sha256"):
         load_pairs(folder)
+
+
+def test_malformed_manifests_are_one_line_errors_or_remade(tiny_flow, tmp_path: Path):
+    folder = tmp_path / "p"
+    make_pairs(pairs_cfg(), tiny_flow, folder)
+    whole = shard_bytes(folder)
+    manifest = json.loads((folder / "pairs.json").read_text())
+    manifest["shards"]["shard-00001.safetensors"]["sha256"] = 5
+    manifest["shards"]["../elsewhere"] = {"sha256": "0" * 64, "count": 1}
+    (folder / "pairs.json").write_text(json.dumps(manifest))
+    with pytest.raises(PairsError, match="malformed"):
+        load_pairs(folder)
+    skipped = []
+    make_pairs(pairs_cfg(), tiny_flow, folder, resume=True,
+               on_shard=lambda p: skipped.append(p.skipped))  # fmt: skip
+    assert skipped == [True, False, True] and shard_bytes(folder) == whole
+    assert "../elsewhere" not in json.loads((folder / "pairs.json").read_text())["shards"]
+    assert load_pairs(folder).data.images.shape[0] == 10
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(PairsError, match=r"cannot read config\.json"):
+        make_pairs(pairs_cfg(), tiny_flow, folder, resume=True)
+    with pytest.raises(PairsError, match="no such folder"):
+        make_pairs(pairs_cfg(), tiny_flow, tmp_path / "missing", resume=True)

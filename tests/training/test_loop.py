@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from diffkit.config import PRESETS, DDPMRunConfig, Settings, TrainConfig, UNetConfig
@@ -9,7 +10,7 @@ from diffkit.config.resolve import resolve_run_config
 from diffkit.data import ImageData, TensorBatches
 from diffkit.methods.generative import train_generative
 from diffkit.nn import build_model
-from diffkit.runs import RunDir, load_checkpoint, read_metrics
+from diffkit.runs import Checkpoint, CheckpointError, RunDir, load_checkpoint, read_metrics
 from diffkit.training import train
 
 
@@ -71,7 +72,44 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
         run_config={"method": "ddpm"},
     )
     assert result.reason == "non_finite" and result.step == 7
+    assert result.checkpoint == run.last_checkpoint
     ckpt = load_checkpoint(run.last_checkpoint)
     assert ckpt.train_state["position"]["step"] == 4  # end of epoch 1, before the NaN
     assert all(torch.isfinite(t).all() for t in ckpt.tensors.values())
     assert not run.epoch_checkpoint(2).exists()
+
+
+def test_result_says_whether_a_checkpoint_exists(tmp_path: Path):
+    """A loss that is non-finite from the first step leaves no checkpoint to speak of."""
+    cfg = TrainConfig(epochs=2, batch_size=8, log_every=1, sample_every=0, warmup_steps=0)
+    model = build_model(UNetConfig(**PRESETS["tiny"]["model"]))
+    data = ImageData(torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8), None)
+    batches = TensorBatches(data, 8, seed=0, device=torch.device("cpu"))
+
+    def objective(net, x, y, g):
+        return net(x, torch.zeros(x.shape[0], dtype=torch.long)).mean() * float("nan")
+
+    run = RunDir.create(tmp_path, "ddpm", "nan")
+    result = train(model, objective, batches, cfg, device=torch.device("cpu"),
+                   autocast_dtype=None, run=run, run_config={})  # fmt: skip
+    assert result.reason == "non_finite" and result.checkpoint is None
+    assert not run.last_checkpoint.exists()
+
+
+def test_train_checks_a_resume_checkpoint_before_writing(tmp_path: Path):
+    """Direct callers of train() get the same one-line CheckpointError, before metrics."""
+    cfg = TrainConfig(epochs=1, batch_size=8, sample_every=0)
+    model = build_model(UNetConfig(**PRESETS["tiny"]["model"]))
+    data = ImageData(torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8), None)
+    batches = TensorBatches(data, 8, seed=0, device=torch.device("cpu"))
+    position = {"step": 1, "epoch": 0, "batch": 1, "elapsed": 0.5, "images": 8}
+    tensors = {
+        f"{p}.{k}": v.clone() for k, v in model.state_dict().items() for p in ("model", "ema")
+    }
+    tensors.pop(next(iter(tensors)))
+    run = RunDir.create(tmp_path, "ddpm", "bad")
+    with pytest.raises(CheckpointError, match="is missing"):
+        train(model, lambda *a: torch.zeros(()), batches, cfg, device=torch.device("cpu"),
+              autocast_dtype=None, run=run, run_config={},
+              resume=Checkpoint({}, tensors, {"position": position}))  # fmt: skip
+    assert not run.metrics.exists()

@@ -1,0 +1,65 @@
+"""Memory and disk estimates made before allocating, so an impossible request is refused
+with its size instead of crashing the machine half-way."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+class ResourceError(RuntimeError):
+    """A request that cannot fit in this machine's memory or disk; one line."""
+
+
+def available_memory() -> int:
+    """Bytes of RAM a new allocation can get (``MemAvailable``; all RAM where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def free_disk(path: Path) -> int:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return 1 << 62
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1024 or unit == "PB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_memory(need: float, what: str, available: int | None = None) -> None:
+    """Refuse ``need`` bytes of RAM for ``what`` if this machine does not have them."""
+    have = available_memory() if available is None else available
+    if need > have:
+        raise ResourceError(
+            f"{what} needs about {human_bytes(need)} of memory; {human_bytes(have)} is available"
+        )
+
+
+def check_disk(need: float, folder: Path, what: str) -> None:
+    """Refuse to write ``need`` bytes under ``folder`` if its disk has less free."""
+    have = free_disk(folder)
+    if need > have:
+        raise ResourceError(
+            f"{what} needs about {human_bytes(need)} of disk; {human_bytes(have)} is free "
+            f"at {folder}"
+        )
