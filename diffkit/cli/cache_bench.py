@@ -19,6 +19,7 @@ from diffkit.cli.options import (
     DataDir,
     Device,
     FeatureNet,
+    Guidance,
     NoEma,
     RunsDir,
     Seed,
@@ -75,9 +76,7 @@ def cache_bench(
     fid: Annotated[
         bool, typer.Option(help="Score FID/KID (--no-fid: timing and MSE only).")
     ] = True,
-    guidance: Annotated[
-        float, typer.Option(help="CFG scale for class-conditional models (all classes cycled).")
-    ] = 1.0,
+    guidance: Guidance = 1.0,
     seed: Seed = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 500,
     features: FeatureNet = "classifier",
@@ -108,8 +107,6 @@ def cache_bench(
     seed = 0 if seed is None else seed
     if n < (MIN_SAMPLES if fid else 1) or batch_size < 1:
         raise UsageError(f"-n must be at least {MIN_SAMPLES if fid else 1} and --batch-size >= 1")
-    if guidance < 0:
-        raise UsageError("--guidance must be >= 0")
     if not source.exists():
         raise UsageError(f"no run or checkpoint at {source}")
     settings = machine_settings(data_dir, runs_dir, device)

@@ -12,12 +12,17 @@ import typer
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
+    Atol,
     CacheBranch,
     CacheCenter,
     CacheMode,
     CacheSchedule,
     Device,
+    Eta,
+    Guidance,
     NoEma,
+    Overwrite,
+    Rtol,
     Seed,
     cache_config,
     machine_settings,
@@ -106,9 +111,9 @@ def sample(
             show_default=False,
         ),
     ] = None,
-    rtol: Annotated[float, typer.Option(help="dopri5 relative tolerance.")] = 1e-3,
-    atol: Annotated[float, typer.Option(help="dopri5 absolute tolerance.")] = 1e-3,
-    eta: Annotated[float, typer.Option(help="DDIM noise scale (0 = deterministic).")] = 0.0,
+    rtol: Rtol = 1e-3,
+    atol: Atol = 1e-3,
+    eta: Eta = 0.0,
     spacing: Annotated[
         Literal["leading", "trailing", "linspace"],
         typer.Option(help="Timestep spacing for fewer steps than T."),
@@ -134,10 +139,7 @@ def sample(
             show_default=False,
         ),
     ] = None,
-    guidance: Annotated[
-        float,
-        typer.Option(help="Classifier-free guidance scale w (1 = conditional, 0 = unconditional)."),
-    ] = 1.0,
+    guidance: Guidance = 1.0,
     grid_per_class: Annotated[
         bool,
         typer.Option(
@@ -145,7 +147,7 @@ def sample(
         ),
     ] = False,
     seed: Seed = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 256,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -153,6 +155,7 @@ def sample(
             show_default=False,
         ),
     ] = None,
+    overwrite: Overwrite = False,
     cache_interval: Annotated[
         int,
         typer.Option(help="DeepCache: run the whole UNet every N network calls (1 = off).", min=1),
@@ -164,19 +167,17 @@ def sample(
     device: Device = None,
     no_ema: NoEma = False,
 ) -> None:
-    """Sample images: writes grid.png, samples.safetensors and sample.json."""
+    """Sample images: writes grid.png (up to 256), samples-NNNNN.safetensors shards and
+    sample.json; the folder appears when it is complete."""
     import torch
-    from safetensors.torch import save
 
     from diffkit.methods.pipeline import load_pipeline
-    from diffkit.runs.layout import atomic_write_bytes, write_json
-    from diffkit.runs.plots import save_grid
+    from diffkit.runs.layout import check_writable
+    from diffkit.runs.samples import SampleWriter
     from diffkit.training.hardware import resolve_device
 
-    if (n is not None and n < 1) or batch_size < 1:
-        raise UsageError("-n and --batch-size must be at least 1")
-    if eta < 0:
-        raise UsageError("--eta must be >= 0")
+    if n is not None and n < 1:
+        raise UsageError("-n must be at least 1")
     settings = machine_settings(None, None, device)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -185,15 +186,11 @@ def sample(
     if guidance != 1.0 and not classes and not grid_per_class:
         classes = ["all"]
     labels, n, nrow = sample_labels(pipe, classes or [], grid_per_class, n)
-    if labels is not None and guidance < 0:
-        raise UsageError("--guidance must be >= 0")
     sampler = sampler or pipe.DEFAULT_SAMPLER
     try:
         steps = pipe.check(sampler, steps)
     except ValueError as exc:
         raise UsageError(f"--sampler/--steps: {exc}") from None
-    if sampler == "dopri5" and (rtol <= 0 or atol <= 0):
-        raise UsageError("--rtol and --atol must be > 0")
     cache = None
     if cache_interval > 1:
         cache = cache_config(cache_interval, cache_branch, cache_schedule, cache_center,
@@ -208,40 +205,26 @@ def sample(
     tag += f"-w{guidance:g}" if labels is not None else ""
     tag += f"-cache{cache_interval}" if cache is not None else ""
     out = out or default_out(source, f"{tag}-seed{seed}")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+    _check_out(out, overwrite)
+    _check_room(pipe, n, batch_size, out)
+    check_writable(out.parent)
 
-    start = time.perf_counter()
     stats: dict = {}
-    images = pipe.sample(
-        n,
-        sampler=sampler,
-        steps=steps,
-        eta=eta,
-        spacing=spacing,
-        variance=variance,
-        rtol=rtol,
-        atol=atol,
-        seed=seed,
-        batch_size=batch_size,
-        labels=labels,
-        guidance=guidance,
-        stats=stats,
-        cache=cache,
-    )
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - start
-
-    out.mkdir(parents=True, exist_ok=True)
-    save_grid(images, out / "grid.png", nrow=nrow)
-    tensors = {"samples": images.contiguous()}
-    if labels is not None:
-        tensors["labels"] = labels.contiguous()
-    atomic_write_bytes(out / "samples.safetensors", save(tensors))
-    write_json(
-        out / "sample.json",
-        {
+    writer = SampleWriter(out, overwrite=overwrite)
+    try:
+        total = None if sampler == "dopri5" else steps * -(-n // batch_size)  # ticks per step
+        with console.steps(f"{tag}, {n} images", total) as advance:
+            start = time.perf_counter()
+            for images, y in pipe.sample_batches(
+                n, sampler=sampler, steps=steps, eta=eta, spacing=spacing, variance=variance,
+                rtol=rtol, atol=atol, seed=seed, batch_size=batch_size, labels=labels,
+                guidance=guidance, stats=stats, cache=cache, on_step=advance,
+            ):  # fmt: skip
+                writer.add(images, y)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - start
+        meta = {
             "source": str(source),
             "data": pipe.config.data.model_dump(mode="json"),  # what the images imitate
             "sampler": sampler,
@@ -263,8 +246,11 @@ def sample(
             "batch_size": batch_size,
             "wall_seconds": wall,
             "ms_per_image": 1000 * wall / n,
-        },
-    )
+        }
+        writer.publish(meta, nrow=nrow)
+    except BaseException:
+        writer.discard()  # nothing half-written is left; an older --out folder is intact
+        raise
     what = f"{stats['nfe']:g} evaluations" if sampler == "dopri5" else f"{steps} steps"
     if cache is not None:
         what += f", DeepCache {stats['full_nfe']:g} full"
@@ -272,3 +258,34 @@ def sample(
         f"{n} images, {sampler} {what}: {wall:.2f} s ({1000 * wall / n:.1f} ms/image) on {dev}"
     )
     console.out.print(str(out))
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """An existing --out is replaced only when asked to, and only if it is a samples
+    folder (never a run folder or some other file)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if not overwrite:
+        raise UsageError(f"--out {out} already exists; pass --overwrite to replace it, or "
+                         "leave --out unset for a fresh folder")  # fmt: skip
+    if any(out.iterdir()) and not (out / "sample.json").is_file():
+        raise UsageError(f"--out {out} is not a samples folder (no sample.json); "
+                         "--overwrite replaces only samples folders")  # fmt: skip
+
+
+def _check_room(pipe, n: int, batch_size: int, out: Path) -> None:
+    """Refuse a request whose output cannot fit on disk, or one batch of it in memory."""
+    import math
+
+    from diffkit.data.registry import image_shape
+    from diffkit.resources import check_disk, check_memory
+
+    channels, size = image_shape(pipe.config.data)
+    per_image = 4 * channels * size * size  # float32 on disk and in memory
+    per_latent = 4 * math.prod(pipe.config.sample_shape)
+    check_disk(n * per_image, out.parent, f"-n {n} ({per_image} bytes per image)")
+    # One batch: noise, the sampler's few working copies and the decoded images.
+    check_memory(min(n, batch_size) * (8 * per_latent + 2 * per_image),
+                 f"--batch-size {batch_size}")  # fmt: skip

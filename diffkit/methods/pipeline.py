@@ -8,7 +8,7 @@ from its checkpoint alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +20,20 @@ from torch import Tensor, nn
 from diffkit.accel.deepcache import CacheConfig, DeepCache
 from diffkit.config.resolve import validate
 from diffkit.config.run import DDPMRunConfig, FlowRunConfig, GenerativeRunConfig, SamplerName
-from diffkit.methods.latent import codec_from_checkpoint
-from diffkit.nn.build import build_model
-from diffkit.runs.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from diffkit.methods.latent import check_embedded_codec, codec_from_checkpoint
+from diffkit.nn.build import build_model, meta_model
+from diffkit.runs.checkpoint import (
+    MISMATCH,
+    CheckpointError,
+    TensorSpec,
+    check_specs,
+    check_state,
+    load_checkpoint,
+    module_specs,
+    read_checkpoint_header,
+    resolve_checkpoint,
+    tensor_spec,
+)
 from diffkit.samplers.guidance import guided
 
 if TYPE_CHECKING:
@@ -71,7 +82,7 @@ class Pipeline:
         if sampler not in self.SAMPLERS:
             raise ValueError(f"this {self.config.run_kind} model samples with "
                              f"{', '.join(self.SAMPLERS)}, not {sampler}")  # fmt: skip
-        steps = steps or self.default_steps(sampler)
+        steps = self.default_steps(sampler) if steps is None else steps  # 0 is not "default"
         if not 1 <= steps <= self.max_steps():
             raise ValueError(f"steps must be between 1 and {self.max_steps()}")
         return steps
@@ -95,7 +106,13 @@ class Pipeline:
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(
+    def sample(self, n: int, **kwargs: Any) -> Tensor:
+        """Draw ``n`` images, float32 (n, C, H, W) in [-1, 1] on the CPU, all in memory;
+        :meth:`sample_batches` takes the same arguments and yields them batch by batch."""
+        return torch.cat([images for images, _ in self.sample_batches(n, **kwargs)])
+
+    @torch.no_grad()
+    def sample_batches(
         self,
         n: int,
         *,
@@ -110,46 +127,53 @@ class Pipeline:
         stats: dict[str, Any] | None = None,
         cache: CacheConfig | None = None,
         **options: Any,
-    ) -> Tensor:
-        """Draw ``n`` images, float32 (n, C, H, W) in [-1, 1] on the CPU.
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Yield ``(images, labels)`` batches of ``n`` images in all: float32 (B, C, H, W)
+        in [-1, 1] on the CPU, and the batch's labels (B,) or None. Only one batch is in
+        memory at a time, so ``n`` is bounded by disk, not RAM.
 
-        The initial noise comes from a CPU generator seeded with ``seed``, so the same seed
-        gives the same images on any device. ``labels`` (n,) picks the classes of a class-
-        conditional model (None: unconditional, the null class) and ``guidance`` is the
-        classifier-free guidance scale w (1 = plain conditional). ``options`` are the
-        fields of :class:`SampleOptions` (``eta``, ``spacing``, ``variance``, ``rtol``,
-        ``atol``, ``clip``); an unknown one is a TypeError. ``on_step()`` is called
-        after every step of every batch (every evaluation for dopri5); ``stats`` receives
-        ``nfe``, the network evaluations per batch, and ``full_nfe``, those that ran the
-        whole network. ``cache`` turns on DeepCache (:mod:`diffkit.accel.deepcache`; a
-        UNet only, ValueError otherwise), restarted for every batch.
+        The initial noise comes from a CPU generator seeded with ``seed`` and is drawn
+        image by image, so the same seed gives the same starting noise on any device and
+        at any ``batch_size`` (and so the same images with a deterministic sampler;
+        ancestral samplers draw their per-step noise batch by batch). ``labels`` (n,)
+        picks the classes of a class-conditional model (None: unconditional, the null
+        class) and ``guidance`` is the classifier-free guidance scale w (1 = plain
+        conditional). ``options`` are the fields of
+        :class:`SampleOptions` (``eta``, ``spacing``, ``variance``, ``rtol``, ``atol``,
+        ``clip``); an unknown one is a TypeError. ``on_step()`` is called after every step
+        of every batch (every evaluation for dopri5); ``stats`` receives, once all batches
+        are done, ``nfe``, the network evaluations per batch, and ``full_nfe``, those that
+        ran the whole network. ``cache`` turns on DeepCache (:mod:`diffkit.accel.deepcache`;
+        a UNet only, ValueError otherwise), restarted for every batch.
         """
         sampler = sampler or self.DEFAULT_SAMPLER
         steps = self.check(sampler, steps)
         opts = SampleOptions(**options)
         labels = self._check_labels(labels, n)
         gen_cpu = torch.Generator().manual_seed(seed)
-        noise = torch.randn(n, *self.config.sample_shape, generator=gen_cpu)
         gen = torch.Generator(self.device).manual_seed(seed + 1)
         deep_cache = self.deep_cache(cache, sampler, steps)
-        out, nfes, full = [], [], []
+        nfes, full = [], []
         with deep_cache or nullcontext():
             for start in range(0, n, batch_size):
-                y = labels[start : start + batch_size] if labels is not None else None
+                stop = min(start + batch_size, n)
+                y = labels[start:stop] if labels is not None else None
                 if deep_cache is not None:
                     deep_cache.reset()
-                x, nfe = self.generate(noise[start : start + batch_size], sampler, steps,
-                                       labels=y, guidance=guidance, opts=opts, generator=gen,
-                                       on_step=on_step)  # fmt: skip
+                shape = self.config.sample_shape
+                noise = torch.cat(  # (B, *sample_shape), one draw per image
+                    [torch.randn(1, *shape, generator=gen_cpu) for _ in range(stop - start)]
+                )
+                x, nfe = self.generate(noise, sampler, steps, labels=y, guidance=guidance,
+                                       opts=opts, generator=gen, on_step=on_step)  # fmt: skip
                 nfes.append(nfe)
                 full.append(deep_cache.full if deep_cache is not None else nfe)
-                out.append(self._finish(x))
+                yield self._finish(x), y
                 if on_batch:
-                    on_batch(min(start + batch_size, n), n)
+                    on_batch(stop, n)
         if stats is not None:
             stats["nfe"] = sum(nfes) / len(nfes)
             stats["full_nfe"] = sum(full) / len(full)
-        return torch.cat(out)
 
     def deep_cache(self, cache: CacheConfig | None, sampler: str, steps: int) -> DeepCache | None:
         """A :class:`DeepCache` on this network for ``cache`` (None: no caching)."""
@@ -229,17 +253,24 @@ CONFIGS: dict[str, type[GenerativeRunConfig]] = {
 
 def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Pipeline:
     """Rebuild a DDPM or rectified flow from a checkpoint or run folder: the file alone is
-    enough (a latent model carries its autoencoder)."""
+    enough (a latent model carries its autoencoder). The header is checked against the
+    models its config describes, built on the meta device, before a tensor is read or a
+    weight allocated: a config that claims a huge model costs nothing to refuse."""
     device = torch.device(device)
     section = "ema" if use_ema else "model"
-    ckpt = load_checkpoint(resolve_checkpoint(path), prefixes=(section, "vae"))
-    method = ckpt.config.get("method") if isinstance(ckpt.config, dict) else None
+    file = resolve_checkpoint(path)
+    header = read_checkpoint_header(file)
+    method = header.config.get("method")
     if method not in CONFIGS:
         raise CheckpointError(f"{path} is a {method} run, not a generative model (ddpm, ldm or rf)")
     try:
-        cfg = validate(CONFIGS[method], ckpt.config)
+        cfg = validate(CONFIGS[method], header.config)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint config: {exc}") from None
+    check_weights(meta_model(cfg.model), header.section(section), path, f"{section}.")
+    if cfg.latent is not None:
+        check_embedded_codec(cfg.latent, header.section("vae"), path)
+    ckpt = load_checkpoint(file, prefixes=(section, "vae"))
     net = build_model(cfg.model)
     load_weights(net, ckpt.section(section), path)
     codec = None
@@ -252,17 +283,28 @@ def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool 
 _LEGACY_KEYS = (("mid1.", "mid.res1."), ("mid_attn.", "mid.attn."), ("mid2.", "mid.res2."))
 
 
+def _current_name(key: str) -> str:
+    for old, new in _LEGACY_KEYS:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
+
+
+def check_weights(
+    net: nn.Module, specs: dict[str, TensorSpec], source: object, prefix: str = ""
+) -> None:
+    """Before loading: the tensors a header lists (old names mapped) must be exactly those
+    of ``net``, best built on the meta device, and fit in memory with it."""
+    check_state(net, {_current_name(k): v for k, v in specs.items()}, source, prefix)
+
+
 def load_weights(net: nn.Module, weights: dict[str, Tensor], source: Path) -> None:
-    """Strict ``load_state_dict``; missing, extra or mis-shaped tensors -> CheckpointError."""
-    renamed = {}
-    for key, value in weights.items():
-        for old, new in _LEGACY_KEYS:
-            if key.startswith(old):
-                key = new + key[len(old) :]
-        renamed[key] = value
+    """Strict ``load_state_dict``; missing, extra or mis-shaped tensors -> CheckpointError
+    naming the first."""
+    renamed = {_current_name(k): v for k, v in weights.items()}
+    found = {k: tensor_spec(v) for k, v in renamed.items()}
+    check_specs(module_specs(net), found, f"{source}: {MISMATCH}")
     try:
         net.load_state_dict(renamed)
     except RuntimeError:
-        raise CheckpointError(
-            f"{source}: weights do not match the model its config describes"
-        ) from None
+        raise CheckpointError(f"{source}: {MISMATCH}") from None

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
+from diffkit.runs.samples import read_samples
 from tests.cli.util import TINY, invoke, last_line
 
 
@@ -21,7 +21,7 @@ def ddpm(data_dir: Path, tmp_path_factory) -> Path:
 
 
 def samples(folder: Path) -> torch.Tensor:
-    return load_file(str(folder / "samples.safetensors"))["samples"]
+    return read_samples(folder)["samples"]
 
 
 def test_sample_with_deepcache(ddpm: Path, tmp_path: Path):

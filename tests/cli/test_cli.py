@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from diffkit.cli.app import app
+from diffkit.runs.samples import read_samples
 
 runner = CliRunner()
 TINY = ["--preset", "tiny", "--limit-data", "64", "--batch-size", "16", "--epochs", "1"]
@@ -84,7 +84,7 @@ def test_sample_writes_outputs_and_is_seeded(trained_run: Path, tmp_path: Path):
             str(tmp_path / name),
         )
         assert r.exit_code == 0, r.output
-        outs.append(load_file(str(tmp_path / name / "samples.safetensors"))["samples"])
+        outs.append(read_samples(tmp_path / name)["samples"])
     assert outs[0].shape == (6, 1, 28, 28) and outs[0].dtype == torch.float32
     assert torch.equal(outs[0], outs[1])
     assert outs[0].min() >= -1 and outs[0].max() <= 1
@@ -117,7 +117,7 @@ def test_python_api_matches_cli(trained_run: Path, tmp_path: Path):
     r = invoke("sample", str(trained_run), "--steps", "4", "-n", "3", "--seed", "11",
                "--out", str(tmp_path / "cli"))  # fmt: skip
     assert r.exit_code == 0, r.output
-    from_cli = load_file(str(tmp_path / "cli" / "samples.safetensors"))["samples"]
+    from_cli = read_samples(tmp_path / "cli")["samples"]
     x = diffkit.load(trained_run).sample(3, sampler="ddim", steps=4, seed=11)
     assert x.shape == (3, 1, 28, 28) and torch.equal(x, from_cli)
 
