@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
+    Atol,
     ClassifierPath,
     DataDir,
     Device,
+    Eta,
     FeatureNet,
+    Guidance,
     NoEma,
+    Rtol,
     RunsDir,
     Seed,
     machine_settings,
 )
 from diffkit.config.run import SamplerName
+
+if TYPE_CHECKING:
+    from diffkit.eval.features import FeatureExtractor
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -32,7 +40,11 @@ def _is_checkpoint(path: Path) -> bool:
     from diffkit.runs.checkpoint import FORMAT
 
     if path.is_dir():
-        return (path / "config.json").is_file() and not (path / "samples.safetensors").exists()
+        from diffkit.eval.evaluate import SAMPLES_FILE
+
+        samples = (path / "sample.json").exists() or (path / SAMPLES_FILE).exists()
+        shards = any(path.glob("samples-[0-9]*.safetensors"))
+        return (path / "config.json").is_file() and not (samples or shards)
     try:
         with safe_open(str(path), framework="pt") as f:
             return (f.metadata() or {}).get("diffkit.format") == FORMAT
@@ -46,13 +58,15 @@ def _dataset_of_samples(file: Path) -> tuple[str | None, dict]:
     try:
         meta = json.loads((file.parent / "sample.json").read_text())
         if isinstance(meta.get("data"), dict) and "dataset" in meta["data"]:
-            return meta["data"]["dataset"], meta["data"]
-        src = Path(meta["source"])
-        run = src if src.is_dir() else src.parent.parent
-        cfg = json.loads((run / "config.json").read_text())
-        return cfg["data"]["dataset"], cfg["data"]
-    except (OSError, ValueError, KeyError, TypeError):
+            data = meta["data"]
+        else:
+            src = Path(meta["source"])
+            run = src if src.is_dir() else src.parent.parent
+            data = json.loads((run / "config.json").read_text())["data"]
+        name = data["dataset"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unknown provenance
         return None, {}
+    return (name, data) if isinstance(name, str) and isinstance(data, dict) else (None, {})
 
 
 def _rows(metrics: dict[str, Any], floor: dict[str, Any] | None) -> list[list[str]]:
@@ -78,7 +92,7 @@ def evaluate(
     source: Annotated[
         Path,
         typer.Argument(
-            help="Run folder, checkpoint, or samples folder / samples.safetensors.",
+            help="Run folder, checkpoint, or samples folder / one of its .safetensors shards.",
             show_default=False,
         ),
     ],
@@ -97,16 +111,10 @@ def evaluate(
         int | None,
         typer.Option(help="Sampling steps (default: T for ddpm, else 50).", show_default=False),
     ] = None,
-    eta: Annotated[float, typer.Option(help="DDIM noise scale.")] = 0.0,
-    rtol: Annotated[float, typer.Option(help="dopri5 relative tolerance.")] = 1e-3,
-    atol: Annotated[float, typer.Option(help="dopri5 absolute tolerance.")] = 1e-3,
-    guidance: Annotated[
-        float,
-        typer.Option(
-            help="Classifier-free guidance scale for class-conditional models, which "
-            "draw every class equally often and are scored on class accuracy too."
-        ),
-    ] = 1.0,
+    eta: Eta = 0.0,
+    rtol: Rtol = 1e-3,
+    atol: Atol = 1e-3,
+    guidance: Guidance = 1.0,
     seed: Seed = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 500,
     features: FeatureNet = "classifier",
@@ -153,13 +161,9 @@ def evaluate(
 
     from diffkit.eval.evaluate import MIN_SAMPLES, Evaluator
     from diffkit.eval.features import load_extractor
-    from diffkit.runs.layout import write_json
+    from diffkit.runs.layout import check_writable, write_json
     from diffkit.training.hardware import resolve_device
 
-    if guidance < 0:
-        raise UsageError("--guidance must be >= 0")
-    if rtol <= 0 or atol <= 0:
-        raise UsageError("--rtol and --atol must be > 0")
     if n < MIN_SAMPLES or batch_size < 1:
         raise UsageError(f"-n must be at least {MIN_SAMPLES} and --batch-size at least 1")
     if not source.exists():
@@ -178,15 +182,19 @@ def evaluate(
         steps = _check_steps(src.pipe, sampler, steps)
         if guidance != 1.0 and src.pipe.num_classes is None:
             raise UsageError("--guidance needs a class-conditional model")
+    out = out or src.folder / "eval"
+    check_writable(out)  # a read-only folder fails now, not after the scoring
 
     extractor = load_extractor(
         features, src.data.dataset, settings.runs_dir, dev,
         classifier=classifier, inception_weights=settings.inception_weights,
     )  # fmt: skip
+    count = n if src.pipe is not None else src.images.shape[0]
+    _check_labels(src, extractor.num_classes)
+    _check_memory(src, count, extractor)
     console.info(f"reference: {src.data.dataset} test split, {features} features "
                  f"(sha256 {extractor.digest[:12]})")  # fmt: skip
     evaluator = Evaluator(src.data.dataset, extractor, settings, data=src.data, seed=seed)
-    out = out or src.folder / "eval"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     common = {
         "source": str(source), "dataset": src.data.dataset, "features": features,
@@ -197,6 +205,7 @@ def evaluate(
         _run_sweep(src.pipe, evaluator, plan, n, seed, eta, batch_size, out / f"{stamp}-sweep",
                    common)  # fmt: skip
         return
+    floor = evaluator.floor(count)  # first: too few real images fails before sampling
     images, labels = src.images, src.labels
     if src.pipe is not None:
         images, labels, gen_info = _generate(
@@ -205,7 +214,6 @@ def evaluate(
         common |= gen_info
     console.info(f"scoring {images.shape[0]} images ...")
     metrics = evaluator.score_images(images, labels)
-    floor = evaluator.floor(images.shape[0])
     path = _free(out / f"{stamp}.json")
     write_json(path, common | {"n": images.shape[0], "metrics": metrics, "floor": floor})
     title = f"{source.name}: {images.shape[0]} images vs {src.data.dataset} test ({features})"
@@ -225,6 +233,7 @@ class _Source:
 
     @classmethod
     def open(cls, source: Path, dataset: str | None, n: int, device, use_ema: bool) -> _Source:
+        from diffkit.config.resolve import ConfigError, validate
         from diffkit.config.run import DataConfig
         from diffkit.eval.evaluate import MIN_SAMPLES, load_samples
 
@@ -238,16 +247,19 @@ class _Source:
                 )
             folder = source if source.is_dir() else source.parent.parent
             return cls(pipe.config.data, folder, pipe=pipe)
-        images, labels, file = load_samples(source)
+        images, labels, file = load_samples(source, limit=n)
         found, stored = _dataset_of_samples(file)
         name = dataset or found
         if name is None:
             raise UsageError(f"cannot tell which dataset {file} imitates; pass --dataset")
         if images.shape[0] < MIN_SAMPLES:
             raise UsageError(f"{file} holds {images.shape[0]} samples; need {MIN_SAMPLES}")
-        data = DataConfig(**(stored if found == name else {"dataset": name}))
-        labels = labels[:n] if labels is not None else None
-        return cls(data, file.parent, images=images[:n], labels=labels)
+        try:
+            data = validate(DataConfig, stored if found == name else {"dataset": name})
+        except ConfigError as exc:
+            where = "--dataset" if found != name else str(file.parent / "sample.json")
+            raise ConfigError(f"{where}: {exc}") from None
+        return cls(data, file.parent, images=images, labels=labels)
 
 
 @dataclass
@@ -288,6 +300,34 @@ def _sweep_plan(
         _check_steps(pipe, names[0], int(s))
     w = guidance if conditional else None
     return _Plan(key, names, [(int(s), w) for s in values])
+
+
+def _check_labels(src: _Source, num_classes: int) -> None:
+    """Stored class labels must index the feature network's classes, or class accuracy
+    would fail (or be nonsense) after the whole scoring."""
+    if src.labels is None or len(src.labels) == 0:
+        return
+    low, high = int(src.labels.min()), int(src.labels.max())
+    bad = low if low < 0 else high if high >= num_classes else None
+    if bad is not None:
+        raise UsageError(f"samples in {src.folder}: label {bad} is outside the feature "
+                         f"network's classes 0..{num_classes - 1}")  # fmt: skip
+
+
+def _check_memory(src: _Source, n: int, extractor: FeatureExtractor) -> None:
+    """Refuse an ``n`` whose images and features cannot fit in RAM, before allocating any.
+
+    A model's samples exist as the float32 batches and their concatenation (after the
+    initial noise in its own space); the samples' and the real floor's features follow."""
+    from diffkit.data.registry import image_shape
+    from diffkit.resources import check_memory
+
+    per_image = 2 * 4 * (extractor.feature_dim + extractor.num_classes)
+    if src.pipe is not None:
+        channels, size = image_shape(src.data)
+        per_image += 4 * math.prod(src.pipe.config.sample_shape) + 2 * 4 * channels * size**2
+    what = f"{'generating and ' if src.pipe is not None else ''}scoring {n} images"
+    check_memory(n * per_image, what)
 
 
 def _free(path: Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -16,8 +17,11 @@ import torch
 from torch import Tensor
 
 from diffkit.data.idx import read_idx
+from diffkit.resources import check_memory
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from diffkit.config.run import DataConfig
 
 Split = Literal["train", "test"]
@@ -32,6 +36,7 @@ class ImageData:
     images: Tensor  # (N, C, H, W) uint8
     labels: Tensor | None  # (N,) int64
     class_names: tuple[str, ...] = ()
+    skipped: int = 0  # unreadable files left out of a folder: dataset (the caller reports it)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -76,6 +81,7 @@ _IDX_SETS: dict[str, tuple[dict[str, str], dict[str, str], tuple[str, ...]]] = {
     ),
 }
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+MAX_IMAGE_PIXELS = 8192 * 8192  # larger headers in a folder: dataset are skipped unread
 NAMES = ("mnist", "fashion-mnist", "cifar10", "folder:PATH")
 
 
@@ -114,7 +120,7 @@ def load_dataset(
         data = _load_folder(Path(cfg.dataset.removeprefix("folder:")), cfg.image_size, cfg.channels)
     if cfg.limit is not None:
         labels = data.labels[: cfg.limit] if data.labels is not None else None
-        data = ImageData(data.images[: cfg.limit], labels, data.class_names)
+        data = ImageData(data.images[: cfg.limit], labels, data.class_names, data.skipped)
     return data
 
 
@@ -184,23 +190,46 @@ def _load_cifar10(data_dir: Path, split: Split, download: bool) -> ImageData:
 
 
 def _load_folder(folder: Path, size: int, channels: int) -> ImageData:
-    """Every image below ``folder``, center-cropped to a square and resized to ``size``."""
+    """Every readable image below ``folder``, center-cropped to a square and resized to
+    ``size``; corrupt or oversized files are skipped and counted in ``skipped``."""
     import numpy as np
-    from PIL import Image, ImageOps
 
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    paths = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
+    )
     if not paths:
         raise DataError(f"no images ({', '.join(sorted(_IMAGE_SUFFIXES))}) in {folder}")
-    mode = "L" if channels == 1 else "RGB"
-    arrays = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                im = ImageOps.fit(im.convert(mode), (size, size), Image.Resampling.BICUBIC)
-                arrays.append(np.asarray(im, dtype=np.uint8).reshape(size, size, channels))
-        except OSError as exc:
-            raise DataError(f"cannot read image {p}: {exc}") from None
+    # the decoded arrays, their stack and its channels-first copy exist together briefly
+    check_memory(3 * len(paths) * size * size * channels, f"loading {len(paths)} images")
+    arrays = [a for a in (_read_image(p, size, channels) for p in paths) if a is not None]
+    if not arrays:
+        raise DataError(
+            f"all {len(paths)} images in {folder} are unreadable (corrupt, or over "
+            f"{MAX_IMAGE_PIXELS} pixels)"
+        )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return ImageData(images, None, ())
+    return ImageData(images, None, (), skipped=len(paths) - len(arrays))
+
+
+def _read_image(path: Path, size: int, channels: int) -> np.ndarray | None:
+    """One image as uint8 (size, size, channels), or None if it cannot be decoded safely."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    with warnings.catch_warnings():
+        # PIL only warns below twice its own limit; a bomb is a skipped file, never a hang
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                width, height = im.size  # from the header: nothing decoded yet
+                if width * height > MAX_IMAGE_PIXELS:
+                    return None
+                im = ImageOps.fit(
+                    im.convert("L" if channels == 1 else "RGB"), (size, size),
+                    Image.Resampling.BICUBIC,
+                )  # fmt: skip
+                return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
+        except Exception:  # PIL's decoders raise many types (OSError, SyntaxError, ...)
+            return None

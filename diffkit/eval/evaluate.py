@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from diffkit.config.resolve import ConfigError
@@ -25,6 +26,7 @@ from diffkit.eval.metrics import (
     precision_recall,
 )
 from diffkit.eval.reference import FeatureSet, real_features
+from diffkit.resources import check_memory
 
 MIN_SAMPLES = 10
 
@@ -98,24 +100,94 @@ class Evaluator:
         return self.metrics(FeatureSet(real.features, real.logits))
 
 
-def load_samples(path: Path) -> tuple[Tensor, Tensor | None, Path]:
-    """Images (and labels, if stored) from ``samples.safetensors`` or a folder holding one.
+SAMPLES_FILE = "samples.safetensors"  # one file, as diffkit sample wrote before shards
+_SHARD = re.compile(r"samples-(\d+)\.safetensors")
 
-    Returns (images uint8 (N, C, H, W), labels (N,) or None, the file read)."""
+
+def sample_files(path: Path) -> list[Path]:
+    """The files a samples path stands for: a folder's shards ``samples-00000.safetensors``,
+    ... in index order, else its ``samples.safetensors``; or the one file given."""
     path = Path(path)
-    file = path / "samples.safetensors" if path.is_dir() else path
-    if not file.is_file():
-        raise ConfigError(f"no samples.safetensors in {path}")
+    if not path.is_dir():
+        if not path.is_file():
+            raise ConfigError(f"no samples at {path}")
+        return [path]
+    shards = [(int(m[1]), p) for p in path.iterdir() if (m := _SHARD.fullmatch(p.name))]
+    if shards:  # numeric order: past 99999 the zero padding no longer sorts by name
+        return [p for _, p in sorted(shards)]
+    if (path / SAMPLES_FILE).is_file():
+        return [path / SAMPLES_FILE]
+    raise ConfigError(f"no samples-*.safetensors or {SAMPLES_FILE} in {path}")
+
+
+def load_samples(path: Path, limit: int | None = None) -> tuple[Tensor, Tensor | None, Path]:
+    """Images (and labels, if stored) from a samples folder (shards or one file) or file;
+    ``limit`` keeps the first N.
+
+    Returns (images uint8 (N, C, H, W), labels (N,) or None, the first file read). Each
+    shard becomes uint8 as it is read, so memory stays at one byte per pixel."""
+    files = sample_files(path)
+    heads = [_shard_head(f) for f in files]
+    shape = heads[0].shape
+    for f, h in zip(files, heads, strict=True):
+        if h.shape != shape:
+            raise ConfigError(
+                f"{f} holds samples of shape {h.shape}, but {files[0].name} holds {shape}"
+            )
+        if h.labelled != heads[0].labelled:
+            raise ConfigError(f"{f}: some shards have 'labels' and some do not")
+    total = sum(h.n for h in heads)
+    total = total if limit is None else min(total, limit)
+    check_memory(total * math.prod(shape), f"reading {total} samples of shape {shape}")
+    images = torch.empty((total, *shape), dtype=torch.uint8)
+    labels = torch.empty(total, dtype=torch.long) if heads[0].labelled else None
+    filled = 0
+    for f, h in zip(files, heads, strict=True):
+        if filled == total:
+            break
+        x, y = _read_shard(f, h, total - filled)
+        images[filled : filled + len(x)] = x
+        if labels is not None and y is not None:
+            labels[filled : filled + len(x)] = y
+        filled += len(x)
+    return images, labels, files[0]
+
+
+@dataclass(frozen=True)
+class _ShardHead:
+    """What a shard's header says, read without loading its tensors."""
+
+    key: str  # "samples" (or the older "images")
+    n: int
+    shape: tuple[int, ...]  # (C, H, W)
+    labelled: bool
+
+
+def _shard_head(file: Path) -> _ShardHead:
     try:
-        tensors = load_file(str(file))
+        with safe_open(str(file), framework="pt") as f:
+            names = set(f.keys())
+            key = "samples" if "samples" in names else "images"
+            dims = f.get_slice(key).get_shape() if key in names else []
+            label_dims = f.get_slice("labels").get_shape() if "labels" in names else None
+            label_type = f.get_slice("labels").get_dtype() if "labels" in names else None
     except (SafetensorError, OSError) as exc:
         raise ConfigError(f"cannot read samples {file}: {exc}") from None
-    images = tensors.get("samples", tensors.get("images"))
-    if images is None or images.ndim != 4:
+    if len(dims) != 4:
         raise ConfigError(f"{file} holds no 'samples' tensor of shape (N, C, H, W)")
-    if images.dtype != torch.uint8:
-        images = to_uint8(images)
-    labels = tensors.get("labels")
-    if labels is not None and labels.shape != (images.shape[0],):
-        raise ConfigError(f"{file}: 'labels' must have shape ({images.shape[0]},)")
-    return images, labels, file
+    if label_dims is not None and list(label_dims) != [dims[0]]:
+        raise ConfigError(f"{file}: 'labels' must have shape ({dims[0]},)")
+    if label_type is not None and label_type[0] not in "IU":  # I64, U8, ...: integers
+        raise ConfigError(f"{file}: 'labels' must be integer class indices, not {label_type}")
+    return _ShardHead(key, dims[0], tuple(dims[1:]), label_dims is not None)
+
+
+def _read_shard(file: Path, head: _ShardHead, limit: int) -> tuple[Tensor, Tensor | None]:
+    """The first ``limit`` images of one shard as uint8, and their labels."""
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            x = f.get_slice(head.key)[:limit]
+            y = f.get_slice("labels")[:limit].long() if head.labelled else None
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(f"cannot read samples {file}: {exc}") from None
+    return (x if x.dtype == torch.uint8 else to_uint8(x)), y

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +32,7 @@ class FeatureExtractor(Protocol):
     name: str  # "classifier" | "inception"
     digest: str  # sha256 of the weights
     num_classes: int
+    feature_dim: int  # D, so memory can be estimated before extracting
 
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]: ...
 
@@ -58,6 +61,10 @@ class ClassifierFeatures:
     @property
     def num_classes(self) -> int:
         return self.config["model"]["num_classes"]
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config["model"]["feature_dim"]
 
     @property
     def dataset(self) -> str:
@@ -97,36 +104,44 @@ def load_classifier(path: Path, device: torch.device | str = "cpu") -> Classifie
     """Load and verify a saved classifier (a run folder or its classifier.safetensors)."""
     from diffkit.config.resolve import validate
     from diffkit.config.run import ClassifierRunConfig
-    from diffkit.nn.build import build_model
+    from diffkit.nn.build import build_model, meta_model
+    from diffkit.runs.checkpoint import check_state, read_header
 
     path = Path(path)
     if path.is_dir():
         path = path / CLASSIFIER_FILE
     if not path.is_file():
         raise CheckpointError(f"classifier not found: {path}")
+    meta, specs = read_header(path)  # nothing is allocated before the shapes are checked
+    if meta.get("diffkit.format") != CLASSIFIER_FORMAT:
+        raise CheckpointError(f"{path} is not a diffkit classifier")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("diffkit.format") != CLASSIFIER_FORMAT:
-                raise CheckpointError(f"{path} is not a diffkit classifier")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         config = json.loads(meta["diffkit.config"])
         stored = meta["diffkit.sha256"]
         accuracy = float(meta["diffkit.test_accuracy"])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"cannot read classifier {path}: {exc}") from None
-    if tensor_digest(tensors) != stored:
-        raise CheckpointError(f"{path}: weights do not match their recorded sha256 (modified?)")
     try:
         cfg = validate(ClassifierRunConfig, config)
     except ValueError as exc:
         raise CheckpointError(f"{path}: classifier config: {exc}") from None
+    check_state(meta_model(cfg.model), specs, path,
+                mismatch="weights do not match the classifier config")  # fmt: skip
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read classifier {path}: {exc}") from None
+    if tensor_digest(tensors) != stored:
+        raise CheckpointError(f"{path}: weights do not match their recorded sha256 (modified?)")
     net = build_model(cfg.model)
     try:
         net.load_state_dict(tensors)
     except RuntimeError:
         raise CheckpointError(f"{path}: weights do not match the classifier config") from None
     device = torch.device(device)
+    # the validated config, defaults filled in: a hand-edited one may lack keys used later
+    config = cfg.model_dump(mode="json")
     return ClassifierFeatures(net.to(device).eval(), config, stored, accuracy, device)
 
 
@@ -137,7 +152,8 @@ def find_classifier(runs_dir: Path, dataset: str) -> Path:
             cfg = json.loads((path.parent / "config.json").read_text())
         except (OSError, ValueError):
             continue
-        if cfg.get("data", {}).get("dataset") == dataset:
+        data = cfg.get("data") if isinstance(cfg, dict) else None  # skip malformed configs
+        if isinstance(data, dict) and data.get("dataset") == dataset:
             return path
     raise ConfigError(
         f"no feature classifier for {dataset} under {runs_dir}/classifier; train one with "
@@ -156,6 +172,7 @@ class InceptionFeatures:
     device: torch.device
     name: str = "inception"
     num_classes: int = 1000
+    feature_dim: int = 2048  # the pool layer
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -191,15 +208,42 @@ def load_inception(weights: Path | None, device: torch.device | str = "cpu") -> 
             f"torchvision's {INCEPTION_FILE} there (or set DIFFKIT_INCEPTION_WEIGHTS / "
             "--inception-weights), or use --features classifier"
         )
+    state = _read_state_dict(path)
+    net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
         net.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot load InceptionV3 weights {path}: {exc}") from None
-    h = hashlib.sha256(path.read_bytes()).hexdigest()
+    except RuntimeError:
+        raise CheckpointError(
+            f"{path} does not hold InceptionV3 weights (its tensors do not match the network)"
+        ) from None
+    try:
+        with path.open("rb") as f:
+            h = hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read InceptionV3 weights {path}: {exc}") from None
     device = torch.device(device)
     return InceptionFeatures(net.to(device).eval(), h, device)
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    """A ``{name: tensor}`` file read with ``weights_only``, which never runs its code;
+    anything else (a crafted pickle, a zip of other things, random bytes) is a
+    CheckpointError naming the file."""
+    try:
+        with warnings.catch_warnings():  # torch's pickle-protocol notes on a file we refuse
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip, EOF and torch errors alike: the file is unusable
+        # only the type: torch's text advises weights_only=False, which would run the file
+        raise CheckpointError(
+            f"cannot load InceptionV3 weights {path}: not a plain torch state dict "
+            f"({type(exc).__name__})"
+        ) from None
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{path} does not hold a state dict of named tensors")
+    return dict(state)
 
 
 def load_extractor(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import Tensor
 
+from diffkit.config.resolve import ConfigError
 from diffkit.config.run import DataConfig
 from diffkit.config.settings import Settings
 from diffkit.data.registry import Split, load_dataset
@@ -57,13 +59,17 @@ def real_features(
             t = load_file(str(path))
             return FeatureSet(t["features"], t["logits"], t.get("labels"))
         except (SafetensorError, OSError, KeyError):
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # corrupt: recomputed below
+                path.unlink(missing_ok=True)
     cfg = data or DataConfig(dataset=dataset)
     real = load_dataset(cfg, settings.data_dir, split, download=settings.download)
     images, labels = real.images, real.labels
     if n is not None:
         if n > len(real):
-            raise ValueError(f"{dataset} {split} has {len(real)} images, fewer than n={n}")
+            raise ConfigError(
+                f"{dataset} {split} split has {len(real)} images, fewer than the {n} the "
+                f"real-image comparison needs; score at most {len(real)} images"
+            )
         idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n]
         images = images[idx]
         labels = labels[idx] if labels is not None else None
@@ -71,5 +77,6 @@ def real_features(
     tensors = {"features": feats.contiguous(), "logits": logits.contiguous()}
     if labels is not None:
         tensors["labels"] = labels.contiguous()
-    atomic_write_bytes(path, save(tensors))
+    with contextlib.suppress(OSError):  # a read-only or full cache costs a recompute only
+        atomic_write_bytes(path, save(tensors))
     return FeatureSet(feats, logits, labels)

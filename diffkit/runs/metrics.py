@@ -22,15 +22,20 @@ class MetricsWriter:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All complete records; a torn last line (from a crash) is skipped."""
+    """All complete records (JSON objects); a torn last line (from a crash) or any other
+    line that is not one is skipped. An unreadable file raises OSError: callers that
+    rewrite the log must not mistake it for an empty one."""
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    # bytes that are not UTF-8 spoil only their own line, which then fails to parse
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 

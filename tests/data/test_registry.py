@@ -88,3 +88,64 @@ def test_batches_are_sharded_reproducible_and_in_range():
     assert torch.equal(tail, seen[0][30:])
     x, _ = next(shards[0].epoch(1))
     assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid-looking PNG whose IHDR claims ``width`` x ``height`` but holds one tiny IDAT:
+    what a decompression bomb looks like before decoding."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit gray
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_image_folder_skips_corrupt_and_oversized_files(tmp_path: Path):
+    for i in range(3):
+        Image.new("RGB", (20, 20), (i * 80, 0, 0)).save(tmp_path / f"{i}.png")
+    (tmp_path / "x.png").write_bytes(b"not an image at all")
+    (tmp_path / "bomb.png").write_bytes(_png_claiming(30000, 30000))
+    cfg = DataConfig(dataset=f"folder:{tmp_path}", image_size=8, channels=3)
+    data = load_dataset(cfg, tmp_path)
+    assert data.images.shape == (3, 3, 8, 8) and data.skipped == 2
+    assert load_dataset(cfg.model_copy(update={"limit": 2}), tmp_path).skipped == 2
+
+
+def test_image_folder_pil_bomb_warning_is_a_skip(tmp_path: Path, monkeypatch):
+    # a header under diffkit's own limit but over PIL's: PIL's warning must not escape
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    Image.new("L", (12, 12)).save(tmp_path / "big.png")  # 144 px: PIL warns
+    Image.new("L", (8, 8)).save(tmp_path / "ok.png")
+    data = load_dataset(DataConfig(dataset=f"folder:{tmp_path}", channels=1), tmp_path)
+    assert len(data) == 1 and data.skipped == 1
+
+
+def test_image_folder_of_only_bad_files_errors(tmp_path: Path):
+    (tmp_path / "a.png").write_bytes(b"\x89PNG garbage")
+    (tmp_path / "b.jpg").write_bytes(_png_claiming(30000, 30000))
+    with pytest.raises(DataError, match=r"all 2 images .* are unreadable"):
+        load_dataset(DataConfig(dataset=f"folder:{tmp_path}"), tmp_path)
+
+
+def test_image_folder_checks_the_header_before_decoding(tmp_path: Path, monkeypatch):
+    # 9000 x 9000 is under PIL's own bomb limit: only diffkit's header check stops it
+    (tmp_path / "big.png").write_bytes(_png_claiming(9000, 9000))
+    Image.new("L", (8, 8)).save(tmp_path / "ok.png")
+    decoded = []
+    convert = Image.Image.convert
+
+    def spy(im: Image.Image, *args):
+        decoded.append(im.size)
+        return convert(im, *args)
+
+    monkeypatch.setattr(Image.Image, "convert", spy)
+    data = load_dataset(DataConfig(dataset=f"folder:{tmp_path}", channels=1), tmp_path)
+    assert data.skipped == 1 and decoded == [(8, 8)]

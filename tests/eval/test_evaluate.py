@@ -94,3 +94,84 @@ def test_load_samples_accepts_float_and_uint8(tmp_path: Path):
     images, labels, file = load_samples(tmp_path)
     assert images.dtype == torch.uint8 and images.shape == x.shape
     assert labels.tolist() == list(range(12)) and file.name == "samples.safetensors"
+
+
+def _shards(folder: Path, sizes, shape=(1, 4, 4), labels: bool = True) -> torch.Tensor:
+    """Write ``samples-00000.safetensors``, ... (float then uint8, alternating); returns the
+    images they hold as uint8, in order."""
+    from safetensors.torch import save_file
+
+    from diffkit.data.loader import to_uint8
+
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for i, n in enumerate(sizes):
+        x = torch.rand(n, *shape) * 2 - 1
+        parts.append(to_uint8(x))
+        tensors = {"samples": x if i % 2 == 0 else to_uint8(x)}
+        if labels:
+            tensors["labels"] = torch.full((n,), i)
+        save_file(tensors, str(folder / f"samples-{i:05d}.safetensors"))
+    return torch.cat(parts)
+
+
+def test_load_samples_reads_shards_in_order(tmp_path: Path):
+    want = _shards(tmp_path, [4, 3, 5])
+    images, labels, file = load_samples(tmp_path)
+    assert images.dtype == torch.uint8 and torch.equal(images, want)
+    assert labels.tolist() == [0] * 4 + [1] * 3 + [2] * 5
+    assert file == tmp_path / "samples-00000.safetensors"
+    few, few_labels, _ = load_samples(tmp_path, limit=6)
+    assert torch.equal(few, want[:6]) and few_labels.tolist() == [0] * 4 + [1] * 2
+
+
+def test_load_samples_reads_one_shard_or_the_legacy_file(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    want = _shards(tmp_path / "s", [4, 3], labels=False)
+    images, labels, file = load_samples(tmp_path / "s" / "samples-00001.safetensors")
+    assert torch.equal(images, want[4:]) and labels is None and file.name.endswith("1.safetensors")
+    legacy = torch.randint(0, 256, (5, 3, 2, 2), dtype=torch.uint8)
+    save_file({"samples": legacy}, str(tmp_path / "samples.safetensors"))
+    images, labels, file = load_samples(tmp_path)
+    assert torch.equal(images, legacy) and labels is None and file.name == "samples.safetensors"
+
+
+def test_load_samples_rejects_inconsistent_shards(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    from diffkit.config.resolve import ConfigError
+
+    _shards(tmp_path / "a", [4, 3])
+    save_file(
+        {"samples": torch.zeros(2, 1, 5, 5)}, str(tmp_path / "a" / "samples-00002.safetensors")
+    )
+    with pytest.raises(ConfigError, match=r"samples-00002.* shape \(1, 5, 5\).* \(1, 4, 4\)"):
+        load_samples(tmp_path / "a")
+    _shards(tmp_path / "b", [4])
+    save_file(
+        {"samples": torch.zeros(2, 1, 4, 4)}, str(tmp_path / "b" / "samples-00001.safetensors")
+    )
+    with pytest.raises(ConfigError, match="some shards have 'labels'"):
+        load_samples(tmp_path / "b")
+    save_file({"samples": torch.zeros(2, 1, 4, 4), "labels": torch.tensor([0.5, 1.0])},
+              str(tmp_path / "f.safetensors"))  # fmt: skip
+    with pytest.raises(ConfigError, match="integer class indices"):
+        load_samples(tmp_path / "f.safetensors")
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ConfigError, match=r"no samples-\*.safetensors"):
+        load_samples(tmp_path / "c")
+    (tmp_path / "c" / "samples-00000.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match="cannot read samples"):
+        load_samples(tmp_path / "c")
+
+
+def test_load_samples_checks_memory_before_allocating(tmp_path: Path, monkeypatch):
+    import diffkit.resources
+    from diffkit.resources import ResourceError
+
+    _shards(tmp_path, [8, 8])  # 16 images of 16 bytes
+    monkeypatch.setattr(diffkit.resources, "available_memory", lambda: 200)
+    with pytest.raises(ResourceError, match="reading 16 samples"):
+        load_samples(tmp_path)
+    assert len(load_samples(tmp_path, limit=12)[0]) == 12  # 192 bytes fit

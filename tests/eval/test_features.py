@@ -88,3 +88,59 @@ def test_inception_from_a_local_state_dict(tmp_path: Path):
     torch.save({"not": torch.zeros(1)}, path)
     with pytest.raises(CheckpointError):
         load_inception(path)
+
+
+class _Exploit:
+    """Unpickling this with a plain ``pickle.load`` would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_inception_weights_that_are_not_a_state_dict_are_refused(tmp_path: Path):
+    import os
+    import pickle
+
+    marker = tmp_path / "pwned"
+    files = {
+        "exploit.pth": pickle.dumps(_Exploit(marker)),
+        "random.pth": os.urandom(4096),
+        "empty.pth": b"",
+        "zip.pth": b"PK\x03\x04" + os.urandom(64),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match=f"InceptionV3 weights .*{name}") as err:
+            load_inception(tmp_path / name)
+        assert "\n" not in str(err.value) and "weights_only" not in str(err.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"x": torch.zeros(2)}, "do not match"),
+        ([torch.zeros(2)], "state dict of named tensors"),
+        ({"x": 5}, "state dict of named tensors"),
+    ],
+)
+def test_inception_weights_of_the_wrong_kind_are_refused(tmp_path: Path, obj, message):
+    path = tmp_path / "w.pth"
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match=message):
+        load_inception(path)
+
+
+def test_find_classifier_skips_malformed_configs(tmp_path: Path):
+    for i, text in enumerate(['["a list"]', '{"data": 5}', "{not json"]):
+        run = tmp_path / "classifier" / f"r{i}"
+        run.mkdir(parents=True)
+        (run / "classifier.safetensors").write_bytes(b"")
+        (run / "config.json").write_text(text)
+    with pytest.raises(ConfigError, match="no feature classifier for mnist"):
+        find_classifier(tmp_path, "mnist")
