@@ -10,6 +10,7 @@ import typer
 from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, handle_errors
 from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed, machine_settings
+from diffkit.cli.signals import EXIT_TERMINATED
 from diffkit.config import DDPMRunConfig, resolve_run_config
 from diffkit.config.resolve import deep_merge, validate
 from diffkit.config.run import FlowRunConfig, GenerativeRunConfig
@@ -157,8 +158,9 @@ def _train_diffusion(
             console.error(f"loss became NaN/inf at step {result.step}; stopped, {kept}")
             raise typer.Exit(EXIT_FAILED)
         case "interrupted":
-            console.info(f"interrupted at step {result.step}; resume with --resume {run.path}")
-            raise typer.Exit(EXIT_INTERRUPTED)
+            how = "terminated" if result.stop_signal == "SIGTERM" else "interrupted"
+            console.info(f"{how} at step {result.step}; resume with --resume {run.path}")
+            raise typer.Exit(_stop_code(result))
         case _:
             loss = f", loss {result.last_loss:.4f}" if result.last_loss is not None else ""
             console.info(
@@ -166,6 +168,11 @@ def _train_diffusion(
                 f"{result.images_per_sec:.0f} img/s{loss}"
             )
     return run
+
+
+def _stop_code(result) -> int:
+    """130 after Ctrl-C, 143 after SIGTERM: what a shell expects of a stopped job."""
+    return EXIT_TERMINATED if result.stop_signal == "SIGTERM" else EXIT_INTERRUPTED
 
 
 def _latent_codec(checkpoint: Path, cfg: GenerativeRunConfig, device: str):
@@ -430,7 +437,7 @@ def classifier(
     console.out.print(str(res.run.path))
     if res.train.reason == "interrupted":
         console.info("interrupted; no classifier written (train it again, ~minutes)")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(_stop_code(res.train))
     if res.train.reason == "non_finite":
         console.error(f"loss became NaN/inf at step {res.train.step}; no classifier written")
         raise typer.Exit(EXIT_FAILED)
@@ -504,7 +511,7 @@ def vae(
     console.out.print(str(res.run.path))
     if res.train.reason == "interrupted":
         console.info("interrupted; no vae.safetensors written (train it again)")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(_stop_code(res.train))
     if res.train.reason == "non_finite":
         console.error(f"loss became NaN/inf at step {res.train.step}; no vae.safetensors written")
         raise typer.Exit(EXIT_FAILED)

@@ -60,6 +60,8 @@ class TrainResult:
     elapsed: float
     images_per_sec: float
     checkpoint: Path | None = None
+    stop_signal: str | None = None
+    """For ``interrupted``: the signal that asked for the stop (SIGINT or SIGTERM)."""
     """The run's last checkpoint on disk (written now or resumed from); None if there is
     none, e.g. a loss went non-finite before the first one, or not the main process."""
 
@@ -81,6 +83,7 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.set = False
+        self.signal: str | None = None  # the name of the first signal, e.g. "SIGTERM"
 
     @contextmanager
     def installed(self):
@@ -88,6 +91,7 @@ class _StopFlag:
             if self.set:
                 raise KeyboardInterrupt
             self.set = True
+            self.signal = signal.Signals(signum).name
 
         try:
             previous = {sig: signal.signal(sig, handler) for sig in self.SIGNALS}
@@ -318,7 +322,8 @@ def train(
         return True
 
     lr = lr_at(pos.step, cfg, schedule_steps)  # the LR of the latest step, for the log
-    with _StopFlag().installed() as stop:
+    flag = _StopFlag()
+    with flag.installed() as stop:
         while pos.epoch < cfg.epochs and reason == "finished":
             for x, y in batches.epoch(pos.epoch, start=pos.batch):
                 if cfg.max_steps is not None and pos.step >= cfg.max_steps:
@@ -367,4 +372,5 @@ def train(
         metrics.close()
     on_event(TrainEvent("stop", pos.step, pos.epoch, {"reason": reason}))
     ips = pos.images / max(pos.elapsed, 1e-9)
-    return TrainResult(reason, pos.step, pos.epoch, last_loss, pos.elapsed, ips, saved)
+    return TrainResult(reason, pos.step, pos.epoch, last_loss, pos.elapsed, ips, saved,
+                       flag.signal)  # fmt: skip

@@ -113,3 +113,20 @@ def test_train_checks_a_resume_checkpoint_before_writing(tmp_path: Path):
               autocast_dtype=None, run=run, run_config={},
               resume=Checkpoint({}, tensors, {"position": position}))  # fmt: skip
     assert not run.metrics.exists()
+
+
+def test_stop_flag_records_which_signal_asked(monkeypatch):
+    """SIGTERM stops the loop like Ctrl-C, and the CLI exits 143 for it (130 for SIGINT)."""
+    import os
+    import signal
+
+    from diffkit.cli.train import _stop_code
+    from diffkit.training.loop import TrainResult, _StopFlag
+
+    flag = _StopFlag()
+    with flag.installed():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert flag.set and flag.signal == "SIGTERM"
+    result = TrainResult("interrupted", 1, 0, None, 0.0, 0.0, stop_signal=flag.signal)
+    assert _stop_code(result) == 143
+    assert _stop_code(TrainResult("interrupted", 1, 0, None, 0.0, 0.0, stop_signal="SIGINT")) == 130
