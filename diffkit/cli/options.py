@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,6 +30,25 @@ Device = Annotated[
     Literal["auto", "cpu", "cuda"] | None,
     typer.Option(help="Hardware (env DIFFKIT_DEVICE; default auto).", show_default=False),
 ]
+
+
+def in_range(low: float | None = None, high: float | None = None):
+    """An option callback for floats: finite and within [low, high]. Typer's own min/max
+    let nan through (every comparison with it is false) and name the wrong bound."""
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        too_low = low is not None and value < low
+        too_high = high is not None and value > high
+        if not math.isfinite(value) or too_low or too_high:
+            bounds = [f"{op} {b:g}" for op, b in ((">=", low), ("<=", high)) if b is not None]
+            raise typer.BadParameter(f"{value} is not a finite number {' and '.join(bounds)}")
+        return value
+
+    return check
+
+
 SEED_MAX = 2**63 - 2  # torch generators take 64-bit seeds; samplers also use seed + 1
 Seed = Annotated[
     int | None, typer.Option(help="Random seed.", show_default=False, min=0, max=SEED_MAX)
@@ -36,20 +56,25 @@ Seed = Annotated[
 # fp32 arithmetic cannot resolve a relative error much below 1e-7: tighter tolerances make
 # the adaptive solver's step size underflow instead of giving better samples.
 Rtol = Annotated[
-    float, typer.Option(help="dopri5 relative tolerance (1e-6 .. 1).", min=1e-6, max=1.0)
+    float,
+    typer.Option(help="dopri5 relative tolerance (1e-6 .. 1).", callback=in_range(1e-6, 1.0)),
 ]
 Atol = Annotated[
-    float, typer.Option(help="dopri5 absolute tolerance (1e-9 .. 1).", min=1e-9, max=1.0)
+    float,
+    typer.Option(help="dopri5 absolute tolerance (1e-9 .. 1).", callback=in_range(1e-9, 1.0)),
 ]
 Eta = Annotated[
-    float, typer.Option(help="DDIM noise scale (0 = deterministic, 1 = DDPM-like).", min=0.0)
+    float,
+    typer.Option(
+        help="DDIM noise scale (0 = deterministic, 1 = DDPM-like).", callback=in_range(0.0)
+    ),
 ]
 Guidance = Annotated[
     float,
     typer.Option(
         help="Classifier-free guidance scale w for class-conditional models (1 = plain "
         "conditional, 0 = unconditional).",
-        min=0.0,
+        callback=in_range(0.0),
     ),
 ]
 Overwrite = Annotated[
@@ -104,8 +129,7 @@ CacheCenter = Annotated[
     typer.Option(
         help="DeepCache quadratic schedule: where full evaluations are densest, as a fraction "
         "of the trajectory (0 = first step).",
-        min=0.0,
-        max=1.0,
+        callback=in_range(0.0, 1.0),
     ),
 ]
 CacheMode = Annotated[

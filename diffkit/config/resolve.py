@@ -44,9 +44,10 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any], at: str = "") ->
             continue
         if None not in (old, value) and isinstance(value, Mapping) != isinstance(old, Mapping):
             section, plain = (old, value) if isinstance(old, Mapping) else (value, old)
+            example = f"{at}{key}.{next(iter(section), 'name')}"
             raise ConfigError(
-                f"invalid {at}{key}: one layer sets it to {plain!r}, another to the section "
-                f"{dict(section)!r}; it must be one or the other"
+                f"invalid {at}{key}: one layer sets it to {plain!r}, another to a section of "
+                f"settings ({example}, ...); it must be one or the other"
             )
         out[key] = value
     return out

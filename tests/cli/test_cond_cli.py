@@ -63,7 +63,7 @@ def test_class_by_name_and_list(cond_run: Path, tmp_path: Path):
     [
         (["--class", "eleven"], "not a class of mnist"),
         (["--class", "5..12"], "need 0 <= first <= last < 10"),
-        (["--class", "3", "--guidance", "-1"], "'--guidance': Input should be greater"),
+        (["--class", "3", "--guidance", "-1"], "'--guidance': -1.0 is not a finite number >= 0"),
     ],
 )
 def test_bad_class_requests_exit_2(cond_run: Path, extra, message):

@@ -59,3 +59,15 @@ def test_check_finite_names_the_flag():
         check_finite({"cond_drop": float("nan")})
     with pytest.raises(UsageError, match="--scales: inf"):
         check_finite({"scales": [1.0, float("inf")]})
+
+
+def test_range_callback_names_the_bounds():
+    from diffkit.cli.options import in_range
+
+    check = in_range(0.0, 1.0)
+    assert check(0.0) == 0.0 and check(1.0) == 1.0 and check(None) is None
+    for bad in (float("nan"), float("inf"), -0.5, 1.5):
+        with pytest.raises(typer.BadParameter, match=">= 0 and <= 1"):
+            check(bad)
+    with pytest.raises(typer.BadParameter, match=r"^nan is not a finite number >= 0$"):
+        in_range(0.0)(float("nan"))
