@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Frozen(BaseModel):
-    """Base for every config: immutable and strict about unknown keys."""
+    """Base for every config: immutable, strict about unknown keys, and finite: a NaN in a
+    config file or ``DIFFKIT_*`` variable is refused like a NaN flag, not trained with."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 CondRoute = Literal["time", "input", "cross"]

@@ -93,6 +93,8 @@ CASES = [
     ("train ddpm --preset tiny --dataset folder:{root}/broken", "unreadable"),
     ("train ddpm --resume {tampered}", "training state invalid position.step"),
     ("DIFFKIT_TRAIN=5 train ddpm --preset tiny", "invalid train"),
+    ("DIFFKIT_FLOW__LOGIT_MEAN=nan train rf --preset tiny", "invalid flow.logit_mean"),
+    ("DIFFKIT_TRAIN__LR=NaN train ddpm --preset tiny", "invalid train.lr"),
     ("DIFFKIT_RUNS_DIR={root}/file train ddpm --preset tiny", "is a file"),
 ]
 

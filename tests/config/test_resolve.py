@@ -101,3 +101,30 @@ def test_env_layer_ignores_machine_settings():
     assert env_layer(
         DDPMRunConfig, {"DIFFKIT_DATA_DIR": "/x", "DIFFKIT_MODEL__DROPOUT": "0.2"}
     ) == {"model": {"dropout": 0.2}}
+
+
+@pytest.mark.parametrize(
+    "text", ['{"train": {"lr": NaN}}', '{"diffusion": {"beta_end": Infinity}}']
+)
+def test_non_finite_numbers_in_a_config_file_are_refused(tmp_path: Path, text: str):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(text)  # Python's json reads NaN and Infinity
+    with pytest.raises(ConfigError, match="finite number"):
+        resolve_run_config(DDPMRunConfig, {"preset": "tiny"}, cfg)
+
+
+@pytest.mark.parametrize(
+    ("layers", "where"),
+    [
+        (({"train": 5}, {}), "train"),
+        (({}, {"DIFFKIT_TRAIN": "5"}), "train"),
+        (({"train": {"epochs": {"a": 1}}}, {}), "train.epochs"),
+    ],
+)
+def test_a_plain_value_never_silently_replaces_a_section(tmp_path: Path, layers, where):
+    file_layer, env = layers
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(file_layer))
+    flags = {"preset": "tiny", "train.max_steps": 1}  # a flag in the same section as the 5
+    with pytest.raises(ConfigError, match=f"invalid {where}: .*must be one or the other"):
+        resolve_run_config(DDPMRunConfig, flags, cfg, environ=env)
