@@ -157,12 +157,7 @@ def _warm_up(pipe: Pipeline, sampler: str, labels, guidance: float, k: int) -> N
 def plot_cache_bench(points: Sequence[BenchPoint], sampler: str, path: Path) -> None:
     """Speedup against FID (or, unscored, against MSE to the uncached samples): DeepCache
     per interval next to the plain sampler at the same number of full evaluations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from diffkit.runs.plots import save_figure
+    from diffkit.runs.plots import new_figure, save_figure
 
     scored = all(p.metrics is not None for p in points)
     ylabel = "FID" if scored else "MSE to uncached samples"
@@ -170,7 +165,7 @@ def plot_cache_bench(points: Sequence[BenchPoint], sampler: str, path: Path) -> 
     def y(p: BenchPoint) -> float:
         return p.metrics["fid"] if p.metrics is not None and scored else max(p.mse, 1e-12)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = new_figure(figsize=(6.5, 4.5))
     cached = [p for p in points if p.kind in ("uncached", "deepcache")]
     plain = [p for p in points if p.kind not in ("uncached", "deepcache")]
     ref = points[0]

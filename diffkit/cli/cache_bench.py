@@ -93,7 +93,6 @@ def cache_bench(
     """Sample with DeepCache at each interval from the same noise: wall-clock speedup, MAC
     ratio, MSE to the uncached images, FID/KID; writes cache-bench.json, cache-bench.png
     (speedup vs FID) and a grid per configuration."""
-    import torch
 
     from diffkit.accel.bench import plot_cache_bench, run_cache_bench
     from diffkit.cli.eval import _check_steps, _free, _Source
@@ -110,8 +109,6 @@ def cache_bench(
     if not source.exists():
         raise UsageError(f"no run or checkpoint at {source}")
     settings = machine_settings(data_dir, runs_dir, device)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     dev = resolve_device(settings.device)
     src = _Source.open(source, None, n, dev, use_ema=not no_ema)
     if src.pipe is None:

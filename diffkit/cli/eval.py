@@ -157,7 +157,6 @@ def evaluate(
 ) -> None:
     """Score a model or saved samples: FID, KID, IS, precision/recall (+ class accuracy),
     beside the real-vs-real floor; results go to SOURCE/eval/<stamp>.json."""
-    import torch
 
     from diffkit.eval.evaluate import MIN_SAMPLES, Evaluator
     from diffkit.eval.features import load_extractor
@@ -171,8 +170,6 @@ def evaluate(
     settings = machine_settings(data_dir, runs_dir, device)
     if inception_weights is not None:
         settings = settings.model_copy(update={"inception_weights": inception_weights})
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     dev = resolve_device(settings.device)
     seed = 0 if seed is None else seed
     src = _Source.open(source, dataset, n, dev, use_ema=not no_ema)

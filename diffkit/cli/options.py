@@ -99,16 +99,24 @@ ClassifierPath = Annotated[
 
 
 def machine_settings(data_dir: Path | None, runs_dir: Path | None, device: str | None) -> Settings:
-    """The machine settings: env ``DIFFKIT_*`` overridden by the flags that were given."""
+    """The machine settings: env ``DIFFKIT_*`` overridden by the flags that were given.
+
+    This is the CLI's edge, so the process-wide ones are applied here, once: the thread
+    count (``DIFFKIT_THREADS``). Library functions never change global torch state."""
     from pydantic import ValidationError
 
     from diffkit.config.resolve import ConfigError, format_validation_error
 
     overrides = {"data_dir": data_dir, "runs_dir": runs_dir, "device": device}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    return settings
 
 
 CacheBranch = Annotated[

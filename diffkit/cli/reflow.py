@@ -27,15 +27,12 @@ Source = Annotated[Path, typer.Argument(help="Rectified-flow run folder or check
 
 def _flow(source: Path, device: str | None, use_ema: bool = True):
     """The flow pipeline of ``source``; a DDPM or anything else is a usage error."""
-    import torch
 
     from diffkit.methods.flow import FlowPipeline
     from diffkit.methods.pipeline import load_pipeline
     from diffkit.training.hardware import resolve_device
 
     settings = machine_settings(None, None, device)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     pipe = load_pipeline(source, resolve_device(settings.device), use_ema=use_ema)
     if not isinstance(pipe, FlowPipeline):
         raise UsageError(f"{source} is a {pipe.config.run_kind} model; reflow needs a "

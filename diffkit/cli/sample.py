@@ -179,8 +179,6 @@ def sample(
     if n is not None and n < 1:
         raise UsageError("-n must be at least 1")
     settings = machine_settings(None, None, device)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     dev = resolve_device(settings.device)
     pipe = load_pipeline(source, dev, use_ema=not no_ema)
     if guidance != 1.0 and not classes and not grid_per_class:

@@ -3,7 +3,6 @@
 from diffkit.config.model import Frozen, ModelConfig, UNetConfig
 from diffkit.config.resolve import ConfigError, resolve_run_config
 from diffkit.config.run import (
-    METHODS,
     PRESETS,
     DataConfig,
     DDPMRunConfig,
@@ -13,7 +12,6 @@ from diffkit.config.run import (
 from diffkit.config.settings import Settings
 
 __all__ = [
-    "METHODS",
     "PRESETS",
     "ConfigError",
     "DDPMRunConfig",

@@ -438,11 +438,3 @@ LatentConfig.model_rebuild()
 GenerativeRunConfig.model_rebuild()
 DDPMRunConfig.model_rebuild()
 FlowRunConfig.model_rebuild()
-
-METHODS: dict[str, type[Frozen]] = {
-    "ddpm": DDPMRunConfig,
-    "rf": FlowRunConfig,
-    "pairs": PairsConfig,
-    "classifier": ClassifierRunConfig,
-    "vae": VAERunConfig,
-}

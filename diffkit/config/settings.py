@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     runs_dir: Path = Path("runs")
     data_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("diffkit")) / "data")
     device: DeviceChoice = "auto"
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads; applied once by the CLI, never by the library"
+    )
     download: bool = Field(True, description="allow fetching missing datasets")
     cache_dir: Path = Field(
         default_factory=lambda: Path(user_cache_dir("diffkit")),

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 
 from diffkit.eval.evaluate import Evaluator
-from diffkit.runs.plots import save_figure, save_grid
+from diffkit.runs.plots import new_figure, save_figure, save_grid
 
 
 @dataclass
@@ -87,12 +87,7 @@ def plot_sweep(
     if key == "guidance":
         _plot_guidance(points, floor_fid, path)
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_fid, ax_time) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_fid, ax_time) = new_figure(1, 2, figsize=(11, 4))
     for sampler in dict.fromkeys(p.sampler for p in points):
         pts = [p for p in points if p.sampler == sampler]
         xs = [p.steps for p in pts]
@@ -112,12 +107,7 @@ def plot_sweep(
 
 
 def _plot_guidance(points: Sequence[SweepPoint], floor_fid: float | None, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_fid, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_fid, ax_acc) = new_figure(1, 2, figsize=(11, 4))
     for sampler in dict.fromkeys(p.sampler for p in points):
         pts = [p for p in points if p.sampler == sampler]
         xs = [p.guidance for p in pts]

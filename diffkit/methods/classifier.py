@@ -57,8 +57,6 @@ def train_classifier(
     (only when training finished: an interrupted run never leaves a half-trained extractor).
     A network too large for memory is refused (ResourceError) before anything is written;
     the run folder is locked (:class:`RunLock`) while training writes it."""
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     check_trainable(cfg.model, device)

@@ -220,8 +220,6 @@ def train_generative(
     (ResourceError), a resume checkpoint that does not fit the model (CheckpointError). Rank
     0 holds the run's :class:`RunLock` from before reading a resumed run until training ends.
     """
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device, dist.local_rank)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     if (cfg.latent is None) != (codec is None):

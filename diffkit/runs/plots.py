@@ -36,14 +36,9 @@ def plot_loss(records: list[dict[str, Any]], path: Path) -> None:
     """Training loss against step, linear and log scale side by side."""
     if not records:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps = [r["step"] for r in records]
     losses = [r["loss"] for r in records]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = new_figure(1, 2, figsize=(10, 3.5))
     for ax, scale in zip(axes, ("linear", "log"), strict=True):
         ax.plot(steps, losses, lw=1)
         ax.set_yscale(scale)
@@ -54,12 +49,19 @@ def plot_loss(records: list[dict[str, Any]], path: Path) -> None:
     save_figure(fig, path)
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure as PNG, atomically, and free it."""
-    import matplotlib.pyplot as plt
+def new_figure(rows: int = 1, cols: int = 1, *, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """``(figure, axes)`` like ``plt.subplots``, but a bare ``Figure``: no pyplot, so no
+    backend is chosen and no global figure registry touched (a notebook's stays its own),
+    and the figure is freed with its last reference."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG, atomically."""
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
+    fig.savefig(buf, format="png", dpi=100)  # a bare Figure renders PNG with Agg itself
     atomic_write_bytes(path, buf.getvalue())

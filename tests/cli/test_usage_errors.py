@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.cli.util import invoke
@@ -61,3 +63,19 @@ def test_config_value_errors_lose_pydantic_prefix(tmp_path):
     assert result.exit_code == 2
     line = result.stderr.strip()
     assert line.startswith("error: invalid train.lr") and "Value error" not in line
+
+
+def test_threads_are_applied_at_the_cli_edge_only(monkeypatch):
+    """DIFFKIT_THREADS is set once by the CLI's settings; no library function sets it."""
+    import torch
+
+    from diffkit.cli.options import machine_settings
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setenv("DIFFKIT_THREADS", "3")
+    assert machine_settings(None, None, None).threads == 3 and calls == [3]
+    library = Path(__file__).resolve().parents[2] / "diffkit"
+    offenders = [p for p in library.rglob("*.py") if "set_num_threads" in p.read_text()
+                 and p.name != "options.py"]  # fmt: skip
+    assert offenders == []
