@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from diffkit.accel.deepcache import branch_modules
-from diffkit.methods.pipeline import cycle_labels, load_pipeline
+from diffkit.methods.load import load_pipeline
+from diffkit.methods.pipeline import cycle_labels
 
 WINDOWS = ((1, 10), (10, 30), (30, 50), (50, 70), (70, 90), (90, 100))
 

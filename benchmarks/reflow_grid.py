@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from diffkit.methods.pipeline import load_pipeline
+from diffkit.methods.load import load_pipeline
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def load(path: str | Path, device: str = "cpu", use_ema: bool = True) -> Pipeline:
     """Load a run folder or checkpoint file; the result has ``.sample(n, ...)``."""
-    from diffkit.methods.pipeline import load_pipeline
+    from diffkit.methods.load import load_pipeline
 
     return load_pipeline(Path(path), device, use_ema=use_ema)
 

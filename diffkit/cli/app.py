@@ -49,7 +49,8 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    from diffkit.cli.entry import main as entry
+if __name__ == "__main__":  # python -m diffkit.cli.app (torchrun -m ...): SIGTERM as in entry
+    from diffkit.cli.signals import install_sigterm
 
-    entry()
+    install_sigterm()
+    main()

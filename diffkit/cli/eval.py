@@ -235,7 +235,7 @@ class _Source:
         from diffkit.eval.evaluate import MIN_SAMPLES, load_samples
 
         if _is_checkpoint(source):
-            from diffkit.methods.pipeline import load_pipeline
+            from diffkit.methods.load import load_pipeline
 
             pipe = load_pipeline(source, device, use_ema=use_ema)
             if dataset is not None and dataset != pipe.config.data.dataset:

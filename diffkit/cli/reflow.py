@@ -29,7 +29,7 @@ def _flow(source: Path, device: str | None, use_ema: bool = True):
     """The flow pipeline of ``source``; a DDPM or anything else is a usage error."""
 
     from diffkit.methods.flow import FlowPipeline
-    from diffkit.methods.pipeline import load_pipeline
+    from diffkit.methods.load import load_pipeline
     from diffkit.training.hardware import resolve_device
 
     settings = machine_settings(None, None, device)

@@ -171,7 +171,7 @@ def sample(
     sample.json; the folder appears when it is complete."""
     import torch
 
-    from diffkit.methods.pipeline import load_pipeline
+    from diffkit.methods.load import load_pipeline
     from diffkit.runs.layout import check_writable
     from diffkit.runs.samples import SampleWriter
     from diffkit.training.hardware import resolve_device

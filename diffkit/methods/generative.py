@@ -23,7 +23,8 @@ from diffkit.data.registry import DataError, ImageData, load_dataset
 from diffkit.methods.common import finish_run, report_skipped
 from diffkit.methods.ddpm import schedule_of
 from diffkit.methods.latent import codec_tensors, encode_dataset
-from diffkit.methods.pipeline import check_weights, cycle_labels, load_weights, pipeline_for
+from diffkit.methods.load import pipeline_for
+from diffkit.methods.pipeline import check_weights, cycle_labels, load_weights
 from diffkit.nn.build import build_model, check_trainable, meta_model
 from diffkit.objectives.ddpm import DDPMObjective
 from diffkit.objectives.flow import FlowObjective

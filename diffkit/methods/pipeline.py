@@ -2,8 +2,8 @@
 
 :class:`Pipeline` turns a request (n images, labels, guidance, seed, sampler, steps) into
 batches of initial noise, wraps the network for classifier-free guidance, hands each batch
-to the method's integrator and decodes latents; :func:`load_pipeline` rebuilds any run
-from its checkpoint alone.
+to the method's integrator and decodes latents; :func:`diffkit.methods.load.load_pipeline`
+rebuilds any run from its checkpoint alone.
 """
 
 from __future__ import annotations
@@ -18,20 +18,14 @@ import torch
 from torch import Tensor, nn
 
 from diffkit.accel.deepcache import CacheConfig, DeepCache
-from diffkit.config.resolve import validate
-from diffkit.config.run import DDPMRunConfig, FlowRunConfig, GenerativeRunConfig, SamplerName
-from diffkit.methods.latent import check_embedded_codec, codec_from_checkpoint
-from diffkit.nn.build import build_model, meta_model
+from diffkit.config.run import GenerativeRunConfig, SamplerName
 from diffkit.runs.checkpoint import (
     MISMATCH,
     CheckpointError,
     TensorSpec,
     check_specs,
     check_state,
-    load_checkpoint,
     module_specs,
-    read_checkpoint_header,
-    resolve_checkpoint,
     tensor_spec,
 )
 from diffkit.samplers.guidance import guided
@@ -232,51 +226,6 @@ def cycle_labels(num_classes: int | None, n: int) -> Tensor | None:
     """0, 1, ..., K-1, 0, 1, ... (n,): every class equally often (up to one); None for an
     unconditional model (``num_classes`` None)."""
     return torch.arange(n) % num_classes if num_classes else None
-
-
-def pipeline_for(
-    cfg: GenerativeRunConfig, net: nn.Module, device: torch.device, codec: LatentCodec | None
-) -> Pipeline:
-    """The sampling side of a config: a FlowPipeline for a flow, else a DDPMPipeline."""
-    from diffkit.methods.ddpm import DDPMPipeline
-    from diffkit.methods.flow import FlowPipeline
-
-    kind = FlowPipeline if isinstance(cfg, FlowRunConfig) else DDPMPipeline
-    return kind(cfg, net, device, codec)
-
-
-CONFIGS: dict[str, type[GenerativeRunConfig]] = {
-    "ddpm": DDPMRunConfig, "ldm": DDPMRunConfig, "rf": FlowRunConfig,
-}  # fmt: skip
-"""The config class of each generative method, by the ``method`` a checkpoint records."""
-
-
-def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Pipeline:
-    """Rebuild a DDPM or rectified flow from a checkpoint or run folder: the file alone is
-    enough (a latent model carries its autoencoder). The header is checked against the
-    models its config describes, built on the meta device, before a tensor is read or a
-    weight allocated: a config that claims a huge model costs nothing to refuse."""
-    device = torch.device(device)
-    section = "ema" if use_ema else "model"
-    file = resolve_checkpoint(path)
-    header = read_checkpoint_header(file)
-    method = header.config.get("method")
-    if method not in CONFIGS:
-        raise CheckpointError(f"{path} is a {method} run, not a generative model (ddpm, ldm or rf)")
-    try:
-        cfg = validate(CONFIGS[method], header.config)
-    except ValueError as exc:
-        raise CheckpointError(f"checkpoint config: {exc}") from None
-    check_weights(meta_model(cfg.model), header.section(section), path, f"{section}.")
-    if cfg.latent is not None:
-        check_embedded_codec(cfg.latent, header.section("vae"), path)
-    ckpt = load_checkpoint(file, prefixes=(section, "vae"))
-    net = build_model(cfg.model)
-    load_weights(net, ckpt.section(section), path)
-    codec = None
-    if cfg.latent is not None:
-        codec = codec_from_checkpoint(cfg.latent, ckpt.section("vae"), device)
-    return pipeline_for(cfg, net.to(device).eval(), device, codec)
 
 
 # diffkit 0.1.0 named the UNet's middle blocks mid1 / mid_attn / mid2.

@@ -20,7 +20,7 @@ from diffkit.accel.deepcache import (
 from diffkit.config.model import UNetConfig
 from diffkit.config.resolve import resolve_run_config
 from diffkit.config.run import DDPMRunConfig, FlowRunConfig
-from diffkit.methods.pipeline import pipeline_for
+from diffkit.methods.load import pipeline_for
 from diffkit.nn.build import build_model
 from diffkit.nn.unet import UNet
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from diffkit.cli.app import app
 from diffkit.config.model import UNetConfig
-from diffkit.methods.pipeline import load_pipeline, load_weights
+from diffkit.methods.load import load_pipeline
+from diffkit.methods.pipeline import load_weights
 from diffkit.nn import build_model
 from diffkit.runs.checkpoint import CheckpointError, load_checkpoint
 

@@ -16,7 +16,7 @@ from diffkit.config.resolve import resolve_run_config
 from diffkit.config.run import ClassifierRunConfig, VAERunConfig
 from diffkit.methods.classifier import train_classifier
 from diffkit.methods.generative import train_generative
-from diffkit.methods.pipeline import load_pipeline
+from diffkit.methods.load import load_pipeline
 from diffkit.methods.vae import VAE_FILE, load_codec, train_vae
 from diffkit.nn.build import build_model, count_parameters, estimate_parameters, meta_model
 from diffkit.resources import ResourceError

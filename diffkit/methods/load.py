@@ -1,0 +1,78 @@
+"""How a checkpoint becomes a model that samples: the generative methods' config and
+pipeline classes, and :func:`load_pipeline`.
+
+Kept apart from :mod:`diffkit.methods.pipeline` (the base class that
+:mod:`~diffkit.methods.ddpm` and :mod:`~diffkit.methods.flow` build on) so the imports only
+point one way: pipeline <- ddpm, flow <- load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from diffkit.config.resolve import validate
+from diffkit.config.run import DDPMRunConfig, FlowRunConfig, GenerativeRunConfig
+from diffkit.methods.ddpm import DDPMPipeline
+from diffkit.methods.flow import FlowPipeline
+from diffkit.methods.latent import check_embedded_codec, codec_from_checkpoint
+from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
+from diffkit.nn.build import build_model, meta_model
+from diffkit.runs.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint_header,
+    resolve_checkpoint,
+)
+
+if TYPE_CHECKING:
+    from diffkit.methods.vae import LatentCodec
+
+PIPELINES: dict[type[GenerativeRunConfig], type[Pipeline]] = {
+    DDPMRunConfig: DDPMPipeline, FlowRunConfig: FlowPipeline,
+}  # fmt: skip
+"""The sampling side of each generative config class."""
+
+
+def pipeline_for(
+    cfg: GenerativeRunConfig, net: nn.Module, device: torch.device, codec: LatentCodec | None
+) -> Pipeline:
+    """The sampling side of a config (see :data:`PIPELINES`)."""
+    return PIPELINES[type(cfg)](cfg, net, device, codec)
+
+
+CONFIGS: dict[str, type[GenerativeRunConfig]] = {
+    "ddpm": DDPMRunConfig, "ldm": DDPMRunConfig, "rf": FlowRunConfig,
+}  # fmt: skip
+"""The config class of each generative method, by the ``method`` a checkpoint records."""
+
+
+def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Pipeline:
+    """Rebuild a DDPM or rectified flow from a checkpoint or run folder: the file alone is
+    enough (a latent model carries its autoencoder). The header is checked against the
+    models its config describes, built on the meta device, before a tensor is read or a
+    weight allocated: a config that claims a huge model costs nothing to refuse."""
+    device = torch.device(device)
+    section = "ema" if use_ema else "model"
+    file = resolve_checkpoint(path)
+    header = read_checkpoint_header(file)
+    method = header.config.get("method")
+    if method not in CONFIGS:
+        raise CheckpointError(f"{path} is a {method} run, not a generative model (ddpm, ldm or rf)")
+    try:
+        cfg = validate(CONFIGS[method], header.config)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint config: {exc}") from None
+    check_weights(meta_model(cfg.model), header.section(section), path, f"{section}.")
+    if cfg.latent is not None:
+        check_embedded_codec(cfg.latent, header.section("vae"), path)
+    ckpt = load_checkpoint(file, prefixes=(section, "vae"))
+    net = build_model(cfg.model)
+    load_weights(net, ckpt.section(section), path)
+    codec = None
+    if cfg.latent is not None:
+        codec = codec_from_checkpoint(cfg.latent, ckpt.section("vae"), device)
+    return pipeline_for(cfg, net.to(device).eval(), device, codec)
