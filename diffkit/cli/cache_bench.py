@@ -27,6 +27,7 @@ from diffkit.cli.options import (
     machine_settings,
 )
 from diffkit.config.run import SamplerName
+from diffkit.samplers.table import SAMPLERS
 
 
 def _intervals(spec: str) -> list[int]:
@@ -116,8 +117,9 @@ def cache_bench(
     pipe = src.pipe
     sampler = sampler or pipe.DEFAULT_SAMPLER
     steps = _check_steps(pipe, sampler, steps)
-    if sampler == "dopri5":
-        raise UsageError("--sampler dopri5 is adaptive; cache-bench needs a fixed-step sampler")
+    if SAMPLERS[sampler].adaptive:
+        raise UsageError(f"--sampler {sampler} is adaptive; cache-bench needs a fixed-step "
+                         "sampler")  # fmt: skip
     labels = cycle_labels(pipe.num_classes, n)
     if guidance != 1.0 and labels is None:
         raise UsageError("--guidance needs a class-conditional model")

@@ -28,6 +28,7 @@ from diffkit.cli.options import (
     machine_settings,
 )
 from diffkit.config.run import SamplerName
+from diffkit.samplers.table import SAMPLERS, fixed_step
 
 if TYPE_CHECKING:
     from diffkit.eval.features import FeatureExtractor
@@ -283,10 +284,11 @@ def _sweep_plan(
     if samplers is None:
         samplers = "ddpm,ddim" if "ddpm" in pipe.SAMPLERS else pipe.DEFAULT_SAMPLER
     names = [s.strip() for s in samplers.split(",") if s.strip()]
-    bad = [s for s in names if s not in pipe.SAMPLERS or s == "dopri5"]
+    sweepable = fixed_step(pipe.SAMPLERS)  # an adaptive solver has no step count to sweep
+    bad = [s for s in names if s not in sweepable]
     if bad or not names:
         raise UsageError(f"--samplers: cannot sweep {', '.join(bad) or '(none)'} here; use "
-                         f"{','.join(s for s in pipe.SAMPLERS if s != 'dopri5')}")  # fmt: skip
+                         f"{','.join(sweepable)}")  # fmt: skip
     conditional = pipe.num_classes is not None
     if key == "guidance":
         if not conditional:
@@ -343,8 +345,8 @@ def _check_steps(pipe, sampler: str, steps: int | None) -> int:
 
 
 def _progress_total(sampler: str, steps: int, batches: int) -> int | None:
-    """Progress-bar length: one tick per step of every batch (dopri5: unknown)."""
-    return None if sampler == "dopri5" else steps * batches
+    """Progress-bar length: one tick per step of every batch (adaptive: unknown)."""
+    return None if SAMPLERS[sampler].adaptive else steps * batches
 
 
 def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, tolerances):
@@ -364,9 +366,10 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
                              guidance=guidance, stats=stats, rtol=tolerances[0],
                              atol=tolerances[1])  # fmt: skip
         wall = time.perf_counter() - start
-    info = {"sampler": sampler, "steps": None if sampler == "dopri5" else steps,
+    spec = SAMPLERS[sampler]
+    info = {"sampler": sampler, "steps": None if spec.adaptive else steps,
             "nfe": stats["nfe"], "eta": eta, **({"rtol": tolerances[0], "atol": tolerances[1]}
-                                                 if sampler == "dopri5" else {}),
+                                                 if "rtol" in spec.options else {}),
             "sample_seconds": wall, "ms_per_image": 1000 * wall / n}  # fmt: skip
     if labels is not None:
         info["guidance"] = guidance

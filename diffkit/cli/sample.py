@@ -174,6 +174,7 @@ def sample(
     from diffkit.methods.load import load_pipeline
     from diffkit.runs.layout import check_writable
     from diffkit.runs.samples import SampleWriter
+    from diffkit.samplers.table import SAMPLERS
     from diffkit.training.hardware import resolve_device
 
     if n is not None and n < 1:
@@ -198,7 +199,8 @@ def sample(
         except ValueError as exc:
             raise UsageError(f"--cache-*: {exc}") from None
     seed = 0 if seed is None else seed
-    tag = "dopri5" if sampler == "dopri5" else f"{sampler}-{steps}"
+    spec = SAMPLERS[sampler]
+    tag = spec.tag(steps)
     tag += f"-eta{eta:g}" if sampler == "ddim" and eta else ""
     tag += f"-w{guidance:g}" if labels is not None else ""
     tag += f"-cache{cache_interval}" if cache is not None else ""
@@ -210,7 +212,7 @@ def sample(
     stats: dict = {}
     writer = SampleWriter(out, overwrite=overwrite)
     try:
-        total = None if sampler == "dopri5" else steps * -(-n // batch_size)  # ticks per step
+        total = None if spec.adaptive else steps * -(-n // batch_size)  # a tick per step
         with console.steps(f"{tag}, {n} images", total) as advance:
             start = time.perf_counter()
             for images, y in pipe.sample_batches(
@@ -226,12 +228,12 @@ def sample(
             "source": str(source),
             "data": pipe.config.data.model_dump(mode="json"),  # what the images imitate
             "sampler": sampler,
-            "steps": None if sampler == "dopri5" else steps,
+            "steps": None if spec.adaptive else steps,
             "nfe": stats["nfe"],
             "full_nfe": stats["full_nfe"],
             "cache": asdict(cache) if cache is not None else None,
-            "rtol": rtol if sampler == "dopri5" else None,
-            "atol": atol if sampler == "dopri5" else None,
+            "rtol": rtol if "rtol" in spec.options else None,
+            "atol": atol if "atol" in spec.options else None,
             "eta": eta,
             "spacing": spacing,
             "variance": variance,
@@ -249,7 +251,7 @@ def sample(
     except BaseException:
         writer.discard()  # nothing half-written is left; an older --out folder is intact
         raise
-    what = f"{stats['nfe']:g} evaluations" if sampler == "dopri5" else f"{steps} steps"
+    what = f"{stats['nfe']:g} evaluations" if spec.adaptive else f"{steps} steps"
     if cache is not None:
         what += f", DeepCache {stats['full_nfe']:g} full"
     console.info(

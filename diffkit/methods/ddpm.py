@@ -8,8 +8,8 @@ from diffkit.config.run import DDPMRunConfig, SamplerName
 from diffkit.methods.pipeline import Pipeline
 from diffkit.samplers import ddim_sample, ddpm_sample, make_denoiser
 from diffkit.samplers.dpm_solver import dpm_solver_pp_2m
-from diffkit.samplers.ode import EVALS_PER_STEP
 from diffkit.samplers.probability_flow import ddpm_velocity, probability_flow_sample
+from diffkit.samplers.table import SAMPLERS
 from diffkit.schedules import DDPMSchedule, make_schedule, spaced_timesteps
 
 
@@ -42,19 +42,21 @@ class DDPMPipeline(Pipeline):
         return self.max_steps() if sampler == "ddpm" else 50
 
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
-        if sampler == "dopri5":
+        spec = SAMPLERS[sampler]
+        if spec.adaptive:
             return None
-        if sampler in EVALS_PER_STEP:  # the solver to the last grid step, then one DDIM step
-            return EVALS_PER_STEP[sampler] * (steps - 1) + 1
-        return steps
+        if spec.family == "ode":  # the solver to the last grid step, then one DDIM step
+            return spec.calls_per_step * (steps - 1) + 1
+        return spec.calls_per_step * steps
 
     def integrate(self, net, x, sampler, steps, opts, generator, on_step):
         sched = self.schedule
         ts = spaced_timesteps(sched.num_steps, steps, opts.spacing)  # type: ignore[arg-type]
         clip = self.codec is None if opts.clip is None else opts.clip
         prediction = self.config.diffusion.prediction
-        if sampler in EVALS_PER_STEP or sampler == "dopri5":
-            if sampler == "dopri5":  # adaptive: only the end points matter
+        spec = SAMPLERS[sampler]
+        if spec.family == "ode":
+            if spec.adaptive:  # only the end points matter
                 ts = spaced_timesteps(sched.num_steps, sched.num_steps, "trailing")
             velocity = ddpm_velocity(net, sched, prediction, clip=clip)
             return probability_flow_sample(sampler, velocity, x, ts, sched, rtol=opts.rtol,

@@ -7,7 +7,8 @@ from typing import ClassVar, get_args
 from diffkit.config.run import FlowRunConfig, OdeSolverName
 from diffkit.methods.pipeline import Pipeline
 from diffkit.samplers.common import make_velocity
-from diffkit.samplers.ode import EVALS_PER_STEP, solve
+from diffkit.samplers.ode import solve
+from diffkit.samplers.table import SAMPLERS
 from diffkit.schedules.flow import flow_time_grid
 
 MAX_FLOW_STEPS = 10_000
@@ -30,7 +31,8 @@ class FlowPipeline(Pipeline):
         return reflow.distill_steps if reflow and reflow.distill_steps else 50
 
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
-        return None if sampler == "dopri5" else EVALS_PER_STEP[sampler] * steps
+        per_step = SAMPLERS[sampler].calls_per_step
+        return None if per_step is None else per_step * steps
 
     def integrate(self, net, x, sampler, steps, opts, generator, on_step):
         times = flow_time_grid(steps)

@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from diffkit.samplers.table import SAMPLERS
+
 Velocity = Callable[[Tensor, Tensor], Tensor]
 """``v(x: (B, ...), t: (B,) float in [0, 1]) -> (B, ...)``."""
 
@@ -34,7 +36,11 @@ class SolverError(ValueError):
     """An adaptive solve that cannot go on (step size underflow, non-finite state)."""
 
 
-EVALS_PER_STEP: dict[str, int] = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+EVALS_PER_STEP: dict[str, int] = {
+    s.name: s.calls_per_step
+    for s in SAMPLERS.values()
+    if s.family == "ode" and s.calls_per_step is not None
+}  # the fixed-step solvers of the sampler table
 
 
 def _step_euler(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
