@@ -74,3 +74,20 @@ def test_python_dash_m_diffkit():
     out = subprocess.run([sys.executable, "-m", "diffkit", "--version"], capture_output=True,
                          text=True, timeout=120, check=True)  # fmt: skip
     assert out.stdout.startswith("diffkit ")
+
+
+COMMANDS = {"train", "sample", "eval", "reflow", "cache_bench", "runs"}
+
+
+def test_command_modules_do_not_import_each_other():
+    """What two commands share lives in cli/shared.py or cli/options.py; a command module
+    imports no other command module, and nothing imports a private name across modules."""
+    graph = _graph()
+    for name in (f"diffkit.cli.{c}" for c in COMMANDS):
+        assert not graph[name] & {f"diffkit.cli.{c}" for c in COMMANDS}, name
+    for path in (PACKAGE / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("diffkit"):
+                private = [a.name for a in node.names if a.name.startswith("_")
+                           and not a.name.startswith("__")]  # fmt: skip
+                assert not private, f"{path.name} imports {private} from {node.module}"

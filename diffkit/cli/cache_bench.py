@@ -96,8 +96,9 @@ def cache_bench(
     (speedup vs FID) and a grid per configuration."""
 
     from diffkit.accel.bench import plot_cache_bench, run_cache_bench
-    from diffkit.cli.eval import _check_steps, _free, _Source
+    from diffkit.cli.shared import check_steps, free_path
     from diffkit.eval.evaluate import MIN_SAMPLES
+    from diffkit.methods.load import load_pipeline
     from diffkit.methods.pipeline import cycle_labels
     from diffkit.runs.layout import write_json
     from diffkit.runs.plots import save_grid
@@ -111,12 +112,10 @@ def cache_bench(
         raise UsageError(f"no run or checkpoint at {source}")
     settings = machine_settings(data_dir, runs_dir, device)
     dev = resolve_device(settings.device)
-    src = _Source.open(source, None, n, dev, use_ema=not no_ema)
-    if src.pipe is None:
-        raise UsageError(f"{source} holds samples; cache-bench needs a run or checkpoint")
-    pipe = src.pipe
+    pipe = load_pipeline(source, dev, use_ema=not no_ema)
+    folder_of_run = source if source.is_dir() else source.parent.parent
     sampler = sampler or pipe.DEFAULT_SAMPLER
-    steps = _check_steps(pipe, sampler, steps)
+    steps = check_steps(pipe, sampler, steps)
     if SAMPLERS[sampler].adaptive:
         raise UsageError(f"--sampler {sampler} is adaptive; cache-bench needs a fixed-step "
                          "sampler")  # fmt: skip
@@ -134,12 +133,14 @@ def cache_bench(
         from diffkit.eval.evaluate import Evaluator
         from diffkit.eval.features import load_extractor
 
-        extractor = load_extractor(features, src.data.dataset, settings.runs_dir, dev,
+        data = pipe.config.data  # what the samples imitate
+        extractor = load_extractor(features, data.dataset, settings.runs_dir, dev,
                                    classifier=classifier)  # fmt: skip
-        evaluator = Evaluator(src.data.dataset, extractor, settings, data=src.data, seed=seed)
+        evaluator = Evaluator(data.dataset, extractor, settings, data=data, seed=seed)
         score = evaluator.score_images
         common = {"features": features, "feature_sha256": extractor.digest}
-    folder = out or _free(src.folder / "cache-bench" / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = out or free_path(folder_of_run / "cache-bench" / stamp)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from diffkit.cli.options import (
     Seed,
     machine_settings,
 )
+from diffkit.cli.shared import check_steps, free_path
 from diffkit.config.run import SamplerName
 from diffkit.samplers.table import SAMPLERS, fixed_step
 
@@ -177,7 +178,7 @@ def evaluate(
     plan = _sweep_plan(src, sweep, samplers, steps, guidance) if sweep else None
     if src.pipe is not None and plan is None:
         sampler = sampler or src.pipe.DEFAULT_SAMPLER
-        steps = _check_steps(src.pipe, sampler, steps)
+        steps = check_steps(src.pipe, sampler, steps)
         if guidance != 1.0 and src.pipe.num_classes is None:
             raise UsageError("--guidance needs a class-conditional model")
     out = out or src.folder / "eval"
@@ -212,7 +213,7 @@ def evaluate(
         common |= gen_info
     console.info(f"scoring {images.shape[0]} images ...")
     metrics = evaluator.score_images(images, labels)
-    path = _free(out / f"{stamp}.json")
+    path = free_path(out / f"{stamp}.json")
     write_json(path, common | {"n": images.shape[0], "metrics": metrics, "floor": floor})
     title = f"{source.name}: {images.shape[0]} images vs {src.data.dataset} test ({features})"
     console.table(title, ["metric", "samples", "real floor"], _rows(metrics, floor))
@@ -293,10 +294,10 @@ def _sweep_plan(
     if key == "guidance":
         if not conditional:
             raise UsageError("--sweep guidance=... needs a class-conditional model")
-        s = _check_steps(pipe, names[0], steps)
+        s = check_steps(pipe, names[0], steps)
         return _Plan(key, names, [(s, w) for w in values])
     for s in values:
-        _check_steps(pipe, names[0], int(s))
+        check_steps(pipe, names[0], int(s))
     w = guidance if conditional else None
     return _Plan(key, names, [(int(s), w) for s in values])
 
@@ -329,21 +330,6 @@ def _check_memory(src: _Source, n: int, extractor: FeatureExtractor) -> None:
     check_memory(n * per_image, what)
 
 
-def _free(path: Path) -> Path:
-    """``path`` or ``path`` with a numeric suffix, whichever does not exist yet."""
-    candidate, i = path, 1
-    while candidate.exists():
-        candidate, i = path.with_name(f"{path.stem}-{i}{path.suffix}"), i + 1
-    return candidate
-
-
-def _check_steps(pipe, sampler: str, steps: int | None) -> int:
-    try:
-        return pipe.check(sampler, steps)
-    except ValueError as exc:
-        raise UsageError(f"--sampler/--steps: {exc}") from None
-
-
 def _progress_total(sampler: str, steps: int, batches: int) -> int | None:
     """Progress-bar length: one tick per step of every batch (adaptive: unknown)."""
     return None if SAMPLERS[sampler].adaptive else steps * batches
@@ -355,7 +341,7 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
 
     from diffkit.methods.pipeline import cycle_labels
 
-    steps = _check_steps(pipe, sampler, steps)
+    steps = check_steps(pipe, sampler, steps)
     labels = cycle_labels(pipe.num_classes, n)
     total = _progress_total(sampler, steps, -(-n // batch_size))
     stats: dict = {}
@@ -381,7 +367,7 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
     from diffkit.methods.pipeline import cycle_labels
     from diffkit.runs.layout import write_json
 
-    folder = _free(folder)
+    folder = free_path(folder)
     labels = cycle_labels(pipe.num_classes, n)
 
     def sample(sampler: str, steps: int, w: float | None):

@@ -157,7 +157,7 @@ def train(
     """Train the next rectified flow on fixed pairs (Liu et al. 2022, Sec. 2.3), or with
     --distill a k-step model; the run goes to RUNS_DIR/reflow/. Repeatable: pairs of a
     2-RF train a 3-RF."""
-    from diffkit.cli.train import _latent_codec, _train_diffusion
+    from diffkit.cli.shared import latent_codec, train_diffusion
     from diffkit.methods.reflow import load_pairs, reflow_config
     from diffkit.runs.layout import check_writable
 
@@ -189,25 +189,25 @@ def train(
                             overrides=overrides)  # fmt: skip
     # A latent flow's autoencoder travels in its checkpoints: the run's own on resume.
     source = run.last_checkpoint if run is not None else Path(pair_set.config.source)
-    codec = _latent_codec(source, cfg, settings.device)
+    codec = latent_codec(source, cfg, settings.device)
     console.info(f"{len(pair_set.data)} pairs from {pair_set.config.source} "
                  f"({pair_set.config.solver}-{pair_set.config.steps})")  # fmt: skip
     check_writable(run.path if run is not None else settings.runs_dir)
-    out = _train_diffusion(cfg, run, settings, None, codec, pairs=pair_set.data,
+    out = train_diffusion(cfg, run, settings, None, codec, pairs=pair_set.data,
                            init_from=init)  # fmt: skip
     if out is not None and straightness_n > 0:
         _report_straightness(out, straightness_n, device)
 
 
 def _resumed(path: Path, overrides: dict):
-    from diffkit.cli.train import _resume_config
+    from diffkit.cli.shared import resume_config
     from diffkit.config.run import FlowRunConfig
 
     flags = {k: v for k, v in overrides.items() if k in ("train.epochs", "train.max_steps")}
     extra = [k for k, v in overrides.items() if v is not None and k not in flags]
     if extra:
         raise UsageError(f"--resume cannot change {', '.join(sorted(extra))}")
-    run, cfg = _resume_config(path, flags, FlowRunConfig)
+    run, cfg = resume_config(path, flags, FlowRunConfig)
     if cfg.reflow is None:
         raise UsageError(f"{path} is not a reflow run; resume it with `diffkit train rf`")
     return run, cfg

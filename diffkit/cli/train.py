@@ -8,20 +8,17 @@ from typing import Annotated, Literal
 import typer
 
 from diffkit.cli import console
-from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, handle_errors
+from diffkit.cli.errors import EXIT_FAILED, UsageError, handle_errors
 from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed, machine_settings
-from diffkit.cli.signals import EXIT_TERMINATED
+from diffkit.cli.shared import latent_codec, resume_config, stop_code, train_diffusion
 from diffkit.config import DDPMRunConfig, resolve_run_config
 from diffkit.config.resolve import deep_merge, validate
 from diffkit.config.run import FlowRunConfig, GenerativeRunConfig
-from diffkit.runs.layout import RunDir, check_writable
+from diffkit.runs.layout import check_writable
 
 app = typer.Typer(
     help="Train a model; each run writes a self-describing run folder.", no_args_is_help=True
 )
-
-# Flags that may accompany --resume: they extend or relocate a run without changing it.
-RESUMABLE = {"train.epochs", "train.max_steps"}
 
 
 def _opt(help: str, *names: str) -> typer.models.OptionInfo:
@@ -64,32 +61,24 @@ CondDrop = Annotated[
 ]
 
 
-def _resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
-    import json
+CONFIG_FLAGS = {
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "preset": "preset", "dataset": "data.dataset", "name": "name",
+    "precision": "train.precision", "seed": "train.seed", "max_steps": "train.max_steps",
+    "limit_data": "data.limit", "schedule": "diffusion.schedule",
+    "prediction": "diffusion.prediction", "time_sampling": "flow.time_sampling",
+    "sample_every": "train.sample_every", "eval_every": "train.eval_every",
+    "eval_n": "train.eval_n", "keep_best": "train.keep_best", "mid_block": "model.mid_block",
+    "transformer_depth": "model.transformer_depth",
+    "transformer_heads": "model.transformer_heads",
+}  # fmt: skip
+"""The config key of each flag of `train ddpm | rf | ldm`, declared once for all three."""
 
-    run = RunDir(run_path)
-    if not run.config.is_file() or not run.last_checkpoint.is_file():
-        raise UsageError(
-            f"cannot resume {run_path}: not a run folder with checkpoints/last.safetensors"
-        )
-    changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE)
-    if changed:
-        raise UsageError(
-            f"--resume continues a run as configured; cannot change {', '.join(changed)}"
-        )
-    try:
-        stored = json.loads(run.config.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot resume {run_path}: unreadable config.json ({exc})") from None
-    method = stored.get("method") if isinstance(stored, dict) else None
-    command = "rf" if method == "rf" else "ddpm"
-    if (kind is FlowRunConfig) != (command == "rf"):
-        raise UsageError(f"{run_path} is a {method} run; resume it with "
-                         f"`diffkit train {command} --resume`")  # fmt: skip
-    stored.setdefault("train", {}).update(
-        {k.split(".")[1]: v for k, v in flags.items() if k in RESUMABLE and v is not None}
-    )
-    return run, validate(kind, stored)
+
+def _config_flags(params: dict) -> dict:
+    """A command's parameters as dotted config keys (None = not given); the flags with
+    other roles (--cond, --vae, --resume, ...) are handled by the command itself."""
+    return {key: params[name] for name, key in CONFIG_FLAGS.items() if name in params}
 
 
 def _cond_flags(cond: str | None, routes: str | None, drop: float | None) -> dict:
@@ -121,70 +110,6 @@ def _with_classes(cfg: GenerativeRunConfig, cond: str | None) -> GenerativeRunCo
         raise UsageError(f"--cond class: dataset {cfg.data.dataset} has no class labels")
     return validate(type(cfg), deep_merge(cfg.model_dump(mode="json"),
                                           {"model": {"num_classes": k}}))  # fmt: skip
-
-
-def _train_diffusion(
-    cfg: GenerativeRunConfig,
-    run: RunDir | None,
-    settings,
-    classifier: Path | None,
-    codec,
-    **extra,
-) -> RunDir | None:
-    """Train (or resume) a pixel or latent DDPM or flow and report how it ended; the run
-    folder on the main process after a finished run."""
-    from diffkit.methods.generative import train_generative
-    from diffkit.training.distributed import destroy, dist_from_env, init_process_group
-    from diffkit.training.hardware import resolve_device
-
-    dist = dist_from_env()
-    init_process_group(dist, resolve_device(settings.device, dist.local_rank))
-    progress = console.TrainProgress(enabled=dist.is_main)
-    try:
-        run, result = train_generative(
-            cfg, settings, resume=run, dist=dist, classifier=classifier, codec=codec,
-            on_event=progress, on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
-            **extra,
-        )  # fmt: skip
-    finally:
-        destroy()
-    if not dist.is_main:
-        return None
-    console.out.print(str(run.path))
-    match result.reason:
-        case "non_finite":
-            kept = (f"the last good checkpoint is kept at {result.checkpoint}"
-                    if result.checkpoint is not None else "no checkpoint was written")  # fmt: skip
-            console.error(f"loss became NaN/inf at step {result.step}; stopped, {kept}")
-            raise typer.Exit(EXIT_FAILED)
-        case "interrupted":
-            how = "terminated" if result.stop_signal == "SIGTERM" else "interrupted"
-            console.info(f"{how} at step {result.step}; resume with --resume {run.path}")
-            raise typer.Exit(_stop_code(result))
-        case _:
-            loss = f", loss {result.last_loss:.4f}" if result.last_loss is not None else ""
-            console.info(
-                f"{result.reason}: {result.step} steps, {result.epoch} epochs, "
-                f"{result.images_per_sec:.0f} img/s{loss}"
-            )
-    return run
-
-
-def _stop_code(result) -> int:
-    """130 after Ctrl-C, 143 after SIGTERM: what a shell expects of a stopped job."""
-    return EXIT_TERMINATED if result.stop_signal == "SIGTERM" else EXIT_INTERRUPTED
-
-
-def _latent_codec(checkpoint: Path, cfg: GenerativeRunConfig, device: str):
-    """A latent model's autoencoder, from the ``vae.*`` tensors a checkpoint of it embeds
-    (not the VAE folder); None for a pixel model."""
-    from diffkit.methods.latent import codec_from_file
-    from diffkit.runs.checkpoint import resolve_checkpoint
-    from diffkit.training.hardware import resolve_device
-
-    if cfg.latent is None:
-        return None
-    return codec_from_file(cfg.latent, resolve_checkpoint(checkpoint), resolve_device(device))
 
 
 def _latent_config(
@@ -252,16 +177,7 @@ def ddpm(
 ) -> None:
     """Train a DDPM (UNet, eps/x0/v prediction, optional class conditioning) on pixels, or
     with --latent on a VAE's latents; writes a run folder."""
-    flags = {
-        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
-        "preset": preset, "data.dataset": dataset, "name": name,
-        "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
-        "data.limit": limit_data, "diffusion.schedule": schedule,
-        "diffusion.prediction": prediction, "train.sample_every": sample_every,
-        "train.eval_every": eval_every, "train.eval_n": eval_n, "train.keep_best": keep_best,
-        "model.mid_block": mid_block, "model.transformer_depth": transformer_depth,
-        "model.transformer_heads": transformer_heads,
-    }  # fmt: skip
+    flags = _config_flags(locals())
     flags |= _cond_flags(cond, cond_routes, cond_drop)
     settings = machine_settings(data_dir, runs_dir, device)
     _train_method(DDPMRunConfig, flags, settings, cond=cond, latent=latent, config=config,
@@ -286,8 +202,8 @@ def _train_method(
             raise UsageError("--config and --vae/--latent cannot be combined with --resume")
         if cond is not None:
             raise UsageError("--resume continues a run as configured; cannot change --cond")
-        run, cfg = _resume_config(resume, flags, kind)
-        codec = _latent_codec(run.last_checkpoint, cfg, settings.device)
+        run, cfg = resume_config(resume, flags, kind)
+        codec = latent_codec(run.last_checkpoint, cfg, settings.device)
     elif latent is not None:
         if flags.get("preset") is not None or flags.get("data.dataset") is not None:
             raise UsageError("a latent model takes its preset and dataset from the VAE")
@@ -297,7 +213,7 @@ def _train_method(
         run, cfg = None, resolve_run_config(kind, flags, config)
     cfg = _with_classes(cfg, cond)
     check_writable(run.path if run is not None else settings.runs_dir)
-    _train_diffusion(cfg, run, settings, classifier, codec)
+    train_diffusion(cfg, run, settings, classifier, codec)
 
 
 @app.command("rf")
@@ -343,14 +259,7 @@ def rf(
 ) -> None:
     """Train a rectified flow (noise at t=0 -> data at t=1, velocity target) on pixels, or
     with --vae on a VAE's latents; previews use 50 Euler steps. Writes a run folder."""
-    flags = {
-        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
-        "preset": preset, "data.dataset": dataset, "name": name,
-        "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
-        "data.limit": limit_data, "flow.time_sampling": time_sampling,
-        "train.sample_every": sample_every, "train.eval_every": eval_every,
-        "train.eval_n": eval_n, "train.keep_best": keep_best, "model.mid_block": mid_block,
-    }  # fmt: skip
+    flags = _config_flags(locals())
     flags |= _cond_flags(cond, cond_routes, cond_drop)
     settings = machine_settings(data_dir, runs_dir, device)
     _train_method(FlowRunConfig, flags, settings, cond=cond, latent=vae, config=config,
@@ -437,7 +346,7 @@ def classifier(
     console.out.print(str(res.run.path))
     if res.train.reason == "interrupted":
         console.info("interrupted; no classifier written (train it again, ~minutes)")
-        raise typer.Exit(_stop_code(res.train))
+        raise typer.Exit(stop_code(res.train))
     if res.train.reason == "non_finite":
         console.error(f"loss became NaN/inf at step {res.train.step}; no classifier written")
         raise typer.Exit(EXIT_FAILED)
@@ -511,7 +420,7 @@ def vae(
     console.out.print(str(res.run.path))
     if res.train.reason == "interrupted":
         console.info("interrupted; no vae.safetensors written (train it again)")
-        raise typer.Exit(_stop_code(res.train))
+        raise typer.Exit(stop_code(res.train))
     if res.train.reason == "non_finite":
         console.error(f"loss became NaN/inf at step {res.train.step}; no vae.safetensors written")
         raise typer.Exit(EXIT_FAILED)

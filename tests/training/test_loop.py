@@ -120,7 +120,7 @@ def test_stop_flag_records_which_signal_asked(monkeypatch):
     import os
     import signal
 
-    from diffkit.cli.train import _stop_code
+    from diffkit.cli.shared import stop_code as _stop_code
     from diffkit.training.loop import TrainResult, _StopFlag
 
     flag = _StopFlag()

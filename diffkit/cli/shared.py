@@ -1,0 +1,127 @@
+"""Helpers shared by several commands (train and reflow; eval and cache-bench), so that
+no command module imports another's private functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from diffkit.cli import console
+from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
+from diffkit.cli.signals import EXIT_TERMINATED
+from diffkit.config.resolve import validate
+from diffkit.config.run import FlowRunConfig, GenerativeRunConfig
+from diffkit.runs.layout import RunDir
+
+# Flags that may accompany --resume: they extend or relocate a run without changing it.
+RESUMABLE = {"train.epochs", "train.max_steps"}
+
+
+def resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
+    """The run folder and stored config of ``--resume RUN``, with only the RESUMABLE
+    ``flags`` applied; any other flag, or a run of another method, is a UsageError."""
+    import json
+
+    run = RunDir(run_path)
+    if not run.config.is_file() or not run.last_checkpoint.is_file():
+        raise UsageError(
+            f"cannot resume {run_path}: not a run folder with checkpoints/last.safetensors"
+        )
+    changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE)
+    if changed:
+        raise UsageError(
+            f"--resume continues a run as configured; cannot change {', '.join(changed)}"
+        )
+    try:
+        stored = json.loads(run.config.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot resume {run_path}: unreadable config.json ({exc})") from None
+    method = stored.get("method") if isinstance(stored, dict) else None
+    command = "rf" if method == "rf" else "ddpm"
+    if (kind is FlowRunConfig) != (command == "rf"):
+        raise UsageError(f"{run_path} is a {method} run; resume it with "
+                         f"`diffkit train {command} --resume`")  # fmt: skip
+    stored.setdefault("train", {}).update(
+        {k.split(".")[1]: v for k, v in flags.items() if k in RESUMABLE and v is not None}
+    )
+    return run, validate(kind, stored)
+
+
+def train_diffusion(
+    cfg: GenerativeRunConfig,
+    run: RunDir | None,
+    settings,
+    classifier: Path | None,
+    codec,
+    **extra,
+) -> RunDir | None:
+    """Train (or resume) a pixel or latent DDPM or flow and report how it ended; the run
+    folder on the main process after a finished run."""
+    from diffkit.methods.generative import train_generative
+    from diffkit.training.distributed import destroy, dist_from_env, init_process_group
+    from diffkit.training.hardware import resolve_device
+
+    dist = dist_from_env()
+    init_process_group(dist, resolve_device(settings.device, dist.local_rank))
+    progress = console.TrainProgress(enabled=dist.is_main)
+    try:
+        run, result = train_generative(
+            cfg, settings, resume=run, dist=dist, classifier=classifier, codec=codec,
+            on_event=progress, on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
+            **extra,
+        )  # fmt: skip
+    finally:
+        destroy()
+    if not dist.is_main:
+        return None
+    console.out.print(str(run.path))
+    match result.reason:
+        case "non_finite":
+            kept = (f"the last good checkpoint is kept at {result.checkpoint}"
+                    if result.checkpoint is not None else "no checkpoint was written")  # fmt: skip
+            console.error(f"loss became NaN/inf at step {result.step}; stopped, {kept}")
+            raise typer.Exit(EXIT_FAILED)
+        case "interrupted":
+            how = "terminated" if result.stop_signal == "SIGTERM" else "interrupted"
+            console.info(f"{how} at step {result.step}; resume with --resume {run.path}")
+            raise typer.Exit(stop_code(result))
+        case _:
+            loss = f", loss {result.last_loss:.4f}" if result.last_loss is not None else ""
+            console.info(
+                f"{result.reason}: {result.step} steps, {result.epoch} epochs, "
+                f"{result.images_per_sec:.0f} img/s{loss}"
+            )
+    return run
+
+
+def stop_code(result) -> int:
+    """130 after Ctrl-C, 143 after SIGTERM: what a shell expects of a stopped job."""
+    return EXIT_TERMINATED if result.stop_signal == "SIGTERM" else EXIT_INTERRUPTED
+
+
+def latent_codec(checkpoint: Path, cfg: GenerativeRunConfig, device: str):
+    """A latent model's autoencoder, from the ``vae.*`` tensors a checkpoint of it embeds
+    (not the VAE folder); None for a pixel model."""
+    from diffkit.methods.latent import codec_from_file
+    from diffkit.runs.checkpoint import resolve_checkpoint
+    from diffkit.training.hardware import resolve_device
+
+    if cfg.latent is None:
+        return None
+    return codec_from_file(cfg.latent, resolve_checkpoint(checkpoint), resolve_device(device))
+
+
+def free_path(path: Path) -> Path:
+    """``path`` or ``path`` with a numeric suffix, whichever does not exist yet."""
+    candidate, i = path, 1
+    while candidate.exists():
+        candidate, i = path.with_name(f"{path.stem}-{i}{path.suffix}"), i + 1
+    return candidate
+
+
+def check_steps(pipe, sampler: str, steps: int | None) -> int:
+    try:
+        return pipe.check(sampler, steps)
+    except ValueError as exc:
+        raise UsageError(f"--sampler/--steps: {exc}") from None
