@@ -14,8 +14,11 @@ from diffkit.schedules import DDPMSchedule
 Denoiser = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 """``(x_t: (B, ...), t: (B,) long) -> (eps, x0)``, both shaped like ``x_t``."""
 
-StepCallback = Callable[[int, Tensor, Tensor], None]
-"""``callback(i, x_i, x0_i)`` after sampler step ``i``."""
+StepCallback = Callable[[int, Tensor, Tensor], Tensor | None]
+"""``callback(i, x, x0)`` after sampler step ``i``: ``x`` the new state (at
+``timesteps[i + 1]``, clean data after the last step), ``x0`` the step's x0 prediction. A
+returned Tensor replaces ``x`` for the following steps (inpainting: paste the known region,
+noised to ``timesteps[i + 1]``); None keeps it."""
 
 
 def make_denoiser(
@@ -46,7 +49,8 @@ def make_denoiser(
 
 
 def prev_alpha_bars(schedule: DDPMSchedule, timesteps: Tensor) -> tuple[Tensor, Tensor]:
-    """\\bar\\alpha at each timestep and at the next (less noisy) one; 1 after the last."""
+    """\\bar\\alpha at each timestep and at the next (less noisy) one; 1 after the last. Always
+    over the whole grid: a run from ``start`` takes the same steps as the tail of a full run."""
     ab = schedule.alphas_cumprod[timesteps.cpu()]
     ab_prev = torch.cat([ab[1:], ab.new_ones(1)])
     return ab, ab_prev

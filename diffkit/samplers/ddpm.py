@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from diffkit.samplers.common import Denoiser, StepCallback, prev_alpha_bars
+from diffkit.samplers.ode import check_start, steered
 from diffkit.schedules import DDPMSchedule
 
 Variance = Literal["fixed_small", "fixed_large"]
@@ -27,28 +28,35 @@ def ddpm_sample(
     variance: Variance = "fixed_small",
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
+    start: int = 0,
 ) -> Tensor:
-    """Run the reverse chain from ``x`` (noise, (B, ...)) over ``timesteps`` (S,) descending.
+    """Run the reverse chain from ``x`` (B, ...), the state at ``timesteps[start]`` (noise
+    for ``start = 0``), over the rest of ``timesteps`` (S,) descending.
 
     ``fixed_small`` uses the posterior variance \\tilde\\beta (DDPM Eq. 7), ``fixed_large``
-    uses beta itself; both are the two extremes discussed in DDPM Sec. 3.2.
+    uses beta itself; both are the two extremes discussed in DDPM Sec. 3.2. Step ``i`` goes
+    from ``timesteps[i]`` to ``timesteps[i + 1]`` whatever ``start``, drawing one noise
+    (none on the last step): given the generator state a full run has after step
+    ``start - 1``, a run from ``start`` reproduces that run's tail exactly. ``callback`` may
+    steer (:data:`~diffkit.samplers.common.StepCallback`).
     """
     ab_all, ab_prev_all = prev_alpha_bars(schedule, timesteps)
-    for i, t in enumerate(timesteps.tolist()):
+    ts = timesteps.tolist()
+    for i in range(check_start(start, len(ts), "timesteps"), len(ts)):
         ab, ab_prev = ab_all[i].item(), ab_prev_all[i].item()
-        beta = 1 - ab / ab_prev
-        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        _, x0 = model(x, tt)
-        # Posterior mean, DDPM Eq. 7, with the respaced beta.
+        beta = 1 - ab / ab_prev  # (1) respaced beta_i = 1 - abar_t / abar_prev
+        tt = torch.full((x.shape[0],), ts[i], device=x.device, dtype=torch.long)
+        _, x0 = model(x, tt)  # (2) x0_hat(x_t, t)
+        # (3) Posterior mean, DDPM Eq. 7: mu = c0 x0_hat + ct x_t.
         c0 = ab_prev**0.5 * beta / (1 - ab)
         ct = (1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab)
         mean = c0 * x0 + ct * x
-        if i < len(timesteps) - 1:
+        if i < len(ts) - 1:  # (4) x_prev = mu + sigma z, sigma^2 = tilde beta or beta
             var = beta * (1 - ab_prev) / (1 - ab) if variance == "fixed_small" else beta
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = mean + var**0.5 * noise
-        else:
+        else:  # (4') the last step returns the mean, no noise
             x = mean
-        if callback is not None:
-            callback(i, x, x0)
+        if callback is not None:  # (5) steer: x_prev <- callback(i, x_prev, x0_hat)
+            x = steered(x, callback(i, x, x0))
     return x

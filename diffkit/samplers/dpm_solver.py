@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from diffkit.samplers.common import Denoiser, StepCallback, prev_alpha_bars
+from diffkit.samplers.ode import check_start, steered
 from diffkit.schedules import DDPMSchedule
 
 
@@ -29,29 +30,38 @@ def dpm_solver_pp_2m(
     schedule: DDPMSchedule,
     *,
     callback: StepCallback | None = None,
+    start: int = 0,
 ) -> Tensor:
-    """Integrate from ``x`` (noise at ``timesteps[0]``) over ``timesteps`` (S,) descending;
-    the last step lands on clean data."""
+    """Integrate from ``x``, the state at ``timesteps[start]`` (noise for ``start = 0``), over
+    the rest of ``timesteps`` (S,) descending; the last step lands on clean data.
+
+    The solver carries one state besides x: the previous x0 prediction. A run from ``start >
+    0`` has none, so its first step is first order (DDIM), as at the beginning of a full
+    run; that is why it is not bit-identical to the tail of a full run from the same x (it is
+    bit-identical to a full run over ``timesteps[start:]``). A steering ``callback``
+    (:data:`~diffkit.samplers.common.StepCallback`) replaces x only; the carried x0 stays.
+    """
     ab_all, ab_prev_all = prev_alpha_bars(schedule, timesteps)
     x0_prev: Tensor | None = None
     h_prev = 0.0
-    for i, t in enumerate(timesteps.tolist()):
+    ts = timesteps.tolist()
+    for i in range(check_start(start, len(ts), "timesteps"), len(ts)):
         ab, ab_next = ab_all[i].item(), ab_prev_all[i].item()
-        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        _, x0 = model(x, tt)
+        tt = torch.full((x.shape[0],), ts[i], device=x.device, dtype=torch.long)
+        _, x0 = model(x, tt)  # (1) D_i = x0_hat(x_{i-1}, t_{i-1})
         if ab_next >= 1.0:  # final step: sigma = 0
             x = x0
         else:
-            lam = 0.5 * math.log(ab / (1 - ab))
+            lam = 0.5 * math.log(ab / (1 - ab))  # (2) lambda = log(a / s)
             lam_next = 0.5 * math.log(ab_next / (1 - ab_next))
-            h = lam_next - lam
+            h = lam_next - lam  # h_i = lambda_i - lambda_{i-1}
             d = x0
-            if x0_prev is not None:
+            if x0_prev is not None:  # (3) 2M: D = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1}
                 r = h_prev / h
                 d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_prev
             s, s_next, a_next = (1 - ab) ** 0.5, (1 - ab_next) ** 0.5, ab_next**0.5
-            x = (s_next / s) * x - a_next * math.expm1(-h) * d
+            x = (s_next / s) * x - a_next * math.expm1(-h) * d  # (4) Eq. 9
             x0_prev, h_prev = x0, h
-        if callback is not None:
-            callback(i, x, x0)
+        if callback is not None:  # (5) steer: x_i <- callback(i, x_i, D_i)
+            x = steered(x, callback(i, x, x0))
     return x

@@ -10,6 +10,10 @@ Costs per step, in velocity evaluations: Euler 1, midpoint 2, Heun 2, RK4 4. The
 errors shrink as O(h), O(h^2), O(h^2), O(h^4). :func:`dopri5` adapts its steps to
 ``rtol``/``atol`` (Dormand and Prince 1980, via torchdiffeq) and reports how many
 evaluations it spent.
+
+Steering (SDEdit, inpainting): a fixed-step solve may begin part-way, at ``times[start]``,
+and a callback may replace the state after every step (return a Tensor; None keeps it).
+dopri5 chooses its own steps, so it can do neither.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from diffkit.samplers.table import SAMPLERS
 Velocity = Callable[[Tensor, Tensor], Tensor]
 """``v(x: (B, ...), t: (B,) float in [0, 1]) -> (B, ...)``."""
 
-OdeCallback = Callable[[int, Tensor], None]
-"""``callback(i, x)`` after step ``i`` of a fixed-step solver."""
+OdeCallback = Callable[[int, Tensor], Tensor | None]
+"""``callback(i, x)`` after step ``i`` of a fixed-step solver, x at ``times[i + 1]``; a
+returned Tensor replaces x for the following steps, None keeps it."""
 
 FixedSolver = Literal["euler", "midpoint", "heun", "rk4"]
 Solver = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
@@ -70,6 +75,25 @@ def _step_rk4(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
 _STEPS = {"euler": _step_euler, "midpoint": _step_midpoint, "heun": _step_heun, "rk4": _step_rk4}
 
 
+def check_start(start: int, size: int, grid: str) -> int:
+    """``start`` if it indexes the grid named ``grid`` of ``size`` points, else ValueError."""
+    if not 0 <= start < size:
+        raise ValueError(f"start={start} is outside {grid} (0 .. {size - 1})")
+    return start
+
+
+def steered(x: Tensor, out: object) -> Tensor:
+    """The state after a steering callback returned ``out``: ``x`` for None, else ``out``,
+    which must be a Tensor shaped like ``x``."""
+    if out is None:
+        return x
+    if not isinstance(out, Tensor) or out.shape != x.shape:
+        what = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise TypeError(f"a sampler callback returns None or a {tuple(x.shape)} Tensor, "
+                        f"not {what}")  # fmt: skip
+    return out
+
+
 @torch.no_grad()
 def solve_fixed(
     solver: FixedSolver,
@@ -77,18 +101,20 @@ def solve_fixed(
     x: Tensor,
     times: Tensor,
     *,
+    start: int = 0,
     callback: OdeCallback | None = None,
 ) -> Tensor:
-    """Integrate ``dx/dt = velocity(x, t)`` from ``times[0]`` to ``times[-1]`` with one
-    ``solver`` step per interval of ``times`` ((S + 1,), any floats). x: (B, ...)."""
+    """Integrate ``dx/dt = velocity(x, t)`` from ``times[start]`` (x: (B, ...), the state
+    there) to ``times[-1]`` with one ``solver`` step per interval of ``times`` ((S + 1,),
+    any floats). Step ``i`` goes from ``times[i]`` to ``times[i + 1]``, whatever ``start``.
+    ``callback(i, x)`` after step ``i`` may steer: see :data:`OdeCallback`."""
     step = _STEPS[solver]
     grid = times.to(device=x.device, dtype=x.dtype)
-    for i in range(grid.shape[0] - 1):
-        t = grid[i].expand(x.shape[0])
-        h = grid[i + 1] - grid[i]
-        x = step(velocity, x, t, h)
+    for i in range(check_start(start, grid.shape[0], "times"), grid.shape[0] - 1):
+        t, h = grid[i].expand(x.shape[0]), grid[i + 1] - grid[i]  # (1) t_i, h_i = t_{i+1} - t_i
+        x = step(velocity, x, t, h)  # (2) x_{i+1} = x_i + h_i Phi(x_i, t_i, h_i)
         if callback is not None:
-            callback(i, x)
+            x = steered(x, callback(i, x))  # (3) steer: x_{i+1} <- callback(i, x_{i+1})
     return x
 
 
@@ -159,20 +185,38 @@ def solve(
     rtol: float = 1e-3,
     atol: float = 1e-3,
     on_step: Callable[[], None] | None = None,
+    start: int = 0,
+    callback: OdeCallback | None = None,
 ) -> tuple[Tensor, int]:
-    """Any solver by name from ``times[0]`` to ``times[-1]``: ``(x, evaluations)``.
-    dopri5 uses only the end points of ``times`` and calls ``on_step`` per evaluation."""
+    """Any solver by name from ``times[start]`` to ``times[-1]``: ``(x, evaluations)``.
+
+    ``on_step()`` only counts progress: after every step (every evaluation for dopri5).
+    ``start`` and the steering ``callback`` are those of :func:`solve_fixed`; dopri5 uses
+    only the end points of ``times`` and refuses both (ValueError)."""
     if solver == "dopri5":
+        if start != 0 or callback is not None:
+            raise ValueError("dopri5 is adaptive: it cannot start part-way (start) or be "
+                             "steered (callback); use a fixed-step solver")  # fmt: skip
         t0, t1 = float(times[0]), float(times[-1])
         return dopri5(velocity, x, t0, t1, rtol=rtol, atol=atol, on_eval=on_step)
-    callback = (lambda i, x: on_step()) if on_step is not None else None
-    x = solve_fixed(solver, velocity, x, times, callback=callback)
-    return x, EVALS_PER_STEP[solver] * (times.shape[0] - 1)
+
+    def hook(i: int, x: Tensor) -> Tensor | None:
+        if on_step is not None:
+            on_step()
+        return None if callback is None else callback(i, x)
+
+    x = solve_fixed(solver, velocity, x, times, start=start,
+                    callback=hook if on_step or callback else None)  # fmt: skip
+    return x, EVALS_PER_STEP[solver] * (times.shape[0] - 1 - start)
 
 
 @torch.no_grad()
 def euler_straightness(
-    velocity: Velocity, x: Tensor, times: Tensor, *, callback: OdeCallback | None = None
+    velocity: Velocity,
+    x: Tensor,
+    times: Tensor,
+    *,
+    callback: Callable[[int, Tensor], object] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Euler integration over ``times`` (0 to 1) that also measures how straight each
     path is: ``(x_1, S)`` with S: (B,) float64 (Liu et al. 2022, Eq. 5, per dimension)::
@@ -182,7 +226,8 @@ def euler_straightness(
     the Riemann sum of ``int_0^1 ||(x_1 - x_0) - v(x_t, t)||^2 dt`` on the solver's own
     grid; 0 exactly when every path is a straight line at constant speed. For Euler
     ``x_1 - x_0 = sum_i h_i v_i`` and ``sum_i h_i = 1``, so S = sum_i h_i ||v_i||^2 / d -
-    ||x_1 - x_0||^2 / d: two running sums, no stored trajectory.
+    ||x_1 - x_0||^2 / d: two running sums, no stored trajectory. ``callback(i, x)`` only
+    observes (S is about the unsteered path); what it returns is ignored.
     """
     x_start = x
     grid = times.to(device=x.device, dtype=x.dtype)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from diffkit.param import Prediction, split_prediction, x0_to_eps
-from diffkit.samplers.ode import Solver, Velocity, solve
+from diffkit.samplers.ode import OdeCallback, Solver, Velocity, check_start, solve, steered
 from diffkit.schedules import DDPMSchedule
 
 
@@ -108,23 +108,52 @@ def probability_flow_sample(
     rtol: float = 1e-3,
     atol: float = 1e-3,
     on_step: Callable[[], None] | None = None,
+    start: int = 0,
+    callback: OdeCallback | None = None,
 ) -> tuple[Tensor, int]:
-    """Sample a DDPM by integrating its probability-flow ODE from noise ``x`` at
-    ``timesteps[0]`` over the descending grid ``timesteps`` (S,): ``(x_0, evaluations)``.
+    """Sample a DDPM by integrating its probability-flow ODE from ``x``, the state at
+    ``timesteps[start]`` (noise for ``start = 0``), over the rest of the descending grid
+    ``timesteps`` (S,): ``(x_0, evaluations)``.
 
-    ``solver`` runs from the first to the last grid timestep; the final step to clean data
-    (tau = 1, where s = 0) is a plain Euler step, i.e. the DDIM step that returns x0_hat, as
-    in Karras et al. 2022, Alg. 1. A higher-order step would evaluate the network at s = 0,
-    where its eps estimate (and, with clipping, eps recomputed as (x - a x0) / s) is
-    meaningless. dopri5 takes its end points from the grid only.
+    ``solver`` runs from ``timesteps[start]`` to the last grid timestep; the final step to
+    clean data (tau = 1, where s = 0) is a plain Euler step, i.e. the DDIM step that returns
+    x0_hat, as in Karras et al. 2022, Alg. 1. A higher-order step would evaluate the network
+    at s = 0, where its eps estimate (and, with clipping, eps recomputed as (x - a x0) / s)
+    is meaningless. dopri5 takes its end points from the grid only.
+
+    ``on_step()`` counts progress. ``callback(i, x)`` after step ``i`` (the final step is
+    ``S - 1``) sees x in the DDPM's own coordinates, ``x = a x_0 + s eps`` at
+    ``timesteps[i + 1]`` (clean data after the last step), as the DDPM samplers' callbacks
+    do; a returned Tensor replaces it (mapped back to the flow state ``z``; returning the
+    given tensor untouched changes nothing), None keeps it. dopri5 refuses ``start > 0`` and
+    ``callback`` (ValueError).
     """
+    check_start(start, timesteps.shape[0], "timesteps")
+    if solver == "dopri5" and (start != 0 or callback is not None):
+        raise ValueError("dopri5 is adaptive: it cannot start part-way (start) or be "
+                         "steered (callback); use a fixed-step solver")  # fmt: skip
     taus = ddpm_flow_times(schedule, timesteps)
-    z = to_flow_state(x, taus[0].to(x.dtype))
+
+    def steer(i: int, z: Tensor) -> Tensor | None:  # the callback, in x = z (a + s)
+        tau = taus[i + 1].to(z.dtype)
+        xi = z / (tau**2 + (1 - tau) ** 2).sqrt()
+        version = xi._version  # PyTorch bumps it on every in-place edit
+        out = callback(i, xi)  # type: ignore[misc]
+        out = xi if out is None else out  # an in-place edit of xi steers too
+        if out is xi and xi._version == version:
+            return None  # untouched: keep z exactly, no round trip through x
+        return to_flow_state(steered(xi, out), tau)
+
+    hook = steer if callback is not None else None
+    z = to_flow_state(x, taus[start].to(x.dtype))  # (1) z = x / (a + s) at tau_start
     nfe = 0
-    if taus.shape[0] > 2:
-        z, nfe = solve(solver, velocity, z, taus[:-1], rtol=rtol, atol=atol, on_step=on_step)
-    last = taus[-2].to(x.dtype)
+    if start < taus.shape[0] - 2:  # (2) solver steps tau_start -> tau_{S-1}
+        z, nfe = solve(solver, velocity, z, taus[:-1], rtol=rtol, atol=atol, on_step=on_step,
+                       start=start, callback=hook)  # fmt: skip
+    last = taus[-2].to(x.dtype)  # (3) one Euler (= DDIM) step tau_{S-1} -> 1
     z = z + (1 - last) * velocity(z, last.expand(z.shape[0]))
     if on_step is not None:
         on_step()
+    if hook is not None:
+        z = steered(z, hook(taus.shape[0] - 2, z))
     return z, nfe + 1
