@@ -100,7 +100,7 @@ def cache_bench(
     from diffkit.eval.evaluate import MIN_SAMPLES
     from diffkit.methods.load import load_pipeline
     from diffkit.methods.pipeline import cycle_labels
-    from diffkit.runs.layout import write_json
+    from diffkit.runs.layout import run_folder_of, write_json
     from diffkit.runs.plots import save_grid
     from diffkit.training.hardware import resolve_device
 
@@ -113,7 +113,6 @@ def cache_bench(
     settings = machine_settings(data_dir, runs_dir, device)
     dev = resolve_device(settings.device)
     pipe = load_pipeline(source, dev, use_ema=not no_ema)
-    folder_of_run = source if source.is_dir() else source.parent.parent
     sampler = sampler or pipe.DEFAULT_SAMPLER
     steps = check_steps(pipe, sampler, steps)
     if SAMPLERS[sampler].adaptive:
@@ -140,7 +139,7 @@ def cache_bench(
         score = evaluator.score_images
         common = {"features": features, "feature_sha256": extractor.digest}
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = out or free_path(folder_of_run / "cache-bench" / stamp)
+    folder = out or free_path(run_folder_of(source) / "cache-bench" / stamp)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)

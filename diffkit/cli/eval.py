@@ -27,8 +27,9 @@ from diffkit.cli.options import (
     Seed,
     machine_settings,
 )
-from diffkit.cli.shared import check_steps, free_path
+from diffkit.cli.shared import check_steps, free_path, progress_total
 from diffkit.config.run import SamplerName
+from diffkit.runs.layout import run_folder_of
 from diffkit.samplers.table import SAMPLERS, fixed_step
 
 if TYPE_CHECKING:
@@ -43,10 +44,10 @@ def _is_checkpoint(path: Path) -> bool:
 
     if path.is_dir():
         from diffkit.eval.evaluate import SAMPLES_FILE
+        from diffkit.runs.samples import sample_shards
 
         samples = (path / "sample.json").exists() or (path / SAMPLES_FILE).exists()
-        shards = any(path.glob("samples-[0-9]*.safetensors"))
-        return (path / "config.json").is_file() and not (samples or shards)
+        return (path / "config.json").is_file() and not (samples or sample_shards(path))
     try:
         with safe_open(str(path), framework="pt") as f:
             return (f.metadata() or {}).get("diffkit.format") == FORMAT
@@ -63,8 +64,7 @@ def _dataset_of_samples(file: Path) -> tuple[str | None, dict]:
             data = meta["data"]
         else:
             src = Path(meta["source"])
-            run = src if src.is_dir() else src.parent.parent
-            data = json.loads((run / "config.json").read_text())["data"]
+            data = json.loads((run_folder_of(src) / "config.json").read_text())["data"]
         name = data["dataset"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unknown provenance
         return None, {}
@@ -244,8 +244,7 @@ class _Source:
                 raise UsageError(
                     f"--dataset {dataset} differs from the model's {pipe.config.data.dataset}"
                 )
-            folder = source if source.is_dir() else source.parent.parent
-            return cls(pipe.config.data, folder, pipe=pipe)
+            return cls(pipe.config.data, run_folder_of(source), pipe=pipe)
         images, labels, file = load_samples(source, limit=n)
         found, stored = _dataset_of_samples(file)
         name = dataset or found
@@ -330,11 +329,6 @@ def _check_memory(src: _Source, n: int, extractor: FeatureExtractor) -> None:
     check_memory(n * per_image, what)
 
 
-def _progress_total(sampler: str, steps: int, batches: int) -> int | None:
-    """Progress-bar length: one tick per step of every batch (adaptive: unknown)."""
-    return None if SAMPLERS[sampler].adaptive else steps * batches
-
-
 def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, tolerances):
     """Sample ``n`` images; a class-conditional model draws every class equally often."""
     import time
@@ -343,7 +337,7 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
 
     steps = check_steps(pipe, sampler, steps)
     labels = cycle_labels(pipe.num_classes, n)
-    total = _progress_total(sampler, steps, -(-n // batch_size))
+    total = progress_total(sampler, steps, n, batch_size)
     stats: dict = {}
     with console.steps(f"{sampler}-{steps}, {n} images", total) as advance:
         start = time.perf_counter()
@@ -372,7 +366,7 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
 
     def sample(sampler: str, steps: int, w: float | None):
         tag = f"{sampler}-{steps}" + (f" w={w:g}" if w is not None else "")
-        with console.steps(tag, _progress_total(sampler, steps, -(-n // batch_size))) as advance:
+        with console.steps(tag, progress_total(sampler, steps, n, batch_size)) as advance:
             images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
                                  batch_size=batch_size, on_step=advance, labels=labels,
                                  guidance=1.0 if w is None else w)  # fmt: skip

@@ -236,7 +236,7 @@ def straightness_cmd(
     """Straightness S = int E||(x1 - x0) - v(x_t, t)||^2 dt / d of a flow's ODE paths
     (0 = straight lines; Liu et al. 2022, Eq. 5)."""
     from diffkit.methods.reflow import straightness
-    from diffkit.runs.layout import write_json
+    from diffkit.runs.layout import run_folder_of, write_json
 
     if n < 2 or steps < 1:
         raise UsageError("-n must be at least 2 and --steps at least 1")
@@ -244,7 +244,7 @@ def straightness_cmd(
     if guidance != 1.0 and pipe.num_classes is None:
         raise UsageError("--guidance needs a class-conditional flow")
     s = straightness(pipe, n=n, steps=steps, seed=seed or 0, guidance=guidance)
-    folder = source if source.is_dir() else source.parent.parent
+    folder = run_folder_of(source)
     if (folder / "config.json").is_file():
         write_json(folder / "straightness.json", s)
     console.info(f"S = {s['straightness']:.4g} ± {s['straightness_std']:.2g} over {n} paths, "

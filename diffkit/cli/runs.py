@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def _first_number(*values: Any) -> float | None:
 
 
 def _count(value: float) -> str:
-    return str(int(value)) if value == value and abs(value) != float("inf") else "?"
+    return str(int(value)) if math.isfinite(value) else "?"
 
 
 def _short(path: Path) -> str:

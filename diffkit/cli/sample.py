@@ -27,13 +27,16 @@ from diffkit.cli.options import (
     cache_config,
     machine_settings,
 )
+from diffkit.cli.shared import progress_total
 from diffkit.config.run import SamplerName
 
 
 def default_out(source: Path, name: str) -> Path:
     """``<run>/samples/<name>`` for a run or a file inside one, else ``./samples/<name>``;
     a numeric suffix keeps earlier outputs from being overwritten."""
-    run = source if source.is_dir() else source.parent.parent
+    from diffkit.runs.layout import run_folder_of
+
+    run = run_folder_of(source)
     base = (run if (run / "config.json").is_file() else Path.cwd()) / "samples" / name
     path, i = base, 1
     while path.exists():
@@ -212,7 +215,7 @@ def sample(
     stats: dict = {}
     writer = SampleWriter(out, overwrite=overwrite)
     try:
-        total = None if spec.adaptive else steps * -(-n // batch_size)  # a tick per step
+        total = progress_total(sampler, steps, n, batch_size)
         with console.steps(f"{tag}, {n} images", total) as advance:
             start = time.perf_counter()
             for images, y in pipe.sample_batches(

@@ -112,6 +112,14 @@ def latent_codec(checkpoint: Path, cfg: GenerativeRunConfig, device: str):
     return codec_from_file(cfg.latent, resolve_checkpoint(checkpoint), resolve_device(device))
 
 
+def progress_total(sampler: str, steps: int, n: int, batch_size: int) -> int | None:
+    """Progress-bar length of sampling ``n`` images: one tick per step of every batch
+    (None for an adaptive solver, whose number of steps is known only afterwards)."""
+    from diffkit.samplers.table import SAMPLERS
+
+    return None if SAMPLERS[sampler].adaptive else steps * -(-n // batch_size)
+
+
 def free_path(path: Path) -> Path:
     """``path`` or ``path`` with a numeric suffix, whichever does not exist yet."""
     candidate, i = path, 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from diffkit.eval.metrics import (
 )
 from diffkit.eval.reference import FeatureSet, real_features
 from diffkit.resources import check_memory
+from diffkit.runs.samples import sample_shards
 
 MIN_SAMPLES = 10
 
@@ -101,7 +101,6 @@ class Evaluator:
 
 
 SAMPLES_FILE = "samples.safetensors"  # one file, as diffkit sample wrote before shards
-_SHARD = re.compile(r"samples-(\d+)\.safetensors")
 
 
 def sample_files(path: Path) -> list[Path]:
@@ -112,9 +111,9 @@ def sample_files(path: Path) -> list[Path]:
         if not path.is_file():
             raise ConfigError(f"no samples at {path}")
         return [path]
-    shards = [(int(m[1]), p) for p in path.iterdir() if (m := _SHARD.fullmatch(p.name))]
-    if shards:  # numeric order: past 99999 the zero padding no longer sorts by name
-        return [p for _, p in sorted(shards)]
+    shards = sample_shards(path)
+    if shards:
+        return shards
     if (path / SAMPLES_FILE).is_file():
         return [path / SAMPLES_FILE]
     raise ConfigError(f"no samples-*.safetensors or {SAMPLES_FILE} in {path}")

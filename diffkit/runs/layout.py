@@ -113,6 +113,13 @@ class RunDir:
         raise FileExistsError(f"cannot create a run folder under {parent}")
 
 
+def run_folder_of(source: Path) -> Path:
+    """The run folder ``source`` names: itself, or the folder above the ``checkpoints/`` of
+    a checkpoint file (which may be no run folder at all: callers check config.json)."""
+    source = Path(source)
+    return source if source.is_dir() else source.parent.parent
+
+
 def find_runs(runs_dir: Path) -> list[RunDir]:
     """Every run folder (one holding config.json) under ``runs_dir``, oldest first."""
     root = Path(runs_dir)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import diffkit.resources
-from diffkit.config import DDPMRunConfig, Settings
+from diffkit.config import DDPMRunConfig
 from diffkit.config.resolve import resolve_run_config
 from diffkit.config.run import ClassifierRunConfig, VAERunConfig
 from diffkit.methods.classifier import train_classifier
@@ -22,13 +22,9 @@ from diffkit.nn.build import build_model, count_parameters, estimate_parameters,
 from diffkit.resources import ResourceError
 from diffkit.runs import Checkpoint, CheckpointError, save_checkpoint
 from diffkit.runs.checkpoint import read_header
-from tests.runs.test_resume_validation import TINY
+from tests.runs.util import TINY, settings
 
 HUGE_UNET = {"model.base_channels": 8192}  # ~46e9 parameters: ~900 GB to train
-
-
-def settings(runs: Path, data_dir: Path | None = None) -> Settings:
-    return Settings(data_dir=data_dir or runs, runs_dir=runs, download=False, device="cpu")
 
 
 def peak_rss_mb() -> float:

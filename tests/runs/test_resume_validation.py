@@ -2,50 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from diffkit.config import DDPMRunConfig, Settings
-from diffkit.config.resolve import resolve_run_config
 from diffkit.methods.generative import train_generative
 from diffkit.runs import Checkpoint, CheckpointError, RunDir, load_checkpoint, save_checkpoint
 from diffkit.runs.metrics import read_metrics
-
-TINY = {"preset": "tiny", "data.limit": 64, "train.batch_size": 16, "train.max_steps": 3,
-        "train.sample_every": 0, "train.log_every": 1}  # fmt: skip
-KEPT = ("config.json", "summary.json", "metrics.jsonl")
-
-
-def tiny_cfg(**train) -> DDPMRunConfig:
-    flags = TINY | {f"train.{k}": v for k, v in train.items()}
-    return resolve_run_config(DDPMRunConfig, flags, environ={})
-
-
-def settings(runs: Path, data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, runs_dir=runs, download=False, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir: Path) -> RunDir:
-    run, result = train_generative(tiny_cfg(), settings(tmp_path_factory.mktemp("runs"), data_dir))
-    assert result.reason == "max_steps" and run is not None
-    return run
-
-
-@pytest.fixture
-def run(trained: RunDir, tmp_path: Path) -> RunDir:
-    """A private copy of the trained run, free to tamper with."""
-    copy = tmp_path / "ddpm" / trained.path.name
-    shutil.copytree(trained.path, copy)
-    return RunDir(copy)
-
-
-def snapshot(run: RunDir) -> dict[str, bytes]:
-    return {name: (run.path / name).read_bytes() for name in KEPT}
+from tests.runs.util import settings, snapshot, tiny_cfg
 
 
 def tamper(run: RunDir, edit: Callable[[Checkpoint], None]) -> None:

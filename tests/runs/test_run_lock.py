@@ -4,13 +4,11 @@ the same run fails touching nothing, and what a killed run left behind is taken 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from diffkit.config import Settings
 from diffkit.config.resolve import resolve_run_config
 from diffkit.config.run import ClassifierRunConfig, FlowRunConfig, PairsConfig, VAERunConfig
 from diffkit.methods.classifier import train_classifier
@@ -21,42 +19,11 @@ from diffkit.methods.vae import train_vae
 from diffkit.nn import build_model
 from diffkit.runs import RunDir, load_checkpoint
 from diffkit.runs.layout import RunLock, RunLockedError
-from tests.runs.test_resume_validation import snapshot, tiny_cfg
-
-
-def settings(runs: Path, data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, runs_dir=runs, download=False, device="cpu")
+from tests.runs.util import locked, settings, snapshot, tiny_cfg
 
 
 class Stop(Exception):
     """Ends a training call early, from inside a callback."""
-
-
-def locked(folder: Path) -> bool:
-    """Whether another holder has ``folder``'s lock (a fresh RunLock cannot take it)."""
-    try:
-        RunLock(folder).acquire().release()
-    except RunLockedError:
-        return True
-    return False
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir: Path) -> RunDir:
-    runs = tmp_path_factory.mktemp("runs")
-    seen: list[bool] = []
-    run, result = train_generative(tiny_cfg(), settings(runs, data_dir),
-                                   on_run_dir=lambda r: seen.append(locked(r.path)))  # fmt: skip
-    assert seen == [True], "a fresh run is locked as soon as its folder exists"
-    assert run is not None and result.reason == "max_steps" and not locked(run.path)
-    return run
-
-
-@pytest.fixture
-def run(trained: RunDir, tmp_path: Path) -> RunDir:
-    copy = tmp_path / "ddpm" / trained.path.name
-    shutil.copytree(trained.path, copy)
-    return RunDir(copy)
 
 
 def test_second_resume_of_a_locked_run_touches_nothing(run: RunDir, data_dir: Path):
