@@ -39,7 +39,7 @@ def main() -> None:
         pipe = load_pipeline(run)
         for col, s in enumerate(steps):
             start = time.perf_counter()
-            x = pipe.sample(args.n, sampler="euler", steps=s, seed=0)
+            x = pipe.sample(args.n, sampler="euler", steps=s, seed=0).images
             ms = 1000 * (time.perf_counter() - start) / args.n
             print(f"{label:>16} euler-{s:<4} {ms:7.2f} ms/image")
             grid = make_grid((x.clamp(-1, 1) + 1) / 2, nrow=4, padding=1, pad_value=1.0)

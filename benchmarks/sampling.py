@@ -36,7 +36,7 @@ def main() -> None:
     rows = []
     for sampler, steps in SETTINGS:
         t0 = time.perf_counter()
-        images = model.sample(args.n, sampler=sampler, steps=steps, seed=args.seed)
+        images = model.sample(args.n, sampler=sampler, steps=steps, seed=args.seed).images
         wall = time.perf_counter() - t0
         save_grid(images, args.out / f"{sampler}-{steps}.png", nrow=8)
         rows.append(

@@ -2,7 +2,7 @@
 
 >>> import diffkit
 >>> model = diffkit.load("runs/ddpm/20260101-120000-run")      # doctest: +SKIP
->>> images = model.sample(16, sampler="ddim", steps=50, seed=0)  # (16, 1, 28, 28) in [-1, 1]
+>>> images = model.sample(16, sampler="ddim", steps=50, seed=0).images  # (16, 1, 28, 28)
 """
 
 from __future__ import annotations

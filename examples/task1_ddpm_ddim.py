@@ -44,7 +44,7 @@ def main() -> None:
     model = diffkit.load(run.path)
     for sampler, steps in (("ddpm", 1000), ("ddim", 100)):
         t0 = time.perf_counter()
-        images = model.sample(args.n, sampler=sampler, steps=steps, seed=0)
+        images = model.sample(args.n, sampler=sampler, steps=steps, seed=0).images
         wall = time.perf_counter() - t0
         save_grid(images, run.path / f"task1-{sampler}-{steps}.png", nrow=4)
         print(f"{sampler.upper()} with {steps} steps: {args.n} images in {wall * 1000:.0f} ms")

@@ -56,13 +56,14 @@ def main() -> None:
     model = diffkit.load(run.path)
     for sampler, steps in (("ddpm", 1000), ("ddim", 100)):  # Task 2: DDPM vs DDIM, 16 images
         t0 = time.perf_counter()
-        images = model.sample(16, sampler=sampler, steps=steps)  # no labels: the null class
+        images = model.sample(16, sampler=sampler, steps=steps).images  # no labels: the null class
         wall = time.perf_counter() - t0
         save_grid(images, run.path / f"task2-{sampler}-{steps}.png", nrow=4)
         print(f"latent {sampler.upper()} {steps} steps: 16 images in {wall * 1000:.0f} ms")
 
     labels = torch.arange(10).repeat_interleave(10)  # Task 3: one row per digit
-    images = model.sample(100, sampler="ddim", steps=100, labels=labels, guidance=args.guidance)
+    result = model.sample(100, sampler="ddim", steps=100, labels=labels, guidance=args.guidance)
+    images = result.images
     save_grid(images, run.path / "task3-cfg-grid.png", nrow=10)
     print(f"class grid (DDIM 100, w = {args.guidance}): {run.path / 'task3-cfg-grid.png'}")
 

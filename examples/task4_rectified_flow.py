@@ -50,7 +50,8 @@ def main() -> None:
     for run, name in ((rf1, "1-RF"), (rf2, "2-RF")):
         model = diffkit.load(run.path)
         print(f"{name}: S = {straightness(model, n=200)['straightness']:.4f}")
-        grids = [model.sample(16, sampler="euler", steps=s, seed=0) for s in (1, 2, 5, 10, 100)]
+        steps = (1, 2, 5, 10, 100)
+        grids = [model.sample(16, sampler="euler", steps=s, seed=0).images for s in steps]
         save_grid(torch.cat(grids), run.path / "task4-steps.png", nrow=16)
         print(f"{name}: rows = 1, 2, 5, 10, 100 Euler steps -> {run.path / 'task4-steps.png'}")
 

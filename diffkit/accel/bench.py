@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffkit.accel.deepcache import CacheConfig
+from diffkit.accel.deepcache import CacheConfig, DeepCache
 from diffkit.methods.pipeline import Pipeline
 
 Track = Callable[[str, int | None], AbstractContextManager[Callable[[], None]]]
@@ -53,8 +53,8 @@ def sampling_macs(
     ``torch.utils.flop_counter`` (convolutions, matmuls, attention) as FLOPs / 2."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    noise = torch.randn(1, *pipe.config.sample_shape, generator=torch.Generator().manual_seed(0))
-    deep_cache = pipe.deep_cache(cache, sampler, steps)
+    noise = torch.randn(1, *pipe.model.sample_shape, generator=torch.Generator().manual_seed(0))
+    deep_cache = DeepCache.of(pipe, cache, sampler, steps) if cache is not None else None
     with FlopCounterMode(display=False) as counter, deep_cache or nullcontext():
         pipe.generate(noise, sampler, steps, labels=None if labels is None else labels[:1],
                       guidance=guidance)  # fmt: skip
@@ -98,24 +98,27 @@ def run_cache_bench(
         raise ValueError(f"{sampler} is adaptive; cache-bench needs a fixed-step sampler")
     configs = [replace(cache, interval=k) for k in sorted(set(intervals)) if k > 1]
     for c in configs:
-        pipe.deep_cache(c, sampler, steps)  # raises now, before any sampling, if it cannot
+        DeepCache.of(pipe, c, sampler, steps)  # raises now, before any sampling, if it cannot
     _warm_up(pipe, sampler, labels, guidance, min(n, batch_size, 16))
 
     def measure(kind: str, s: int, c: CacheConfig | None) -> tuple[BenchPoint, Tensor]:
-        stats: dict[str, Any] = {}
         tag = f"N={c.interval}" if c else f"{sampler}-{s}"
-        with track(tag, s * -(-n // batch_size)) if track else nullcontext(None) as advance:
+        deep_cache = DeepCache.of(pipe, c, sampler, s) if c is not None else None
+        with (track(tag, s * -(-n // batch_size)) if track else nullcontext(None) as advance,
+              deep_cache or nullcontext()):  # fmt: skip
             start = time.perf_counter()
-            images = pipe.sample(n, sampler=sampler, steps=s, seed=seed, batch_size=batch_size,
-                                 labels=labels, guidance=guidance, cache=c, stats=stats,
-                                 on_step=advance)  # fmt: skip
+            reset = deep_cache.reset if deep_cache is not None else None
+            result = pipe.sample(n, sampler=sampler, steps=s, seed=seed, batch_size=batch_size,
+                                 labels=labels, guidance=guidance, on_step=advance,
+                                 on_batch_start=reset)  # fmt: skip
             if pipe.device.type == "cuda":
                 torch.cuda.synchronize(pipe.device)
             seconds = time.perf_counter() - start
+        full = deep_cache.mean_full if deep_cache is not None else result.nfe
         macs = sampling_macs(pipe, sampler, s, c, labels, guidance)
-        point = BenchPoint(kind, s, c.interval if c else None, stats["nfe"], stats["full_nfe"],
+        point = BenchPoint(kind, s, c.interval if c else None, result.nfe, full,
                            seconds, macs, mse=0.0)  # fmt: skip
-        return point, images
+        return point, result.images
 
     points: list[BenchPoint] = []
     ref_images: list[Tensor] = []

@@ -120,24 +120,44 @@ def branch_modules(unet: UNet, branch: int) -> tuple[list[nn.Module], nn.Module]
 
 
 class DeepCache:
-    """``with DeepCache(unet, config, total_calls) as cache: sample(...)``.
+    """``with DeepCache(unet, config, total_calls) as cache: sample(...)``; on a pipeline,
+    ``with DeepCache.of(pipe, config, sampler, steps) as cache:
+    pipe.sample(..., on_batch_start=cache.reset)``.
 
     ``total_calls`` (network evaluations per sampling run) is needed by the quadratic
     schedule only. :meth:`reset` starts a new sampling run (a new batch). ``calls`` and
-    ``full`` count this run's network calls and the full ones among them.
+    ``full`` count this run's network calls and the full ones among them; ``finished``
+    holds ``full`` of every earlier run.
     """
 
     def __init__(self, unet: nn.Module, config: CacheConfig, total_calls: int | None = None):
         if not isinstance(unet, UNet):
-            raise ValueError(f"DeepCache needs a UNet; this model is a {type(unet).__name__}")
+            raise ValueError(f"DeepCache needs a UNet of diffkit's own; this model is a "
+                             f"{type(unet).__name__}")  # fmt: skip
         self.unet, self.config = unet, config
         self.deep, self.feature = branch_modules(unet, config.branch)
         self.is_full = full_calls(config, total_calls)
         self._handles: list[Any] = []
+        self.finished: list[int] = []
+        self.calls = 0
         self.reset()
+
+    @classmethod
+    def of(cls, pipe: Any, config: CacheConfig, sampler: str, steps: int) -> DeepCache:
+        """A cache on a pipeline's network, for runs of ``sampler`` with ``steps`` steps
+        (the quadratic schedule needs their planned network evaluations)."""
+        return cls(pipe.net, config, pipe.planned_nfe(sampler, steps))
+
+    @property
+    def mean_full(self) -> float:
+        """Full calls per run, over the finished runs and the current one."""
+        runs = self.finished + ([self.full] if self.calls else [])
+        return sum(runs) / len(runs) if runs else 0.0
 
     def reset(self) -> None:
         """Forget everything recorded: the next call is call 0 (full)."""
+        if self.calls:
+            self.finished.append(self.full)
         self.calls = self.full = 0
         self._cached = False
         self._batch: int | None = None

@@ -96,6 +96,7 @@ def cache_bench(
     (speedup vs FID) and a grid per configuration."""
 
     from diffkit.accel.bench import plot_cache_bench, run_cache_bench
+    from diffkit.accel.deepcache import DeepCache
     from diffkit.cli.shared import check_steps, free_path
     from diffkit.eval.evaluate import MIN_SAMPLES
     from diffkit.methods.load import load_pipeline
@@ -123,7 +124,7 @@ def cache_bench(
         raise UsageError("--guidance needs a class-conditional model")
     cache = cache_config(2, cache_branch, cache_schedule, cache_center, cache_mode)
     try:  # refuse a bad branch or schedule now, before any folder or feature network
-        pipe.deep_cache(cache, sampler, steps)
+        DeepCache.of(pipe, cache, sampler, steps)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -324,7 +324,7 @@ def _check_memory(src: _Source, n: int, extractor: FeatureExtractor) -> None:
     per_image = 2 * 4 * (extractor.feature_dim + extractor.num_classes)
     if src.pipe is not None:
         channels, size = image_shape(src.data)
-        per_image += 4 * math.prod(src.pipe.config.sample_shape) + 2 * 4 * channels * size**2
+        per_image += 4 * math.prod(src.pipe.model.sample_shape) + 2 * 4 * channels * size**2
     what = f"{'generating and ' if src.pipe is not None else ''}scoring {n} images"
     check_memory(n * per_image, what)
 
@@ -338,17 +338,26 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
     steps = check_steps(pipe, sampler, steps)
     labels = cycle_labels(pipe.num_classes, n)
     total = progress_total(sampler, steps, n, batch_size)
-    stats: dict = {}
+    given = {"eta": eta, "rtol": tolerances[0], "atol": tolerances[1]}
+    options = {k: v for k, v in given.items() if k in pipe.reads(sampler)}
     with console.steps(f"{sampler}-{steps}, {n} images", total) as advance:
         start = time.perf_counter()
-        images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
-                             batch_size=batch_size, on_step=advance, labels=labels,
-                             guidance=guidance, stats=stats, rtol=tolerances[0],
-                             atol=tolerances[1])  # fmt: skip
+        result = pipe.sample(
+            n,
+            sampler=sampler,
+            steps=steps,
+            seed=seed,
+            batch_size=batch_size,
+            on_step=advance,
+            labels=labels,
+            guidance=guidance,
+            **options,
+        )
         wall = time.perf_counter() - start
+    images = result.images
     spec = SAMPLERS[sampler]
     info = {"sampler": sampler, "steps": None if spec.adaptive else steps,
-            "nfe": stats["nfe"], "eta": eta, **({"rtol": tolerances[0], "atol": tolerances[1]}
+            "nfe": result.nfe, "eta": eta, **({"rtol": tolerances[0], "atol": tolerances[1]}
                                                  if "rtol" in spec.options else {}),
             "sample_seconds": wall, "ms_per_image": 1000 * wall / n}  # fmt: skip
     if labels is not None:
@@ -367,10 +376,11 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
     def sample(sampler: str, steps: int, w: float | None):
         tag = f"{sampler}-{steps}" + (f" w={w:g}" if w is not None else "")
         with console.steps(tag, progress_total(sampler, steps, n, batch_size)) as advance:
-            images = pipe.sample(n, sampler=sampler, steps=steps, eta=eta, seed=seed,
+            options = {"eta": eta} if "eta" in pipe.reads(sampler) else {}
+            result = pipe.sample(n, sampler=sampler, steps=steps, seed=seed, **options,
                                  batch_size=batch_size, on_step=advance, labels=labels,
                                  guidance=1.0 if w is None else w)  # fmt: skip
-        return images, labels
+        return result.images, labels
 
     def acc(m: dict) -> str:
         return f"{m['class_accuracy']['all']:.3f}" if "class_accuracy" in m else "-"

@@ -35,7 +35,7 @@ def _flow(source: Path, device: str | None, use_ema: bool = True):
     settings = machine_settings(None, None, device)
     pipe = load_pipeline(source, resolve_device(settings.device), use_ema=use_ema)
     if not isinstance(pipe, FlowPipeline):
-        raise UsageError(f"{source} is a {pipe.config.run_kind} model; reflow needs a "
+        raise UsageError(f"{source} is a {pipe.model.name} model; reflow needs a "
                          "rectified flow (`diffkit train rf`)")  # fmt: skip
     return pipe
 

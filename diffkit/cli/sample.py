@@ -172,8 +172,11 @@ def sample(
 ) -> None:
     """Sample images: writes grid.png (up to 256), samples-NNNNN.safetensors shards and
     sample.json; the folder appears when it is complete."""
+    from contextlib import nullcontext
+
     import torch
 
+    from diffkit.accel.deepcache import DeepCache
     from diffkit.methods.load import load_pipeline
     from diffkit.runs.layout import check_writable
     from diffkit.runs.samples import SampleWriter
@@ -193,12 +196,17 @@ def sample(
         steps = pipe.check(sampler, steps)
     except ValueError as exc:
         raise UsageError(f"--sampler/--steps: {exc}") from None
+    options = {"eta": eta, "spacing": spacing, "variance": variance, "rtol": rtol, "atol": atol}
+    try:
+        pipe.options(sampler, options)
+    except ValueError as exc:
+        raise UsageError(f"--{str(exc).rsplit(' ', 1)[-1]}: {exc}") from None
     cache = None
     if cache_interval > 1:
         cache = cache_config(cache_interval, cache_branch, cache_schedule, cache_center,
                              cache_mode)  # fmt: skip
         try:
-            pipe.deep_cache(cache, sampler, steps)
+            DeepCache.of(pipe, cache, sampler, steps)
         except ValueError as exc:
             raise UsageError(f"--cache-*: {exc}") from None
     seed = 0 if seed is None else seed
@@ -212,28 +220,32 @@ def sample(
     _check_room(pipe, n, batch_size, out)
     check_writable(out.parent)
 
-    stats: dict = {}
     writer = SampleWriter(out, overwrite=overwrite)
+    nfes: list[int] = []
     try:
         total = progress_total(sampler, steps, n, batch_size)
-        with console.steps(f"{tag}, {n} images", total) as advance:
+        deep_cache = DeepCache.of(pipe, cache, sampler, steps) if cache is not None else None
+        with console.steps(f"{tag}, {n} images", total) as advance, deep_cache or nullcontext():
             start = time.perf_counter()
-            for images, y in pipe.sample_batches(
-                n, sampler=sampler, steps=steps, eta=eta, spacing=spacing, variance=variance,
-                rtol=rtol, atol=atol, seed=seed, batch_size=batch_size, labels=labels,
-                guidance=guidance, stats=stats, cache=cache, on_step=advance,
+            for batch in pipe.sample_batches(
+                n, sampler=sampler, steps=steps, **options, seed=seed, batch_size=batch_size,
+                labels=labels, guidance=guidance, on_step=advance,
+                on_batch_start=deep_cache.reset if deep_cache is not None else None,
             ):  # fmt: skip
-                writer.add(images, y)
+                writer.add(batch.images, batch.labels)
+                nfes.append(batch.nfe)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             wall = time.perf_counter() - start
+        nfe = sum(nfes) / len(nfes)
+        full_nfe = deep_cache.mean_full if deep_cache is not None else nfe
         meta = {
             "source": str(source),
             "data": pipe.config.data.model_dump(mode="json"),  # what the images imitate
             "sampler": sampler,
             "steps": None if spec.adaptive else steps,
-            "nfe": stats["nfe"],
-            "full_nfe": stats["full_nfe"],
+            "nfe": nfe,
+            "full_nfe": full_nfe,
             "cache": asdict(cache) if cache is not None else None,
             "rtol": rtol if "rtol" in spec.options else None,
             "atol": atol if "atol" in spec.options else None,
@@ -254,9 +266,9 @@ def sample(
     except BaseException:
         writer.discard()  # nothing half-written is left; an older --out folder is intact
         raise
-    what = f"{stats['nfe']:g} evaluations" if spec.adaptive else f"{steps} steps"
+    what = f"{nfe:g} evaluations" if spec.adaptive else f"{steps} steps"
     if cache is not None:
-        what += f", DeepCache {stats['full_nfe']:g} full"
+        what += f", DeepCache {full_nfe:g} full"
     console.info(
         f"{n} images, {sampler} {what}: {wall:.2f} s ({1000 * wall / n:.1f} ms/image) on {dev}"
     )

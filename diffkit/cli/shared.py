@@ -11,7 +11,7 @@ from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from diffkit.cli.signals import EXIT_TERMINATED
 from diffkit.config.resolve import validate
-from diffkit.config.run import FlowRunConfig, GenerativeRunConfig
+from diffkit.config.run import GenerativeRunConfig
 from diffkit.runs.layout import RunDir
 
 # Flags that may accompany --resume: they extend or relocate a run without changing it.
@@ -22,6 +22,8 @@ def resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
     """The run folder and stored config of ``--resume RUN``, with only the RESUMABLE
     ``flags`` applied; any other flag, or a run of another method, is a UsageError."""
     import json
+
+    from diffkit.methods.registry import METHODS
 
     run = RunDir(run_path)
     if not run.config.is_file() or not run.last_checkpoint.is_file():
@@ -37,11 +39,11 @@ def resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
         stored = json.loads(run.config.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot resume {run_path}: unreadable config.json ({exc})") from None
-    method = stored.get("method") if isinstance(stored, dict) else None
-    command = "rf" if method == "rf" else "ddpm"
-    if (kind is FlowRunConfig) != (command == "rf"):
-        raise UsageError(f"{run_path} is a {method} run; resume it with "
-                         f"`diffkit train {command} --resume`")  # fmt: skip
+    method = METHODS.get(stored.get("method")) if isinstance(stored, dict) else None
+    if method is None or method.config is not kind:
+        name = stored.get("method") if isinstance(stored, dict) else None
+        how = f"resume it with `diffkit {method.command} --resume`" if method else "not a run"
+        raise UsageError(f"{run_path} is a {name} run; {how}")
     stored.setdefault("train", {}).update(
         {k.split(".")[1]: v for k, v in flags.items() if k in RESUMABLE and v is not None}
     )

@@ -116,6 +116,7 @@ def _latent_config(
     vae: Path, flags: dict, config: Path | None, device: str, kind: type[GenerativeRunConfig]
 ):
     from diffkit.methods.latent import latent_fixed_layer
+    from diffkit.methods.registry import method_for
     from diffkit.methods.vae import load_codec
     from diffkit.training.hardware import resolve_device
 
@@ -125,7 +126,7 @@ def _latent_config(
         names = ", ".join(k.split(".", 1)[1] for k in unet_only)
         raise UsageError(f"{vae} has flat latents, denoised by an MLP that takes the label "
                          f"through its time embedding; {names} applies to UNets")  # fmt: skip
-    method = "rf" if kind is FlowRunConfig else "ldm"
+    method = method_for(kind, latent=True).name
     cfg = resolve_run_config(kind, flags, config, fixed=latent_fixed_layer(codec, method),
                              fixed_by=f"the VAE {vae}")  # fmt: skip
     return cfg, codec

@@ -138,11 +138,6 @@ class GenerativeRunConfig(Frozen):
         assert isinstance(m, UNetConfig)
         return (m.in_channels, m.image_size, m.image_size)
 
-    @property
-    def run_kind(self) -> str:
-        """The runs/ sub-folder of this run."""
-        return getattr(self, "method", "run")
-
     @model_validator(mode="after")
     def _consistent_model(self) -> Self:
         if (self.latent is not None) != (self.preset[:7] == "latent-"):
@@ -216,10 +211,6 @@ class FlowRunConfig(GenerativeRunConfig):
     flow: FlowConfig = FlowConfig()
     train: FlowTrainConfig = FlowTrainConfig()
     reflow: ReflowConfig | None = None
-
-    @property
-    def run_kind(self) -> str:
-        return "reflow" if self.reflow is not None else "rf"
 
 
 def _check_latent_model(model: UNetConfig | MLPConfig, shape: tuple[int, ...]) -> None:

@@ -15,8 +15,8 @@ from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData
 from diffkit.eval.features import CLASSIFIER_FILE, save_classifier
 from diffkit.methods.common import finish_run, load_splits
+from diffkit.methods.registry import method_objective, method_of
 from diffkit.nn.build import build_model, check_trainable
-from diffkit.objectives.classify import ClassifierObjective
 from diffkit.runs.layout import RunDir, RunLock, write_json
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.hardware import resolve_device, resolve_precision
@@ -66,14 +66,14 @@ def train_classifier(
     batches = TensorBatches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model)
-    run = RunDir.create(settings.runs_dir, cfg.method, cfg.name)
+    run = RunDir.create(settings.runs_dir, method_of(cfg.method).runs_folder(cfg), cfg.name)
     with RunLock(run.path):
         run_config = cfg.model_dump(mode="json")
         write_json(run.config, run_config)
         on_run_dir(run)
         t0 = time.time()
         result = train(
-            model, ClassifierObjective(cfg.max_shift), batches, cfg.train, device=device,
+            model, method_objective(cfg), batches, cfg.train, device=device,
             autocast_dtype=autocast_dtype, run=run, run_config=run_config, on_event=on_event,
         )  # fmt: skip
         acc = digest = None

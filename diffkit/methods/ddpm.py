@@ -2,44 +2,34 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, get_args
+from typing import ClassVar
 
-from diffkit.config.run import DDPMRunConfig, SamplerName
 from diffkit.methods.pipeline import Pipeline
+from diffkit.models.contract import DDPMModel
 from diffkit.samplers import ddim_sample, ddpm_sample, make_denoiser
 from diffkit.samplers.dpm_solver import dpm_solver_pp_2m
 from diffkit.samplers.probability_flow import ddpm_velocity, probability_flow_sample
-from diffkit.samplers.table import SAMPLERS
-from diffkit.schedules import DDPMSchedule, make_schedule, spaced_timesteps
-
-
-def schedule_of(cfg: DDPMRunConfig) -> DDPMSchedule:
-    d = cfg.diffusion
-    return make_schedule(d.schedule, d.num_steps, d.beta_start, d.beta_end)
+from diffkit.samplers.table import SAMPLERS, family_samplers
+from diffkit.schedules import DDPMSchedule, spaced_timesteps
 
 
 class DDPMPipeline(Pipeline):
-    """A trained DDPM: ancestral DDPM, DDIM, DPM-Solver++(2M), or any ODE solver on its
-    probability-flow velocity (:mod:`diffkit.samplers.probability_flow`).
+    """A DDPM (own or foreign): ancestral DDPM, DDIM, DPM-Solver++(2M), or any ODE solver on
+    its probability-flow velocity (:mod:`diffkit.samplers.probability_flow`).
 
     ``steps`` defaults to T for DDPM and 50 otherwise; a grid of fewer steps than T is
-    respaced by ``spacing``. ``clip`` (x0 clamped to [-1, 1]) defaults to on for pixels,
-    off for latents.
+    respaced by ``spacing``. ``clip`` (x0 clamped to [-1, 1]) defaults to the model's
+    (on for pixels, off for latents).
     """
 
-    SAMPLERS: ClassVar[tuple[str, ...]] = get_args(SamplerName)
+    SAMPLERS: ClassVar[tuple[str, ...]] = family_samplers("ddpm")
     DEFAULT_SAMPLER: ClassVar[str] = "ddim"
-    config: DDPMRunConfig
+    MODEL_OPTIONS: ClassVar[frozenset[str]] = frozenset({"spacing", "clip"})
+    model: DDPMModel
 
     @property
     def schedule(self) -> DDPMSchedule:
-        return schedule_of(self.config)
-
-    def max_steps(self) -> int:
-        return self.config.diffusion.num_steps
-
-    def default_steps(self, sampler: str) -> int:
-        return self.max_steps() if sampler == "ddpm" else 50
+        return self.model.schedule
 
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
         spec = SAMPLERS[sampler]
@@ -52,8 +42,8 @@ class DDPMPipeline(Pipeline):
     def integrate(self, net, x, sampler, steps, opts, generator, on_step):
         sched = self.schedule
         ts = spaced_timesteps(sched.num_steps, steps, opts.spacing)  # type: ignore[arg-type]
-        clip = self.codec is None if opts.clip is None else opts.clip
-        prediction = self.config.diffusion.prediction
+        clip = self.model.clip if opts.clip is None else opts.clip
+        prediction = self.model.prediction
         spec = SAMPLERS[sampler]
         if spec.family == "ode":
             if spec.adaptive:  # only the end points matter

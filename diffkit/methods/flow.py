@@ -2,39 +2,51 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, get_args
+from typing import ClassVar
 
-from diffkit.config.run import FlowRunConfig, OdeSolverName
+import torch
+from torch import Tensor
+
 from diffkit.methods.pipeline import Pipeline
+from diffkit.models.conditioning import Cond
+from diffkit.models.contract import FlowModel
 from diffkit.samplers.common import make_velocity
-from diffkit.samplers.ode import solve
-from diffkit.samplers.table import SAMPLERS
+from diffkit.samplers.ode import Velocity, euler_straightness, solve
+from diffkit.samplers.table import SAMPLERS, family_samplers
 from diffkit.schedules.flow import flow_time_grid
-
-MAX_FLOW_STEPS = 10_000
 
 
 class FlowPipeline(Pipeline):
-    """A trained rectified flow, sampled by integrating its velocity from noise (t = 0) to
-    data (t = 1) with an ODE solver on a uniform grid of ``steps`` steps (default 50
-    Euler steps; 1 for a one-step distilled model)."""
+    """A rectified flow, sampled by integrating its velocity from noise (t = 0) to data
+    (t = 1) with an ODE solver on a uniform grid of ``steps`` steps (default 50 Euler
+    steps; 1 for a one-step distilled model)."""
 
-    SAMPLERS: ClassVar[tuple[str, ...]] = get_args(OdeSolverName)
+    SAMPLERS: ClassVar[tuple[str, ...]] = family_samplers("flow")
     DEFAULT_SAMPLER: ClassVar[str] = "euler"
-    config: FlowRunConfig
-
-    def max_steps(self) -> int:
-        return MAX_FLOW_STEPS
-
-    def default_steps(self, sampler: str) -> int:
-        reflow = self.config.reflow
-        return reflow.distill_steps if reflow and reflow.distill_steps else 50
+    model: FlowModel
 
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
         per_step = SAMPLERS[sampler].calls_per_step
         return None if per_step is None else per_step * steps
 
+    def velocity(self, cond: Cond | None = None, guidance: float = 1.0) -> Velocity:
+        """The (guided) velocity field ``v(x, t)``, t in [0, 1] (reflow measures its
+        straightness along Euler paths)."""
+        return make_velocity(self.network(cond, guidance), time_scale=self.model.time_scale)
+
+    @torch.no_grad()
+    def euler_measured(
+        self, noise: Tensor, steps: int, *, labels: Tensor | None = None, guidance: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """Euler from ``noise`` (B, ...) over ``steps`` steps, measuring each path's
+        straightness S along the way (:func:`~diffkit.samplers.ode.euler_straightness`):
+        the samples (B, ...) on the model's device and S (B,)."""
+        cond = self._condition(labels, None, noise.shape[0])
+        x = noise.to(self.device)
+        return euler_straightness(self.velocity(cond, guidance), x, flow_time_grid(steps))
+
     def integrate(self, net, x, sampler, steps, opts, generator, on_step):
         times = flow_time_grid(steps)
-        return solve(sampler, make_velocity(net), x, times, rtol=opts.rtol, atol=opts.atol,
+        velocity = make_velocity(net, time_scale=self.model.time_scale)
+        return solve(sampler, velocity, x, times, rtol=opts.rtol, atol=opts.atol,
                      on_step=on_step)  # fmt: skip

@@ -16,18 +16,16 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from diffkit.config.run import DDPMRunConfig, FlowRunConfig, GenerativeRunConfig
+from diffkit.config.run import GenerativeRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, load_dataset
 from diffkit.methods.common import finish_run, report_skipped
-from diffkit.methods.ddpm import schedule_of
 from diffkit.methods.latent import codec_tensors, encode_dataset
 from diffkit.methods.load import pipeline_for
 from diffkit.methods.pipeline import check_weights, cycle_labels, load_weights
+from diffkit.methods.registry import METHODS, method_objective
 from diffkit.nn.build import build_model, check_trainable, meta_model
-from diffkit.objectives.ddpm import DDPMObjective
-from diffkit.objectives.flow import FlowObjective
 from diffkit.runs.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -47,16 +45,8 @@ if TYPE_CHECKING:
 
 
 def objective_for(cfg: GenerativeRunConfig, paired: bool = False):
-    """The training loss of a config's method."""
-    k, drop = cfg.num_classes, cfg.train.cond_drop
-    if isinstance(cfg, FlowRunConfig):
-        f = cfg.flow
-        distill = cfg.reflow.distill_steps if cfg.reflow is not None else None
-        return FlowObjective(f.time_sampling, f.logit_mean, f.logit_std, k, drop,
-                             paired=paired, distill_steps=distill)  # fmt: skip
-    assert isinstance(cfg, DDPMRunConfig)
-    d = cfg.diffusion
-    return DDPMObjective(schedule_of(cfg), d.prediction, d.min_snr_gamma, k, drop)
+    """The training loss of a config's method (:data:`~diffkit.methods.registry.METHODS`)."""
+    return method_objective(cfg, paired)
 
 
 def _load_once_per_host(cfg: GenerativeRunConfig, settings: Settings, dist: DistInfo) -> ImageData:
@@ -135,7 +125,7 @@ def _open_run(
     the checkpoint (first: reading them is what can still fail), its config updated (e.g.
     new epochs) and its stale summary removed."""
     if resume is None:
-        run = RunDir.create(settings.runs_dir, cfg.run_kind, cfg.name)
+        run = RunDir.create(settings.runs_dir, METHODS[cfg.method].runs_folder(cfg), cfg.name)
         held.enter_context(RunLock(run.path))
     else:
         run = resume
@@ -172,8 +162,12 @@ def _evaluation(
     def evaluate(ema_net: nn.Module, epoch: int) -> dict:
         start = time.perf_counter()
         labels = cycle_labels(cfg.num_classes, t.eval_n)
-        images = pipeline_for(cfg, ema_net, device, codec).sample(
-            t.eval_n, sampler=t.eval_sampler, steps=t.eval_steps, seed=t.seed, labels=labels
+        images = (
+            pipeline_for(cfg, ema_net, device, codec)
+            .sample(
+                t.eval_n, sampler=t.eval_sampler, steps=t.eval_steps, seed=t.seed, labels=labels
+            )
+            .images
         )
         scores = evaluator.score_images(images, labels)
         keep = ("fid", "kid", "kid_std", "is", "precision", "recall")
@@ -286,7 +280,7 @@ def _preview(
         images = pipe.sample(
             n, sampler=cfg.train.preview_sampler, steps=cfg.train.preview_steps,
             seed=cfg.train.seed, labels=cycle_labels(k, n),
-        )  # fmt: skip
+        ).images  # fmt: skip
         save_grid(images, run.samples / f"epoch-{epoch:04d}.png", nrow=k)
 
     return preview

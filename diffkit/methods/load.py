@@ -1,5 +1,5 @@
-"""How a checkpoint becomes a model that samples: the generative methods' config and
-pipeline classes, and :func:`load_pipeline`.
+"""How a checkpoint becomes a model that samples: the pipeline class of each model family,
+and :func:`load_pipeline`.
 
 Kept apart from :mod:`diffkit.methods.pipeline` (the base class that
 :mod:`~diffkit.methods.ddpm` and :mod:`~diffkit.methods.flow` build on) so the imports only
@@ -15,11 +15,13 @@ import torch
 from torch import nn
 
 from diffkit.config.resolve import validate
-from diffkit.config.run import DDPMRunConfig, FlowRunConfig, GenerativeRunConfig
+from diffkit.config.run import GenerativeRunConfig
 from diffkit.methods.ddpm import DDPMPipeline
 from diffkit.methods.flow import FlowPipeline
 from diffkit.methods.latent import check_embedded_codec, codec_from_checkpoint
 from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
+from diffkit.methods.registry import METHODS, generative_methods
+from diffkit.models.contract import Family, Model
 from diffkit.nn.build import build_model, meta_model
 from diffkit.runs.checkpoint import (
     CheckpointError,
@@ -31,23 +33,23 @@ from diffkit.runs.checkpoint import (
 if TYPE_CHECKING:
     from diffkit.methods.vae import LatentCodec
 
-PIPELINES: dict[type[GenerativeRunConfig], type[Pipeline]] = {
-    DDPMRunConfig: DDPMPipeline, FlowRunConfig: FlowPipeline,
-}  # fmt: skip
-"""The sampling side of each generative config class."""
+PIPELINES: dict[Family, type[Pipeline]] = {"ddpm": DDPMPipeline, "flow": FlowPipeline}
+"""The sampling side of each model family."""
+
+
+def pipeline_of(model: Model, device: torch.device, config: GenerativeRunConfig | None = None
+                ) -> Pipeline:  # fmt: skip
+    """The pipeline of a model's family: own runs pass their ``config``, foreign models not."""
+    return PIPELINES[model.family](model, device, config)
 
 
 def pipeline_for(
-    cfg: GenerativeRunConfig, net: nn.Module, device: torch.device, codec: LatentCodec | None
+    cfg: GenerativeRunConfig, net: nn.Module, device: torch.device, codec: LatentCodec | None = None
 ) -> Pipeline:
-    """The sampling side of a config (see :data:`PIPELINES`)."""
-    return PIPELINES[type(cfg)](cfg, net, device, codec)
-
-
-CONFIGS: dict[str, type[GenerativeRunConfig]] = {
-    "ddpm": DDPMRunConfig, "ldm": DDPMRunConfig, "rf": FlowRunConfig,
-}  # fmt: skip
-"""The config class of each generative method, by the ``method`` a checkpoint records."""
+    """A diffkit run's network as a pipeline: its method makes the model (:data:`METHODS`)."""
+    make = METHODS[cfg.method].model
+    assert make is not None  # every GenerativeRunConfig names a generative method
+    return pipeline_of(make(cfg, net, codec), device, cfg)
 
 
 def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Pipeline:
@@ -59,11 +61,12 @@ def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool 
     section = "ema" if use_ema else "model"
     file = resolve_checkpoint(path)
     header = read_checkpoint_header(file)
-    method = header.config.get("method")
-    if method not in CONFIGS:
-        raise CheckpointError(f"{path} is a {method} run, not a generative model (ddpm, ldm or rf)")
+    method = METHODS.get(header.config.get("method"))  # type: ignore[arg-type]
+    if method is None or not method.generative:
+        raise CheckpointError(f"{path} is a {header.config.get('method')} run, not a generative "
+                              f"model ({', '.join(generative_methods())})")  # fmt: skip
     try:
-        cfg = validate(CONFIGS[method], header.config)
+        cfg = validate(method.config, header.config)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint config: {exc}") from None
     check_weights(meta_model(cfg.model), header.section(section), path, f"{section}.")

@@ -1,24 +1,27 @@
 """A trained generative model ready to sample: the part DDPMs and rectified flows share.
 
-:class:`Pipeline` turns a request (n images, labels, guidance, seed, sampler, steps) into
-batches of initial noise, wraps the network for classifier-free guidance, hands each batch
-to the method's integrator and decodes latents; :func:`diffkit.methods.load.load_pipeline`
-rebuilds any run from its checkpoint alone.
+:class:`Pipeline` turns a request (n images, a condition, guidance, seed, sampler, steps)
+into batches of initial noise, wraps the model for classifier-free guidance, hands each
+batch to its family's integrator and decodes latents. It sees the network only through the
+model contract (:class:`~diffkit.models.contract.Model`), so a diffkit run and a foreign
+model sample the same way; :func:`diffkit.methods.load.load_pipeline` rebuilds any run from
+its checkpoint alone.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from diffkit.accel.deepcache import CacheConfig, DeepCache
 from diffkit.config.run import GenerativeRunConfig, SamplerName
+from diffkit.models.conditioning import Cond
+from diffkit.models.contract import Model
 from diffkit.runs.checkpoint import (
     MISMATCH,
     CheckpointError,
@@ -29,57 +32,103 @@ from diffkit.runs.checkpoint import (
     tensor_spec,
 )
 from diffkit.samplers.guidance import guided
-
-if TYPE_CHECKING:
-    from diffkit.methods.vae import LatentCodec
+from diffkit.samplers.table import sampler_spec
 
 Net = Callable[..., Tensor]
 
 
 @dataclass(frozen=True)
 class SampleOptions:
-    """How to integrate, beyond the sampler's name and step count."""
+    """How to integrate, beyond the sampler's name and step count. Which fields a sampler
+    reads is in its :class:`~diffkit.samplers.table.SamplerSpec`; ``spacing`` and ``clip``
+    are read by every sampler of a DDPM."""
 
     eta: float = 0.0  # DDIM noise
     spacing: str = "trailing"  # DDPM timestep spacing
     variance: str = "fixed_small"  # DDPM reverse variance
     rtol: float = 1e-3  # dopri5
     atol: float = 1e-3  # dopri5
-    clip: bool | None = None  # DDPMs: clamp x0 to [-1, 1] (None: on for pixels, off for latents)
+    clip: bool | None = None  # DDPMs: clamp x0 to [-1, 1] (None: the model's default)
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """One batch of a sampling request."""
+
+    images: Tensor  # (B, C, H, W) float32 in [-1, 1], on the CPU
+    labels: Tensor | None  # (B,) the classes drawn, or None
+    nfe: int  # network evaluations this batch took (every call, guided pairs counted once)
+    seconds: float  # wall time of this batch, decoding included
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """A whole request: all images, what they cost."""
+
+    images: Tensor  # (n, C, H, W) float32 in [-1, 1], on the CPU
+    labels: Tensor | None  # (n,) or None
+    nfe: float  # network evaluations per batch, averaged over batches
+    seconds: float  # wall time of all batches
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.seconds / self.images.shape[0]
 
 
 @dataclass
 class Pipeline:
-    """Network (EMA weights by default) + method; for a latent model also the autoencoder
-    that decodes its samples. Subclasses implement :meth:`integrate` and :meth:`max_steps`."""
+    """A :class:`Model` on a device, plus the run's config for a model diffkit trained
+    (None for a foreign model). Subclasses, one per model family, implement
+    :meth:`integrate` and :meth:`planned_nfe`."""
 
-    config: GenerativeRunConfig
-    net: nn.Module
+    model: Model
     device: torch.device
-    codec: LatentCodec | None = None
+    config: GenerativeRunConfig | None = None
 
-    SAMPLERS: ClassVar[tuple[str, ...]] = ()
+    SAMPLERS: ClassVar[tuple[str, ...]] = ()  # those of the family (samplers.table)
     DEFAULT_SAMPLER: ClassVar[str] = ""
+    MODEL_OPTIONS: ClassVar[frozenset[str]] = frozenset()  # read whatever the sampler
 
     @property
     def num_classes(self) -> int | None:
-        return self.config.num_classes
+        return self.model.num_classes
+
+    @property
+    def net(self) -> nn.Module:
+        return self.model.net
+
+    @property
+    def codec(self) -> Any:
+        return self.model.codec
 
     def max_steps(self) -> int:
-        raise NotImplementedError
-
-    def default_steps(self, sampler: str) -> int:
-        return 50
+        return self.model.max_steps()
 
     def check(self, sampler: str, steps: int | None) -> int:
         """The step count to use for ``sampler``; ValueError if either does not fit."""
         if sampler not in self.SAMPLERS:
-            raise ValueError(f"this {self.config.run_kind} model samples with "
+            raise ValueError(f"this {self.model.name} model samples with "
                              f"{', '.join(self.SAMPLERS)}, not {sampler}")  # fmt: skip
-        steps = self.default_steps(sampler) if steps is None else steps  # 0 is not "default"
+        steps = self.model.default_steps(sampler) if steps is None else steps  # 0 is not "default"
         if not 1 <= steps <= self.max_steps():
             raise ValueError(f"steps must be between 1 and {self.max_steps()}")
         return steps
+
+    def reads(self, sampler: str) -> frozenset[str]:
+        """The :class:`SampleOptions` fields ``sampler`` reads on this model."""
+        return sampler_spec(sampler).options | self.MODEL_OPTIONS
+
+    def options(self, sampler: str, options: dict[str, Any]) -> SampleOptions:
+        """``options`` as :class:`SampleOptions`: an unknown name is a TypeError, a value
+        that neither ``sampler`` nor this model reads (other than its default) a
+        ValueError, rather than silently ignored."""
+        opts = SampleOptions(**options)
+        read = self.reads(sampler)
+        for f in fields(SampleOptions):
+            if f.name not in read and getattr(opts, f.name) != f.default:
+                raise ValueError(f"{sampler} on a {self.model.name} model does not use "
+                                 f"{f.name}")  # fmt: skip
+        return opts
 
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
         """Network evaluations one batch will take (None: adaptive, dopri5)."""
@@ -96,14 +145,21 @@ class Pipeline:
         on_step: Callable[[], None] | None,
     ) -> tuple[Tensor, int]:
         """Noise (B, ...) -> samples (B, ...) in the model's space; also the number of
-        network evaluations spent."""
+        network evaluations spent. ``net(x, t, _)`` is the model, guided as requested."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(self, n: int, **kwargs: Any) -> Tensor:
-        """Draw ``n`` images, float32 (n, C, H, W) in [-1, 1] on the CPU, all in memory;
-        :meth:`sample_batches` takes the same arguments and yields them batch by batch."""
-        return torch.cat([images for images, _ in self.sample_batches(n, **kwargs)])
+    def sample(self, n: int, **kwargs: Any) -> SampleResult:
+        """Draw ``n`` images, all in memory; :meth:`sample_batches` takes the same
+        arguments and yields them batch by batch."""
+        batches = list(self.sample_batches(n, **kwargs))
+        labels = [b.labels for b in batches]
+        return SampleResult(
+            images=torch.cat([b.images for b in batches]),
+            labels=None if labels[0] is None else torch.cat(labels),  # type: ignore[arg-type]
+            nfe=sum(b.nfe for b in batches) / len(batches),
+            seconds=sum(b.seconds for b in batches),
+        )
 
     @torch.no_grad()
     def sample_batches(
@@ -115,70 +171,56 @@ class Pipeline:
         seed: int = 0,
         batch_size: int = 256,
         labels: Tensor | None = None,
+        cond: Cond | None = None,
         guidance: float = 1.0,
         on_batch: Callable[[int, int], None] | None = None,
+        on_batch_start: Callable[[], None] | None = None,
         on_step: Callable[[], None] | None = None,
-        stats: dict[str, Any] | None = None,
-        cache: CacheConfig | None = None,
         **options: Any,
-    ) -> Iterator[tuple[Tensor, Tensor | None]]:
-        """Yield ``(images, labels)`` batches of ``n`` images in all: float32 (B, C, H, W)
-        in [-1, 1] on the CPU, and the batch's labels (B,) or None. Only one batch is in
-        memory at a time, so ``n`` is bounded by disk, not RAM.
+    ) -> Iterator[SampleBatch]:
+        """Yield :class:`SampleBatch` es of ``n`` images in all. Only one batch is in memory
+        at a time, so ``n`` is bounded by disk, not RAM.
 
         The initial noise comes from a CPU generator seeded with ``seed`` and is drawn
         image by image, so the same seed gives the same starting noise on any device and
         at any ``batch_size`` (and so the same images with a deterministic sampler;
         ancestral samplers draw their per-step noise batch by batch). ``labels`` (n,)
-        picks the classes of a class-conditional model (None: unconditional, the null
-        class) and ``guidance`` is the classifier-free guidance scale w (1 = plain
-        conditional). ``options`` are the fields of
-        :class:`SampleOptions` (``eta``, ``spacing``, ``variance``, ``rtol``, ``atol``,
-        ``clip``); an unknown one is a TypeError. ``on_step()`` is called after every step
-        of every batch (every evaluation for dopri5); ``stats`` receives, once all batches
-        are done, ``nfe``, the network evaluations per batch, and ``full_nfe``, those that
-        ran the whole network. ``cache`` turns on DeepCache (:mod:`diffkit.accel.deepcache`;
-        a UNet only, ValueError otherwise), restarted for every batch.
+        picks the classes of a class-conditional model, ``cond`` (n rows) is any other
+        condition (None: unconditional), and ``guidance`` is the classifier-free guidance
+        scale w (1 = plain conditional). ``options`` are the fields of
+        :class:`SampleOptions` (see :meth:`options`). ``on_batch_start()`` runs before each
+        batch (a stateful wrapper such as DeepCache resets there), ``on_step()`` after
+        every step of every batch (every evaluation for dopri5), ``on_batch(done, n)``
+        after each batch.
         """
         sampler = sampler or self.DEFAULT_SAMPLER
         steps = self.check(sampler, steps)
-        opts = SampleOptions(**options)
-        labels = self._check_labels(labels, n)
+        opts = self.options(sampler, options)
+        cond = self._condition(labels, cond, n)
         gen_cpu = torch.Generator().manual_seed(seed)
         gen = torch.Generator(self.device).manual_seed(seed + 1)
-        deep_cache = self.deep_cache(cache, sampler, steps)
-        nfes, full = [], []
-        with deep_cache or nullcontext():
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                y = labels[start:stop] if labels is not None else None
-                if deep_cache is not None:
-                    deep_cache.reset()
-                shape = self.config.sample_shape
-                noise = torch.cat(  # (B, *sample_shape), one draw per image
-                    [torch.randn(1, *shape, generator=gen_cpu) for _ in range(stop - start)]
-                )
-                x, nfe = self.generate(noise, sampler, steps, labels=y, guidance=guidance,
-                                       opts=opts, generator=gen, on_step=on_step)  # fmt: skip
-                nfes.append(nfe)
-                full.append(deep_cache.full if deep_cache is not None else nfe)
-                yield self._finish(x), y
-                if on_batch:
-                    on_batch(stop, n)
-        if stats is not None:
-            stats["nfe"] = sum(nfes) / len(nfes)
-            stats["full_nfe"] = sum(full) / len(full)
-
-    def deep_cache(self, cache: CacheConfig | None, sampler: str, steps: int) -> DeepCache | None:
-        """A :class:`DeepCache` on this network for ``cache`` (None: no caching)."""
-        if cache is None:
-            return None
-        return DeepCache(self.net, cache, self.planned_nfe(sampler, steps))
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            part = cond.select(slice(start, stop)) if cond is not None else None
+            if on_batch_start:
+                on_batch_start()
+            began = time.perf_counter()
+            noise = torch.cat(  # (B, *sample_shape), one draw per image
+                [torch.randn(1, *self.model.sample_shape, generator=gen_cpu)
+                 for _ in range(stop - start)]
+            )  # fmt: skip
+            x, nfe = self.generate(noise, sampler, steps, cond=part, guidance=guidance,
+                                   opts=opts, generator=gen, on_step=on_step)  # fmt: skip
+            images = self._finish(x)
+            y = part.labels.cpu() if part is not None and part.labels is not None else None
+            yield SampleBatch(images, y, nfe, time.perf_counter() - began)
+            if on_batch:
+                on_batch(stop, n)
 
     def _finish(self, x: Tensor) -> Tensor:
         """A batch in the model's space -> float32 images on the CPU."""
-        if self.codec is not None:
-            x = self.codec.decode(x)
+        if self.model.codec is not None:
+            x = self.model.codec.decode(x)
         return x.float().cpu()
 
     @torch.no_grad()
@@ -189,6 +231,7 @@ class Pipeline:
         steps: int,
         *,
         labels: Tensor | None = None,
+        cond: Cond | None = None,
         guidance: float = 1.0,
         opts: SampleOptions | None = None,
         generator: torch.Generator | None = None,
@@ -198,21 +241,36 @@ class Pipeline:
         are not decoded) on the model's device, and the network evaluations spent."""
         gen = generator or torch.Generator(self.device).manual_seed(0)
         x = noise.to(self.device)
-        net = self.network(labels, guidance)
+        if labels is not None:
+            cond = self._condition(labels, cond, noise.shape[0])
+        net = self.network(cond, guidance)
         return self.integrate(net, x, sampler, steps, opts or SampleOptions(), gen, on_step)
 
-    def network(self, labels: Tensor | None = None, guidance: float = 1.0) -> Net:
-        """The network as samplers see it: guided towards ``labels`` (B,) with scale
-        ``guidance``, or unconditional (None)."""
-        if labels is None:
-            return self.net
-        return guided(self.net, labels, self.num_classes, guidance)  # type: ignore[arg-type]
+    def network(self, cond: Cond | None = None, guidance: float = 1.0) -> Net:
+        """The model as samplers see it, ``net(x, t, _)``: guided towards ``cond`` with
+        scale ``guidance`` against the model's unconditional partner, or unconditional
+        (None)."""
+        if cond is None:
+            return self.model.raw
+        cond = cond.to(self.device)
+        return guided(self.model.raw, cond, self.model.unconditional(cond), guidance)
 
-    def _check_labels(self, labels: Tensor | None, n: int) -> Tensor | None:
-        if labels is None:
+    def _condition(self, labels: Tensor | None, cond: Cond | None, n: int) -> Cond | None:
+        """``labels`` or ``cond`` as one checked :class:`Cond` of ``n`` rows (or None)."""
+        if labels is not None and cond is not None:
+            raise ValueError("give class labels or a condition, not both")
+        if labels is not None:
+            cond = Cond(labels=self._check_labels(labels, n))
+        if cond is None:
             return None
+        if cond.batch_size != n:
+            raise ValueError(f"need a condition for each of the {n} images, got "
+                             f"{cond.batch_size}")  # fmt: skip
+        return cond
+
+    def _check_labels(self, labels: Tensor, n: int) -> Tensor:
         k = self.num_classes
-        if k is None:
+        if k is None or self.model.conditioning != "class":
             raise ValueError("this model is unconditional; it takes no class labels")
         labels = torch.as_tensor(labels, dtype=torch.long).flatten()
         if labels.shape != (n,):

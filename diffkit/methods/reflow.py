@@ -26,12 +26,9 @@ from torch import Tensor
 from diffkit.config.run import FlowRunConfig, PairsConfig
 from diffkit.data.registry import DataError, ImageData
 from diffkit.methods.flow import FlowPipeline
-from diffkit.methods.pipeline import cycle_labels
+from diffkit.methods.pipeline import SampleOptions, cycle_labels
 from diffkit.resources import check_memory
 from diffkit.runs.layout import RunLock, atomic_write_bytes, clean_temporaries, write_json
-from diffkit.samplers.common import make_velocity
-from diffkit.samplers.ode import euler_straightness, solve
-from diffkit.schedules.flow import flow_time_grid
 
 MANIFEST = "pairs.json"
 SHARD_SEED_STRIDE = 1_000_003
@@ -55,42 +52,19 @@ def shard_noise(cfg: PairsConfig, shard: int, shape: tuple[int, ...]) -> Tensor:
     return torch.randn(count, *shape, generator=g)
 
 
-@torch.no_grad()
-def integrate_flow(
-    pipe: FlowPipeline,
-    noise: Tensor,
-    solver: str,
-    steps: int,
-    *,
-    labels: Tensor | None = None,
-    guidance: float = 1.0,
-    rtol: float = 1e-3,
-    atol: float = 1e-3,
-) -> tuple[Tensor, Tensor | None]:
-    """Noise (B, ...) -> (samples in the flow's own space, straightness (B,) or None).
-    Euler measures S along the way (:func:`euler_straightness`); other solvers do not."""
-    velocity = make_velocity(pipe.network(labels, guidance))
-    x = noise.to(pipe.device)
-    times = flow_time_grid(steps)
-    if solver == "euler":
-        return euler_straightness(velocity, x, times)
-    x, _ = solve(solver, velocity, x, times, rtol=rtol, atol=atol)  # type: ignore[arg-type]
-    return x, None
-
-
 def straightness(
     pipe: FlowPipeline, n: int = 500, steps: int = 100, *, seed: int = 0,
     batch_size: int = 500, guidance: float = 1.0,
 ) -> dict[str, float]:  # fmt: skip
     """S of a flow (mean and std over ``n`` paths, ``steps`` Euler steps from seeded noise;
     class-conditional flows cycle through the classes)."""
-    noise = torch.randn(n, *pipe.config.sample_shape, generator=torch.Generator().manual_seed(seed))
+    noise = torch.randn(n, *pipe.model.sample_shape, generator=torch.Generator().manual_seed(seed))
     labels = cycle_labels(pipe.num_classes, n)
     values = []
     for start in range(0, n, batch_size):
         y = labels[start : start + batch_size] if labels is not None else None
-        _, s = integrate_flow(pipe, noise[start : start + batch_size], "euler", steps,
-                              labels=y, guidance=guidance)  # fmt: skip
+        _, s = pipe.euler_measured(noise[start : start + batch_size], steps, labels=y,
+                                   guidance=guidance)  # fmt: skip
         values.append(s.cpu())
     s = torch.cat(values)
     return {"straightness": float(s.mean()), "straightness_std": float(s.std()) if n > 1 else 0.0,
@@ -150,7 +124,7 @@ def make_pairs(
 def _new_manifest(cfg: PairsConfig, pipe: FlowPipeline, folder: Path) -> dict[str, Any]:
     write_json(folder / "config.json", cfg.model_dump(mode="json"))
     manifest = {
-        "complete": False, "shards": {}, "sample_shape": list(pipe.config.sample_shape),
+        "complete": False, "shards": {}, "sample_shape": list(pipe.model.sample_shape),
         "num_classes": pipe.num_classes, "source_config": pipe.config.model_dump(mode="json"),
     }  # fmt: skip
     write_json(folder / MANIFEST, manifest)
@@ -194,7 +168,7 @@ def _fill(
     on_shard: Callable[[PairsProgress], None],
 ) -> dict[str, Any]:
     """Make every shard the manifest lacks, then mark the set complete."""
-    shape = pipe.config.sample_shape
+    shape = pipe.model.sample_shape
     shards = -(-cfg.n // cfg.shard_size)
     done = 0
     for k in range(shards):
@@ -231,12 +205,15 @@ def _make_shard(
     samples, s_values = [], []
     for b in range(0, noise.shape[0], cfg.batch_size):
         y = labels[b : b + cfg.batch_size] if labels is not None else None
-        x, s = integrate_flow(pipe, noise[b : b + cfg.batch_size], cfg.solver, cfg.steps,
-                              labels=y, guidance=cfg.guidance, rtol=cfg.rtol,
-                              atol=cfg.atol)  # fmt: skip
-        samples.append(x.float().cpu())
-        if s is not None:
+        part = noise[b : b + cfg.batch_size]
+        if cfg.solver == "euler":  # Euler measures S along the way; other solvers do not
+            x, s = pipe.euler_measured(part, cfg.steps, labels=y, guidance=cfg.guidance)
             s_values.append(s.cpu())
+        else:
+            opts = SampleOptions(rtol=cfg.rtol, atol=cfg.atol)
+            x, _ = pipe.generate(part, cfg.solver, cfg.steps, labels=y, guidance=cfg.guidance,
+                                 opts=opts)  # fmt: skip
+        samples.append(x.float().cpu())
     tensors = {"noise": noise.contiguous(), "sample": torch.cat(samples).contiguous()}
     if labels is not None:
         tensors["labels"] = labels.contiguous()

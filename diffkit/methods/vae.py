@@ -25,9 +25,10 @@ from diffkit.data.loader import TensorBatches, to_unit_range
 from diffkit.data.registry import ImageData
 from diffkit.eval.features import tensor_digest
 from diffkit.methods.common import finish_run, load_splits
+from diffkit.methods.registry import method_objective, method_of
 from diffkit.nn.build import check_trainable, meta_model
 from diffkit.nn.vae import VAE, build_vae
-from diffkit.objectives.vae import VAEObjective, kl_divergence
+from diffkit.objectives.vae import kl_divergence
 from diffkit.runs.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -292,7 +293,7 @@ def train_vae(
     shown = test_data.images[: n_show // 8 * 8 or n_show]  # whole rows of 8 where possible
     torch.manual_seed(cfg.train.seed)
     model = build_vae(cfg.model)
-    run = RunDir.create(settings.runs_dir, cfg.method, cfg.name)
+    run = RunDir.create(settings.runs_dir, method_of(cfg.method).runs_folder(cfg), cfg.name)
     with RunLock(run.path):
         run_config = cfg.model_dump(mode="json")
         write_json(run.config, run_config)
@@ -303,7 +304,7 @@ def train_vae(
 
         t0 = time.time()
         result = train(
-            model, VAEObjective(cfg.kl_weight, cfg.recon_loss), batches, cfg.train, device=device,
+            model, method_objective(cfg), batches, cfg.train, device=device,
             autocast_dtype=autocast_dtype, run=run, run_config=run_config, preview=preview,
             on_event=on_event,
         )  # fmt: skip

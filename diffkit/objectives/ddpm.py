@@ -35,8 +35,8 @@ class DDPMObjective:
         cond = self.labels(cond, generator)
         t = torch.randint(0, self.schedule.num_steps, (b,), device=x0.device, generator=generator)
         eps = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
+        xt = self.schedule.q_sample(x0, t, eps)
         abar = self.schedule.alpha_bar(t, x0.ndim, x0.dtype)
-        xt = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
         pred = net(xt, t, cond)
         target = training_target(self.prediction, x0, eps, abar)
         per_item = (pred.float() - target).pow(2).flatten(1).mean(1)  # (B,)

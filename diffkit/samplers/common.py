@@ -27,7 +27,7 @@ def make_denoiser(
     prediction: Prediction,
     *,
     clip: bool = True,
-    cond: Tensor | None = None,
+    cond: object = None,
 ) -> Denoiser:
     """Wrap a network ``net(x, t, cond)`` of any parameterization as a :data:`Denoiser`.
 
@@ -61,12 +61,17 @@ NET_TIME_SCALE = 1000.0
 network sees its integer timesteps."""
 
 
-def make_velocity(net: Callable[..., Tensor], *, cond: Tensor | None = None) -> Velocity:
-    """Wrap a rectified-flow network ``net(x, 1000 t, cond)`` as a velocity field
+def make_velocity(
+    net: Callable[..., Tensor],
+    *,
+    cond: object = None,
+    time_scale: float = NET_TIME_SCALE,
+) -> Velocity:
+    """Wrap a rectified-flow network ``net(x, time_scale * t, cond)`` as a velocity field
     ``v(x, t)`` (t in [0, 1], noise at 0)."""
 
     @torch.no_grad()
     def velocity(x: Tensor, t: Tensor) -> Tensor:
-        return net(x, t.to(x.dtype) * NET_TIME_SCALE, cond).to(x.dtype)
+        return net(x, t.to(x.dtype) * time_scale, cond).to(x.dtype)
 
     return velocity

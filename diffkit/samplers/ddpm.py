@@ -14,6 +14,7 @@ from torch import Tensor
 from diffkit.samplers.common import Denoiser, StepCallback, prev_alpha_bars
 from diffkit.samplers.ode import check_start, steered
 from diffkit.schedules import DDPMSchedule
+from diffkit.schedules.ddpm import posterior_coefficients
 
 Variance = Literal["fixed_small", "fixed_large"]
 
@@ -43,16 +44,13 @@ def ddpm_sample(
     ab_all, ab_prev_all = prev_alpha_bars(schedule, timesteps)
     ts = timesteps.tolist()
     for i in range(check_start(start, len(ts), "timesteps"), len(ts)):
-        ab, ab_prev = ab_all[i].item(), ab_prev_all[i].item()
-        beta = 1 - ab / ab_prev  # (1) respaced beta_i = 1 - abar_t / abar_prev
+        # (1) respaced beta_i = 1 - abar_t / abar_prev and the posterior's coefficients
+        c0, ct, tilde_beta, beta = posterior_coefficients(ab_all[i].item(), ab_prev_all[i].item())
         tt = torch.full((x.shape[0],), ts[i], device=x.device, dtype=torch.long)
         _, x0 = model(x, tt)  # (2) x0_hat(x_t, t)
-        # (3) Posterior mean, DDPM Eq. 7: mu = c0 x0_hat + ct x_t.
-        c0 = ab_prev**0.5 * beta / (1 - ab)
-        ct = (1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab)
-        mean = c0 * x0 + ct * x
+        mean = c0 * x0 + ct * x  # (3) posterior mean, DDPM Eq. 7: mu = c0 x0_hat + ct x_t
         if i < len(ts) - 1:  # (4) x_prev = mu + sigma z, sigma^2 = tilde beta or beta
-            var = beta * (1 - ab_prev) / (1 - ab) if variance == "fixed_small" else beta
+            var = tilde_beta if variance == "fixed_small" else beta
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = mean + var**0.5 * noise
         else:  # (4') the last step returns the mean, no noise

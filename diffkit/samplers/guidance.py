@@ -4,11 +4,17 @@
 unconditional one, ``w > 1`` extrapolates away from the unconditional prediction. Every
 converter in :mod:`diffkit.param` is affine in the network output for fixed ``x_t`` and t,
 so guiding the raw eps, x0 or v output is the same as guiding eps; any sampler then works.
+
+The condition and its unconditional partner are opaque here: class labels and the null
+class, a prompt's token embeddings and the empty prompt's, or a
+:class:`~diffkit.models.conditioning.Cond` holding any of them; they need only be
+batchable (a Tensor, or anything with ``cat``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,19 +22,23 @@ from torch import Tensor
 Net = Callable[..., Tensor]
 
 
-def guided(net: Net, labels: Tensor, null_label: int, scale: float) -> Net:
-    """A network ``(x, t, cond=None) -> out`` that ignores ``cond`` and returns the guided
-    prediction for ``labels`` (B,), with both halves in one batched forward pass."""
+def batched(a: Any, b: Any) -> Any:
+    """``a`` then ``b`` along the batch: tensors are concatenated, a Cond's fields too."""
+    return torch.cat([a, b]) if isinstance(a, Tensor) else a.cat(b)
 
-    def forward(x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
-        y = labels.to(x.device)
-        null = torch.full_like(y, null_label)
+
+def guided(net: Net, cond: Any, uncond: Any, scale: float) -> Net:
+    """A network ``(x, t, _=None) -> out`` that ignores its own condition argument and
+    returns the guided prediction for ``cond`` against ``uncond``, both halves in one
+    batched forward pass."""
+
+    def forward(x: Tensor, t: Tensor, _: object = None) -> Tensor:
         if scale == 1.0:
-            return net(x, t, y)
+            return net(x, t, cond)
         if scale == 0.0:
-            return net(x, t, null)
-        out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
-        out_c, out_u = out.chunk(2)
+            return net(x, t, uncond)
+        out = net(torch.cat([x, x]), torch.cat([t, t]), batched(cond, uncond))
+        out_c, out_u = out.chunk(2)  # (B, ...) each
         return out_u + scale * (out_c - out_u)
 
     return forward

@@ -21,6 +21,12 @@ class SamplerSpec:
     stochastic: bool
     options: frozenset[str] = frozenset()
 
+    def fits(self, model_family: str) -> bool:
+        """Whether this sampler works on a model of ``model_family``: a DDPM takes every
+        sampler (the ODE solvers through its probability-flow velocity), a flow the ODE
+        solvers."""
+        return self.family == "ode" or self.family == model_family
+
     @property
     def adaptive(self) -> bool:
         return self.calls_per_step is None
@@ -51,6 +57,11 @@ def sampler_spec(name: str) -> SamplerSpec:
         return SAMPLERS[name]
     except KeyError:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
+
+
+def family_samplers(model_family: str) -> tuple[str, ...]:
+    """The samplers that fit a model family (see :meth:`SamplerSpec.fits`), in table order."""
+    return tuple(n for n, s in SAMPLERS.items() if s.fits(model_family))
 
 
 def fixed_step(names: tuple[str, ...] | list[str]) -> list[str]:

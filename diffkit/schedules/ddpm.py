@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -78,14 +78,21 @@ class DDPMSchedule:
         """Mean and variance of q(x_{t-1} | x_t, x_0) (DDPM Eqs. 6-7); variance is (B, 1, ...)."""
         ab = self.alphas_cumprod
         ab_prev = torch.cat([ab.new_ones(1), ab[:-1]])
-        beta = _gather(self.betas, t, xt.ndim)
-        a_t = _gather(ab, t, xt.ndim)
-        a_prev = _gather(ab_prev, t, xt.ndim)
-        mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + (
-            (1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)
-        ) * xt
-        var = beta * (1 - a_prev) / (1 - a_t)
-        return mean.to(xt.dtype), var.to(xt.dtype)
+        a_t, a_prev = _gather(ab, t, xt.ndim), _gather(ab_prev, t, xt.ndim)  # (B, 1, ...) each
+        c0, ct, var, _ = posterior_coefficients(a_t, a_prev)
+        return (c0 * x0 + ct * xt).to(xt.dtype), var.to(xt.dtype)
+
+
+def posterior_coefficients(ab: Any, ab_prev: Any) -> tuple[Any, Any, Any, Any]:
+    """q(x_prev | x_t, x_0) between any two noise levels ``ab`` = abar_t < ``ab_prev``
+    (floats or tensors): ``(c0, ct, variance, beta)`` with mean ``c0 x_0 + ct x_t``. With
+    the respaced ``beta = 1 - abar_t / abar_prev`` (Nichol & Dhariwal 2021, Sec. 4) this is
+    DDPM Eqs. 6-7 on any sub-sequence of timesteps; on consecutive ones it is beta_t."""
+    beta = 1 - ab / ab_prev
+    c0 = ab_prev**0.5 * beta / (1 - ab)
+    ct = (1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab)
+    var = beta * (1 - ab_prev) / (1 - ab)  # tilde beta
+    return c0, ct, var, beta
 
 
 def make_schedule(

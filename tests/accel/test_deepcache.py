@@ -4,6 +4,7 @@ every sampler family (DDPM, DDIM, probability-flow ODE, rectified flow; CFG; lat
 from __future__ import annotations
 
 import itertools
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -40,6 +41,18 @@ def pipeline(kind=DDPMRunConfig, **overrides):
     return pipeline_for(cfg, _randomize(build_model(cfg.model)), torch.device("cpu"), None)
 
 
+def sample(pipe, n: int, cache: CacheConfig | None = None, stats: dict | None = None, **kw):
+    """``pipe.sample`` with DeepCache attached from the outside, reset for every batch;
+    ``stats`` receives the network calls per batch and the full ones among them."""
+    sampler = kw.get("sampler") or pipe.DEFAULT_SAMPLER
+    dc = DeepCache.of(pipe, cache, sampler, pipe.check(sampler, kw.get("steps"))) if cache else None
+    with dc or nullcontext():
+        result = pipe.sample(n, on_batch_start=dc.reset if dc else None, **kw)
+    if stats is not None:
+        stats.update(nfe=result.nfe, full_nfe=dc.mean_full if dc else result.nfe)
+    return result.images
+
+
 def unet(**kw) -> UNet:
     cfg = UNetConfig(base_channels=16, channel_mults=(1, 2, 2), attention_levels=(1,),
                      norm_groups=4, image_size=16, **kw)  # fmt: skip
@@ -58,14 +71,14 @@ def test_interval_one_is_exact_for_every_sampler_family():
     for sampler in ("ddpm", "ddim", "dpm++2m", "heun"):
         for w in (1.0, 3.0):  # plain conditional and a batched CFG call
             kw = {"sampler": sampler, "steps": 4, "labels": labels, "guidance": w, "seed": 3}
-            ref = ddpm.sample(4, **kw)
-            assert torch.equal(ddpm.sample(4, cache=CacheConfig(1, branch=2), **kw), ref)
-            assert not torch.equal(ddpm.sample(4, cache=CacheConfig(2, branch=2), **kw), ref)
+            ref = sample(ddpm, 4, **kw)
+            assert torch.equal(sample(ddpm, 4, cache=CacheConfig(1, branch=2), **kw), ref)
+            assert not torch.equal(sample(ddpm, 4, cache=CacheConfig(2, branch=2), **kw), ref)
     flow = pipeline(FlowRunConfig)
     for sampler in ("euler", "rk4"):
-        ref = flow.sample(3, sampler=sampler, steps=3)
+        ref = sample(flow, 3, sampler=sampler, steps=3)
         for branch in (1, 2, 3):
-            out = flow.sample(3, sampler=sampler, steps=3, cache=CacheConfig(1, branch=branch))
+            out = sample(flow, 3, sampler=sampler, steps=3, cache=CacheConfig(1, branch=branch))
             assert torch.equal(out, ref)
 
 
@@ -212,23 +225,23 @@ def test_planned_evaluations_match_the_samplers():
                 continue
             for steps in (1, 4):
                 stats: dict = {}
-                pipe.sample(2, sampler=sampler, steps=steps, stats=stats)
+                sample(pipe, 2, sampler=sampler, steps=steps, stats=stats)
                 assert stats["nfe"] == pipe.planned_nfe(sampler, steps), (sampler, steps)
 
 
 def test_quadratic_and_linear_caching_through_pipelines_and_a_latent_unet():
     ddpm = pipeline(**{"model.num_classes": 3})
     labels = torch.tensor([0, 1, 2])
-    ref = ddpm.sample(3, sampler="ddim", steps=10, labels=labels, guidance=2.0)
+    ref = sample(ddpm, 3, sampler="ddim", steps=10, labels=labels, guidance=2.0)
     for cache in (CacheConfig(3, 2), CacheConfig(3, 2, "quadratic", 0.5),
                   CacheConfig(3, 2, features="linear")):  # fmt: skip
         stats: dict = {}
-        out = ddpm.sample(3, sampler="ddim", steps=10, labels=labels, guidance=2.0,
+        out = sample(ddpm, 3, sampler="ddim", steps=10, labels=labels, guidance=2.0,
                           cache=cache, stats=stats)  # fmt: skip
         assert stats["full_nfe"] == 4 and stats["nfe"] == 10
         assert 0 < (out - ref).pow(2).mean() < ref.pow(2).mean()
     with pytest.raises(ValueError, match="fixed number"):
-        ddpm.sample(2, sampler="dopri5", cache=CacheConfig(2, schedule="quadratic"))
+        sample(ddpm, 2, sampler="dopri5", cache=CacheConfig(2, schedule="quadratic"))
     latent = unet(in_channels=4)  # a latent UNet is the same class on (4, h, w) inputs
     x = torch.randn(2, 4, 16, 16)
     full, cached = calls_of(latent, DeepCache(latent, CacheConfig(2, 1)), 2, x)

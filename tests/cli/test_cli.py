@@ -118,7 +118,7 @@ def test_python_api_matches_cli(trained_run: Path, tmp_path: Path):
                "--out", str(tmp_path / "cli"))  # fmt: skip
     assert r.exit_code == 0, r.output
     from_cli = read_samples(tmp_path / "cli")["samples"]
-    x = diffkit.load(trained_run).sample(3, sampler="ddim", steps=4, seed=11)
+    x = diffkit.load(trained_run).sample(3, sampler="ddim", steps=4, seed=11).images
     assert x.shape == (3, 1, 28, 28) and torch.equal(x, from_cli)
 
 

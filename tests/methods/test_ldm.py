@@ -67,9 +67,9 @@ def test_checkpoint_carries_the_vae_and_samples_images(ldm: Path, vae: Path, tmp
     moved.write_bytes((ldm / "checkpoints" / "last.safetensors").read_bytes())
     pipe = load_pipeline(moved)
     labels = torch.arange(4)
-    a = pipe.sample(4, steps=3, labels=labels, guidance=2.0)
+    a = pipe.sample(4, steps=3, labels=labels, guidance=2.0).images
     assert a.shape == (4, 1, 28, 28) and a.min() >= -1 and a.max() <= 1
-    torch.testing.assert_close(a, pipe.sample(4, steps=3, labels=labels, guidance=2.0))
+    torch.testing.assert_close(a, pipe.sample(4, steps=3, labels=labels, guidance=2.0).images)
 
 
 def test_tampered_vae_weights_are_refused(ldm: Path, tmp_path: Path):

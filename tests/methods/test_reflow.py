@@ -12,6 +12,7 @@ from diffkit.config.model import MLPConfig
 from diffkit.config.resolve import resolve_run_config
 from diffkit.config.run import FlowRunConfig, PairsConfig
 from diffkit.methods.flow import FlowPipeline
+from diffkit.methods.load import pipeline_for
 from diffkit.methods.reflow import PairsError, load_pairs, make_pairs, reflow_config
 from diffkit.nn import build_model
 from diffkit.nn.mlp import MLPDenoiser
@@ -80,7 +81,7 @@ def test_reflow_straightens_a_2d_flow():
 def tiny_flow() -> FlowPipeline:
     torch.manual_seed(0)
     cfg = resolve_run_config(FlowRunConfig, {"preset": "tiny", "model.num_classes": 3})
-    return FlowPipeline(cfg, build_model(cfg.model).eval(), torch.device("cpu"))
+    return pipeline_for(cfg, build_model(cfg.model).eval(), torch.device("cpu"))
 
 
 def pairs_cfg(**kw) -> PairsConfig:

@@ -10,6 +10,7 @@ import torch
 
 from diffkit.config import DDPMRunConfig, resolve_run_config
 from diffkit.methods.ddpm import DDPMPipeline
+from diffkit.methods.load import pipeline_for
 from diffkit.nn.build import build_model
 from diffkit.runs.samples import GRID_MAX, SampleWriter, read_samples, sample_shards
 
@@ -18,15 +19,15 @@ from diffkit.runs.samples import GRID_MAX, SampleWriter, read_samples, sample_sh
 def pipe() -> DDPMPipeline:
     cfg = resolve_run_config(DDPMRunConfig, {"preset": "tiny", "model.num_classes": 10})
     torch.manual_seed(0)
-    return DDPMPipeline(cfg, build_model(cfg.model).eval(), torch.device("cpu"))
+    return pipeline_for(cfg, build_model(cfg.model).eval(), torch.device("cpu"))
 
 
 def test_same_images_at_any_batch_size(pipe):
     """Deterministic samplers; ancestral ones also draw per-step noise batch by batch."""
     labels = torch.arange(7) % 10
     kw = dict(sampler="ddim", steps=3, seed=5, labels=labels, guidance=2.0)
-    whole = pipe.sample(7, batch_size=7, **kw)
-    parts = list(pipe.sample_batches(7, batch_size=3, **kw))
+    whole = pipe.sample(7, batch_size=7, **kw).images
+    parts = [(b.images, b.labels) for b in pipe.sample_batches(7, batch_size=3, **kw)]
     assert [p.shape[0] for p, _ in parts] == [3, 3, 1]
     assert torch.equal(torch.cat([p for p, _ in parts]), whole)
     assert torch.equal(torch.cat([y for _, y in parts]), labels)
@@ -36,15 +37,17 @@ def test_noise_matches_one_big_draw_for_mnist_shapes(pipe):
     """28 x 28 = 49 x 16 values per image: drawing image by image is the same stream as
     one (n, ...) draw, so earlier seeds give the images they gave before streaming."""
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    one = torch.randn(5, *pipe.config.sample_shape, generator=g1)
-    each = torch.cat([torch.randn(1, *pipe.config.sample_shape, generator=g2) for _ in range(5)])
+    one = torch.randn(5, *pipe.model.sample_shape, generator=g1)
+    each = torch.cat([torch.randn(1, *pipe.model.sample_shape, generator=g2) for _ in range(5)])
     assert torch.equal(one, each)
 
 
-def test_stats_after_the_last_batch(pipe):
-    stats: dict = {}
-    list(pipe.sample_batches(5, sampler="ddim", steps=4, batch_size=2, stats=stats))
-    assert stats == {"nfe": 4, "full_nfe": 4}
+def test_result_counts_evaluations_and_time(pipe):
+    batches = list(pipe.sample_batches(5, sampler="ddim", steps=4, batch_size=2))
+    assert [b.nfe for b in batches] == [4, 4, 4] and all(b.seconds > 0 for b in batches)
+    result = pipe.sample(5, sampler="ddim", steps=4, batch_size=2)
+    assert result.nfe == 4 and result.images.shape[0] == 5 and result.labels is None
+    assert result.seconds_per_image == result.seconds / 5
 
 
 def test_writer_shards_caps_the_grid_and_publishes_whole(tmp_path):

@@ -14,6 +14,7 @@ from diffkit.config.run import ClassifierRunConfig, FlowRunConfig, PairsConfig, 
 from diffkit.methods.classifier import train_classifier
 from diffkit.methods.flow import FlowPipeline
 from diffkit.methods.generative import train_generative
+from diffkit.methods.load import pipeline_for
 from diffkit.methods.reflow import PairsError, make_pairs
 from diffkit.methods.vae import train_vae
 from diffkit.nn import build_model
@@ -76,7 +77,7 @@ def test_vae_and_classifier_runs_are_locked_and_released_on_failure(tmp_path, da
 def tiny_flow() -> FlowPipeline:
     torch.manual_seed(0)
     cfg = resolve_run_config(FlowRunConfig, {"preset": "tiny"}, environ={})
-    return FlowPipeline(cfg, build_model(cfg.model).eval(), torch.device("cpu"))
+    return pipeline_for(cfg, build_model(cfg.model).eval(), torch.device("cpu"))
 
 
 def pairs_cfg() -> PairsConfig:

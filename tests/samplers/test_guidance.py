@@ -29,8 +29,9 @@ def setup():
 
 def test_w1_is_conditional_and_w0_unconditional(setup):
     net, x, t, y = setup
-    torch.testing.assert_close(guided(net, y, 10, 1.0)(x, t), net(x, t, y))
-    torch.testing.assert_close(guided(net, y, 10, 0.0)(x, t), net(x, t, torch.full((4,), 10)))
+    null = torch.full((4,), 10)
+    torch.testing.assert_close(guided(net, y, null, 1.0)(x, t), net(x, t, y))
+    torch.testing.assert_close(guided(net, y, null, 0.0)(x, t), net(x, t, torch.full((4,), 10)))
 
 
 def test_guided_formula_in_one_batched_forward(setup):
@@ -38,6 +39,6 @@ def test_guided_formula_in_one_batched_forward(setup):
     w = 3.0
     cond, uncond = net(x, t, y), net(x, t, torch.full((4,), 10))
     net.calls = 0
-    out = guided(net, y, 10, w)(x, t)
+    out = guided(net, y, torch.full((4,), 10), w)(x, t)
     assert net.calls == 1
     torch.testing.assert_close(out, uncond + w * (cond - uncond))

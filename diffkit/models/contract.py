@@ -1,0 +1,104 @@
+"""The model contract: what a sampler needs to know about a network, and nothing else.
+
+A :class:`Model` is a network ``raw(x, t, cond) -> output`` plus its conventions: the
+sample shape, how it is conditioned, an optional codec that decodes its latents, and for
+each family the rest of what its samplers read:
+
+* :class:`DDPMModel`: a discrete schedule (``t`` integer timesteps 0..T-1, noise at T-1),
+  the prediction kind (eps, x0, v) and whether x0 is clamped to the data range;
+* :class:`FlowModel`: a rectified flow (``t`` in [0, 1], noise at 0, the network sees
+  ``time_scale * t``) whose output is the velocity ``x_1 - x_0``.
+
+diffkit's own runs become one through :func:`diffkit.methods.load.load_pipeline`; a
+network trained elsewhere becomes one by overriding :meth:`Model.raw` alone (the way
+k-diffusion's ``OpenAIDenoiser`` overrides ``get_eps``): :mod:`diffkit.external.diffusers`
+calls a diffusers UNet and splits off its learned variance. Every sampler of the model's
+family (:data:`diffkit.samplers.table.SAMPLERS`) then works on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from torch import Tensor, nn
+
+from diffkit.models.conditioning import Cond, ConditionKind, null_class
+from diffkit.param import Prediction
+from diffkit.schedules import DDPMSchedule
+
+if TYPE_CHECKING:
+    from diffkit.methods.vae import LatentCodec
+
+Family = Literal["ddpm", "flow"]
+
+
+@dataclass(eq=False, kw_only=True)
+class Model:
+    """A network and its conventions. ``num_classes`` K (class models): labels 0..K-1 and
+    the null class K, which classifier-free guidance uses as the unconditional partner."""
+
+    net: nn.Module
+    sample_shape: tuple[int, ...]  # one sample the network generates: (C, H, W) or a latent
+    conditioning: ConditionKind = "none"
+    num_classes: int | None = None
+    codec: LatentCodec | None = None  # decodes latents to images; None: pixel space
+    name: str = "model"  # what it is, for messages ("ddpm", "diffusers DDPMPipeline", ...)
+
+    family: ClassVar[Family]
+
+    def raw(self, x: Tensor, t: Tensor, cond: Cond | None = None) -> Tensor:
+        """The network's output for ``x`` (B, *sample_shape) at ``t`` (B,), in the model's
+        own time units. diffkit's networks take class labels (or None) as the condition;
+        an adapter for a foreign network overrides this method only."""
+        return self.net(x, t, None if cond is None else cond.labels)
+
+    def unconditional(self, cond: Cond) -> Cond:
+        """The partner of ``cond`` that classifier-free guidance steers away from."""
+        if self.conditioning == "class" and self.num_classes is not None:
+            return null_class(cond, self.num_classes)
+        raise ValueError(f"this {self.name} model is unconditional; it takes no condition")
+
+    def max_steps(self) -> int:
+        raise NotImplementedError
+
+    def default_steps(self, sampler: str) -> int:
+        return 50
+
+
+@dataclass(eq=False, kw_only=True)
+class DDPMModel(Model):
+    """A discrete-time diffusion model; ``clip`` clamps predicted x0 to [-1, 1] by default
+    (pixels: yes; latents, whose range is not [-1, 1]: no)."""
+
+    schedule: DDPMSchedule
+    prediction: Prediction = "eps"
+    clip: bool = True
+
+    family: ClassVar[Family] = "ddpm"
+
+    def max_steps(self) -> int:
+        return self.schedule.num_steps
+
+    def default_steps(self, sampler: str) -> int:
+        return self.max_steps() if sampler == "ddpm" else 50
+
+
+MAX_FLOW_STEPS = 10_000
+
+
+@dataclass(eq=False, kw_only=True)
+class FlowModel(Model):
+    """A rectified flow; ``steps`` is its default number of solver steps (1 for a one-step
+    distilled flow)."""
+
+    time_scale: float = 1000.0  # the sinusoidal embedding sees the range a DDPM's would
+    steps: int = 50
+
+    family: ClassVar[Family] = "flow"
+
+    def max_steps(self) -> int:
+        return MAX_FLOW_STEPS
+
+    def default_steps(self, sampler: str) -> int:
+        return self.steps
