@@ -109,7 +109,9 @@ def cache_bench(
     seed = 0 if seed is None else seed
     if n < (MIN_SAMPLES if fid else 1) or batch_size < 1:
         raise UsageError(f"-n must be at least {MIN_SAMPLES if fid else 1} and --batch-size >= 1")
-    if not source.exists():
+    from diffkit.external import is_foreign
+
+    if not source.exists() and not is_foreign(source):
         raise UsageError(f"no run or checkpoint at {source}")
     settings = machine_settings(data_dir, runs_dir, device)
     dev = resolve_device(settings.device)

@@ -40,8 +40,11 @@ def _is_checkpoint(path: Path) -> bool:
     """A run folder or a diffkit checkpoint file (as opposed to a samples file/folder)."""
     from safetensors import SafetensorError, safe_open
 
+    from diffkit.external import is_foreign
     from diffkit.runs.checkpoint import FORMAT
 
+    if is_foreign(path):  # a diffusers pipeline folder or hf:ORG/NAME
+        return True
     if path.is_dir():
         from diffkit.eval.evaluate import SAMPLES_FILE
         from diffkit.runs.samples import sample_shards
@@ -167,7 +170,9 @@ def evaluate(
 
     if n < MIN_SAMPLES or batch_size < 1:
         raise UsageError(f"-n must be at least {MIN_SAMPLES} and --batch-size at least 1")
-    if not source.exists():
+    from diffkit.external import is_foreign
+
+    if not source.exists() and not is_foreign(source):
         raise UsageError(f"no run, checkpoint or samples at {source}")
     settings = machine_settings(data_dir, runs_dir, device)
     if inception_weights is not None:
@@ -240,6 +245,8 @@ class _Source:
             from diffkit.methods.load import load_pipeline
 
             pipe = load_pipeline(source, device, use_ema=use_ema)
+            if pipe.config is None:  # a foreign model: the data it imitates must be named
+                return cls(_foreign_data(dataset, pipe, source), Path.cwd(), pipe=pipe)
             if dataset is not None and dataset != pipe.config.data.dataset:
                 raise UsageError(
                     f"--dataset {dataset} differs from the model's {pipe.config.data.dataset}"
@@ -258,6 +265,25 @@ class _Source:
             where = "--dataset" if found != name else str(file.parent / "sample.json")
             raise ConfigError(f"{where}: {exc}") from None
         return cls(data, file.parent, images=images, labels=labels)
+
+
+def _foreign_data(dataset: str | None, pipe, source: Path):
+    """The data a foreign model's samples are scored against: ``--dataset``, whose images
+    must have the model's shape."""
+    from diffkit.config.resolve import validate
+    from diffkit.config.run import DataConfig
+    from diffkit.data.registry import image_shape
+
+    if dataset is None:
+        raise UsageError(f"{source} does not say which data it imitates; pass --dataset")
+    channels, h, w = pipe.model.sample_shape
+    data = validate(DataConfig, {"dataset": dataset, "channels": min(channels, 3),
+                                 "image_size": h})  # fmt: skip
+    if image_shape(data) != (channels, h) or h != w:
+        c, size = image_shape(data)
+        raise UsageError(f"{source} draws {channels}x{h}x{w} images; {dataset} has "
+                         f"{c}x{size}x{size}")  # fmt: skip
+    return data
 
 
 @dataclass

@@ -82,7 +82,8 @@ def sample_labels(
     if not classes and not grid_per_class:
         return None, n or 64, None
     k = pipe.num_classes
-    picked = parse_classes(classes or ["all"], pipe.config.data.dataset, k)
+    dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
+    picked = parse_classes(classes or ["all"], dataset, k)
     if grid_per_class:  # one row per class, n images in each (default 10)
         per = n or 10
         labels = torch.tensor(picked).repeat_interleave(per)
@@ -95,7 +96,12 @@ def sample_labels(
 @handle_errors
 def sample(
     source: Annotated[
-        Path, typer.Argument(help="Run folder or .safetensors checkpoint.", show_default=False)
+        Path,
+        typer.Argument(
+            help="Run folder, .safetensors checkpoint, a saved diffusers DDPM/DDIM pipeline "
+            "folder, or hf:ORG/NAME (the Hugging Face cache; needs the [diffusers] extra).",
+            show_default=False,
+        ),
     ],
     sampler: Annotated[
         SamplerName | None,
@@ -118,12 +124,20 @@ def sample(
     atol: Atol = 1e-3,
     eta: Eta = 0.0,
     spacing: Annotated[
-        Literal["leading", "trailing", "linspace"],
-        typer.Option(help="Timestep spacing for fewer steps than T."),
-    ] = "trailing",
+        Literal["leading", "trailing", "linspace"] | None,
+        typer.Option(
+            help="Timestep spacing for fewer steps than T (default: the model's; trailing "
+            "for diffkit runs, the scheduler's for diffusers models).",
+            show_default=False,
+        ),
+    ] = None,
     variance: Annotated[
-        Literal["fixed_small", "fixed_large"], typer.Option(help="DDPM reverse variance.")
-    ] = "fixed_small",
+        Literal["fixed_small", "fixed_large"] | None,
+        typer.Option(
+            help="DDPM reverse variance (default: the model's; fixed_small for diffkit runs).",
+            show_default=False,
+        ),
+    ] = None,
     n: Annotated[
         int | None,
         typer.Option(
@@ -200,7 +214,7 @@ def sample(
     try:
         pipe.options(sampler, options)
     except ValueError as exc:
-        raise UsageError(f"--{str(exc).rsplit(' ', 1)[-1]}: {exc}") from None
+        raise UsageError(str(exc)) from None
     cache = None
     if cache_interval > 1:
         cache = cache_config(cache_interval, cache_branch, cache_schedule, cache_center,
@@ -241,7 +255,8 @@ def sample(
         full_nfe = deep_cache.mean_full if deep_cache is not None else nfe
         meta = {
             "source": str(source),
-            "data": pipe.config.data.model_dump(mode="json"),  # what the images imitate
+            # what the images imitate (a diffusers model does not say)
+            "data": pipe.config.data.model_dump(mode="json") if pipe.config else None,
             "sampler": sampler,
             "steps": None if spec.adaptive else steps,
             "nfe": nfe,
@@ -250,13 +265,13 @@ def sample(
             "rtol": rtol if "rtol" in spec.options else None,
             "atol": atol if "atol" in spec.options else None,
             "eta": eta,
-            "spacing": spacing,
-            "variance": variance,
+            "spacing": spacing or getattr(pipe.model, "spacing", None),
+            "variance": variance or getattr(pipe.model, "variance", None),
             "n": n,
             "classes": sorted(set(labels.tolist())) if labels is not None else None,
             "guidance": guidance if labels is not None else None,
             "seed": seed,
-            "ema": not no_ema,
+            "ema": not no_ema if pipe.config is not None else None,  # diffusers: one set
             "device": str(dev),
             "batch_size": batch_size,
             "wall_seconds": wall,
@@ -297,9 +312,12 @@ def _check_room(pipe, n: int, batch_size: int, out: Path) -> None:
     from diffkit.data.registry import image_shape
     from diffkit.resources import check_disk, check_memory
 
-    channels, size = image_shape(pipe.config.data)
-    per_image = 4 * channels * size * size  # float32 on disk and in memory
-    per_latent = 4 * math.prod(pipe.config.sample_shape)
+    if pipe.config is not None:
+        channels, size = image_shape(pipe.config.data)
+        per_image = 4 * channels * size * size  # float32 on disk and in memory
+    else:  # a foreign model samples pixels
+        per_image = 4 * math.prod(pipe.model.sample_shape)
+    per_latent = 4 * math.prod(pipe.model.sample_shape)
     check_disk(n * per_image, out.parent, f"-n {n} ({per_image} bytes per image)")
     # One batch: noise, the sampler's few working copies and the decoded images.
     check_memory(min(n, batch_size) * (8 * per_latent + 2 * per_image),

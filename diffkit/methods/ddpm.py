@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from diffkit.methods.pipeline import Pipeline
+from torch import Tensor
+
+from diffkit.methods.pipeline import Pipeline, SampleOptions
 from diffkit.models.contract import DDPMModel
 from diffkit.samplers import ddim_sample, ddpm_sample, make_denoiser
 from diffkit.samplers.dpm_solver import dpm_solver_pp_2m
@@ -31,6 +33,21 @@ class DDPMPipeline(Pipeline):
     def schedule(self) -> DDPMSchedule:
         return self.model.schedule
 
+    def options(self, sampler: str, options: dict) -> SampleOptions:
+        opts = super().options(sampler, options)
+        if sampler == "ddpm" and opts.variance is None and self.model.variance is None:
+            raise ValueError(f"this {self.model.name} model learned its reverse variance, "
+                             "which diffkit does not use; choose variance fixed_small or "
+                             "fixed_large for the ddpm sampler, or another sampler")  # fmt: skip
+        return opts
+
+    def timesteps(self, steps: int, spacing: str | None) -> Tensor:
+        """The descending grid of ``steps`` timesteps (S,) under ``spacing`` (None: the
+        model's); a ``leading`` grid is shifted by the model's ``steps_offset``."""
+        spacing = spacing or self.model.spacing
+        ts = spaced_timesteps(self.schedule.num_steps, steps, spacing)  # type: ignore[arg-type]
+        return ts + self.model.steps_offset if spacing == "leading" else ts
+
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
         spec = SAMPLERS[sampler]
         if spec.adaptive:
@@ -41,7 +58,7 @@ class DDPMPipeline(Pipeline):
 
     def integrate(self, net, x, sampler, steps, opts, generator, on_step):
         sched = self.schedule
-        ts = spaced_timesteps(sched.num_steps, steps, opts.spacing)  # type: ignore[arg-type]
+        ts = self.timesteps(steps, opts.spacing)
         clip = self.model.clip if opts.clip is None else opts.clip
         prediction = self.model.prediction
         spec = SAMPLERS[sampler]
@@ -55,7 +72,8 @@ class DDPMPipeline(Pipeline):
         callback = (lambda i, x, x0: on_step()) if on_step else None
         match sampler:
             case "ddpm":
-                x = ddpm_sample(denoiser, x, ts, sched, variance=opts.variance,  # type: ignore[arg-type]
+                variance = opts.variance or self.model.variance
+                x = ddpm_sample(denoiser, x, ts, sched, variance=variance,  # type: ignore[arg-type]
                                 generator=generator, callback=callback)  # fmt: skip
             case "ddim":
                 x = ddim_sample(denoiser, x, ts, sched, eta=opts.eta, generator=generator,

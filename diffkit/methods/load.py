@@ -16,6 +16,7 @@ from torch import nn
 
 from diffkit.config.resolve import validate
 from diffkit.config.run import GenerativeRunConfig
+from diffkit.external import is_foreign
 from diffkit.methods.ddpm import DDPMPipeline
 from diffkit.methods.flow import FlowPipeline
 from diffkit.methods.latent import check_embedded_codec, codec_from_checkpoint
@@ -56,8 +57,14 @@ def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool 
     """Rebuild a DDPM or rectified flow from a checkpoint or run folder: the file alone is
     enough (a latent model carries its autoencoder). The header is checked against the
     models its config describes, built on the meta device, before a tensor is read or a
-    weight allocated: a config that claims a huge model costs nothing to refuse."""
+    weight allocated: a config that claims a huge model costs nothing to refuse. A
+    diffusers pipeline folder or ``hf:ORG/NAME`` loads through
+    :mod:`diffkit.external.diffusers` (the ``[diffusers]`` extra)."""
     device = torch.device(device)
+    if is_foreign(path):  # a diffusers folder or hf:ORG/NAME (one set of weights, no EMA)
+        from diffkit.external.diffusers import load_diffusers
+
+        return load_diffusers(path, device)
     section = "ema" if use_ema else "model"
     file = resolve_checkpoint(path)
     header = read_checkpoint_header(file)

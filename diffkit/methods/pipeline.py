@@ -44,11 +44,11 @@ class SampleOptions:
     are read by every sampler of a DDPM."""
 
     eta: float = 0.0  # DDIM noise
-    spacing: str = "trailing"  # DDPM timestep spacing
-    variance: str = "fixed_small"  # DDPM reverse variance
+    spacing: str | None = None  # DDPM timestep spacing (None: the model's, see DDPMModel)
+    variance: str | None = None  # DDPM reverse variance (None: the model's)
     rtol: float = 1e-3  # dopri5
     atol: float = 1e-3  # dopri5
-    clip: bool | None = None  # DDPMs: clamp x0 to [-1, 1] (None: the model's default)
+    clip: bool | None = None  # DDPMs: clamp x0 to [-1, 1] (None: the model's)
 
 
 @dataclass(frozen=True)

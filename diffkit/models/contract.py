@@ -26,6 +26,9 @@ from torch import Tensor, nn
 from diffkit.models.conditioning import Cond, ConditionKind, null_class
 from diffkit.param import Prediction
 from diffkit.schedules import DDPMSchedule
+from diffkit.schedules.spacing import Spacing
+
+Variance = Literal["fixed_small", "fixed_large"]
 
 if TYPE_CHECKING:
     from diffkit.methods.vae import LatentCodec
@@ -68,12 +71,19 @@ class Model:
 
 @dataclass(eq=False, kw_only=True)
 class DDPMModel(Model):
-    """A discrete-time diffusion model; ``clip`` clamps predicted x0 to [-1, 1] by default
-    (pixels: yes; latents, whose range is not [-1, 1]: no)."""
+    """A discrete-time diffusion model and its sampling conventions (each a default that a
+    sampling call may override): ``clip`` clamps predicted x0 to [-1, 1] (pixels: yes;
+    latents, whose range is not [-1, 1]: no); ``spacing`` picks the timesteps of a grid
+    shorter than T, ``leading`` grids shifted by ``steps_offset``; ``variance`` is the
+    ancestral sampler's (None: the network learned its own, which diffkit does not use,
+    so ancestral sampling needs an explicit fixed variance)."""
 
     schedule: DDPMSchedule
     prediction: Prediction = "eps"
     clip: bool = True
+    spacing: Spacing = "trailing"
+    steps_offset: int = 0
+    variance: Variance | None = "fixed_small"
 
     family: ClassVar[Family] = "ddpm"
 

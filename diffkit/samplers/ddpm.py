@@ -16,7 +16,7 @@ from diffkit.samplers.ode import check_start, steered
 from diffkit.schedules import DDPMSchedule
 from diffkit.schedules.ddpm import posterior_coefficients
 
-Variance = Literal["fixed_small", "fixed_large"]
+Variance = Literal["fixed_small", "fixed_large"]  # DDPM Sec. 3.2's two extremes
 
 
 @torch.no_grad()

@@ -221,3 +221,27 @@ def test_cache_bench_scores_every_point(run_with_eval: Path, classifier: Path, t
     for p in points:
         assert p["metrics"]["fid"] > 0 and "kid" in p["metrics"]
     assert "FID" in r.output and "MAC ratio" in r.output
+
+
+def test_eval_scores_a_diffusers_pipeline_folder(runs: Path, data_dir: Path, tmp_path: Path):
+    """A foreign model says nothing of its data: --dataset names it and must fit its shape."""
+    diffusers = pytest.importorskip("diffusers")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(
+        sample_size=28, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D",) * 2,
+        layers_per_block=1, norm_num_groups=4,
+    )  # fmt: skip
+    folder = tmp_path / "ddpm"
+    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(50)).save_pretrained(folder)
+    common = ("-n", "12", "--steps", "2", "--runs-dir", runs, "--data-dir", data_dir)
+    result = invoke("eval", folder, *common, "--out", tmp_path / "e")
+    assert result.exit_code == 2 and "pass --dataset" in result.output
+    result = invoke("eval", folder, "--dataset", "cifar10", *common)
+    assert result.exit_code == 2 and "draws 1x28x28 images; cifar10 has 3x32x32" in result.output
+    result = invoke("eval", folder, "--dataset", "mnist", *common, "--out", tmp_path / "e")
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    assert report["dataset"] == "mnist" and report["n"] == 12 and report["sampler"] == "ddim"
+    assert report["metrics"]["fid"] > 0 and str(folder) in report["source"]
