@@ -99,7 +99,7 @@ def sample(
         Path,
         typer.Argument(
             help="Run folder, .safetensors checkpoint, a saved diffusers DDPM/DDIM pipeline "
-            "folder, or hf:ORG/NAME (the Hugging Face cache; needs the [diffusers] extra).",
+            "folder, or hf:ORG/NAME (the Hugging Face cache; needs the diffusers extra).",
             show_default=False,
         ),
     ],
