@@ -7,7 +7,9 @@ outermost, the one from ``conv_in`` to the last up stage). The *shallow branch* 
 that skip and the ones outside it need: ``conv_in``, the first ``b - 1`` down modules, the
 last ``b`` up stages and the output head. Everything else (the deeper down modules, the
 middle block and the up modules before the first kept stage) is the *deep branch*; its
-output is the feature that enters the first kept up stage.
+output is the feature that enters the first kept up stage. A diffusers ``UNet2DModel``
+caches the same way at the granularity of its blocks: branch b keeps its first b down
+blocks and last b up blocks.
 
 On a *full* call the whole UNet runs and every deep module's output is recorded. On a
 *cached* call only the shallow branch computes; each deep module returns its recorded
@@ -106,9 +108,24 @@ def quadratic_schedule(total: int, k: int, center: float) -> list[int]:
     return out
 
 
-def branch_modules(unet: UNet, branch: int) -> tuple[list[nn.Module], nn.Module]:
+def branch_modules(unet: nn.Module, branch: int) -> tuple[list[nn.Module], nn.Module]:
     """The deep modules a cached call skips, in call order, and the one whose output is
-    the cached feature (the module just before the first kept up stage)."""
+    the cached feature (the module just before the first kept up stage): of a diffkit
+    UNet, or of a diffusers ``UNet2DModel`` (recognised by its blocks; not imported)."""
+    if isinstance(unet, UNet):
+        return _diffkit_branch(unet, branch)
+    if is_unet2d(unet):
+        return _diffusers_branch(unet, branch)
+    raise ValueError(f"DeepCache needs a UNet (diffkit's, or a diffusers UNet2DModel); this "
+                     f"model is a {type(unet).__name__}")  # fmt: skip
+
+
+def is_unet2d(net: nn.Module) -> bool:
+    """A diffusers ``UNet2DModel``-like network: down blocks, a middle, up blocks."""
+    return all(hasattr(net, a) for a in ("down_blocks", "mid_block", "up_blocks", "conv_in"))
+
+
+def _diffkit_branch(unet: UNet, branch: int) -> tuple[list[nn.Module], nn.Module]:
     skips = len(unet.down) + 1
     if not 1 <= branch <= skips:
         raise ValueError(f"cache branch must be between 1 and {skips} for this UNet")
@@ -116,6 +133,21 @@ def branch_modules(unet: UNet, branch: int) -> tuple[list[nn.Module], nn.Module]
     first_kept = stages[skips - branch]
     deep_up = list(unet.up)[:first_kept]
     deep = [*list(unet.down)[branch - 1 :], unet.mid, *deep_up]
+    return deep, deep[-1]
+
+
+def _diffusers_branch(unet: nn.Module, branch: int) -> tuple[list[nn.Module], nn.Module]:
+    """A UNet2DModel's blocks each hold a level's resnets and its resampler, and up block
+    ``-b`` consumes the skips of ``conv_in`` (b = 1) or down block ``-b - 1``: branch b
+    keeps the first b down blocks and the last b up blocks (the kept down blocks still
+    compute their downsamplers, whose skips a cached call does not use)."""
+    down, up = list(unet.down_blocks), list(unet.up_blocks)
+    if not 1 <= branch <= len(down):
+        raise ValueError(f"cache branch must be between 1 and {len(down)} for this UNet")
+    mid = [unet.mid_block] if unet.mid_block is not None else []
+    deep = [*down[branch:], *mid, *up[: len(up) - branch]]
+    if not deep:
+        raise ValueError("this UNet has nothing deeper than its kept blocks to cache")
     return deep, deep[-1]
 
 
@@ -131,9 +163,6 @@ class DeepCache:
     """
 
     def __init__(self, unet: nn.Module, config: CacheConfig, total_calls: int | None = None):
-        if not isinstance(unet, UNet):
-            raise ValueError(f"DeepCache needs a UNet of diffkit's own; this model is a "
-                             f"{type(unet).__name__}")  # fmt: skip
         self.unet, self.config = unet, config
         self.deep, self.feature = branch_modules(unet, config.branch)
         self.is_full = full_calls(config, total_calls)
@@ -183,7 +212,7 @@ class DeepCache:
         self.reset()
 
     def _before(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
-        batch = (args[0] if args else kwargs["x"]).shape[0]
+        batch = (args[0] if args else next(iter(kwargs.values()))).shape[0]
         self._cached = bool(self._outputs) and batch == self._batch and not self.is_full(self.calls)
         if not self._cached:
             self._batch = batch

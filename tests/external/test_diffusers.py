@@ -228,3 +228,28 @@ def test_importing_diffkit_never_imports_diffusers():
         "assert 'diffusers' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_deepcache_on_a_diffusers_unet(folder: Path):
+    """Branch b keeps a UNet2DModel's first b down and last b up blocks: interval 1 is
+    exact, interval 2 skips the middle on every other call and stays close."""
+    from diffkit.accel import CacheConfig, DeepCache
+
+    pipe = load_pipeline(folder)
+    kw = {"sampler": "ddim", "steps": 10, "seed": 1}
+    ref = pipe.sample(3, **kw).images
+    calls = []
+    inner = pipe.net.mid_block.resnets[0]  # runs only when the middle is computed
+    handle = inner.register_forward_hook(lambda *a: calls.append(1))
+    for interval, full in ((1, 10), (2, 5)):
+        calls.clear()
+        with DeepCache.of(pipe, CacheConfig(interval, branch=1), "ddim", 10) as cache:
+            out = pipe.sample(3, on_batch_start=cache.reset, **kw).images
+        assert cache.mean_full == full and len(calls) == full
+        if interval == 1:
+            assert torch.equal(out, ref)
+        else:
+            assert 0 < (out - ref).pow(2).mean() < 1e-2 * ref.pow(2).mean()
+    handle.remove()
+    with pytest.raises(ValueError, match="between 1 and 2"):
+        DeepCache.of(pipe, CacheConfig(2, branch=3), "ddim", 10)

@@ -33,9 +33,17 @@ def test_sample_a_diffusers_folder_as_the_library_does(folder: Path, tmp_path: P
     assert torch.equal(read_samples(out)["samples"], expected)
 
 
+def test_deepcache_from_the_cli(folder: Path, tmp_path: Path):
+    result = invoke("sample", folder, "--steps", "6", "-n", "2", "--cache-interval", "2",
+                    "--out", tmp_path / "c")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "c" / "sample.json").read_text())
+    assert meta["nfe"] == 6 and meta["full_nfe"] == 3
+
+
 def test_foreign_refusals_are_one_line(folder: Path, tmp_path: Path, monkeypatch):
-    result = invoke("sample", folder, "--cache-interval", "2", "--steps", "4", "-n", "2")
-    assert result.exit_code == 2 and "needs a UNet of diffkit's own" in result.output
+    result = invoke("sample", folder, "--cache-interval", "2", "--cache-branch", "5", "-n", "2")
+    assert result.exit_code == 2 and "cache branch must be between 1 and 2" in result.output
     result = invoke("sample", folder, "--sampler", "heun", "--variance", "fixed_large")
     assert (
         result.exit_code == 2
