@@ -131,6 +131,9 @@ def cache_bench(
         raise UsageError(str(exc)) from None
 
     score, common = None, {}
+    if fid and pipe.config is None:
+        raise UsageError(f"{source} does not say which data it imitates, so cache-bench cannot "
+                         "score FID on it; pass --no-fid (timing and MSE only)")  # fmt: skip
     if fid:
         from diffkit.eval.evaluate import Evaluator
         from diffkit.eval.features import load_extractor

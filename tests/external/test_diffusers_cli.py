@@ -41,6 +41,17 @@ def test_deepcache_from_the_cli(folder: Path, tmp_path: Path):
     assert meta["nfe"] == 6 and meta["full_nfe"] == 3
 
 
+def test_cache_bench_times_a_diffusers_model(folder: Path, tmp_path: Path):
+    result = invoke("cache-bench", folder, "--steps", "4", "-n", "10", "--intervals", "2",
+                    "--out", tmp_path / "b")  # fmt: skip
+    assert result.exit_code == 2 and "pass --no-fid" in result.output
+    result = invoke("cache-bench", folder, "--steps", "4", "-n", "2", "--intervals", "2",
+                    "--no-fid", "--out", tmp_path / "b")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "b" / "cache-bench.json").read_text())
+    assert [p["full_nfe"] for p in report["points"]][:2] == [4, 2]
+
+
 def test_foreign_refusals_are_one_line(folder: Path, tmp_path: Path, monkeypatch):
     result = invoke("sample", folder, "--cache-interval", "2", "--cache-branch", "5", "-n", "2")
     assert result.exit_code == 2 and "cache branch must be between 1 and 2" in result.output
