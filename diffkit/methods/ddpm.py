@@ -56,7 +56,12 @@ class DDPMPipeline(Pipeline):
             return spec.calls_per_step * (steps - 1) + 1
         return spec.calls_per_step * steps
 
-    def integrate(self, net, x, sampler, steps, opts, generator, on_step):
+    def grid(self, steps: int, spacing: str | None = None) -> Tensor:
+        """Grid points of a ``steps``-step run, as the steering of :meth:`generate` counts
+        them: the timesteps (S,); point S is clean data."""
+        return self.timesteps(steps, spacing)
+
+    def integrate(self, net, x, sampler, steps, opts, generator, on_step, start=0, callback=None):
         sched = self.schedule
         ts = self.timesteps(steps, opts.spacing)
         clip = self.model.clip if opts.clip is None else opts.clip
@@ -67,17 +72,33 @@ class DDPMPipeline(Pipeline):
                 ts = spaced_timesteps(sched.num_steps, sched.num_steps, "trailing")
             velocity = ddpm_velocity(net, sched, prediction, clip=clip)
             return probability_flow_sample(sampler, velocity, x, ts, sched, rtol=opts.rtol,
-                                           atol=opts.atol, on_step=on_step)  # fmt: skip
+                                           atol=opts.atol, on_step=on_step, start=start,
+                                           callback=callback)  # fmt: skip
         denoiser = make_denoiser(net, sched, prediction, clip=clip)
-        callback = (lambda i, x, x0: on_step()) if on_step else None
+        step = _step_callback(on_step, callback)
+        steer = {"start": start, "callback": step}
         match sampler:
             case "ddpm":
                 variance = opts.variance or self.model.variance
                 x = ddpm_sample(denoiser, x, ts, sched, variance=variance,  # type: ignore[arg-type]
-                                generator=generator, callback=callback)  # fmt: skip
+                                generator=generator, **steer)  # fmt: skip
             case "ddim":
                 x = ddim_sample(denoiser, x, ts, sched, eta=opts.eta, generator=generator,
-                                callback=callback)  # fmt: skip
+                                **steer)  # fmt: skip
             case "dpm++2m":
-                x = dpm_solver_pp_2m(denoiser, x, ts, sched, callback=callback)
-        return x, steps
+                x = dpm_solver_pp_2m(denoiser, x, ts, sched, **steer)
+        return x, steps - start
+
+
+def _step_callback(on_step, callback):
+    """The DDPM samplers' ``callback(i, x, x0)`` from a progress tick and a steering
+    ``callback(i, x)``; None when there is neither."""
+    if on_step is None and callback is None:
+        return None
+
+    def step(i: int, x: Tensor, x0: Tensor) -> Tensor | None:
+        if on_step is not None:
+            on_step()
+        return callback(i, x) if callback is not None else None
+
+    return step

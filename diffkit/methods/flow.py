@@ -45,8 +45,12 @@ class FlowPipeline(Pipeline):
         x = noise.to(self.device)
         return euler_straightness(self.velocity(cond, guidance), x, flow_time_grid(steps))
 
-    def integrate(self, net, x, sampler, steps, opts, generator, on_step):
+    def grid(self, steps: int, spacing: str | None = None) -> Tensor:
+        """Grid points of a ``steps``-step run: the flow times (steps + 1,), noise first."""
+        return flow_time_grid(steps)
+
+    def integrate(self, net, x, sampler, steps, opts, generator, on_step, start=0, callback=None):
         times = flow_time_grid(steps)
         velocity = make_velocity(net, time_scale=self.model.time_scale)
         return solve(sampler, velocity, x, times, rtol=opts.rtol, atol=opts.atol,
-                     on_step=on_step)  # fmt: skip
+                     on_step=on_step, start=start, callback=callback)  # fmt: skip

@@ -35,6 +35,8 @@ from diffkit.samplers.guidance import guided
 from diffkit.samplers.table import sampler_spec
 
 Net = Callable[..., Tensor]
+Steer = Callable[[int, Tensor], Tensor | None]
+"""``callback(i, x)`` after step i, x at grid point i + 1; a returned Tensor replaces x."""
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,12 @@ class Pipeline:
         opts: SampleOptions,
         generator: torch.Generator,
         on_step: Callable[[], None] | None,
+        start: int = 0,
+        callback: Steer | None = None,
     ) -> tuple[Tensor, int]:
         """Noise (B, ...) -> samples (B, ...) in the model's space; also the number of
-        network evaluations spent. ``net(x, t, _)`` is the model, guided as requested."""
+        network evaluations spent. ``net(x, t, _)`` is the model, guided as requested;
+        ``start`` and ``callback`` steer (see :meth:`generate`)."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -236,15 +241,23 @@ class Pipeline:
         opts: SampleOptions | None = None,
         generator: torch.Generator | None = None,
         on_step: Callable[[], None] | None = None,
+        start: int = 0,
+        callback: Steer | None = None,
     ) -> tuple[Tensor, int]:
         """One batch: noise (B, *sample_shape) -> samples in the model's own space (latents
-        are not decoded) on the model's device, and the network evaluations spent."""
+        are not decoded) on the model's device, and the network evaluations spent.
+
+        Steering (image editing): with ``start = k`` the batch ``noise`` is the state at
+        grid point k (:meth:`grid`), not pure noise, and only the rest of the grid is run;
+        ``callback(i, x)`` after step i sees the state at grid point i + 1 (clean data
+        after the last step) and may return a tensor that replaces it."""
         gen = generator or torch.Generator(self.device).manual_seed(0)
         x = noise.to(self.device)
         if labels is not None:
             cond = self._condition(labels, cond, noise.shape[0])
         net = self.network(cond, guidance)
-        return self.integrate(net, x, sampler, steps, opts or SampleOptions(), gen, on_step)
+        opts = opts or SampleOptions()
+        return self.integrate(net, x, sampler, steps, opts, gen, on_step, start, callback)
 
     def network(self, cond: Cond | None = None, guidance: float = 1.0) -> Net:
         """The model as samplers see it, ``net(x, t, _)``: guided towards ``cond`` with

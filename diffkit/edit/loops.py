@@ -1,0 +1,97 @@
+"""The editing loops over a pipeline: forward noise, a one-step x0 estimate, SDEdit (Meng
+et al. 2021) and inpainting (Lugmayr et al. 2022, without resampling so far).
+
+Each loop is a short function over :meth:`Pipeline.generate`'s steering (``start``, a
+callback that may replace x) on the pipeline's grid (:meth:`grid`): grid point k of a DDPM
+is timestep ``grid[k]``, of a flow the time ``grid[k]``; the point after the last is clean
+data. Images are (B, C, H, W) in [-1, 1] in the model's space (pixels).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from diffkit.methods.pipeline import Pipeline, SampleOptions
+from diffkit.models.conditioning import Cond
+from diffkit.models.contract import DDPMModel
+
+
+def noised(pipe: Pipeline, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
+    """q(x_t | x_0) at one grid point: a DDPM timestep (``sqrt(abar) x0 + sqrt(1 - abar)
+    eps``, DDPM Eq. 4) or a flow time (``t x_1 + (1 - t) x_0``, noise at t = 0)."""
+    model = pipe.model
+    if isinstance(model, DDPMModel):
+        t = torch.full((images.shape[0],), int(point), dtype=torch.long)
+        return model.schedule.q_sample(images, t, noise)
+    tau = float(point)
+    return tau * images + (1 - tau) * noise
+
+
+def _checked_start(pipe: Pipeline, steps: int, start: int) -> Tensor:
+    grid = pipe.grid(steps)
+    last = steps - 1  # the last grid point a run can start from
+    if not 0 <= start <= last:
+        raise ValueError(f"start must be between 0 and {last} for {steps} steps")
+    return grid
+
+
+@torch.no_grad()
+def sdedit(
+    pipe: Pipeline,
+    images: Tensor,
+    start: int,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    cond: Cond | None = None,
+    guidance: float = 1.0,
+    seed: int = 0,
+    opts: SampleOptions | None = None,
+) -> Tensor:
+    """Image-to-image: noise ``images`` to grid point ``start`` and run the rest of the
+    grid. ``start = 0`` is plain sampling (the image is lost in pure noise); larger
+    ``start`` keeps more of it."""
+    grid = _checked_start(pipe, steps, start)
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(images.shape, generator=g)
+    x = noise if start == 0 else noised(pipe, images.cpu(), grid[start], noise)
+    gen = torch.Generator(pipe.device).manual_seed(seed + 1)
+    out, _ = pipe.generate(x, sampler, steps, cond=cond, guidance=guidance, opts=opts,
+                           generator=gen, start=start)  # fmt: skip
+    return out.float().cpu()
+
+
+@torch.no_grad()
+def inpaint(
+    pipe: Pipeline,
+    images: Tensor,
+    mask: Tensor,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    cond: Cond | None = None,
+    guidance: float = 1.0,
+    seed: int = 0,
+    opts: SampleOptions | None = None,
+) -> Tensor:
+    """Regenerate where ``mask`` (B or 1, 1 or C, H, W) is 1 and keep ``images`` where it
+    is 0: after every step the known region is replaced by the original noised to the
+    next grid point with fresh noise, ``x <- m x + (1 - m) q(x_orig, t')``, and pasted
+    exactly at the end, so outside the mask the output equals the input."""
+    grid = pipe.grid(steps)
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(images.shape, generator=g)
+    m = mask.to(pipe.device, images.dtype)
+    known = images.to(pipe.device)
+
+    def paste(i: int, x: Tensor) -> Tensor:
+        if i == steps - 1:  # clean data: the original, exactly
+            return m * x + (1 - m) * known
+        fresh = torch.randn(images.shape, generator=g).to(pipe.device)
+        return m * x + (1 - m) * noised(pipe, known, grid[i + 1], fresh)
+
+    gen = torch.Generator(pipe.device).manual_seed(seed + 1)
+    out, _ = pipe.generate(noise, sampler, steps, cond=cond, guidance=guidance, opts=opts,
+                           generator=gen, callback=paste)  # fmt: skip
+    return out.float().cpu()

@@ -1,0 +1,47 @@
+"""Views invert exactly and are orthogonal; filters sum to the identity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffkit.edit.filters import check_partition, gaussian_kernel, highpass, lowpass
+from diffkit.edit.views import VIEWS, View, check_orthogonal, view
+
+
+@pytest.mark.parametrize("name", list(VIEWS))
+def test_every_view_inverts_exactly_and_is_orthogonal(name: str):
+    v = view(name)
+    x = torch.randn(3, 2, 8, 8)
+    assert torch.equal(v.inverse(v.apply(x)), x)
+    check_orthogonal(v, (2, 8, 8))
+    noise = torch.randn(20000, 1, 8, 8)  # viewed unit noise stays unit noise
+    assert abs(float(v.apply(noise).std()) - 1) < 0.01
+
+
+def test_views_that_are_not_orthogonal_or_invertible_are_refused():
+    with pytest.raises(ValueError, match="not orthogonal"):
+        check_orthogonal(View("double", lambda x: 2 * x, lambda x: x / 2), (1, 4, 4))
+    with pytest.raises(ValueError, match="no exact inverse"):
+        check_orthogonal(View("blur", lowpass(1.0, 3), lambda x: x), (1, 8, 8))
+    with pytest.raises(ValueError, match="pixel permutation or a negation"):
+        view("skew")
+
+
+def test_lowpass_and_highpass_sum_to_the_identity():
+    x = torch.randn(2, 3, 16, 12)
+    low, high = lowpass(2.0, 33), highpass(2.0, 33)
+    torch.testing.assert_close(low(x) + high(x), x, atol=1e-6, rtol=0)
+    check_partition([low, high], (3, 16, 12))
+    const = torch.full((1, 1, 9, 9), 0.3)  # a blur keeps constants (normalised, reflected)
+    torch.testing.assert_close(low(const), const)
+    assert float(low(x).var()) < float(x.var()) / 4  # and removes most white noise
+    with pytest.raises(ValueError, match="do not sum"):
+        check_partition([low, low], (1, 8, 8))
+
+
+def test_kernel_is_normalised_and_validated():
+    k = gaussian_kernel(1.5, 7)
+    assert k.shape == (7,) and abs(float(k.sum()) - 1) < 1e-12 and torch.equal(k, k.flip(0))
+    with pytest.raises(ValueError, match="odd"):
+        gaussian_kernel(1.0, 4)
