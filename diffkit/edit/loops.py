@@ -95,3 +95,37 @@ def inpaint(
     out, _ = pipe.generate(noise, sampler, steps, cond=cond, guidance=guidance, opts=opts,
                            generator=gen, callback=paste)  # fmt: skip
     return out.float().cpu()
+
+
+@torch.no_grad()
+def repaint(
+    pipe: Pipeline,
+    images: Tensor,
+    mask: Tensor,
+    *,
+    steps: int = 50,
+    jump: int = 10,
+    resample: int = 10,
+    cond: Cond | None = None,
+    guidance: float = 1.0,
+    seed: int = 0,
+) -> Tensor:
+    """:func:`inpaint` with RePaint's resampling (:mod:`diffkit.edit.repaint`); a DDPM
+    with ancestral steps only (a flow has no forward process to walk back with)."""
+    from diffkit.edit.repaint import repaint_sample
+    from diffkit.samplers import make_denoiser
+
+    model = pipe.model
+    if not isinstance(model, DDPMModel):
+        raise ValueError("RePaint resampling needs a DDPM; a flow inpaints by replacement")
+    pipe.check("ddpm", steps)
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(images.shape, generator=g).to(pipe.device)
+    cond = pipe._condition(None, cond, images.shape[0]) if cond is not None else None
+    denoiser = make_denoiser(pipe.network(cond, guidance), model.schedule, model.prediction,
+                             clip=model.clip)  # fmt: skip
+    gen = torch.Generator(pipe.device).manual_seed(seed + 1)
+    out = repaint_sample(denoiser, noise, pipe.grid(steps), model.schedule,
+                         images.to(pipe.device), mask, jump=jump, resample=resample,
+                         generator=gen)  # fmt: skip
+    return out.float().cpu()

@@ -120,3 +120,50 @@ def test_forward_noise_has_the_marginal_of_q(ddpm):
     abar = float(ddpm.model.schedule.alphas_cumprod[600])
     assert abs(float(xt.mean()) - 0.5 * abar**0.5) < 0.02
     assert abs(float(xt.var()) - (1 - abar)) < 0.03
+
+
+def test_repaint_through_a_pipeline_keeps_the_known_region(ddpm):
+    from diffkit.edit.loops import repaint
+
+    images = torch.rand(2, 1, 28, 28) * 2 - 1
+    left = torch.zeros(1, 1, 28, 28)
+    left[..., :14] = 1
+    out = repaint(ddpm, images, left, steps=4, jump=2, resample=2,
+                  cond=Cond(labels=torch.tensor([0, 1])), guidance=2.0)  # fmt: skip
+    assert torch.equal(out[..., 14:], images[..., 14:]) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="needs a DDPM"):
+        repaint(_pipe(FlowRunConfig), images, left, steps=4)
+
+
+def test_anagram_and_hybrid_of_two_gaussians_land_on_the_closed_form_mean():
+    """Class c's data is N(MU[c], S^2 I) on 2x2 images. The anagram's estimate is the
+    exact denoiser of N((MU[0] + flip^-1 MU[1]) / 2, S^2 I); the hybrid's that of
+    N(low MU[0] + high MU[1], S^2 I), since each filter is linear."""
+    from diffkit.samplers import ddim_sample, make_denoiser
+    from diffkit.schedules import make_schedule, spaced_timesteps
+
+    s2 = 0.05
+    mu = torch.tensor([[1.0, -1.0, 0.5, 0.0], [0.0, 2.0, -0.5, 1.0]],
+                      dtype=torch.float64).reshape(2, 1, 2, 2)  # fmt: skip
+    sched = make_schedule("linear")
+
+    def eps_net(x, t, cond):  # the exact E[eps | x_t] of class cond
+        a = sched.alpha_bar(t, x.ndim, x.dtype)
+        return (1 - a).sqrt() * (x - a.sqrt() * mu[cond]) / (a * s2 + 1 - a)
+
+    n = 4000
+    c0, c1 = torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)
+    low, high = lowpass(0.7, 3), highpass(0.7, 3)
+    cases = {
+        "anagram": (anagram(eps_net, [c0, c1], [view("identity"), view("flip")]),
+                    (mu[0] + view("flip").inverse(mu[1:])[0]) / 2),
+        "hybrid": (factorized(eps_net, [c0, c1], [low, high]),
+                   low(mu[:1])[0] + high(mu[1:])[0]),
+    }  # fmt: skip
+    ts = spaced_timesteps(1000, 100, "trailing")
+    for name, (net, expected) in cases.items():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(n, 1, 2, 2, generator=g, dtype=torch.float64)
+        out = ddim_sample(make_denoiser(net, sched, "eps", clip=False), x, ts, sched)
+        torch.testing.assert_close(out.mean(0), expected, atol=0.02, rtol=0, msg=name)
+        assert abs(float(out.var(0).mean()) - s2) < 0.01, name
