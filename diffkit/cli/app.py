@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from diffkit import __version__
-from diffkit.cli import cache_bench, reflow, runs, sample, train
+from diffkit.cli import cache_bench, edit, reflow, runs, sample, train
 from diffkit.cli import eval as eval_cmd
 from diffkit.cli.errors import DiffkitGroup
 
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(train.app, name="train")
 app.add_typer(reflow.app, name="reflow")
+app.add_typer(edit.app, name="edit")
 app.command("sample")(sample.sample)
 app.command("runs")(runs.runs)
 app.command("eval")(eval_cmd.evaluate)

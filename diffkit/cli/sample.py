@@ -27,7 +27,7 @@ from diffkit.cli.options import (
     cache_config,
     machine_settings,
 )
-from diffkit.cli.shared import progress_total
+from diffkit.cli.shared import parse_classes, progress_total
 from diffkit.config.run import SamplerName
 
 
@@ -44,35 +44,6 @@ def default_out(source: Path, name: str) -> Path:
     return path
 
 
-def parse_classes(specs: list[str], dataset: str, num_classes: int | None) -> list[int]:
-    """``--class`` values -> class indices. Each value is a comma list of indices, ranges
-    (``0..9``), the dataset's class names (any case) or ``all``."""
-    from diffkit.data.registry import class_names
-
-    if num_classes is None:
-        raise UsageError("this model is unconditional; --class, --guidance and "
-                         "--grid-per-class need a model trained with --cond class")  # fmt: skip
-    names = [n.lower() for n in class_names(dataset)]
-    out: list[int] = []
-    for spec in specs:
-        for part in (p.strip() for p in spec.split(",") if p.strip()):
-            if part == "all":
-                out.extend(range(num_classes))
-            elif ".." in part and all(x.strip().isdigit() for x in part.split("..", 1)):
-                lo, hi = (int(x) for x in part.split("..", 1))
-                if not lo <= hi < num_classes:
-                    raise UsageError(f"--class {part}: need 0 <= first <= last < {num_classes}")
-                out.extend(range(lo, hi + 1))
-            elif part.isdigit() and int(part) < num_classes:
-                out.append(int(part))
-            elif part.lower() in names:
-                out.append(names.index(part.lower()))
-            else:
-                known = ", ".join(class_names(dataset)) or f"0..{num_classes - 1}"
-                raise UsageError(f"--class {part!r} is not a class of {dataset} ({known})")
-    return out
-
-
 def sample_labels(
     pipe, classes: list[str], grid_per_class: bool, n: int | None
 ) -> tuple[object, int, int | None]:
@@ -83,7 +54,7 @@ def sample_labels(
         return None, n or 64, None
     k = pipe.num_classes
     dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
-    picked = parse_classes(classes or ["all"], dataset, k)
+    picked = parse_classes(classes or ["all"], dataset, k)  # from cli.shared
     if grid_per_class:  # one row per class, n images in each (default 10)
         per = n or 10
         labels = torch.tensor(picked).repeat_interleave(per)

@@ -135,3 +135,32 @@ def check_steps(pipe, sampler: str, steps: int | None) -> int:
         return pipe.check(sampler, steps)
     except ValueError as exc:
         raise UsageError(f"--sampler/--steps: {exc}") from None
+
+
+def parse_classes(specs: list[str], dataset: str, num_classes: int | None) -> list[int]:
+    """``--class`` values -> class indices. Each value is a comma list of indices, ranges
+    (``0..9``), the dataset's class names (any case) or ``all``."""
+    from diffkit.data.registry import class_names
+
+    if num_classes is None:
+        raise UsageError("this model is unconditional; --class, --guidance and "
+                         "--grid-per-class need a model trained with --cond class")  # fmt: skip
+    names = [n.lower() for n in class_names(dataset)]
+    out: list[int] = []
+    for spec in specs:
+        for part in (p.strip() for p in spec.split(",") if p.strip()):
+            if part == "all":
+                out.extend(range(num_classes))
+            elif ".." in part and all(x.strip().isdigit() for x in part.split("..", 1)):
+                lo, hi = (int(x) for x in part.split("..", 1))
+                if not lo <= hi < num_classes:
+                    raise UsageError(f"--class {part}: need 0 <= first <= last < {num_classes}")
+                out.extend(range(lo, hi + 1))
+            elif part.isdigit() and int(part) < num_classes:
+                out.append(int(part))
+            elif part.lower() in names:
+                out.append(names.index(part.lower()))
+            else:
+                known = ", ".join(class_names(dataset)) or f"0..{num_classes - 1}"
+                raise UsageError(f"--class {part!r} is not a class of {dataset} ({known})")
+    return out

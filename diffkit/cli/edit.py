@@ -1,0 +1,332 @@
+"""`diffkit edit`: image editing with a trained diffusion model (issue 15, first part:
+diffkit's own pixel-space models and diffusers DDPM folders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from diffkit.cli import console
+from diffkit.cli.errors import UsageError, handle_errors
+from diffkit.cli.options import DataDir, Device, Guidance, NoEma, RunsDir, Seed, machine_settings
+from diffkit.cli.shared import parse_classes
+
+app = typer.Typer(
+    help="Edit images with a diffusion model: visual anagrams, hybrids, SDEdit, inpainting.",
+    no_args_is_help=True,
+)
+
+Source = Annotated[
+    Path, typer.Argument(help="Run folder, checkpoint or diffusers folder.", show_default=False)
+]
+Steps = Annotated[int, typer.Option(help="Sampler steps.", min=1)]
+Sampler = Annotated[str, typer.Option(help="Sampler (ddim, ddpm, dpm++2m or an ODE solver).")]
+Out = Annotated[
+    Path | None,
+    typer.Option(help="Output folder (default RUNS_DIR/edit/<stamp>-<op>).", show_default=False),
+]
+Image = Annotated[
+    str,
+    typer.Option(
+        help="An image file, or a dataset item DATASET:SPLIT:INDEX (mnist:test:0).",
+        show_default=False,
+    ),
+]
+Prompt = Annotated[
+    str | None,
+    typer.Option(help="A class of the model (index or name) to steer towards.", show_default=False),
+]
+
+
+def _open(source: Path, device: str | None, data_dir, runs_dir, no_ema: bool, *, views: bool):
+    from diffkit.methods.load import load_pipeline
+    from diffkit.training.hardware import resolve_device
+
+    settings = machine_settings(data_dir, runs_dir, device)
+    pipe = load_pipeline(source, resolve_device(settings.device), use_ema=not no_ema)
+    if pipe.model.codec is not None:
+        why = ("views and filters act on pixels, and a VAE is not equivariant to flips"
+               if views else "editing latent models is not supported yet")  # fmt: skip
+        raise UsageError(f"{source} is a latent model: {why}")
+    return pipe, settings
+
+
+def _cond(pipe, prompts: list[str], n: int):
+    """Each prompt as a class condition of ``n`` rows."""
+    import torch
+
+    from diffkit.models.conditioning import Cond
+
+    if pipe.num_classes is None:
+        raise UsageError("this model is unconditional; it takes no prompt")
+    dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
+    out = []
+    for p in prompts:
+        picked = parse_classes([p], dataset, pipe.num_classes)
+        if len(picked) != 1:
+            raise UsageError(f"prompt {p!r} names {len(picked)} classes; give one")
+        out.append(Cond(labels=torch.full((n,), picked[0], dtype=torch.long)))
+    return out
+
+
+def _check_sampler(pipe, sampler: str, steps: int) -> None:
+    try:
+        pipe.check(sampler, steps)
+    except ValueError as exc:
+        raise UsageError(f"--sampler/--steps: {exc}") from None
+
+
+def _publish(op: str, out: Path | None, runs_dir: Path, grid, nrow: int, samples, meta) -> Path:
+    """grid.png, samples.safetensors and edit.json, written beside and moved in whole."""
+    import shutil
+    from datetime import datetime
+
+    from safetensors.torch import save_file
+
+    from diffkit.cli.shared import free_path
+    from diffkit.runs.layout import write_json
+    from diffkit.runs.plots import save_grid
+
+    folder = out or free_path(runs_dir / "edit" / f"{datetime.now():%Y%m%d-%H%M%S}-{op}")
+    if folder.exists():
+        raise UsageError(f"--out {folder} already exists")
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_grid(grid, tmp / "grid.png", nrow=nrow)
+    save_file({"samples": samples.contiguous()}, str(tmp / "samples.safetensors"))
+    write_json(tmp / "edit.json", meta)
+    tmp.rename(folder)
+    return folder
+
+
+def _integrate(pipe, net, sampler: str, steps: int, n: int, seed: int):
+    """``n`` images from seeded noise under a combined network, (n, C, H, W) in [-1, 1]."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, *pipe.model.sample_shape, generator=g).to(pipe.device)
+    gen = torch.Generator(pipe.device).manual_seed(seed + 1)
+    x, _ = pipe.integrate(net, noise, sampler, steps, pipe.options(sampler, {}), gen, None)
+    return x.float().cpu().clamp(-1, 1)
+
+
+def _edit_error(exc: ValueError) -> UsageError:
+    return UsageError(str(exc))
+
+
+@app.command("anagram")
+@handle_errors
+def anagram(
+    source: Source,
+    prompts: Annotated[list[str], typer.Argument(help="One class per view.", show_default=False)],
+    views: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated views, one per prompt (identity, flip, mirror, "
+            "rot90, rot180, rot270, transpose, negate)."
+        ),
+    ] = "identity,flip",
+    n: Annotated[int, typer.Option("-n", help="Images.", min=1)] = 4,
+    steps: Steps = 50,
+    sampler: Sampler = "ddim",
+    guidance: Guidance = 3.0,
+    seed: Seed = None,
+    out: Out = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+    no_ema: NoEma = False,
+) -> None:
+    """A visual anagram: one image that reads as each prompt under its view."""
+    import torch
+
+    from diffkit.edit.compose import anagram as combine
+    from diffkit.edit.compose import with_guidance
+    from diffkit.edit.views import check_orthogonal, view
+
+    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=True)
+    names = [v.strip() for v in views.split(",")]
+    if len(names) != len(prompts):
+        raise UsageError(f"--views gives {len(names)} views for {len(prompts)} prompts")
+    try:
+        chosen = [view(v) for v in names]
+        for v in chosen:
+            check_orthogonal(v, pipe.model.sample_shape)
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"--views: {exc}") from None
+    _check_sampler(pipe, sampler, steps)
+    conds = [c.to(pipe.device) for c in _cond(pipe, prompts, n)]
+    raw = with_guidance(pipe.model.raw, pipe.model.unconditional, guidance)
+    net = combine(raw, conds, chosen)
+    seed = seed or 0
+    with console.status(f"anagram, {sampler}-{steps}, {n} images"):
+        images = _integrate(pipe, net, sampler, steps, n, seed)
+    grid = torch.cat([v.apply(images) for v in chosen])  # row k: the images under view k
+    meta = {"op": "anagram", "source": str(source), "prompts": prompts, "views": names,
+            "n": n, "steps": steps, "sampler": sampler, "guidance": guidance,
+            "seed": seed}  # fmt: skip
+    console.out.print(str(_publish("anagram", out, settings.runs_dir, grid, n, images, meta)))
+
+
+@app.command("hybrid")
+@handle_errors
+def hybrid(
+    source: Source,
+    low: Annotated[str, typer.Argument(help="Class seen from afar (low frequencies).")],
+    high: Annotated[str, typer.Argument(help="Class seen up close (high frequencies).")],
+    sigma: Annotated[float, typer.Option(help="Gaussian blur sigma, pixels.", min=0.1)] = 2.0,
+    kernel: Annotated[int, typer.Option(help="Blur kernel size (odd).", min=1)] = 33,
+    n: Annotated[int, typer.Option("-n", help="Images.", min=1)] = 4,
+    steps: Steps = 50,
+    sampler: Sampler = "ddim",
+    guidance: Guidance = 3.0,
+    seed: Seed = None,
+    out: Out = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+    no_ema: NoEma = False,
+) -> None:
+    """A hybrid image: the low frequencies of one prompt, the high ones of another."""
+    import torch
+
+    from diffkit.edit.compose import factorized, with_guidance
+    from diffkit.edit.filters import highpass, lowpass
+
+    if kernel % 2 == 0:
+        raise UsageError("--kernel must be odd")
+    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=True)
+    _check_sampler(pipe, sampler, steps)
+    conds = [c.to(pipe.device) for c in _cond(pipe, [low, high], n)]
+    lo, hi = lowpass(sigma, kernel), highpass(sigma, kernel)
+    net = factorized(with_guidance(pipe.model.raw, pipe.model.unconditional, guidance),
+                     conds, [lo, hi])  # fmt: skip
+    seed = seed or 0
+    with console.status(f"hybrid, {sampler}-{steps}, {n} images"):
+        images = _integrate(pipe, net, sampler, steps, n, seed)
+    grid = torch.cat([images, lo(images)])  # row 2: what the eye sees from afar
+    meta = {"op": "hybrid", "source": str(source), "low": low, "high": high, "sigma": sigma,
+            "kernel": kernel, "n": n, "steps": steps, "sampler": sampler,
+            "guidance": guidance, "seed": seed}  # fmt: skip
+    console.out.print(str(_publish("hybrid", out, settings.runs_dir, grid, n, images, meta)))
+
+
+@app.command("sdedit")
+@handle_errors
+def sdedit(
+    source: Source,
+    image: Image,
+    start: Annotated[
+        str, typer.Option(help="Grid points to start from, comma-separated (0 = pure noise).")
+    ] = "1,3,5,7,10,20",
+    prompt: Prompt = None,
+    steps: Steps = 30,
+    sampler: Sampler = "ddim",
+    guidance: Guidance = 1.0,
+    seed: Seed = None,
+    out: Out = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+    no_ema: NoEma = False,
+) -> None:
+    """SDEdit: noise an image part-way and denoise it, optionally towards --prompt."""
+    import torch
+
+    from diffkit.edit.images import load_image
+    from diffkit.edit.loops import sdedit as run
+
+    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=False)
+    _check_sampler(pipe, sampler, steps)
+    try:
+        starts = [int(s) for s in start.split(",")]
+    except ValueError:
+        raise UsageError(f"--start {start}: expected comma-separated integers") from None
+    x = load_image(image, pipe.model.sample_shape, settings.data_dir)
+    cond = _cond(pipe, [prompt], 1)[0] if prompt is not None else None
+    outs = []
+    with console.status(f"sdedit, {sampler}-{steps}, starts {start}"):
+        for k in starts:
+            try:
+                outs.append(run(pipe, x, k, sampler=sampler, steps=steps, cond=cond,
+                                guidance=guidance, seed=seed or 0))  # fmt: skip
+            except ValueError as exc:
+                raise _edit_error(exc) from None
+    samples = torch.cat(outs).clamp(-1, 1)
+    meta = {"op": "sdedit", "source": str(source), "image": image, "starts": starts,
+            "prompt": prompt, "steps": steps, "sampler": sampler, "guidance": guidance,
+            "seed": seed or 0}  # fmt: skip
+    grid = torch.cat([x, samples])
+    path = _publish("sdedit", out, settings.runs_dir, grid, len(starts) + 1, samples, meta)
+    console.out.print(str(path))
+
+
+@app.command("inpaint")
+@handle_errors
+def inpaint(
+    source: Source,
+    image: Image,
+    mask: Annotated[
+        str | None,
+        typer.Option(
+            help="Mask image of the model's size (white: regenerate).", show_default=False
+        ),
+    ] = None,
+    box: Annotated[
+        str | None,
+        typer.Option(help="Region to regenerate, x0,y0,x1,y1 in pixels.", show_default=False),
+    ] = None,
+    resample: Annotated[
+        str | None,
+        typer.Option(
+            help="RePaint's jump length and resample count, J,R (DDPMs).", show_default=False
+        ),
+    ] = None,
+    prompt: Prompt = None,
+    n: Annotated[int, typer.Option("-n", help="Completions.", min=1)] = 4,
+    steps: Steps = 50,
+    sampler: Sampler = "ddim",
+    guidance: Guidance = 1.0,
+    seed: Seed = None,
+    out: Out = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+    no_ema: NoEma = False,
+) -> None:
+    """Inpainting: regenerate a masked region; outside it the output equals the input."""
+    import torch
+
+    from diffkit.edit.images import box_mask, file_mask, load_image
+    from diffkit.edit.loops import inpaint as replace
+    from diffkit.edit.loops import repaint
+
+    if (mask is None) == (box is None):
+        raise UsageError("give exactly one of --mask and --box")
+    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=False)
+    _check_sampler(pipe, sampler, steps)
+    shape = pipe.model.sample_shape
+    m = file_mask(mask, shape) if mask is not None else box_mask(box, shape)  # type: ignore[arg-type]
+    x = load_image(image, shape, settings.data_dir).expand(n, *shape)
+    cond = _cond(pipe, [prompt], n)[0] if prompt is not None else None
+    common = {"steps": steps, "cond": cond, "guidance": guidance, "seed": seed or 0}
+    with console.status(f"inpaint, {n} completions"):
+        try:
+            if resample is not None:
+                jump, count = (int(v) for v in resample.split(","))
+                samples = repaint(pipe, x, m, jump=jump, resample=count, **common)
+            else:
+                samples = replace(pipe, x, m, sampler=sampler, **common)
+        except ValueError as exc:
+            raise UsageError(f"--resample {resample}: {exc}" if resample else str(exc)) from None
+    samples = samples.clamp(-1, 1)
+    meta = {"op": "inpaint", "source": str(source), "image": image, "mask": mask, "box": box,
+            "resample": resample, "prompt": prompt, "n": n, "steps": steps,
+            "sampler": "ddpm" if resample else sampler, "guidance": guidance,
+            "seed": seed or 0}  # fmt: skip
+    grid = torch.cat([x[:1], x[:1] * (1 - m) - m, samples])  # original, masked (black), outputs
+    path = _publish("inpaint", out, settings.runs_dir, grid, n + 2, samples, meta)
+    console.out.print(str(path))

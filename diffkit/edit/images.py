@@ -1,0 +1,88 @@
+"""Images and masks for editing: files (PNG, JPG, ...) or dataset items, in a model's
+shape and value range."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ITEM = re.compile(r"^(?P<dataset>[\w-]+):(?P<split>train|test):(?P<index>\d+)$")
+
+
+class ImageError(ValueError):
+    """An image or mask that cannot be read or does not fit (one line, exit 2)."""
+
+
+def load_image(spec: str, shape: tuple[int, ...], data_dir: Path) -> Tensor:
+    """``spec`` (a file, or ``DATASET:SPLIT:INDEX`` such as ``mnist:test:0``) as (1, C, H,
+    W) float32 in [-1, 1]: converted to gray or RGB as ``shape`` (C, H, W) needs, resized
+    so the shorter side fits and center-cropped."""
+    channels, h, w = shape
+    item = ITEM.match(spec)
+    if item is not None:
+        return _dataset_item(item, shape, data_dir)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(spec) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            scale = max(h / img.height, w / img.width)
+            size = (max(w, round(img.width * scale)), max(h, round(img.height * scale)))
+            img = img.resize(size, Image.Resampling.BICUBIC)
+            left, top = (img.width - w) // 2, (img.height - h) // 2
+            array = np.asarray(img.crop((left, top, left + w, top + h)), dtype=np.float32)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ImageError(f"--image {spec}: cannot read it as an image ({exc})") from None
+    x = torch.from_numpy(array.copy()).reshape(h, w, -1).permute(2, 0, 1)  # (C, H, W)
+    return (x / 127.5 - 1).unsqueeze(0)
+
+
+def _dataset_item(item: re.Match, shape: tuple[int, ...], data_dir: Path) -> Tensor:
+    from diffkit.config.run import DataConfig
+    from diffkit.data.registry import load_dataset
+
+    data = load_dataset(DataConfig(dataset=item["dataset"]), data_dir, item["split"],
+                        download=False)  # type: ignore[arg-type]  # fmt: skip
+    index = int(item["index"])
+    if index >= len(data):
+        raise ImageError(f"--image {item.string}: {item['dataset']} {item['split']} has "
+                         f"{len(data)} images")  # fmt: skip
+    x = data.images[index : index + 1].float() / 127.5 - 1  # (1, C, H, W)
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ImageError(f"--image {item.string} is {tuple(x.shape[1:])}; the model draws "
+                         f"{tuple(shape)}")  # fmt: skip
+    return x
+
+
+def box_mask(box: str, shape: tuple[int, ...]) -> Tensor:
+    """``x0,y0,x1,y1`` (pixels, end exclusive) -> (1, 1, H, W) with 1 inside the box."""
+    _, h, w = shape
+    try:
+        x0, y0, x1, y1 = (int(v) for v in box.split(","))
+    except ValueError:
+        raise ImageError(f"--box {box}: expected x0,y0,x1,y1 in pixels") from None
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise ImageError(f"--box {box}: need 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h}")
+    mask = torch.zeros(1, 1, h, w)
+    mask[..., y0:y1, x0:x1] = 1
+    return mask
+
+
+def file_mask(path: str, shape: tuple[int, ...]) -> Tensor:
+    """A mask image (white: regenerate) of the model's size exactly, as (1, 1, H, W) 0/1."""
+    from PIL import Image, UnidentifiedImageError
+
+    _, h, w = shape
+    try:
+        with Image.open(path) as img:
+            if img.size != (w, h):
+                raise ImageError(f"--mask {path} is {img.width}x{img.height}; the model's "
+                                 f"images are {w}x{h}")  # fmt: skip
+            array = np.asarray(img.convert("L"), dtype=np.float32)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ImageError(f"--mask {path}: cannot read it as an image ({exc})") from None
+    return torch.from_numpy((array > 127).astype(np.float32)).reshape(1, 1, h, w)

@@ -1,0 +1,74 @@
+"""`diffkit edit` at the CLI boundary on a tiny class-conditional MNIST run: every op
+writes its folder, and bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from tests.cli.util import TINY, invoke, last_line
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_dir: Path) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    return last_line(invoke("train", "ddpm", *TINY, "--cond", "class", "--data-dir", data_dir,
+                            "--runs-dir", runs))  # fmt: skip
+
+
+def samples(folder: Path) -> torch.Tensor:
+    assert (folder / "grid.png").is_file() and (folder / "edit.json").is_file()
+    return load_file(folder / "samples.safetensors")["samples"]
+
+
+def test_anagram_and_hybrid(run: Path, tmp_path: Path):
+    folder = last_line(invoke("edit", "anagram", run, "6", "9", "--views", "identity,rot180",
+                              "-n", "2", "--steps", "3", "--out", tmp_path / "a"))  # fmt: skip
+    assert samples(folder).shape == (2, 1, 28, 28)
+    assert json.loads((folder / "edit.json").read_text())["views"] == ["identity", "rot180"]
+    folder = last_line(invoke("edit", "hybrid", run, "1", "8", "--sigma", "1.5", "--kernel", "7",
+                              "-n", "2", "--steps", "3", "--out", tmp_path / "h"))  # fmt: skip
+    assert samples(folder).shape == (2, 1, 28, 28)
+
+
+def test_sdedit_and_inpaint_keep_what_they_should(run: Path, data_dir: Path, tmp_path: Path):
+    common = ("--image", "mnist:test:0", "--steps", "4", "--data-dir", data_dir)
+    folder = last_line(invoke("edit", "sdedit", run, *common, "--start", "0,3", "--prompt", "7",
+                              "--out", tmp_path / "s"))  # fmt: skip
+    assert samples(folder).shape == (2, 1, 28, 28)
+    from diffkit.edit.images import load_image
+
+    original = load_image("mnist:test:0", (1, 28, 28), data_dir)
+    for extra, name in ((), "i"), (("--resample", "2,2"), "r"):
+        folder = last_line(invoke("edit", "inpaint", run, *common, "--box", "0,0,28,14", "-n",
+                                  "2", *extra, "--out", tmp_path / name))  # fmt: skip
+        out = samples(folder)
+        assert out.shape == (2, 1, 28, 28)
+        assert torch.equal(out[..., 14:, :], original.expand(2, -1, -1, -1)[..., 14:, :])
+
+
+def test_bad_edit_input_is_one_line(run: Path, data_dir: Path, tmp_path: Path):
+    Image.new("L", (10, 10)).save(tmp_path / "small.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    image = ("--image", "mnist:test:0", "--data-dir", data_dir, "--steps", "4")
+    cases = [
+        (("anagram", run, "6", "9", "--views", "identity,skew"), "pixel permutation"),
+        (("anagram", run, "6", "9", "--views", "flip"), "1 views for 2 prompts"),
+        (("anagram", run, "6", "giraffe"), "is not a class"),
+        (("sdedit", run, "--image", tmp_path / "junk.png"), "cannot read it as an image"),
+        (("sdedit", run, *image, "--start", "9"), "start must be between 0 and 3"),
+        (("inpaint", run, *image, "--mask", tmp_path / "small.png"), "is 10x10"),
+        (("inpaint", run, *image), "exactly one of --mask and --box"),
+        (("inpaint", run, *image, "--box", "0,0,40,3"), "--box 0,0,40,3"),
+        (("hybrid", run, "1", "8", "--guidance", "-1"), "--guidance"),
+        (("hybrid", run, "1", "8", "--kernel", "4"), "--kernel must be odd"),
+    ]
+    for args, message in cases:
+        result = invoke("edit", *args)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], (args, lines)
