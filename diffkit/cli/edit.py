@@ -330,3 +330,101 @@ def inpaint(
     grid = torch.cat([x[:1], x[:1] * (1 - m) - m, samples])  # original, masked (black), outputs
     path = _publish("inpaint", out, settings.runs_dir, grid, n + 2, samples, meta)
     console.out.print(str(path))
+
+
+@app.command("noise")
+@handle_errors
+def noise(
+    source: Source,
+    image: Image,
+    at: Annotated[
+        str,
+        typer.Option(
+            "--at",
+            help="Noise levels: DDPM timesteps (250,500,750) or flow times in [0, 1] (noise at 0).",
+        ),
+    ] = "250,500,750",
+    seed: Seed = None,
+    out: Out = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+) -> None:
+    """The forward process q(x_t | x_0) of an image at chosen noise levels."""
+    import torch
+
+    from diffkit.edit.images import load_image
+    from diffkit.edit.loops import noised
+    from diffkit.models.contract import DDPMModel
+
+    pipe, settings = _open(source, device, data_dir, runs_dir, False, views=False)
+    points = _levels(at, pipe.model.max_steps() if isinstance(pipe.model, DDPMModel) else None)
+    x = load_image(image, pipe.model.sample_shape, settings.data_dir)
+    g = torch.Generator().manual_seed(seed or 0)
+    samples = torch.cat([noised(pipe, x, p, torch.randn(x.shape, generator=g)) for p in points])
+    meta = {"op": "noise", "source": str(source), "image": image, "at": points, "seed": seed or 0}
+    grid = torch.cat([x, samples.clamp(-1, 1)])
+    console.out.print(str(_publish("noise", out, settings.runs_dir, grid, len(points) + 1,
+                                   samples, meta)))  # fmt: skip
+
+
+def _levels(spec: str, num_steps: int | None) -> list[float]:
+    """Noise levels: integers below T for a DDPM, times in [0, 1) for a flow."""
+    try:
+        values = [float(v) for v in spec.split(",")]
+    except ValueError:
+        raise UsageError(f"--at {spec}: expected comma-separated numbers") from None
+    if num_steps is not None and not all(v.is_integer() and 0 <= v < num_steps for v in values):
+        raise UsageError(f"--at {spec}: a DDPM's levels are timesteps 0..{num_steps - 1}")
+    if num_steps is None and not all(0 <= v < 1 for v in values):
+        raise UsageError(f"--at {spec}: a flow's levels are times in [0, 1)")
+    return [int(v) if num_steps is not None else v for v in values]
+
+
+@app.command("denoise")
+@handle_errors
+def denoise(
+    source: Source,
+    image: Image,
+    start: Annotated[
+        int, typer.Option(help="Grid point of the noisy image (0 = pure noise).")
+    ] = 10,
+    steps: Steps = 30,
+    sampler: Sampler = "ddim",
+    seed: Seed = None,
+    out: Out = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+    no_ema: NoEma = False,
+) -> None:
+    """Noise an image to one grid point, then compare: the best Gaussian blur, the
+    one-step x0 estimate and iterative denoising over the rest of the grid."""
+    import torch
+
+    from diffkit.edit.images import load_image
+    from diffkit.edit.loops import noised
+    from diffkit.edit.ops import best_blur, one_step_x0
+
+    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=False)
+    _check_sampler(pipe, sampler, steps)
+    if not 0 <= start < steps:
+        raise UsageError(f"--start must be between 0 and {steps - 1} for {steps} steps")
+    x = load_image(image, pipe.model.sample_shape, settings.data_dir)
+    point = pipe.grid(steps)[start]
+    g = torch.Generator().manual_seed(seed or 0)
+    noisy = noised(pipe, x, point, torch.randn(x.shape, generator=g))
+    blurred, sigma = best_blur(noisy, x)
+    one = one_step_x0(pipe, noisy, float(point))
+    gen = torch.Generator(pipe.device).manual_seed((seed or 0) + 1)
+    with console.status(f"denoise, {sampler} from point {start} of {steps}"):
+        many, _ = pipe.generate(noisy, sampler, steps, generator=gen, start=start)
+    methods = {"blur": blurred, "one_step": one, "iterative": many.float().cpu()}
+    mse = {k: float((v.clamp(-1, 1) - x).pow(2).mean()) for k, v in methods.items()}
+    samples = torch.cat([noisy, *methods.values()]).clamp(-1, 1)
+    meta = {"op": "denoise", "source": str(source), "image": image, "start": start,
+            "level": float(point), "steps": steps, "sampler": sampler, "blur_sigma": sigma,
+            "mse": mse, "seed": seed or 0}  # fmt: skip
+    console.info("MSE to the original: " + ", ".join(f"{k} {v:.4f}" for k, v in mse.items()))
+    grid = torch.cat([x, samples])  # original | noisy | blur | one step | iterative
+    console.out.print(str(_publish("denoise", out, settings.runs_dir, grid, 5, samples, meta)))

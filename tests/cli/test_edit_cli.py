@@ -72,3 +72,19 @@ def test_bad_edit_input_is_one_line(run: Path, data_dir: Path, tmp_path: Path):
         result = invoke("edit", *args)
         lines = result.output.strip().splitlines()
         assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], (args, lines)
+
+
+def test_noise_and_denoise(run: Path, data_dir: Path, tmp_path: Path):
+    image = ("--image", "mnist:test:0", "--data-dir", data_dir)
+    folder = last_line(invoke("edit", "noise", run, *image, "--at", "0,500,999",
+                              "--out", tmp_path / "n"))  # fmt: skip
+    assert samples(folder).shape == (3, 1, 28, 28)
+    result = invoke("edit", "denoise", run, *image, "--start", "2", "--steps", "4",
+                    "--out", tmp_path / "d")  # fmt: skip
+    folder = last_line(result)
+    meta = json.loads((folder / "edit.json").read_text())
+    assert samples(folder).shape == (4, 1, 28, 28) and set(meta["mse"]) == {
+        "blur", "one_step", "iterative"}  # fmt: skip
+    assert "MSE to the original" in result.output
+    bad = invoke("edit", "noise", run, *image, "--at", "1000")
+    assert bad.exit_code == 2 and "timesteps 0..999" in bad.output

@@ -167,3 +167,19 @@ def test_anagram_and_hybrid_of_two_gaussians_land_on_the_closed_form_mean():
         out = ddim_sample(make_denoiser(net, sched, "eps", clip=False), x, ts, sched)
         torch.testing.assert_close(out.mean(0), expected, atol=0.02, rtol=0, msg=name)
         assert abs(float(out.var(0).mean()) - s2) < 0.01, name
+
+
+@pytest.mark.parametrize(("kind", "sampler"), [(DDPMRunConfig, "ddim"), (FlowRunConfig, "euler")])
+def test_one_step_x0_is_the_last_step_of_the_sampler(kind, sampler):
+    """From the last grid point one DDIM step (to abar = 1) or one Euler step (to t = 1) is
+    exactly the one-step estimate of x0."""
+    from diffkit.edit.ops import best_blur, one_step_x0
+
+    pipe = _pipe(kind)
+    point = pipe.grid(5)[4]
+    xt = torch.randn(2, 1, 28, 28)
+    x, _ = pipe.generate(xt, sampler, 5, start=4, opts=None)
+    torch.testing.assert_close(one_step_x0(pipe, xt, float(point)), x, atol=1e-5, rtol=0)
+    clean = torch.zeros(1, 1, 8, 8)
+    blurred, sigma = best_blur(clean + 0.3 * torch.randn(1, 1, 8, 8), clean)
+    assert sigma == 3.0 and blurred.abs().mean() < 0.3  # flat truth: the widest blur wins
