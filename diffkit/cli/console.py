@@ -31,13 +31,6 @@ def error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
 
 
-@contextmanager
-def status(label: str) -> Iterator[None]:
-    """A spinner on stderr while a step without a step count runs."""
-    with err.status(label):
-        yield
-
-
 def info(message: str) -> None:
     err.print(message)
 

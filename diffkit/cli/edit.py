@@ -11,7 +11,7 @@ import typer
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import DataDir, Device, Guidance, NoEma, RunsDir, Seed, machine_settings
-from diffkit.cli.shared import parse_classes
+from diffkit.cli.shared import parse_classes, progress_total
 
 app = typer.Typer(
     help="Edit images with a diffusion model: visual anagrams, hybrids, SDEdit, inpainting.",
@@ -102,14 +102,16 @@ def _publish(op: str, out: Path | None, runs_dir: Path, grid, nrow: int, samples
     return folder
 
 
-def _integrate(pipe, net, sampler: str, steps: int, n: int, seed: int):
+def _integrate(pipe, net, sampler: str, steps: int, n: int, seed: int, label: str):
     """``n`` images from seeded noise under a combined network, (n, C, H, W) in [-1, 1]."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(n, *pipe.model.sample_shape, generator=g).to(pipe.device)
     gen = torch.Generator(pipe.device).manual_seed(seed + 1)
-    x, _ = pipe.integrate(net, noise, sampler, steps, pipe.options(sampler, {}), gen, None)
+    opts = pipe.options(sampler, {})
+    with console.steps(label, progress_total(sampler, steps, 1, 1)) as advance:
+        x, _ = pipe.integrate(net, noise, sampler, steps, opts, gen, advance)
     return x.float().cpu().clamp(-1, 1)
 
 
@@ -162,8 +164,7 @@ def anagram(
     raw = with_guidance(pipe.model.raw, pipe.model.unconditional, guidance)
     net = combine(raw, conds, chosen)
     seed = seed or 0
-    with console.status(f"anagram, {sampler}-{steps}, {n} images"):
-        images = _integrate(pipe, net, sampler, steps, n, seed)
+    images = _integrate(pipe, net, sampler, steps, n, seed, f"anagram, {n} images")
     grid = torch.cat([v.apply(images) for v in chosen])  # row k: the images under view k
     meta = {"op": "anagram", "source": str(source), "prompts": prompts, "views": names,
             "n": n, "steps": steps, "sampler": sampler, "guidance": guidance,
@@ -205,8 +206,7 @@ def hybrid(
     net = factorized(with_guidance(pipe.model.raw, pipe.model.unconditional, guidance),
                      conds, [lo, hi])  # fmt: skip
     seed = seed or 0
-    with console.status(f"hybrid, {sampler}-{steps}, {n} images"):
-        images = _integrate(pipe, net, sampler, steps, n, seed)
+    images = _integrate(pipe, net, sampler, steps, n, seed, f"hybrid, {n} images")
     grid = torch.cat([images, lo(images)])  # row 2: what the eye sees from afar
     meta = {"op": "hybrid", "source": str(source), "low": low, "high": high, "sigma": sigma,
             "kernel": kernel, "n": n, "steps": steps, "sampler": sampler,
@@ -248,11 +248,11 @@ def sdedit(
     x = load_image(image, pipe.model.sample_shape, settings.data_dir)
     cond = _cond(pipe, [prompt], 1)[0] if prompt is not None else None
     outs = []
-    with console.status(f"sdedit, {sampler}-{steps}, starts {start}"):
-        for k in starts:
+    for k in starts:
+        with console.steps(f"sdedit from {k}", progress_total(sampler, steps - k, 1, 1)) as tick:
             try:
                 outs.append(run(pipe, x, k, sampler=sampler, steps=steps, cond=cond,
-                                guidance=guidance, seed=seed or 0))  # fmt: skip
+                                guidance=guidance, seed=seed or 0, on_step=tick))  # fmt: skip
             except ValueError as exc:
                 raise _edit_error(exc) from None
     samples = torch.cat(outs).clamp(-1, 1)
@@ -303,6 +303,7 @@ def inpaint(
     from diffkit.edit.images import box_mask, file_mask, load_image
     from diffkit.edit.loops import inpaint as replace
     from diffkit.edit.loops import repaint
+    from diffkit.edit.repaint import jump_schedule
 
     if (mask is None) == (box is None):
         raise UsageError("give exactly one of --mask and --box")
@@ -313,15 +314,18 @@ def inpaint(
     x = load_image(image, shape, settings.data_dir).expand(n, *shape)
     cond = _cond(pipe, [prompt], n)[0] if prompt is not None else None
     common = {"steps": steps, "cond": cond, "guidance": guidance, "seed": seed or 0}
-    with console.status(f"inpaint, {n} completions"):
-        try:
-            if resample is not None:
-                jump, count = (int(v) for v in resample.split(","))
-                samples = repaint(pipe, x, m, jump=jump, resample=count, **common)
-            else:
-                samples = replace(pipe, x, m, sampler=sampler, **common)
-        except ValueError as exc:
-            raise UsageError(f"--resample {resample}: {exc}" if resample else str(exc)) from None
+    try:
+        if resample is not None:
+            jump, count = (int(v) for v in resample.split(","))
+            moves = len(jump_schedule(steps, jump, count))
+            with console.steps(f"repaint, {n} completions", moves) as tick:
+                samples = repaint(pipe, x, m, jump=jump, resample=count, on_step=tick, **common)
+        else:
+            total = progress_total(sampler, steps, 1, 1)
+            with console.steps(f"inpaint, {n} completions", total) as tick:
+                samples = replace(pipe, x, m, sampler=sampler, on_step=tick, **common)
+    except ValueError as exc:
+        raise UsageError(f"--resample {resample}: {exc}" if resample else str(exc)) from None
     samples = samples.clamp(-1, 1)
     meta = {"op": "inpaint", "source": str(source), "image": image, "mask": mask, "box": box,
             "resample": resample, "prompt": prompt, "n": n, "steps": steps,
@@ -417,8 +421,9 @@ def denoise(
     blurred, sigma = best_blur(noisy, x)
     one = one_step_x0(pipe, noisy, float(point))
     gen = torch.Generator(pipe.device).manual_seed((seed or 0) + 1)
-    with console.status(f"denoise, {sampler} from point {start} of {steps}"):
-        many, _ = pipe.generate(noisy, sampler, steps, generator=gen, start=start)
+    total = progress_total(sampler, steps - start, 1, 1)
+    with console.steps(f"denoise from point {start}", total) as tick:
+        many, _ = pipe.generate(noisy, sampler, steps, generator=gen, start=start, on_step=tick)
     methods = {"blur": blurred, "one_step": one, "iterative": many.float().cpu()}
     mse = {k: float((v.clamp(-1, 1) - x).pow(2).mean()) for k, v in methods.items()}
     samples = torch.cat([noisy, *methods.values()]).clamp(-1, 1)

@@ -9,6 +9,8 @@ data. Images are (B, C, H, W) in [-1, 1] in the model's space (pixels).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -48,6 +50,7 @@ def sdedit(
     guidance: float = 1.0,
     seed: int = 0,
     opts: SampleOptions | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> Tensor:
     """Image-to-image: noise ``images`` to grid point ``start`` and run the rest of the
     grid. ``start = 0`` is plain sampling (the image is lost in pure noise); larger
@@ -58,7 +61,7 @@ def sdedit(
     x = noise if start == 0 else noised(pipe, images.cpu(), grid[start], noise)
     gen = torch.Generator(pipe.device).manual_seed(seed + 1)
     out, _ = pipe.generate(x, sampler, steps, cond=cond, guidance=guidance, opts=opts,
-                           generator=gen, start=start)  # fmt: skip
+                           generator=gen, start=start, on_step=on_step)  # fmt: skip
     return out.float().cpu()
 
 
@@ -74,6 +77,7 @@ def inpaint(
     guidance: float = 1.0,
     seed: int = 0,
     opts: SampleOptions | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> Tensor:
     """Regenerate where ``mask`` (B or 1, 1 or C, H, W) is 1 and keep ``images`` where it
     is 0: after every step the known region is replaced by the original noised to the
@@ -93,7 +97,7 @@ def inpaint(
 
     gen = torch.Generator(pipe.device).manual_seed(seed + 1)
     out, _ = pipe.generate(noise, sampler, steps, cond=cond, guidance=guidance, opts=opts,
-                           generator=gen, callback=paste)  # fmt: skip
+                           generator=gen, callback=paste, on_step=on_step)  # fmt: skip
     return out.float().cpu()
 
 
@@ -109,6 +113,7 @@ def repaint(
     cond: Cond | None = None,
     guidance: float = 1.0,
     seed: int = 0,
+    on_step: Callable[[], None] | None = None,
 ) -> Tensor:
     """:func:`inpaint` with RePaint's resampling (:mod:`diffkit.edit.repaint`); a DDPM
     with ancestral steps only (a flow has no forward process to walk back with)."""
@@ -127,5 +132,5 @@ def repaint(
     gen = torch.Generator(pipe.device).manual_seed(seed + 1)
     out = repaint_sample(denoiser, noise, pipe.grid(steps), model.schedule,
                          images.to(pipe.device), mask, jump=jump, resample=resample,
-                         generator=gen)  # fmt: skip
+                         generator=gen, on_move=on_step)  # fmt: skip
     return out.float().cpu()

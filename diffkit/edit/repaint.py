@@ -14,6 +14,8 @@ as :func:`~diffkit.samplers.ddpm.ddpm_sample`, with ancestral (fixed_small) step
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -53,9 +55,11 @@ def repaint_sample(
     jump: int = 10,
     resample: int = 10,
     generator: torch.Generator | None = None,
+    on_move: Callable[[], None] | None = None,
 ) -> Tensor:
     """From noise ``x`` (B, ...) at ``timesteps[0]`` to data: regenerate where ``mask`` is
-    1, keep ``known`` (B, ...) where it is 0 (pasted exactly at the end)."""
+    1, keep ``known`` (B, ...) where it is 0 (pasted exactly at the end). ``on_move()``
+    after every move of :func:`jump_schedule` (progress)."""
     ab, ab_prev = prev_alpha_bars(schedule, timesteps)  # level i has abar ab[i]; S: 1
     levels = torch.cat([ab, ab.new_ones(1)]).tolist()  # (S + 1,) abar of each grid point
     ts = timesteps.tolist()
@@ -66,6 +70,8 @@ def repaint_sample(
 
     level = 0
     for move in jump_schedule(len(ts), jump, resample):
+        if on_move is not None:
+            on_move()
         if move < 0:  # (5) forward: level -> level - 1, q(x_noisier | x)
             ratio = levels[level - 1] / levels[level]
             x = ratio**0.5 * x + (1 - ratio) ** 0.5 * randn()
