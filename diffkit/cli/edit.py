@@ -78,7 +78,17 @@ def _check_sampler(pipe, sampler: str, steps: int) -> None:
         raise UsageError(f"--sampler/--steps: {exc}") from None
 
 
-def _publish(op: str, out: Path | None, runs_dir: Path, grid, nrow: int, samples, meta) -> Path:
+def _publish(
+    op: str,
+    out: Path | None,
+    runs_dir: Path,
+    grid,
+    nrow: int,
+    samples,
+    meta,
+    labels=None,
+    columns=None,
+) -> Path:
     """grid.png, samples.safetensors and edit.json, written beside and moved in whole."""
     import shutil
     from datetime import datetime
@@ -95,7 +105,7 @@ def _publish(op: str, out: Path | None, runs_dir: Path, grid, nrow: int, samples
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_grid(grid, tmp / "grid.png", nrow=nrow)
+    save_grid(grid, tmp / "grid.png", nrow=nrow, row_labels=labels, col_labels=columns)
     save_file({"samples": samples.contiguous()}, str(tmp / "samples.safetensors"))
     write_json(tmp / "edit.json", meta)
     tmp.rename(folder)
@@ -169,7 +179,9 @@ def anagram(
     meta = {"op": "anagram", "source": str(source), "prompts": prompts, "views": names,
             "n": n, "steps": steps, "sampler": sampler, "guidance": guidance,
             "seed": seed}  # fmt: skip
-    console.out.print(str(_publish("anagram", out, settings.runs_dir, grid, n, images, meta)))
+    labels = [f"{v}: {p}" for v, p in zip(names, prompts, strict=True)]
+    path = _publish("anagram", out, settings.runs_dir, grid, n, images, meta, labels)
+    console.out.print(str(path))
 
 
 @app.command("hybrid")
@@ -211,7 +223,9 @@ def hybrid(
     meta = {"op": "hybrid", "source": str(source), "low": low, "high": high, "sigma": sigma,
             "kernel": kernel, "n": n, "steps": steps, "sampler": sampler,
             "guidance": guidance, "seed": seed}  # fmt: skip
-    console.out.print(str(_publish("hybrid", out, settings.runs_dir, grid, n, images, meta)))
+    labels = [f"{high} (near)", f"{low} (far)"]
+    path = _publish("hybrid", out, settings.runs_dir, grid, n, images, meta, labels)
+    console.out.print(str(path))
 
 
 @app.command("sdedit")
@@ -260,7 +274,9 @@ def sdedit(
             "prompt": prompt, "steps": steps, "sampler": sampler, "guidance": guidance,
             "seed": seed or 0}  # fmt: skip
     grid = torch.cat([x, samples])
-    path = _publish("sdedit", out, settings.runs_dir, grid, len(starts) + 1, samples, meta)
+    columns = ["original", *(f"start {k}" for k in starts)]
+    path = _publish("sdedit", out, settings.runs_dir, grid, len(starts) + 1, samples, meta,
+                    columns=columns)  # fmt: skip
     console.out.print(str(path))
 
 
@@ -332,7 +348,9 @@ def inpaint(
             "sampler": "ddpm" if resample else sampler, "guidance": guidance,
             "seed": seed or 0}  # fmt: skip
     grid = torch.cat([x[:1], x[:1] * (1 - m) - m, samples])  # original, masked (black), outputs
-    path = _publish("inpaint", out, settings.runs_dir, grid, n + 2, samples, meta)
+    columns = ["original", "masked", *(f"#{i + 1}" for i in range(n))]
+    path = _publish("inpaint", out, settings.runs_dir, grid, n + 2, samples, meta,
+                    columns=columns)  # fmt: skip
     console.out.print(str(path))
 
 
@@ -368,8 +386,9 @@ def noise(
     samples = torch.cat([noised(pipe, x, p, torch.randn(x.shape, generator=g)) for p in points])
     meta = {"op": "noise", "source": str(source), "image": image, "at": points, "seed": seed or 0}
     grid = torch.cat([x, samples.clamp(-1, 1)])
+    columns = ["original", *(f"t={p:g}" for p in points)]
     console.out.print(str(_publish("noise", out, settings.runs_dir, grid, len(points) + 1,
-                                   samples, meta)))  # fmt: skip
+                                   samples, meta, columns=columns)))  # fmt: skip
 
 
 def _levels(spec: str, num_steps: int | None) -> list[float]:
@@ -432,4 +451,6 @@ def denoise(
             "mse": mse, "seed": seed or 0}  # fmt: skip
     console.info("MSE to the original: " + ", ".join(f"{k} {v:.4f}" for k, v in mse.items()))
     grid = torch.cat([x, samples])  # original | noisy | blur | one step | iterative
-    console.out.print(str(_publish("denoise", out, settings.runs_dir, grid, 5, samples, meta)))
+    columns = ["original", "noisy", f"blur {sigma:g}", "one step", "iterative"]
+    path = _publish("denoise", out, settings.runs_dir, grid, 5, samples, meta, columns=columns)
+    console.out.print(str(path))

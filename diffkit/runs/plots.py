@@ -12,9 +12,18 @@ from torch import Tensor
 from diffkit.runs.layout import atomic_write_bytes
 
 
-def save_grid(images: Tensor, path: Path, nrow: int | None = None, scale: int = 2) -> None:
-    """Save (N, C, H, W) images in [-1, 1] as one PNG grid, upscaled ``scale`` times."""
-    from PIL import Image
+def save_grid(
+    images: Tensor,
+    path: Path,
+    nrow: int | None = None,
+    scale: int = 2,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+) -> None:
+    """Save (N, C, H, W) images in [-1, 1] as one PNG grid, upscaled ``scale`` times;
+    ``row_labels`` are written in a white margin left of each row, ``col_labels`` above
+    each column."""
+    from PIL import Image, ImageDraw
     from torchvision.utils import make_grid
 
     from diffkit.data.loader import to_uint8
@@ -27,6 +36,19 @@ def save_grid(images: Tensor, path: Path, nrow: int | None = None, scale: int = 
         img = img.convert("L")
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    cell_w = grid.shape[2] * scale / nrow  # one column's width, padding included
+    cell_h = grid.shape[1] * scale / -(-images.shape[0] // nrow)
+    left = 8 + 6 * max(map(len, row_labels)) if row_labels else 0  # default font ~6 px/char
+    top = 14 if col_labels else 0
+    if left or top:
+        labelled = Image.new(img.mode, (img.width + left, img.height + top), 255)
+        labelled.paste(img, (left, top))
+        draw = ImageDraw.Draw(labelled)
+        for r, label in enumerate(row_labels or []):
+            draw.text((4, top + r * cell_h + cell_h / 2 - 5), label, fill=0)
+        for c, label in enumerate(col_labels or []):
+            draw.text((left + c * cell_w + 3, 2), label, fill=0)
+        img = labelled
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
