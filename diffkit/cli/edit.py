@@ -454,3 +454,40 @@ def denoise(
     columns = ["original", "noisy", f"blur {sigma:g}", "one step", "iterative"]
     path = _publish("denoise", out, settings.runs_dir, grid, 5, samples, meta, columns=columns)
     console.out.print(str(path))
+
+
+@app.command("sample")
+@handle_errors
+def sample(
+    source: Source,
+    prompts: Annotated[list[str], typer.Argument(help="Classes to draw.", show_default=False)],
+    n: Annotated[int, typer.Option("-n", help="Images per prompt.", min=1)] = 4,
+    steps: Steps = 50,
+    sampler: Sampler = "ddim",
+    guidance: Guidance = 3.0,
+    seed: Seed = None,
+    out: Out = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+    no_ema: NoEma = False,
+) -> None:
+    """Prompts -> images with classifier-free guidance: one row per prompt."""
+    import torch
+
+    from diffkit.models.conditioning import Cond
+
+    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=False)
+    _check_sampler(pipe, sampler, steps)
+    labels = torch.cat([c.labels for c in _cond(pipe, prompts, n)])  # type: ignore[misc]
+    total = progress_total(sampler, steps, 1, 1)
+    with console.steps(f"sample, {len(prompts)} prompts x {n}", total) as tick:
+        result = pipe.sample(labels.numel(), cond=Cond(labels=labels), guidance=guidance,
+                             sampler=sampler, steps=steps, seed=seed or 0,
+                             on_step=tick)  # fmt: skip
+    images = result.images.clamp(-1, 1)
+    meta = {"op": "sample", "source": str(source), "prompts": prompts, "n": n,
+            "steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed or 0,
+            "seconds_per_image": result.seconds_per_image}  # fmt: skip
+    path = _publish("sample", out, settings.runs_dir, images, n, images, meta, list(prompts))
+    console.out.print(str(path))
