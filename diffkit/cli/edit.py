@@ -125,10 +125,6 @@ def _integrate(pipe, net, sampler: str, steps: int, n: int, seed: int, label: st
     return x.float().cpu().clamp(-1, 1)
 
 
-def _edit_error(exc: ValueError) -> UsageError:
-    return UsageError(str(exc))
-
-
 @app.command("anagram")
 @handle_errors
 def anagram(
@@ -268,7 +264,7 @@ def sdedit(
                 outs.append(run(pipe, x, k, sampler=sampler, steps=steps, cond=cond,
                                 guidance=guidance, seed=seed or 0, on_step=tick))  # fmt: skip
             except ValueError as exc:
-                raise _edit_error(exc) from None
+                raise UsageError(str(exc)) from None
     samples = torch.cat(outs).clamp(-1, 1)
     meta = {"op": "sdedit", "source": str(source), "image": image, "starts": starts,
             "prompt": prompt, "steps": steps, "sampler": sampler, "guidance": guidance,

@@ -186,12 +186,12 @@ def sample(
         pipe.options(sampler, options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    cache = None
+    cache, deep_cache = None, None
     if cache_interval > 1:
         cache = cache_config(cache_interval, cache_branch, cache_schedule, cache_center,
                              cache_mode)  # fmt: skip
         try:
-            DeepCache.of(pipe, cache, sampler, steps)
+            deep_cache = DeepCache.of(pipe, cache, sampler, steps)  # refused now, if at all
         except ValueError as exc:
             raise UsageError(f"--cache-*: {exc}") from None
     seed = 0 if seed is None else seed
@@ -209,7 +209,6 @@ def sample(
     nfes: list[int] = []
     try:
         total = progress_total(sampler, steps, n, batch_size)
-        deep_cache = DeepCache.of(pipe, cache, sampler, steps) if cache is not None else None
         with console.steps(f"{tag}, {n} images", total) as advance, deep_cache or nullcontext():
             start = time.perf_counter()
             for batch in pipe.sample_batches(

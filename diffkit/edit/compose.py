@@ -16,7 +16,7 @@ from torch import Tensor
 
 from diffkit.edit.filters import Filter
 from diffkit.edit.views import View
-from diffkit.samplers.guidance import batched
+from diffkit.samplers.guidance import batched, guided
 
 Net = Callable[..., Tensor]
 
@@ -66,10 +66,8 @@ def with_guidance(net: Net, unconditional: Callable[[Any], Any], scale: float) -
     batched views included); unchanged for scale 1 or no condition."""
 
     def forward(x: Tensor, t: Tensor, cond: Any = None) -> Tensor:
-        if cond is None or scale == 1.0:
+        if cond is None:
             return net(x, t, cond)
-        out = net(torch.cat([x, x]), torch.cat([t, t]), batched(cond, unconditional(cond)))
-        out_c, out_u = out.chunk(2)  # (B, ...) each
-        return out_u + scale * (out_c - out_u)
+        return guided(net, cond, unconditional(cond), scale)(x, t)
 
     return forward

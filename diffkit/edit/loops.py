@@ -30,6 +30,15 @@ def noised(pipe: Pipeline, images: Tensor, point: Tensor | float, noise: Tensor)
     return tau * images + (1 - tau) * noise
 
 
+def _seeded(pipe: Pipeline, shape: torch.Size, seed: int):
+    """The CPU generator, its first draw (the initial noise, the same on any device) and
+    the device generator a sampler draws from, as :meth:`Pipeline.sample_batches` seeds
+    them."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(shape, generator=g)
+    return g, noise, torch.Generator(pipe.device).manual_seed(seed + 1)
+
+
 def _checked_start(pipe: Pipeline, steps: int, start: int) -> Tensor:
     grid = pipe.grid(steps)
     last = steps - 1  # the last grid point a run can start from
@@ -56,10 +65,8 @@ def sdedit(
     grid. ``start = 0`` is plain sampling (the image is lost in pure noise); larger
     ``start`` keeps more of it."""
     grid = _checked_start(pipe, steps, start)
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(images.shape, generator=g)
+    _, noise, gen = _seeded(pipe, images.shape, seed)
     x = noise if start == 0 else noised(pipe, images.cpu(), grid[start], noise)
-    gen = torch.Generator(pipe.device).manual_seed(seed + 1)
     out, _ = pipe.generate(x, sampler, steps, cond=cond, guidance=guidance, opts=opts,
                            generator=gen, start=start, on_step=on_step)  # fmt: skip
     return out.float().cpu()
@@ -84,8 +91,7 @@ def inpaint(
     next grid point with fresh noise, ``x <- m x + (1 - m) q(x_orig, t')``, and pasted
     exactly at the end, so outside the mask the output equals the input."""
     grid = pipe.grid(steps)
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(images.shape, generator=g)
+    g, noise, gen = _seeded(pipe, images.shape, seed)
     m = mask.to(pipe.device, images.dtype)
     known = images.to(pipe.device)
 
@@ -95,7 +101,6 @@ def inpaint(
         fresh = torch.randn(images.shape, generator=g).to(pipe.device)
         return m * x + (1 - m) * noised(pipe, known, grid[i + 1], fresh)
 
-    gen = torch.Generator(pipe.device).manual_seed(seed + 1)
     out, _ = pipe.generate(noise, sampler, steps, cond=cond, guidance=guidance, opts=opts,
                            generator=gen, callback=paste, on_step=on_step)  # fmt: skip
     return out.float().cpu()
@@ -118,19 +123,14 @@ def repaint(
     """:func:`inpaint` with RePaint's resampling (:mod:`diffkit.edit.repaint`); a DDPM
     with ancestral steps only (a flow has no forward process to walk back with)."""
     from diffkit.edit.repaint import repaint_sample
-    from diffkit.samplers import make_denoiser
 
     model = pipe.model
     if not isinstance(model, DDPMModel):
         raise ValueError("RePaint resampling needs a DDPM; a flow inpaints by replacement")
     pipe.check("ddpm", steps)
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(images.shape, generator=g).to(pipe.device)
-    cond = pipe._condition(None, cond, images.shape[0]) if cond is not None else None
-    denoiser = make_denoiser(pipe.network(cond, guidance), model.schedule, model.prediction,
-                             clip=model.clip)  # fmt: skip
-    gen = torch.Generator(pipe.device).manual_seed(seed + 1)
-    out = repaint_sample(denoiser, noise, pipe.grid(steps), model.schedule,
+    _, noise, gen = _seeded(pipe, images.shape, seed)
+    denoiser = pipe.denoiser(pipe.network(cond, guidance))  # type: ignore[attr-defined]
+    out = repaint_sample(denoiser, noise.to(pipe.device), pipe.grid(steps), model.schedule,
                          images.to(pipe.device), mask, jump=jump, resample=resample,
                          generator=gen, on_move=on_step)  # fmt: skip
     return out.float().cpu()

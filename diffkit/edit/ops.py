@@ -19,14 +19,10 @@ def one_step_x0(
     """The model's estimate of x_0 from ``xt`` at one grid point, in one network call:
     Tweedie's ``(x_t - sqrt(1 - abar) eps) / sqrt(abar)`` for a DDPM (timestep
     ``point``), ``x_t + (1 - t) v`` for a flow (time ``point``)."""
-    from diffkit.samplers import make_denoiser
-
     x = xt.to(pipe.device)
-    net = pipe.network(cond.to(pipe.device) if cond is not None else None, guidance)
-    model = pipe.model
-    if isinstance(model, DDPMModel):
+    if isinstance(pipe.model, DDPMModel):
         t = torch.full((x.shape[0],), int(point), device=pipe.device, dtype=torch.long)
-        _, x0 = make_denoiser(net, model.schedule, model.prediction, clip=model.clip)(x, t)
+        _, x0 = pipe.denoiser(pipe.network(cond, guidance))(x, t)  # type: ignore[attr-defined]
         return x0.float().cpu()
     velocity = pipe.velocity(cond, guidance)  # type: ignore[attr-defined]
     tau = torch.full((x.shape[0],), float(point), device=pipe.device)

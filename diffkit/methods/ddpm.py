@@ -48,6 +48,13 @@ class DDPMPipeline(Pipeline):
         ts = spaced_timesteps(self.schedule.num_steps, steps, spacing)  # type: ignore[arg-type]
         return ts + self.model.steps_offset if spacing == "leading" else ts
 
+    def denoiser(self, net, clip: bool | None = None):
+        """``net(x, t, _)`` (the model, guided as wanted) as a
+        :data:`~diffkit.samplers.common.Denoiser` with the model's prediction and, unless
+        ``clip`` says otherwise, its clipping."""
+        clip = self.model.clip if clip is None else clip
+        return make_denoiser(net, self.schedule, self.model.prediction, clip=clip)
+
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
         spec = SAMPLERS[sampler]
         if spec.adaptive:
@@ -74,7 +81,7 @@ class DDPMPipeline(Pipeline):
             return probability_flow_sample(sampler, velocity, x, ts, sched, rtol=opts.rtol,
                                            atol=opts.atol, on_step=on_step, start=start,
                                            callback=callback)  # fmt: skip
-        denoiser = make_denoiser(net, sched, prediction, clip=clip)
+        denoiser = self.denoiser(net, clip)
         step = _step_callback(on_step, callback)
         steer = {"start": start, "callback": step}
         match sampler:

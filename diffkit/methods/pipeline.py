@@ -99,10 +99,6 @@ class Pipeline:
     def net(self) -> nn.Module:
         return self.model.net
 
-    @property
-    def codec(self) -> Any:
-        return self.model.codec
-
     def max_steps(self) -> int:
         return self.model.max_steps()
 
