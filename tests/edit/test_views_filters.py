@@ -25,7 +25,28 @@ def test_views_that_are_not_orthogonal_or_invertible_are_refused():
     with pytest.raises(ValueError, match="no exact inverse"):
         check_orthogonal(View("blur", lowpass(1.0, 3), lambda x: x), (1, 8, 8))
     with pytest.raises(ValueError, match="pixel permutation or a negation"):
-        view("skew")
+        view("blur")
+
+
+def test_skew_rolls_each_column_and_jigsaw_moves_whole_pieces():
+    from diffkit.edit.views import SKEW, jigsaw_labels
+
+    x = torch.randn(1, 2, 12, 12)
+    skewed = view("skew").apply(x)
+    for i in range(12):  # column i rolled down by int(1.5 (i - 6)) rows
+        assert torch.equal(skewed[..., i], x[..., i].roll(int(SKEW * (i - 6)), dims=-1))
+    labels = jigsaw_labels(28)
+    cells = torch.arange(16).view(4, 4)
+    turned = torch.empty(16, dtype=torch.long)
+    turned[cells.flatten()] = cells.rot90(1).flatten()  # where a quarter turn takes each cell
+    assert torch.equal(labels.rot90(1), turned[labels])  # pieces rotate onto pieces
+    assert len(labels.unique()) == 16 and (labels != (torch.arange(28) // 7).view(-1, 1) * 4
+                                           + torch.arange(28) // 7).any()  # tabs  # fmt: skip
+    moved = view("jigsaw").apply(labels[None, None].float())[0, 0].long()
+    for piece in range(16):  # each piece arrives whole in one other piece's place
+        assert len(moved[labels == piece].unique()) == 1
+    with pytest.raises(ValueError, match="multiple of 4"):
+        check_orthogonal(view("jigsaw"), (1, 30, 30))
 
 
 def test_lowpass_and_highpass_sum_to_the_identity():
