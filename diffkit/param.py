@@ -39,6 +39,18 @@ def to_v(eps: Tensor, x0: Tensor, abar: Tensor) -> Tensor:
     return abar.sqrt() * eps - (1 - abar).sqrt() * x0
 
 
+def split_variance(out: Tensor, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """A network output ``out`` for input ``x`` (B, C, ...) as (prediction, learned
+    variance): a network with a learned variance outputs 2C channels, the prediction first
+    and a per-pixel interpolation weight v in [-1, 1] after it (Nichol & Dhariwal 2021,
+    Eq. 15, in diffusers' ``learned_range`` convention); any other output is all
+    prediction (v None)."""
+    if out.shape[1] == 2 * x.shape[1]:
+        pred, v = out.chunk(2, dim=1)  # (B, C, ...) each
+        return pred, v
+    return out, None
+
+
 def split_prediction(
     pred: Tensor, kind: Prediction, xt: Tensor, abar: Tensor
 ) -> tuple[Tensor, Tensor]:

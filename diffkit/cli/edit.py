@@ -1,16 +1,17 @@
-"""`diffkit edit`: image editing with a trained diffusion model (issue 15, first part:
-diffkit's own pixel-space models and diffusers DDPM folders)."""
+"""`diffkit edit`: image editing with a diffusion model, on diffkit's own class-conditional
+runs (a prompt is a class) and on DeepFloyd IF (a prompt is text)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
-from diffkit.cli.options import DataDir, Device, Guidance, NoEma, RunsDir, Seed, machine_settings
+from diffkit.cli.options import DataDir, Device, NoEma, RunsDir, Seed, in_range, machine_settings
 from diffkit.cli.shared import parse_classes, progress_total
 
 app = typer.Typer(
@@ -18,11 +19,39 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Source = Annotated[
-    Path, typer.Argument(help="Run folder, checkpoint or diffusers folder.", show_default=False)
+DEFAULT_MODEL = "hf:DeepFloyd/IF-I-M-v1.0"
+DEFAULT_UPSCALER = "hf:DeepFloyd/IF-II-M-v1.0"
+DEFAULT_STYLE = "an oil painting of"  # anagrams and hybrids on text models (docs/editing.md)
+DEFAULT_TEXT_PROMPT = "a high quality photo"  # the seeds' prompt for SDEdit and denoising
+TEXT_GUIDANCE = 7.0  # the seeds' w on IF stage I
+UPSCALE_STEPS, UPSCALE_GUIDANCE = 50, 4.0  # diffusers' IF stage II defaults
+
+ModelSource = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A diffkit run or checkpoint, or a diffusers folder or hf:ORG/NAME (DeepFloyd IF).",
+    ),
 ]
 Steps = Annotated[int, typer.Option(help="Sampler steps.", min=1)]
-Sampler = Annotated[str, typer.Option(help="Sampler (ddim, ddpm, dpm++2m or an ODE solver).")]
+Sampler = Annotated[
+    str | None,
+    typer.Option(
+        help="Sampler (ddpm, ddim, dpm++2m or an ODE solver; default ddpm on text models, "
+        "as IF's pipeline, ddim otherwise).",
+        show_default=False,
+    ),
+]
+Guidance = Annotated[
+    float | None,
+    typer.Option(
+        help="Classifier-free guidance scale w (1 = plain conditional; default 7 on text "
+        "models, the op's own on class models).",
+        callback=in_range(0.0),
+        show_default=False,
+    ),
+]
 Out = Annotated[
     Path | None,
     typer.Option(help="Output folder (default RUNS_DIR/edit/<stamp>-<op>).", show_default=False),
@@ -36,16 +65,60 @@ Image = Annotated[
 ]
 Prompt = Annotated[
     str | None,
-    typer.Option(help="A class of the model (index or name) to steer towards.", show_default=False),
+    typer.Option(
+        help="What to steer towards: a class (index or name) or, on text models, text "
+        f'(default "{DEFAULT_TEXT_PROMPT}" there).',
+        show_default=False,
+    ),
+]
+Style = Annotated[
+    str | None,
+    typer.Option(
+        help="Text models: a prefix for every prompt (anagram and hybrid default to "
+        f'"{DEFAULT_STYLE}"; "" for none).',
+        show_default=False,
+    ),
+]
+Dtype = Annotated[
+    Literal["fp32", "fp16", "bf16"] | None,
+    typer.Option(help="diffusers models: the UNet's precision (default fp32).", show_default=False),
+]
+Offload = Annotated[
+    bool,
+    typer.Option(
+        "--offload", help="diffusers models: each network on the device only while it runs."
+    ),
+]
+Upscale = Annotated[
+    bool, typer.Option("--upscale", help="Text models: upscale with IF stage II (--upscaler).")
+]
+Upscaler = Annotated[
+    str, typer.Option(help="The stage II pipeline for --upscale (a folder or hf:ORG/NAME).")
 ]
 
 
-def _open(source: Path, device: str | None, data_dir, runs_dir, no_ema: bool, *, views: bool):
-    from diffkit.methods.load import load_pipeline
+def _open(source: str, device, data_dir, runs_dir, no_ema: bool, *, views: bool,
+          dtype: str | None = None, offload: bool = False):  # fmt: skip
+    """The pipeline of ``source`` (diffkit run or diffusers pipeline) and the settings."""
+    from diffkit.external import is_foreign
     from diffkit.training.hardware import resolve_device
 
     settings = machine_settings(data_dir, runs_dir, device)
-    pipe = load_pipeline(source, resolve_device(settings.device), use_ema=not no_ema)
+    where = resolve_device(settings.device)
+    if is_foreign(source):
+        from diffkit.external.diffusers import load_diffusers
+
+        pipe = load_diffusers(source, where, dtype=dtype or "fp32",
+                              cache_dir=settings.cache_dir, offload=offload)  # fmt: skip
+        return pipe, settings
+    if dtype is not None or offload:
+        raise UsageError("--dtype and --offload are for diffusers models; diffkit runs use "
+                         "the precision they were trained in")  # fmt: skip
+    if not Path(source).exists():
+        raise UsageError(f"--model {source}: no such run, checkpoint or pipeline folder")
+    from diffkit.methods.load import load_pipeline
+
+    pipe = load_pipeline(Path(source), where, use_ema=not no_ema)
     if pipe.model.codec is not None:
         why = ("views and filters act on pixels, and a VAE is not equivariant to flips"
                if views else "editing latent models is not supported yet")  # fmt: skip
@@ -53,12 +126,37 @@ def _open(source: Path, device: str | None, data_dir, runs_dir, no_ema: bool, *,
     return pipe, settings
 
 
-def _cond(pipe, prompts: list[str], n: int):
-    """Each prompt as a class condition of ``n`` rows."""
+def _text(pipe) -> bool:
+    return pipe.model.conditioning == "text"
+
+
+def _defaults(pipe, sampler: str | None, guidance: float | None, class_guidance: float):
+    """The sampler and guidance scale an op uses when not told."""
+    sampler = sampler or ("ddpm" if _text(pipe) else "ddim")
+    if guidance is None:
+        guidance = TEXT_GUIDANCE if _text(pipe) else class_guidance
+    return sampler, guidance
+
+
+def _styled(prompt: str, style: str | None) -> str:
+    return f"{style} {prompt}" if style else prompt
+
+
+def _cond(pipe, prompts: list[str], n: int, style: str | None = None):
+    """Each prompt as a condition of ``n`` rows: its text embeddings (text models, with
+    ``style`` prefixed) or its class."""
     import torch
 
     from diffkit.models.conditioning import Cond
 
+    if _text(pipe):
+        texts = [_styled(p, style) for p in prompts]
+        embeds = pipe.model.prompts.embed(texts)  # (P, L, D): one encoder load for all
+        return [Cond(tokens=embeds.tokens[i : i + 1].expand(n, -1, -1),
+                     mask=embeds.mask[i : i + 1].expand(n, -1))  # type: ignore[index]
+                for i in range(len(texts))]  # fmt: skip
+    if style is not None:
+        raise UsageError("--style is for text models; this model's prompts are its classes")
     if pipe.num_classes is None:
         raise UsageError("this model is unconditional; it takes no prompt")
     dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
@@ -71,9 +169,25 @@ def _cond(pipe, prompts: list[str], n: int):
     return out
 
 
+def _prompt(pipe, prompt: str | None) -> str | None:
+    """An op's optional prompt; text models always need one."""
+    return DEFAULT_TEXT_PROMPT if prompt is None and _text(pipe) else prompt
+
+
+def _resident(pipe, offload: bool):
+    """The context a sampling loop runs in: the UNet moved to the device for it under
+    ``--offload``."""
+    if not offload:
+        return nullcontext()
+    from diffkit.external.diffusers import on_device
+
+    return on_device(pipe.model, pipe.device)
+
+
 def _check_sampler(pipe, sampler: str, steps: int) -> None:
     try:
         pipe.check(sampler, steps)
+        pipe.options(sampler, {})
     except ValueError as exc:
         raise UsageError(f"--sampler/--steps: {exc}") from None
 
@@ -89,11 +203,13 @@ def _publish(
     labels=None,
     columns=None,
 ) -> Path:
-    """grid.png, samples.safetensors and edit.json, written beside and moved in whole."""
+    """grid.png, one PNG per sample, samples.safetensors and edit.json, written beside and
+    moved in whole."""
     import shutil
     from datetime import datetime
 
     from safetensors.torch import save_file
+    from torchvision.utils import save_image
 
     from diffkit.cli.shared import free_path
     from diffkit.runs.layout import write_json
@@ -106,13 +222,16 @@ def _publish(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_grid(grid, tmp / "grid.png", nrow=nrow, row_labels=labels, col_labels=columns)
-    save_file({"samples": samples.contiguous()}, str(tmp / "samples.safetensors"))
+    for i, image in enumerate(samples):
+        save_image((image.float() + 1) / 2, tmp / f"{i:03d}.png")
+    save_file({"samples": samples.float().contiguous()}, str(tmp / "samples.safetensors"))
     write_json(tmp / "edit.json", meta)
     tmp.rename(folder)
     return folder
 
 
-def _integrate(pipe, net, sampler: str, steps: int, n: int, seed: int, label: str):
+def _integrate(pipe, net, sampler: str, steps: int, n: int, seed: int, label: str,
+               offload: bool = False):  # fmt: skip
     """``n`` images from seeded noise under a combined network, (n, C, H, W) in [-1, 1]."""
     import torch
 
@@ -120,29 +239,69 @@ def _integrate(pipe, net, sampler: str, steps: int, n: int, seed: int, label: st
     noise = torch.randn(n, *pipe.model.sample_shape, generator=g).to(pipe.device)
     gen = torch.Generator(pipe.device).manual_seed(seed + 1)
     opts = pipe.options(sampler, {})
-    with console.steps(label, progress_total(sampler, steps, 1, 1)) as advance:
-        x, _ = pipe.integrate(net, noise, sampler, steps, opts, gen, advance)
+    with (
+        _resident(pipe, offload),
+        console.steps(label, progress_total(sampler, steps, 1, 1)) as tick,
+    ):
+        x, _ = pipe.integrate(net, noise, sampler, steps, opts, gen, tick)
     return x.float().cpu().clamp(-1, 1)
+
+
+def _upscale(stage1, images, prompts: list[str], style: str | None, combine, *, upscaler: str,
+             seed: int, offload: bool, dtype: str | None, settings):  # fmt: skip
+    """Stage I ``images`` (n, 3, 64, 64) -> IF stage II's (n, 3, 256, 256), under the
+    same prompts and composition: ``combine(net, conds)`` builds the stage II network
+    from the guided UNet and one condition per prompt (each carrying the upscaled image)."""
+    import torch
+
+    from diffkit.edit.compose import with_guidance
+    from diffkit.external import is_foreign
+    from diffkit.external.diffusers import DiffusersUpscaler, load_diffusers, upscale_condition
+
+    if not _text(stage1):
+        raise UsageError("--upscale is for DeepFloyd IF stage I models")
+    if not is_foreign(upscaler):
+        raise UsageError(f"--upscaler {upscaler}: not a diffusers folder or hf:ORG/NAME")
+    if offload:
+        stage1.model.net.to("cpu")  # stage I is done
+    pipe = load_diffusers(upscaler, stage1.device, dtype=dtype or "fp32",
+                          cache_dir=settings.cache_dir, offload=offload)  # fmt: skip
+    model = pipe.model
+    if not isinstance(model, DiffusersUpscaler):
+        raise UsageError(f"--upscaler {upscaler} is a {model.name}, not IF stage II")
+    n = images.shape[0]
+    g = torch.Generator().manual_seed(seed + 2)
+    hint_noise = torch.randn(n, *model.sample_shape, generator=g)
+    conds = [upscale_condition(model, images, c, hint_noise).to(pipe.device)
+             for c in _cond(pipe, prompts, n, style)]  # fmt: skip
+    net = combine(with_guidance(model.raw, model.unconditional, UPSCALE_GUIDANCE), conds)
+    return _integrate(pipe, net, "ddpm", UPSCALE_STEPS, n, seed + 3, f"stage II, {n} images",
+                      offload)  # fmt: skip
 
 
 @app.command("anagram")
 @handle_errors
 def anagram(
-    source: Source,
-    prompts: Annotated[list[str], typer.Argument(help="One class per view.", show_default=False)],
+    prompts: Annotated[list[str], typer.Argument(help="One prompt per view.", show_default=False)],
     views: Annotated[
         str,
         typer.Option(
-            help="Comma-separated views, one per prompt (identity, flip, mirror, "
-            "rot90, rot180, rot270, transpose, negate)."
+            help="Comma-separated views, one per prompt (identity, flip, mirror, rot90, "
+            "rot180, rot270, transpose, negate, skew, jigsaw)."
         ),
     ] = "identity,flip",
+    model: ModelSource = DEFAULT_MODEL,
     n: Annotated[int, typer.Option("-n", help="Images.", min=1)] = 4,
     steps: Steps = 50,
-    sampler: Sampler = "ddim",
-    guidance: Guidance = 3.0,
+    sampler: Sampler = None,
+    guidance: Guidance = None,
+    style: Style = None,
+    upscale: Upscale = False,
+    upscaler: Upscaler = DEFAULT_UPSCALER,
     seed: Seed = None,
     out: Out = None,
+    dtype: Dtype = None,
+    offload: Offload = False,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
@@ -155,7 +314,8 @@ def anagram(
     from diffkit.edit.compose import with_guidance
     from diffkit.edit.views import check_orthogonal, view
 
-    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=True)
+    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=True, dtype=dtype,
+                           offload=offload)  # fmt: skip
     names = [v.strip() for v in views.split(",")]
     if len(names) != len(prompts):
         raise UsageError(f"--views gives {len(names)} views for {len(prompts)} prompts")
@@ -165,16 +325,28 @@ def anagram(
             check_orthogonal(v, pipe.model.sample_shape)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"--views: {exc}") from None
+    sampler, guidance = _defaults(pipe, sampler, guidance, 3.0)
     _check_sampler(pipe, sampler, steps)
-    conds = [c.to(pipe.device) for c in _cond(pipe, prompts, n)]
+    style = DEFAULT_STYLE if style is None and _text(pipe) else style
+    conds = [c.to(pipe.device) for c in _cond(pipe, prompts, n, style)]
     raw = with_guidance(pipe.model.raw, pipe.model.unconditional, guidance)
-    net = combine(raw, conds, chosen)
     seed = seed or 0
-    images = _integrate(pipe, net, sampler, steps, n, seed, f"anagram, {n} images")
+    images = _integrate(pipe, combine(raw, conds, chosen), sampler, steps, n, seed,
+                        f"anagram, {n} images", offload)  # fmt: skip
+    if upscale:
+
+        def viewed(net, conds):  # stage II sees each view of the upscaled image too
+            from dataclasses import replace
+
+            conds = [replace(c, hint=v.apply(c.hint)) for c, v in zip(conds, chosen, strict=True)]
+            return combine(net, conds, chosen)
+
+        images = _upscale(pipe, images, prompts, style, viewed, upscaler=upscaler, seed=seed,
+                          offload=offload, dtype=dtype, settings=settings)  # fmt: skip
     grid = torch.cat([v.apply(images) for v in chosen])  # row k: the images under view k
-    meta = {"op": "anagram", "source": str(source), "prompts": prompts, "views": names,
-            "n": n, "steps": steps, "sampler": sampler, "guidance": guidance,
-            "seed": seed}  # fmt: skip
+    meta = {"op": "anagram", "model": model, "prompts": prompts, "style": style,
+            "views": names, "n": n, "steps": steps, "sampler": sampler, "guidance": guidance,
+            "upscaler": upscaler if upscale else None, "seed": seed}  # fmt: skip
     labels = [f"{v}: {p}" for v, p in zip(names, prompts, strict=True)]
     path = _publish("anagram", out, settings.runs_dir, grid, n, images, meta, labels)
     console.out.print(str(path))
@@ -183,17 +355,22 @@ def anagram(
 @app.command("hybrid")
 @handle_errors
 def hybrid(
-    source: Source,
-    low: Annotated[str, typer.Argument(help="Class seen from afar (low frequencies).")],
-    high: Annotated[str, typer.Argument(help="Class seen up close (high frequencies).")],
+    low: Annotated[str, typer.Argument(help="Prompt seen from afar (low frequencies).")],
+    high: Annotated[str, typer.Argument(help="Prompt seen up close (high frequencies).")],
+    model: ModelSource = DEFAULT_MODEL,
     sigma: Annotated[float, typer.Option(help="Gaussian blur sigma, pixels.", min=0.1)] = 2.0,
     kernel: Annotated[int, typer.Option(help="Blur kernel size (odd).", min=1)] = 33,
     n: Annotated[int, typer.Option("-n", help="Images.", min=1)] = 4,
     steps: Steps = 50,
-    sampler: Sampler = "ddim",
-    guidance: Guidance = 3.0,
+    sampler: Sampler = None,
+    guidance: Guidance = None,
+    style: Style = None,
+    upscale: Upscale = False,
+    upscaler: Upscaler = DEFAULT_UPSCALER,
     seed: Seed = None,
     out: Out = None,
+    dtype: Dtype = None,
+    offload: Offload = False,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
@@ -207,18 +384,30 @@ def hybrid(
 
     if kernel % 2 == 0:
         raise UsageError("--kernel must be odd")
-    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=True)
+    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=True, dtype=dtype,
+                           offload=offload)  # fmt: skip
+    sampler, guidance = _defaults(pipe, sampler, guidance, 3.0)
     _check_sampler(pipe, sampler, steps)
-    conds = [c.to(pipe.device) for c in _cond(pipe, [low, high], n)]
+    style = DEFAULT_STYLE if style is None and _text(pipe) else style
+    conds = [c.to(pipe.device) for c in _cond(pipe, [low, high], n, style)]
     lo, hi = lowpass(sigma, kernel), highpass(sigma, kernel)
     net = factorized(with_guidance(pipe.model.raw, pipe.model.unconditional, guidance),
                      conds, [lo, hi])  # fmt: skip
     seed = seed or 0
-    images = _integrate(pipe, net, sampler, steps, n, seed, f"hybrid, {n} images")
+    images = _integrate(pipe, net, sampler, steps, n, seed, f"hybrid, {n} images", offload)
+    if upscale:  # the same bands, in stage II's pixels (sigma scaled with the image)
+        scale = 4  # 64 -> 256 px
+        k = 4 * kernel + (1 - (4 * kernel) % 2)  # odd, covering the same extent
+        bands = [lowpass(sigma * scale, k), highpass(sigma * scale, k)]
+        images = _upscale(pipe, images, [low, high], style,
+                          lambda net, conds: factorized(net, conds, bands), upscaler=upscaler,
+                          seed=seed, offload=offload, dtype=dtype, settings=settings)  # fmt: skip
+        lo = bands[0]
     grid = torch.cat([images, lo(images)])  # row 2: what the eye sees from afar
-    meta = {"op": "hybrid", "source": str(source), "low": low, "high": high, "sigma": sigma,
-            "kernel": kernel, "n": n, "steps": steps, "sampler": sampler,
-            "guidance": guidance, "seed": seed}  # fmt: skip
+    meta = {"op": "hybrid", "model": model, "low": low, "high": high, "style": style,
+            "sigma": sigma, "kernel": kernel, "n": n, "steps": steps, "sampler": sampler,
+            "guidance": guidance, "upscaler": upscaler if upscale else None,
+            "seed": seed}  # fmt: skip
     labels = [f"{high} (near)", f"{low} (far)"]
     path = _publish("hybrid", out, settings.runs_dir, grid, n, images, meta, labels)
     console.out.print(str(path))
@@ -227,17 +416,20 @@ def hybrid(
 @app.command("sdedit")
 @handle_errors
 def sdedit(
-    source: Source,
     image: Image,
+    model: ModelSource = DEFAULT_MODEL,
     start: Annotated[
         str, typer.Option(help="Grid points to start from, comma-separated (0 = pure noise).")
     ] = "1,3,5,7,10,20",
     prompt: Prompt = None,
     steps: Steps = 30,
-    sampler: Sampler = "ddim",
-    guidance: Guidance = 1.0,
+    sampler: Sampler = None,
+    guidance: Guidance = None,
+    style: Style = None,
     seed: Seed = None,
     out: Out = None,
+    dtype: Dtype = None,
+    offload: Offload = False,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
@@ -249,26 +441,30 @@ def sdedit(
     from diffkit.edit.images import load_image
     from diffkit.edit.loops import sdedit as run
 
-    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=False)
+    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
+                           offload=offload)  # fmt: skip
+    sampler, guidance = _defaults(pipe, sampler, guidance, 1.0)
     _check_sampler(pipe, sampler, steps)
     try:
         starts = [int(s) for s in start.split(",")]
     except ValueError:
         raise UsageError(f"--start {start}: expected comma-separated integers") from None
     x = load_image(image, pipe.model.sample_shape, settings.data_dir)
-    cond = _cond(pipe, [prompt], 1)[0] if prompt is not None else None
+    prompt = _prompt(pipe, prompt)
+    cond = _cond(pipe, [prompt], 1, style)[0] if prompt is not None else None
     outs = []
     for k in starts:
-        with console.steps(f"sdedit from {k}", progress_total(sampler, steps - k, 1, 1)) as tick:
+        total = progress_total(sampler, steps - k, 1, 1)
+        with _resident(pipe, offload), console.steps(f"sdedit from {k}", total) as tick:
             try:
                 outs.append(run(pipe, x, k, sampler=sampler, steps=steps, cond=cond,
                                 guidance=guidance, seed=seed or 0, on_step=tick))  # fmt: skip
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
     samples = torch.cat(outs).clamp(-1, 1)
-    meta = {"op": "sdedit", "source": str(source), "image": image, "starts": starts,
-            "prompt": prompt, "steps": steps, "sampler": sampler, "guidance": guidance,
-            "seed": seed or 0}  # fmt: skip
+    meta = {"op": "sdedit", "model": model, "image": image, "starts": starts,
+            "prompt": prompt, "style": style, "steps": steps, "sampler": sampler,
+            "guidance": guidance, "seed": seed or 0}  # fmt: skip
     grid = torch.cat([x, samples])
     columns = ["original", *(f"start {k}" for k in starts)]
     path = _publish("sdedit", out, settings.runs_dir, grid, len(starts) + 1, samples, meta,
@@ -279,8 +475,8 @@ def sdedit(
 @app.command("inpaint")
 @handle_errors
 def inpaint(
-    source: Source,
     image: Image,
+    model: ModelSource = DEFAULT_MODEL,
     mask: Annotated[
         str | None,
         typer.Option(
@@ -300,10 +496,13 @@ def inpaint(
     prompt: Prompt = None,
     n: Annotated[int, typer.Option("-n", help="Completions.", min=1)] = 4,
     steps: Steps = 50,
-    sampler: Sampler = "ddim",
-    guidance: Guidance = 1.0,
+    sampler: Sampler = None,
+    guidance: Guidance = None,
+    style: Style = None,
     seed: Seed = None,
     out: Out = None,
+    dtype: Dtype = None,
+    offload: Offload = False,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
@@ -319,28 +518,37 @@ def inpaint(
 
     if (mask is None) == (box is None):
         raise UsageError("give exactly one of --mask and --box")
-    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=False)
+    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
+                           offload=offload)  # fmt: skip
+    sampler, guidance = _defaults(pipe, sampler, guidance, 1.0)
     _check_sampler(pipe, sampler, steps)
     shape = pipe.model.sample_shape
     m = file_mask(mask, shape) if mask is not None else box_mask(box, shape)  # type: ignore[arg-type]
     x = load_image(image, shape, settings.data_dir).expand(n, *shape)
-    cond = _cond(pipe, [prompt], n)[0] if prompt is not None else None
+    prompt = _prompt(pipe, prompt)
+    cond = _cond(pipe, [prompt], n, style)[0] if prompt is not None else None
     common = {"steps": steps, "cond": cond, "guidance": guidance, "seed": seed or 0}
     try:
         if resample is not None:
             jump, count = (int(v) for v in resample.split(","))
             moves = len(jump_schedule(steps, jump, count))
-            with console.steps(f"repaint, {n} completions", moves) as tick:
+            with (
+                _resident(pipe, offload),
+                console.steps(f"repaint, {n} completions", moves) as tick,
+            ):
                 samples = repaint(pipe, x, m, jump=jump, resample=count, on_step=tick, **common)
         else:
             total = progress_total(sampler, steps, 1, 1)
-            with console.steps(f"inpaint, {n} completions", total) as tick:
+            with (
+                _resident(pipe, offload),
+                console.steps(f"inpaint, {n} completions", total) as tick,
+            ):
                 samples = replace(pipe, x, m, sampler=sampler, on_step=tick, **common)
     except ValueError as exc:
         raise UsageError(f"--resample {resample}: {exc}" if resample else str(exc)) from None
     samples = samples.clamp(-1, 1)
-    meta = {"op": "inpaint", "source": str(source), "image": image, "mask": mask, "box": box,
-            "resample": resample, "prompt": prompt, "n": n, "steps": steps,
+    meta = {"op": "inpaint", "model": model, "image": image, "mask": mask, "box": box,
+            "resample": resample, "prompt": prompt, "style": style, "n": n, "steps": steps,
             "sampler": "ddpm" if resample else sampler, "guidance": guidance,
             "seed": seed or 0}  # fmt: skip
     grid = torch.cat([x[:1], x[:1] * (1 - m) - m, samples])  # original, masked (black), outputs
@@ -353,17 +561,18 @@ def inpaint(
 @app.command("noise")
 @handle_errors
 def noise(
-    source: Source,
     image: Image,
+    model: ModelSource = DEFAULT_MODEL,
     at: Annotated[
         str,
         typer.Option(
             "--at",
-            help="Noise levels: DDPM timesteps (250,500,750) or flow times in [0, 1] (noise at 0).",
+            help="Noise levels: DDPM timesteps (250,500,750) or flow times in [0, 1) (noise at 0).",
         ),
     ] = "250,500,750",
     seed: Seed = None,
     out: Out = None,
+    dtype: Dtype = None,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
@@ -375,16 +584,24 @@ def noise(
     from diffkit.edit.loops import noised
     from diffkit.models.contract import DDPMModel
 
-    pipe, settings = _open(source, device, data_dir, runs_dir, False, views=False)
+    # The forward process needs only the schedule: the UNet stays on the CPU.
+    pipe, settings = _open(model, device, data_dir, runs_dir, False, views=False, dtype=dtype,
+                           offload=_foreign(model))  # fmt: skip
     points = _levels(at, pipe.model.max_steps() if isinstance(pipe.model, DDPMModel) else None)
     x = load_image(image, pipe.model.sample_shape, settings.data_dir)
     g = torch.Generator().manual_seed(seed or 0)
     samples = torch.cat([noised(pipe, x, p, torch.randn(x.shape, generator=g)) for p in points])
-    meta = {"op": "noise", "source": str(source), "image": image, "at": points, "seed": seed or 0}
+    meta = {"op": "noise", "model": model, "image": image, "at": points, "seed": seed or 0}
     grid = torch.cat([x, samples.clamp(-1, 1)])
     columns = ["original", *(f"t={p:g}" for p in points)]
     console.out.print(str(_publish("noise", out, settings.runs_dir, grid, len(points) + 1,
                                    samples, meta, columns=columns)))  # fmt: skip
+
+
+def _foreign(model: str) -> bool:
+    from diffkit.external import is_foreign
+
+    return is_foreign(model)
 
 
 def _levels(spec: str, num_steps: int | None) -> list[float]:
@@ -403,15 +620,19 @@ def _levels(spec: str, num_steps: int | None) -> list[float]:
 @app.command("denoise")
 @handle_errors
 def denoise(
-    source: Source,
     image: Image,
+    model: ModelSource = DEFAULT_MODEL,
     start: Annotated[
         int, typer.Option(help="Grid point of the noisy image (0 = pure noise).")
     ] = 10,
+    prompt: Prompt = None,
     steps: Steps = 30,
-    sampler: Sampler = "ddim",
+    sampler: Sampler = None,
+    guidance: Guidance = None,
     seed: Seed = None,
     out: Out = None,
+    dtype: Dtype = None,
+    offload: Offload = False,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
@@ -425,26 +646,33 @@ def denoise(
     from diffkit.edit.loops import noised
     from diffkit.edit.ops import best_blur, one_step_x0
 
-    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=False)
+    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
+                           offload=offload)  # fmt: skip
+    sampler, guidance = _defaults(pipe, sampler, guidance, 1.0)
     _check_sampler(pipe, sampler, steps)
     if not 0 <= start < steps:
         raise UsageError(f"--start must be between 0 and {steps - 1} for {steps} steps")
     x = load_image(image, pipe.model.sample_shape, settings.data_dir)
+    prompt = _prompt(pipe, prompt)
+    cond = _cond(pipe, [prompt], 1)[0] if prompt is not None else None
     point = pipe.grid(steps)[start]
     g = torch.Generator().manual_seed(seed or 0)
     noisy = noised(pipe, x, point, torch.randn(x.shape, generator=g))
     blurred, sigma = best_blur(noisy, x)
-    one = one_step_x0(pipe, noisy, float(point))
     gen = torch.Generator(pipe.device).manual_seed((seed or 0) + 1)
     total = progress_total(sampler, steps - start, 1, 1)
-    with console.steps(f"denoise from point {start}", total) as tick:
-        many, _ = pipe.generate(noisy, sampler, steps, generator=gen, start=start, on_step=tick)
+    with _resident(pipe, offload):
+        one = one_step_x0(pipe, noisy, float(point), cond, guidance)
+        with console.steps(f"denoise from point {start}", total) as tick:
+            many, _ = pipe.generate(noisy, sampler, steps, cond=cond, guidance=guidance,
+                                    generator=gen, start=start, on_step=tick)  # fmt: skip
     methods = {"blur": blurred, "one_step": one, "iterative": many.float().cpu()}
     mse = {k: float((v.clamp(-1, 1) - x).pow(2).mean()) for k, v in methods.items()}
     samples = torch.cat([noisy, *methods.values()]).clamp(-1, 1)
-    meta = {"op": "denoise", "source": str(source), "image": image, "start": start,
-            "level": float(point), "steps": steps, "sampler": sampler, "blur_sigma": sigma,
-            "mse": mse, "seed": seed or 0}  # fmt: skip
+    meta = {"op": "denoise", "model": model, "image": image, "start": start,
+            "level": float(point), "prompt": prompt, "steps": steps, "sampler": sampler,
+            "guidance": guidance, "blur_sigma": sigma, "mse": mse,
+            "seed": seed or 0}  # fmt: skip
     console.info("MSE to the original: " + ", ".join(f"{k} {v:.4f}" for k, v in mse.items()))
     grid = torch.cat([x, samples])  # original | noisy | blur | one step | iterative
     columns = ["original", "noisy", f"blur {sigma:g}", "one step", "iterative"]
@@ -455,14 +683,19 @@ def denoise(
 @app.command("sample")
 @handle_errors
 def sample(
-    source: Source,
-    prompts: Annotated[list[str], typer.Argument(help="Classes to draw.", show_default=False)],
+    prompts: Annotated[list[str], typer.Argument(help="Prompts to draw.", show_default=False)],
+    model: ModelSource = DEFAULT_MODEL,
     n: Annotated[int, typer.Option("-n", help="Images per prompt.", min=1)] = 4,
     steps: Steps = 50,
-    sampler: Sampler = "ddim",
-    guidance: Guidance = 3.0,
+    sampler: Sampler = None,
+    guidance: Guidance = None,
+    style: Style = None,
+    upscale: Upscale = False,
+    upscaler: Upscaler = DEFAULT_UPSCALER,
     seed: Seed = None,
     out: Out = None,
+    dtype: Dtype = None,
+    offload: Offload = False,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
@@ -471,19 +704,56 @@ def sample(
     """Prompts -> images with classifier-free guidance: one row per prompt."""
     import torch
 
-    from diffkit.models.conditioning import Cond
-
-    pipe, settings = _open(source, device, data_dir, runs_dir, no_ema, views=False)
+    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
+                           offload=offload)  # fmt: skip
+    sampler, guidance = _defaults(pipe, sampler, guidance, 3.0)
     _check_sampler(pipe, sampler, steps)
-    labels = torch.cat([c.labels for c in _cond(pipe, prompts, n)])  # type: ignore[misc]
+    conds = _cond(pipe, prompts, n, style)
+    cond = conds[0]
+    for c in conds[1:]:
+        cond = cond.cat(c)  # (P * n) rows, prompt by prompt
     total = progress_total(sampler, steps, 1, 1)
-    with console.steps(f"sample, {len(prompts)} prompts x {n}", total) as tick:
-        result = pipe.sample(labels.numel(), cond=Cond(labels=labels), guidance=guidance,
-                             sampler=sampler, steps=steps, seed=seed or 0,
-                             on_step=tick)  # fmt: skip
+    with _resident(pipe, offload), console.steps(f"sample, {len(prompts)} x {n}", total) as tick:
+        result = pipe.sample(len(prompts) * n, cond=cond, guidance=guidance, sampler=sampler,
+                             steps=steps, seed=seed or 0, on_step=tick)  # fmt: skip
     images = result.images.clamp(-1, 1)
-    meta = {"op": "sample", "source": str(source), "prompts": prompts, "n": n,
-            "steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed or 0,
+    if upscale:
+        ups = [_upscale(pipe, images[i * n : (i + 1) * n], [p], style,
+                        lambda net, conds: (lambda x, t, _=None: net(x, t, conds[0])),
+                        upscaler=upscaler, seed=(seed or 0) + i, offload=offload, dtype=dtype,
+                        settings=settings) for i, p in enumerate(prompts)]  # fmt: skip
+        images = torch.cat(ups)
+    meta = {"op": "sample", "model": model, "prompts": prompts, "style": style, "n": n,
+            "steps": steps, "sampler": sampler, "guidance": guidance,
+            "upscaler": upscaler if upscale else None, "seed": seed or 0,
             "seconds_per_image": result.seconds_per_image}  # fmt: skip
     path = _publish("sample", out, settings.runs_dir, images, n, images, meta, list(prompts))
     console.out.print(str(path))
+
+
+@app.command("embed")
+@handle_errors
+def embed(
+    prompts: Annotated[list[str], typer.Argument(help="Prompts to embed.", show_default=False)],
+    model: ModelSource = DEFAULT_MODEL,
+    style: Style = None,
+    dtype: Dtype = None,
+    runs_dir: RunsDir = None,
+    device: Device = None,
+) -> None:
+    """Embed prompts with a text model's encoder into the embedding cache, so that later
+    edits need no encoder (prompts are stored as given, with --style if set; anagrams and
+    hybrids prefix the default style themselves)."""
+    if not _foreign(model):
+        raise UsageError(f"--model {model} is not a text model; its prompts are classes")
+    pipe, _ = _open(model, device, None, runs_dir, False, views=False, dtype=dtype,
+                    offload=True)  # the UNet is not needed; it stays on the CPU  # fmt: skip
+    if not _text(pipe):
+        raise UsageError(f"--model {model} is not a text model; it takes no prompts")
+    texts = [_styled(p, style) for p in prompts]
+    encoder = pipe.model.prompts
+    fresh = [t for t in texts if not encoder.cached(t)]
+    encoder.embed(texts)
+    for t in texts:
+        console.info(f"{'embedded' if t in fresh else 'cached'}: {t!r}")
+    console.out.print(str(encoder.dir))

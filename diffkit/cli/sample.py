@@ -103,9 +103,10 @@ def sample(
         ),
     ] = None,
     variance: Annotated[
-        Literal["fixed_small", "fixed_large"] | None,
+        Literal["fixed_small", "fixed_large", "learned_range"] | None,
         typer.Option(
-            help="DDPM reverse variance (default: the model's; fixed_small for diffkit runs).",
+            help="DDPM reverse variance (default: the model's; fixed_small for diffkit runs, "
+            "learned_range for a network that learned it).",
             show_default=False,
         ),
     ] = None,

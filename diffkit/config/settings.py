@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     download: bool = Field(True, description="allow fetching missing datasets")
     cache_dir: Path = Field(
         default_factory=lambda: Path(user_cache_dir("diffkit")),
-        description="reference feature statistics for the metrics",
+        description="reference feature statistics for the metrics, prompt embeddings",
     )
     inception_weights: Path | None = Field(
         None, description="torchvision InceptionV3 state dict (.pth) for --features inception"

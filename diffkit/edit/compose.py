@@ -3,7 +3,10 @@ model's ``net(x, t, cond)`` and returns another, so every sampler runs the edit.
 
 Each combinator is linear in the network's output for fixed (x_t, t). The converters of
 :mod:`diffkit.param` are affine in it too, so combining raw eps, x0 or v outputs gives the
-same denoiser (tested): the combinators need not know the prediction kind.
+same denoiser (tested): the combinators need not know the prediction kind. A learned
+variance (:func:`~diffkit.param.split_variance`) is not a prediction: an anagram un-views
+it without the views' sign flips and a factorization averages it, as the visual-anagrams
+repository does on DeepFloyd IF.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import Tensor
 
 from diffkit.edit.filters import Filter
 from diffkit.edit.views import View
+from diffkit.param import split_variance
 from diffkit.samplers.guidance import batched, guided
 
 Net = Callable[..., Tensor]
@@ -40,7 +44,12 @@ def anagram(net: Net, conds: Sequence[Any], views: Sequence[View]) -> Net:
     def forward(x: Tensor, t: Tensor, _: object = None) -> Tensor:
         xs = torch.cat([v.apply(x) for v in views])  # (K*B, ...): view i in rows i*B..
         out = net(xs, t.repeat(k), cond).chunk(k)
-        return torch.stack([v.inverse(o) for v, o in zip(views, out, strict=True)]).mean(0)
+        preds, variances = zip(*(split_variance(o, x) for o in out), strict=True)
+        pred = torch.stack([v.inverse(p) for v, p in zip(views, preds, strict=True)]).mean(0)
+        if variances[0] is None:
+            return pred
+        var = torch.stack([v.inverse_variance(w) for v, w in zip(views, variances, strict=True)])
+        return torch.cat([pred, var.mean(0)], dim=1)
 
     return forward
 
@@ -55,7 +64,11 @@ def factorized(net: Net, conds: Sequence[Any], filters: Sequence[Filter]) -> Net
 
     def forward(x: Tensor, t: Tensor, _: object = None) -> Tensor:
         out = net(x.repeat(k, *([1] * (x.ndim - 1))), t.repeat(k), cond).chunk(k)
-        return sum(f(o) for f, o in zip(filters, out, strict=True))  # type: ignore[return-value]
+        preds, variances = zip(*(split_variance(o, x) for o in out), strict=True)
+        pred = sum(f(p) for f, p in zip(filters, preds, strict=True))
+        if variances[0] is None:
+            return pred  # type: ignore[return-value]
+        return torch.cat([pred, torch.stack(variances).mean(0)], dim=1)  # type: ignore[list-item]
 
     return forward
 

@@ -22,7 +22,7 @@ def one_step_x0(
     x = xt.to(pipe.device)
     if isinstance(pipe.model, DDPMModel):
         t = torch.full((x.shape[0],), int(point), device=pipe.device, dtype=torch.long)
-        _, x0 = pipe.denoiser(pipe.network(cond, guidance))(x, t)  # type: ignore[attr-defined]
+        x0 = pipe.denoiser(pipe.network(cond, guidance))(x, t)[1]  # type: ignore[attr-defined]
         return x0.float().cpu()
     velocity = pipe.velocity(cond, guidance)  # type: ignore[attr-defined]
     tau = torch.full((x.shape[0],), float(point), device=pipe.device)

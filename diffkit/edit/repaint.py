@@ -80,7 +80,7 @@ def repaint_sample(
         i = level  # (1) reverse step i: ts[i] -> the next grid point
         c0, ct, var, _ = posterior_coefficients(ab[i].item(), ab_prev[i].item())
         tt = torch.full((x.shape[0],), ts[i], device=x.device, dtype=torch.long)
-        _, x0 = model(x, tt)
+        x0 = model(x, tt)[1]
         unknown = c0 * x0 + ct * x  # (2) the posterior mean, DDPM Eq. 7
         level += 1
         if level == len(ts):  # (3') clean data: the known region exactly

@@ -39,7 +39,17 @@ class DDPMPipeline(Pipeline):
             raise ValueError(f"this {self.model.name} model learned its reverse variance, "
                              "which diffkit does not use; choose variance fixed_small or "
                              "fixed_large for the ddpm sampler, or another sampler")  # fmt: skip
+        if opts.variance == "learned_range" and self.model.variance != "learned_range":
+            raise ValueError(f"this {self.model.name} model did not learn its reverse "
+                             "variance; choose fixed_small or fixed_large")  # fmt: skip
         return opts
+
+    def clip_rule(self, clip: bool | None):
+        """x0's projection: ``clip`` if given, else the model's (its dynamic threshold, or
+        its clamp)."""
+        if clip is not None:
+            return clip
+        return self.model.threshold if self.model.threshold is not None else self.model.clip
 
     def timesteps(self, steps: int, spacing: str | None) -> Tensor:
         """The descending grid of ``steps`` timesteps (S,) under ``spacing`` (None: the
@@ -52,8 +62,8 @@ class DDPMPipeline(Pipeline):
         """``net(x, t, _)`` (the model, guided as wanted) as a
         :data:`~diffkit.samplers.common.Denoiser` with the model's prediction and, unless
         ``clip`` says otherwise, its clipping."""
-        clip = self.model.clip if clip is None else clip
-        return make_denoiser(net, self.schedule, self.model.prediction, clip=clip)
+        return make_denoiser(net, self.schedule, self.model.prediction,
+                             clip=self.clip_rule(clip))  # fmt: skip
 
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
         spec = SAMPLERS[sampler]
@@ -71,7 +81,7 @@ class DDPMPipeline(Pipeline):
     def integrate(self, net, x, sampler, steps, opts, generator, on_step, start=0, callback=None):
         sched = self.schedule
         ts = self.timesteps(steps, opts.spacing)
-        clip = self.model.clip if opts.clip is None else opts.clip
+        clip = self.clip_rule(opts.clip)
         prediction = self.model.prediction
         spec = SAMPLERS[sampler]
         if spec.family == "ode":

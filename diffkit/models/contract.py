@@ -28,10 +28,11 @@ from diffkit.param import Prediction
 from diffkit.schedules import DDPMSchedule
 from diffkit.schedules.spacing import Spacing
 
-Variance = Literal["fixed_small", "fixed_large"]
+Variance = Literal["fixed_small", "fixed_large", "learned_range"]
 
 if TYPE_CHECKING:
     from diffkit.methods.vae import LatentCodec
+    from diffkit.samplers.common import DynamicThreshold
 
 Family = Literal["ddpm", "flow"]
 
@@ -73,14 +74,17 @@ class Model:
 class DDPMModel(Model):
     """A discrete-time diffusion model and its sampling conventions (each a default that a
     sampling call may override): ``clip`` clamps predicted x0 to [-1, 1] (pixels: yes;
-    latents, whose range is not [-1, 1]: no); ``spacing`` picks the timesteps of a grid
-    shorter than T, ``leading`` grids shifted by ``steps_offset``; ``variance`` is the
-    ancestral sampler's (None: the network learned its own, which diffkit does not use,
-    so ancestral sampling needs an explicit fixed variance)."""
+    latents, whose range is not [-1, 1]: no), and ``threshold``, when set, replaces the
+    clamp with dynamic thresholding (DeepFloyd IF); ``spacing`` picks the timesteps of a
+    grid shorter than T, ``leading`` grids shifted by ``steps_offset``; ``variance`` is the
+    ancestral sampler's: ``learned_range`` for a network whose output carries its own
+    (:func:`~diffkit.param.split_variance`), None for a learned variance in a form
+    diffkit does not read, so ancestral sampling needs an explicit fixed variance."""
 
     schedule: DDPMSchedule
     prediction: Prediction = "eps"
     clip: bool = True
+    threshold: DynamicThreshold | None = None
     spacing: Spacing = "trailing"
     steps_offset: int = 0
     variance: Variance | None = "fixed_small"

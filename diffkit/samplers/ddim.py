@@ -38,7 +38,7 @@ def ddim_sample(
     for i in range(check_start(start, len(ts), "timesteps"), len(ts)):
         ab, ab_prev = ab_all[i].item(), ab_prev_all[i].item()  # (1) a = abar_t, p = abar_prev
         tt = torch.full((x.shape[0],), ts[i], device=x.device, dtype=torch.long)
-        eps, x0 = model(x, tt)  # (2) eps_hat, x0_hat at (x_t, t)
+        eps, x0 = model(x, tt)[:2]  # (2) eps_hat, x0_hat at (x_t, t)
         sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5  # (3) Eq. 16
         x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps  # (4) Eq. 12
         if sigma > 0:

@@ -48,7 +48,7 @@ def dpm_solver_pp_2m(
     for i in range(check_start(start, len(ts), "timesteps"), len(ts)):
         ab, ab_next = ab_all[i].item(), ab_prev_all[i].item()
         tt = torch.full((x.shape[0],), ts[i], device=x.device, dtype=torch.long)
-        _, x0 = model(x, tt)  # (1) D_i = x0_hat(x_{i-1}, t_{i-1})
+        x0 = model(x, tt)[1]  # (1) D_i = x0_hat(x_{i-1}, t_{i-1})
         if ab_next >= 1.0:  # final step: sigma = 0
             x = x0
         else:

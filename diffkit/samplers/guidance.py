@@ -9,6 +9,10 @@ The condition and its unconditional partner are opaque here: class labels and th
 class, a prompt's token embeddings and the empty prompt's, or a
 :class:`~diffkit.models.conditioning.Cond` holding any of them; they need only be
 batchable (a Tensor, or anything with ``cat``).
+
+A learned variance (the output channels beyond the input's,
+:func:`~diffkit.param.split_variance`) is not guided: it is taken from the conditional
+half, as diffusers' DeepFloyd IF pipeline does.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from diffkit.param import split_variance
 
 Net = Callable[..., Tensor]
 
@@ -38,7 +44,8 @@ def guided(net: Net, cond: Any, uncond: Any, scale: float) -> Net:
         if scale == 0.0:
             return net(x, t, uncond)
         out = net(torch.cat([x, x]), torch.cat([t, t]), batched(cond, uncond))
-        out_c, out_u = out.chunk(2)  # (B, ...) each
-        return out_u + scale * (out_c - out_u)
+        (pred_c, v_c), (pred_u, _) = (split_variance(o, x) for o in out.chunk(2))  # (B, ...)
+        pred = pred_u + scale * (pred_c - pred_u)
+        return pred if v_c is None else torch.cat([pred, v_c], dim=1)
 
     return forward

@@ -20,7 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from diffkit.param import Prediction, split_prediction, x0_to_eps
+from diffkit.param import Prediction, split_prediction, split_variance, x0_to_eps
+from diffkit.samplers.common import Clip, project_x0
 from diffkit.samplers.ode import OdeCallback, Solver, Velocity, check_start, solve, steered
 from diffkit.schedules import DDPMSchedule
 
@@ -68,12 +69,13 @@ def ddpm_velocity(
     schedule: DDPMSchedule,
     prediction: Prediction,
     *,
-    clip: bool = True,
+    clip: Clip = True,
     cond: Tensor | None = None,
 ) -> Velocity:
     """The velocity ``v(z, tau) = x0_hat - eps_hat`` of a network ``net(x, t, cond)`` trained
     as a DDPM. ``tau`` outside the schedule's range is clamped to it (at tau = 1 the network
-    sees t = 0). ``clip`` clamps x0_hat to [-1, 1] as :func:`make_denoiser` does."""
+    sees t = 0). ``clip`` clamps (or thresholds) x0_hat as :func:`make_denoiser` does; a
+    learned variance is dropped (an ODE has none)."""
     ab = schedule.alphas_cumprod
     lo, hi = float(flow_time(ab[-1])), float(flow_time(ab[0]))
     tables: dict[torch.device, Tensor] = {}  # -log abar per timestep, once per device
@@ -87,10 +89,10 @@ def ddpm_velocity(
         shape = (-1,) + (1,) * (z.ndim - 1)
         abar_b = abar.reshape(shape).to(z.dtype)
         x = z * (abar_b.sqrt() + (1 - abar_b).sqrt())  # z = x / (a + s)
-        pred = net(x, t.to(z.dtype), cond).to(z.dtype)
+        pred, _ = split_variance(net(x, t.to(z.dtype), cond).to(z.dtype), x)
         eps, x0 = split_prediction(pred, prediction, x, abar_b)
-        if clip:
-            x0 = x0.clamp(-1, 1)
+        if clip is not False:
+            x0 = project_x0(x0, clip)
             eps = x0_to_eps(x0, x, abar_b)
         return x0 - eps
 

@@ -157,7 +157,7 @@ def test_steps_offset_shifts_a_leading_grid(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("thresholding", True), ("clip_sample_range", 2.0), ("rescale_betas_zero_snr", True),
+    [("clip_sample_range", 2.0), ("rescale_betas_zero_snr", True),
      ("prediction_type", "flow"), ("variance_type", "nonsense"), ("timestep_spacing", "odd"),
      ("beta_schedule", "exotic"), ("set_alpha_to_one", False)],
 )  # fmt: skip
@@ -167,11 +167,36 @@ def test_a_config_diffkit_cannot_honour_names_its_field(field: str, value):
         scheduler_conventions(cfg)
 
 
-def test_learned_variance_is_split_off_and_the_ddpm_sampler_asks_for_a_fixed_one(
-    tmp_path: Path,
-):
+def test_learned_range_variance_and_thresholding_match_diffusers(tmp_path: Path):
+    """The network's variance interpolation drives diffkit's ancestral steps, and dynamic
+    thresholding replaces the clamp, as in diffusers' DDPM step."""
     unet = tiny_unet(out=2)
-    path = save(tmp_path / "learned", unet=unet, variance_type="learned_range")
+    path = save(
+        tmp_path / "learned",
+        unet=unet,
+        variance_type="learned_range",
+        thresholding=True,
+        dynamic_thresholding_ratio=0.9,
+        sample_max_value=1.2,
+    )
+    theirs = diffusers.DDPMPipeline.from_pretrained(path)
+    theirs.set_progress_bar_config(disable=True)
+    ref = theirs(batch_size=2, generator=torch.Generator().manual_seed(0),
+                 num_inference_steps=10, output_type="pt").images  # fmt: skip
+    pipe = load_pipeline(path)
+    assert pipe.model.variance == "learned_range" and pipe.model.threshold is not None
+    noise, g = noise_and_generator((2, 1, 16, 16))
+    x, _ = pipe.generate(noise, "ddpm", 10, generator=g)
+    torch.testing.assert_close(to_unit(x), ref, atol=5e-5, rtol=0)
+    fixed, _ = pipe.generate(noise, "ddpm", 10, generator=noise_and_generator((1,))[1],
+                             opts=SampleOptions(variance="fixed_small"))  # fmt: skip
+    assert not torch.allclose(fixed, x)  # the learned variance is not the fixed one
+    assert pipe.sample(1, sampler="ddim", steps=3).images.shape == (1, 1, 16, 16)
+
+
+def test_a_learned_log_variance_is_split_off_and_ddpm_asks_for_a_fixed_one(tmp_path: Path):
+    unet = tiny_unet(out=2)
+    path = save(tmp_path / "learned", unet=unet, variance_type="learned")
     pipe = load_pipeline(path)
     assert isinstance(pipe.model, DiffusersUNet) and pipe.model.learned_variance
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([10, 40])
@@ -180,7 +205,6 @@ def test_learned_variance_is_split_off_and_the_ddpm_sampler_asks_for_a_fixed_one
     with pytest.raises(ValueError, match="learned its reverse variance"):
         pipe.sample(1, sampler="ddpm", steps=3)
     assert pipe.sample(1, sampler="ddpm", steps=3, variance="fixed_small").images.shape[0] == 1
-    assert pipe.sample(1, sampler="ddim", steps=3).images.shape == (1, 1, 16, 16)
 
 
 def test_unsupported_unets_and_broken_folders_are_refused(tmp_path: Path, folder: Path):
