@@ -9,6 +9,7 @@ exactly (up to float round-off).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -59,3 +60,27 @@ def check_partition(filters: Sequence[Filter], shape: tuple[int, ...], atol: flo
     total = sum(f(x) for f in filters)
     if not torch.allclose(total, x, atol=atol):  # type: ignore[arg-type]
         raise ValueError("the filters do not sum to the identity")
+
+
+def bands(sigmas: Sequence[float], size: int = 33) -> list[Filter]:
+    """len(sigmas) + 1 frequency bands, coarsest first, for strictly decreasing ``sigmas``:
+    ``lowpass(s_1)``, then ``lowpass(s_k) - lowpass(s_{k-1})``, then the identity minus
+    ``lowpass(s_last)``. Telescoping, they sum to the identity."""
+    if any(b >= a for a, b in pairwise(sigmas)) or not sigmas:
+        raise ValueError("band sigmas must be given and strictly decreasing (coarse first)")
+    lows = [lowpass(s, size) for s in sigmas]
+    out: list[Filter] = [lows[0]]
+    out += [lambda x, a=a, b=b: b(x) - a(x) for a, b in pairwise(lows)]
+    out.append(lambda x: x - lows[-1](x))
+    return out
+
+
+def gray(x: Tensor) -> Tensor:
+    """Each pixel's channel mean, in every channel: the grayscale part of an image. It is
+    an orthogonal projection, so gray and ``x - gray(x)`` (the colour) sum to ``x``."""
+    return x.mean(dim=1, keepdim=True).expand_as(x)
+
+
+def color_split() -> list[Filter]:
+    """(grayscale, colour): factorized diffusion's colour hybrids (Geng et al. 2024)."""
+    return [gray, lambda x: x - gray(x)]

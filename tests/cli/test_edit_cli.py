@@ -70,6 +70,14 @@ def test_anagram_and_hybrid(run: Path, tmp_path: Path):
     assert samples(folder).shape == (2, 1, 28, 28)
 
 
+def test_factorize_into_three_bands(run: Path, tmp_path: Path):
+    folder = last_line(invoke("edit", "factorize", "--model", run, "1", "8", "0", "--sigmas",
+                              "3,1", "--kernel", "9", "-n", "2", "--steps", "3",
+                              "--out", tmp_path / "f"))  # fmt: skip
+    assert samples(folder).shape == (2, 1, 28, 28)
+    assert json.loads((folder / "edit.json").read_text())["prompts"] == ["1", "8", "0"]
+
+
 def test_sdedit_and_inpaint_keep_what_they_should(run: Path, data_dir: Path, tmp_path: Path):
     common = ("--image", "mnist:test:0", "--steps", "4", "--data-dir", data_dir)
     folder = last_line(
@@ -135,6 +143,9 @@ def test_bad_edit_input_is_one_line(run: Path, data_dir: Path, tmp_path: Path):
         (("sample", "--model", run, "1", "--dtype", "fp16"), "--dtype and --offload"),
         (("sample", "--model", tmp_path / "nothing", "1"), "no such run"),
         (("embed", "--model", run, "1"), "not a text model"),
+        (("factorize", "--model", run, "1", "8"), "3 parts for 2 prompts"),
+        (("factorize", "--model", run, "1", "8", "--sigmas", "1,4"), "strictly decreasing"),
+        (("factorize", "--model", run, "1", "8", "--split", "color"), "needs an RGB model"),
     ]
     for args, message in cases:
         result = invoke("edit", *args)

@@ -47,8 +47,8 @@ def test_every_float_option_refuses_non_finite(path, option, value, tmp_path):
     if path == ["train", "ldm"]:
         args += ["--vae", str(tmp_path / "vae")]
     if path[0] == "edit":  # a source, then the prompts or the image each op requires
-        args += ["--model", "missing", *(["1", "2"] if path[1] in ("anagram", "hybrid", "sample")
-                                         else ["--image", "missing.png"])]  # fmt: skip
+        prompts = path[1] in ("anagram", "hybrid", "sample", "factorize")
+        args += ["--model", "missing", *(["1", "2"] if prompts else ["--image", "missing.png"])]
     result = invoke(*args, f"{option}={value}")
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()

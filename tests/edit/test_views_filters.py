@@ -66,3 +66,19 @@ def test_kernel_is_normalised_and_validated():
     assert k.shape == (7,) and abs(float(k.sum()) - 1) < 1e-12 and torch.equal(k, k.flip(0))
     with pytest.raises(ValueError, match="odd"):
         gaussian_kernel(1.0, 4)
+
+
+def test_bands_and_the_colour_split_sum_to_the_identity():
+    from diffkit.edit.filters import bands, color_split, gray
+
+    parts = bands([4.0, 1.0], 17)
+    assert len(parts) == 3
+    check_partition(parts, (1, 20, 20))
+    const = torch.full((1, 1, 9, 9), 0.3)  # a constant is all coarse band
+    torch.testing.assert_close(parts[0](const), const)
+    torch.testing.assert_close(parts[1](const) + parts[2](const), torch.zeros_like(const))
+    check_partition(color_split(), (3, 8, 8))
+    x = torch.randn(2, 3, 5, 5)
+    assert torch.allclose(gray(x - gray(x)), torch.zeros_like(x), atol=1e-6)  # orthogonal
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        bands([1.0, 4.0])

@@ -266,6 +266,8 @@ def test_edit_cli_on_deepfloyd(saved, tmp_path, monkeypatch):
     assert out("anagram", "old man", "campfire", "--views", "identity,rot180", "-n", "1").shape == (
         1, 3, 16, 16)  # fmt: skip
     assert out("hybrid", "old man", "campfire", "--kernel", "5", "-n", "1").shape == (1, 3, 16, 16)
+    assert out("factorize", "old man", "campfire", "--split", "color", "-n", "1").shape == (
+        1, 3, 16, 16)  # fmt: skip
     img = tmp_path / "drawing.png"
     from PIL import Image
 
