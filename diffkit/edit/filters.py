@@ -12,40 +12,20 @@ from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from diffkit.nn.blur import gaussian_blur, gaussian_kernel
+
+__all__ = ["Filter", "bands", "check_partition", "color_split", "gaussian_kernel", "gray",
+           "highpass", "lowpass"]  # fmt: skip
 
 Filter = Callable[[Tensor], Tensor]
 
 
-def gaussian_kernel(sigma: float, size: int) -> Tensor:
-    """A normalised 1-D Gaussian (size,), size odd."""
-    if size < 1 or size % 2 == 0:
-        raise ValueError("the kernel size must be odd and positive")
-    if sigma <= 0:
-        raise ValueError("sigma must be positive")
-    r = torch.arange(size, dtype=torch.float64) - size // 2
-    k = torch.exp(-0.5 * (r / sigma) ** 2)
-    return k / k.sum()
-
-
 def lowpass(sigma: float = 2.0, size: int = 33) -> Filter:
     """Separable Gaussian blur; the kernel is cut to the image where it is larger."""
-    kernel = gaussian_kernel(sigma, size)
-
-    def blur(x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        y = x.reshape(b * c, 1, h, w)  # (B*C, 1, H, W): one channel at a time
-        for dim, n in ((-2, h), (-1, w)):
-            half = min(size // 2, n - 1)
-            k = kernel[size // 2 - half : size // 2 + half + 1]
-            k = (k / k.sum()).to(x.dtype).to(x.device)
-            shape = (1, 1, -1, 1) if dim == -2 else (1, 1, 1, -1)
-            pad = (0, 0, half, half) if dim == -2 else (half, half, 0, 0)
-            y = F.conv2d(F.pad(y, pad, mode="reflect"), k.reshape(shape))
-        return y.reshape(b, c, h, w)
-
-    return blur
+    gaussian_kernel(sigma, size)  # checked now, not at the first call
+    return lambda x: gaussian_blur(x, sigma, size)
 
 
 def highpass(sigma: float = 2.0, size: int = 33) -> Filter:
