@@ -3,6 +3,8 @@ optional class conditioning (time / input / cross routes) and a transformer bott
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -120,6 +122,7 @@ class UNet(nn.Module):
                 self.down.append(Downsample(ch))
                 skips.append(ch)
 
+        self.skip_channels = tuple(skips)  # the width of every skip, input conv first
         self.mid = _Middle(cfg, ch, emb_dim, context_dim)
 
         self.up = nn.ModuleList()
@@ -139,23 +142,60 @@ class UNet(nn.Module):
         labels = null_labels(cond, x.shape[0], self.cfg.num_classes, x.device)
         return self.conditioner(labels)
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+    def encode(
+        self, x: Tensor, t: Tensor, cond: Tensor | None = None, added: Tensor | None = None
+    ) -> Encoded:
+        """The down path and the middle: every skip, the middle's output, and what the up
+        path needs again. ``added`` (B, base, H/p, W/p) is summed into the input conv's
+        output (a ControlNet's hint features)."""
         c = self.condition(cond, x)
         emb = self.time_embed(t)  # (B, 4*base)
         if c.time is not None:
             emb = emb + c.time
         if c.image is not None:
             x = torch.cat([x, c.image.to(x.dtype)], dim=1)  # (B, C+1, H, W)
-        h = self.conv_in(F.pixel_unshuffle(x, self.cfg.patch_size))
+        h = self.conv_in(F.pixel_unshuffle(x, self.cfg.patch_size))  # (B, base, H/p, W/p)
+        if added is not None:
+            h = h + added
         hs = [h]
         for block in self.down:
             h = block(h) if isinstance(block, Downsample) else block(h, emb, c.context)
             hs.append(h)
-        h = self.mid(h, emb, c.context)
+        return Encoded(hs, self.mid(h, emb, c.context), emb, c.context)
+
+    def forward(
+        self, x: Tensor, t: Tensor, cond: Tensor | None = None, residuals: Residuals | None = None
+    ) -> Tensor:
+        """``residuals`` (a ControlNet's) are added to every skip and to the middle's output."""
+        enc = self.encode(x, t, cond)
+        hs, h = enc.skips, enc.middle
+        if residuals is not None:
+            hs = [s + r for s, r in zip(hs, residuals.skips, strict=True)]
+            h = h + residuals.middle
         for block in self.up:
             if isinstance(block, Upsample):
                 h = block(h, hs[-1].shape[-2:])
             else:
-                h = block(torch.cat([h, hs.pop()], dim=1), emb, c.context)
+                h = block(torch.cat([h, hs.pop()], dim=1), enc.emb, enc.context)
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.pixel_shuffle(out, self.cfg.patch_size)
+
+
+@dataclass
+class Encoded:
+    """The down path's result: the skips (input conv first), the middle's output, the time
+    embedding and the cross-attention context (None without that route)."""
+
+    skips: list[Tensor]
+    middle: Tensor
+    emb: Tensor
+    context: Tensor | None
+
+
+@dataclass
+class Residuals:
+    """What a ControlNet adds to a UNet: one tensor per skip, shaped like it, and one for
+    the middle's output."""
+
+    skips: list[Tensor]
+    middle: Tensor
