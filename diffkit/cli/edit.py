@@ -100,12 +100,11 @@ Upscaler = Annotated[
 def _open(source: str, device, data_dir, runs_dir, no_ema: bool, *, views: bool,
           dtype: str | None = None, offload: bool = False):  # fmt: skip
     """The pipeline of ``source`` (diffkit run or diffusers pipeline) and the settings."""
-    from diffkit.external import is_foreign
     from diffkit.training.hardware import resolve_device
 
     settings = machine_settings(data_dir, runs_dir, device)
     where = resolve_device(settings.device)
-    if is_foreign(source):
+    if _foreign(source):
         from diffkit.external.diffusers import load_diffusers
 
         pipe = load_diffusers(source, where, dtype=dtype or "fp32",
@@ -247,6 +246,29 @@ def _integrate(pipe, net, sampler: str, steps: int, n: int, seed: int, label: st
     return x.float().cpu().clamp(-1, 1)
 
 
+def _composed(pipe, combine, prompts: list[str], *, n: int, steps: int, sampler: str | None,
+              guidance: float | None, style: str | None, seed: int, offload: bool,
+              label: str):  # fmt: skip
+    """The shared body of the composing ops (anagram, hybrid, factorize): the model's
+    defaults, one condition per prompt (text models: the default style unless told), the
+    guided model combined by ``combine(net, conds)``, and ``n`` images. Returns the images
+    and the resolved sampler, guidance and style."""
+    from diffkit.edit.compose import with_guidance
+
+    sampler, guidance = _defaults(pipe, sampler, guidance, 3.0)
+    _check_sampler(pipe, sampler, steps)
+    style = DEFAULT_STYLE if style is None and _text(pipe) else style
+    conds = [c.to(pipe.device) for c in _cond(pipe, prompts, n, style)]
+    net = combine(with_guidance(pipe.model.raw, pipe.model.unconditional, guidance), conds)
+    images = _integrate(pipe, net, sampler, steps, n, seed, f"{label}, {n} images", offload)
+    return images, sampler, guidance, style
+
+
+def _single(net, conds):
+    """The combination of one prompt: the guided model itself, steered to ``conds[0]``."""
+    return lambda x, t, _=None: net(x, t, conds[0])
+
+
 def _upscale(stage1, images, prompts: list[str], style: str | None, combine, *, upscaler: str,
              seed: int, offload: bool, dtype: str | None, settings):  # fmt: skip
     """Stage I ``images`` (n, 3, 64, 64) -> IF stage II's (n, 3, 256, 256), under the
@@ -255,12 +277,11 @@ def _upscale(stage1, images, prompts: list[str], style: str | None, combine, *, 
     import torch
 
     from diffkit.edit.compose import with_guidance
-    from diffkit.external import is_foreign
     from diffkit.external.diffusers import DiffusersUpscaler, load_diffusers, upscale_condition
 
     if not _text(stage1):
         raise UsageError("--upscale is for DeepFloyd IF stage I models")
-    if not is_foreign(upscaler):
+    if not _foreign(upscaler):
         raise UsageError(f"--upscaler {upscaler}: not a diffusers folder or hf:ORG/NAME")
     if offload:
         stage1.model.net.to("cpu")  # stage I is done
@@ -311,7 +332,6 @@ def anagram(
     import torch
 
     from diffkit.edit.compose import anagram as combine
-    from diffkit.edit.compose import with_guidance
     from diffkit.edit.views import check_orthogonal, view
 
     pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=True, dtype=dtype,
@@ -325,14 +345,11 @@ def anagram(
             check_orthogonal(v, pipe.model.sample_shape)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"--views: {exc}") from None
-    sampler, guidance = _defaults(pipe, sampler, guidance, 3.0)
-    _check_sampler(pipe, sampler, steps)
-    style = DEFAULT_STYLE if style is None and _text(pipe) else style
-    conds = [c.to(pipe.device) for c in _cond(pipe, prompts, n, style)]
-    raw = with_guidance(pipe.model.raw, pipe.model.unconditional, guidance)
     seed = seed or 0
-    images = _integrate(pipe, combine(raw, conds, chosen), sampler, steps, n, seed,
-                        f"anagram, {n} images", offload)  # fmt: skip
+    images, sampler, guidance, style = _composed(
+        pipe, lambda net, conds: combine(net, conds, chosen), prompts, n=n, steps=steps,
+        sampler=sampler, guidance=guidance, style=style, seed=seed, offload=offload,
+        label="anagram")  # fmt: skip
     if upscale:
 
         def viewed(net, conds):  # stage II sees each view of the upscaled image too
@@ -379,22 +396,19 @@ def hybrid(
     """A hybrid image: the low frequencies of one prompt, the high ones of another."""
     import torch
 
-    from diffkit.edit.compose import factorized, with_guidance
+    from diffkit.edit.compose import factorized
     from diffkit.edit.filters import highpass, lowpass
 
     if kernel % 2 == 0:
         raise UsageError("--kernel must be odd")
     pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=True, dtype=dtype,
                            offload=offload)  # fmt: skip
-    sampler, guidance = _defaults(pipe, sampler, guidance, 3.0)
-    _check_sampler(pipe, sampler, steps)
-    style = DEFAULT_STYLE if style is None and _text(pipe) else style
-    conds = [c.to(pipe.device) for c in _cond(pipe, [low, high], n, style)]
     lo, hi = lowpass(sigma, kernel), highpass(sigma, kernel)
-    net = factorized(with_guidance(pipe.model.raw, pipe.model.unconditional, guidance),
-                     conds, [lo, hi])  # fmt: skip
     seed = seed or 0
-    images = _integrate(pipe, net, sampler, steps, n, seed, f"hybrid, {n} images", offload)
+    images, sampler, guidance, style = _composed(
+        pipe, lambda net, conds: factorized(net, conds, [lo, hi]), [low, high], n=n,
+        steps=steps, sampler=sampler, guidance=guidance, style=style, seed=seed,
+        offload=offload, label="hybrid")  # fmt: skip
     if upscale:  # the same bands, in stage II's pixels (sigma scaled with the image)
         scale = 4  # 64 -> 256 px
         k = 4 * kernel + (1 - (4 * kernel) % 2)  # odd, covering the same extent
@@ -448,7 +462,7 @@ def factorize(
     parts that sum to it (frequency bands, or grayscale and colour)."""
     import torch
 
-    from diffkit.edit.compose import factorized, with_guidance
+    from diffkit.edit.compose import factorized
     from diffkit.edit.filters import bands, check_partition, color_split
 
     if kernel % 2 == 0:
@@ -467,14 +481,11 @@ def factorize(
         raise UsageError(f"--{'split' if split == 'color' else 'sigmas'}: {exc}") from None
     if len(parts) != len(prompts):
         raise UsageError(f"the {split} split has {len(parts)} parts for {len(prompts)} prompts")
-    sampler, guidance = _defaults(pipe, sampler, guidance, 3.0)
-    _check_sampler(pipe, sampler, steps)
-    style = DEFAULT_STYLE if style is None and _text(pipe) else style
-    conds = [c.to(pipe.device) for c in _cond(pipe, prompts, n, style)]
-    net = factorized(with_guidance(pipe.model.raw, pipe.model.unconditional, guidance),
-                     conds, parts)  # fmt: skip
     seed = seed or 0
-    images = _integrate(pipe, net, sampler, steps, n, seed, f"factorize, {n} images", offload)
+    images, sampler, guidance, style = _composed(
+        pipe, lambda net, conds: factorized(net, conds, parts), prompts, n=n, steps=steps,
+        sampler=sampler, guidance=guidance, style=style, seed=seed, offload=offload,
+        label="factorize")  # fmt: skip
     grid = torch.cat([images, *(f(images) for f in parts)])  # the image, then each part
     meta = {"op": "factorize", "model": model, "prompts": prompts, "split": split,
             "sigmas": sigmas if split == "bands" else None, "kernel": kernel, "style": style,
@@ -791,7 +802,7 @@ def sample(
     images = result.images.clamp(-1, 1)
     if upscale:
         ups = [_upscale(pipe, images[i * n : (i + 1) * n], [p], style,
-                        lambda net, conds: (lambda x, t, _=None: net(x, t, conds[0])),
+                        _single,
                         upscaler=upscaler, seed=(seed or 0) + i, offload=offload, dtype=dtype,
                         settings=settings) for i, p in enumerate(prompts)]  # fmt: skip
         images = torch.cat(ups)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from diffkit.external import HF_PREFIX, MODEL_INDEX
-from diffkit.external.text import PromptEncoder
+from diffkit.external.text import PromptEncoder, weights_variant
 from diffkit.methods.ddpm import DDPMPipeline
 from diffkit.models.conditioning import Cond
 from diffkit.models.contract import DDPMModel
@@ -275,11 +275,9 @@ def _size(unet_cfg: dict[str, Any]) -> tuple[int, int]:
 
 
 def _load_unet(cls: str, folder: Path, dtype: torch.dtype, source: object):
-    from diffkit.external.text import _variant
-
     # Without accelerate diffusers warns and loads plainly; ask for that directly.
     plain = importlib.util.find_spec("accelerate") is None
-    kwargs = {"torch_dtype": dtype, **_variant(folder / "unet", dtype),
+    kwargs = {"torch_dtype": dtype, **weights_variant(folder / "unet", dtype),
               **({"low_cpu_mem_usage": False} if plain else {})}  # fmt: skip
     try:
         return getattr(_import("diffusers"), cls).from_pretrained(folder / "unet", **kwargs)

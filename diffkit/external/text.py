@@ -67,11 +67,12 @@ class PromptEncoder:
         one row per prompt; missing ones are computed in one batch and stored."""
         from safetensors.torch import load_file
 
+        unique = list(dict.fromkeys(prompts))
         found: dict[str, dict[str, Tensor]] = {}
-        for p in dict.fromkeys(prompts):
+        for p in unique:
             with contextlib.suppress(Exception):  # absent or corrupt (SafetensorError): recomputed
                 found[p] = load_file(self.path(p))
-        missing = [p for p in dict.fromkeys(prompts) if p not in found]
+        missing = [p for p in unique if p not in found]
         if missing:
             found |= self._encode(missing)
         rows = [found[p] for p in prompts]
@@ -120,7 +121,7 @@ class PromptEncoder:
             encoder = T5EncoderModel.from_pretrained(
                 self.folder / "text_encoder",
                 dtype=self.dtype,
-                **_variant(self.folder / "text_encoder", self.dtype),
+                **weights_variant(self.folder / "text_encoder", self.dtype),
             )
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -130,7 +131,7 @@ class PromptEncoder:
         return tokenizer, encoder.to(self.device).eval()
 
 
-def _variant(folder: Path, dtype: torch.dtype) -> dict[str, str]:
+def weights_variant(folder: Path, dtype: torch.dtype) -> dict[str, str]:
     """``{"variant": "fp16"}`` where the folder holds fp16 weights that suit ``dtype``
     (half precision, or the only weights there are); otherwise nothing."""
     names = [p.name for p in folder.glob("*.safetensors")] if folder.is_dir() else []
