@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,19 +16,26 @@ from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
     Atol,
     ClassifierPath,
+    ControlEnd,
+    ControlScale,
+    ControlStart,
     DataDir,
     Device,
     Eta,
     FeatureNet,
+    GuessMode,
     Guidance,
+    HintIsEdges,
+    HintSpec,
     NoEma,
     Rtol,
     RunsDir,
     Seed,
     machine_settings,
 )
-from diffkit.cli.shared import check_steps, free_path, progress_total
+from diffkit.cli.shared import check_steps, free_path, hint_rows, hinted, progress_total
 from diffkit.config.run import SamplerName
+from diffkit.eval.sweep import Setting
 from diffkit.runs.layout import run_folder_of
 from diffkit.samplers.table import SAMPLERS, fixed_step
 
@@ -89,7 +96,30 @@ def _rows(metrics: dict[str, Any], floor: dict[str, Any] | None) -> list[list[st
     rows = [[label, fmt(metrics, k), fmt(floor, k)] for k, label in names.items()]
     for cls, acc in metrics.get("class_accuracy", {}).items():
         rows.append([f"class accuracy [{cls}]", f"{acc:.4f}", "-"])
+    edges = metrics.get("edges", {})
+    for key, label in (("f1", "edge F1 (1 px)"), ("f1_exact", "edge F1 (exact)"),
+                       ("precision", "edge precision"),
+                       ("recall", "edge recall"), ("sobel_l1", "Sobel L1")):  # fmt: skip
+        if key in edges:
+            rows.append([label, f"{edges[key]:.4f}", "-"])
     return rows
+
+
+def _scorer(evaluator, pipe, hints):
+    """``score(images, labels) -> metrics``: the evaluator's, plus edge consistency with
+    the hints for a ControlNet (image i had hint i mod len(hints))."""
+    if hints is None:
+        return evaluator.score_images
+    import torch
+
+    from diffkit.eval.edges import edge_scores
+
+    def score(images, labels):
+        rows = torch.arange(images.shape[0]) % len(hints)
+        edges = edge_scores(images, hints, rows, pipe.model.hint_config)
+        return evaluator.score_images(images, labels) | {"edges": edges}
+
+    return score
 
 
 @handle_errors
@@ -138,8 +168,9 @@ def evaluate(
     sweep: Annotated[
         str | None,
         typer.Option(
-            help="Sweep step counts (steps=1,2,5,10,20,50,100,1000) or, for class-"
-            "conditional models, guidance scales (guidance=0,1,2,3,5,7) at --steps.",
+            help="Sweep step counts (steps=1,2,5,10,20,50,100,1000), for class-conditional "
+            "models guidance scales (guidance=0,1,2,3,5,7) at --steps, or for ControlNet "
+            "runs control scales (control_scale=0,0.5,1,1.5,2).",
             show_default=False,
         ),
     ] = None,
@@ -155,13 +186,21 @@ def evaluate(
         Path | None,
         typer.Option(help="Folder for results (default: SOURCE/eval).", show_default=False),
     ] = None,
+    hint: HintSpec = None,
+    hint_is_edges: HintIsEdges = False,
+    control_scale: ControlScale = 1.0,
+    control_start: ControlStart = 0.0,
+    control_end: ControlEnd = 1.0,
+    guess_mode: GuessMode = False,
     no_ema: NoEma = False,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
 ) -> None:
     """Score a model or saved samples: FID, KID, IS, precision/recall (+ class accuracy),
-    beside the real-vs-real floor; results go to SOURCE/eval/<stamp>.json."""
+    beside the real-vs-real floor; results go to SOURCE/eval/<stamp>.json. A ControlNet
+    run is scored on --hint (e.g. mnist:test) and also for edge consistency (edge F1 at
+    1 px and Sobel L1 against each hint's source)."""
 
     from diffkit.eval.evaluate import MIN_SAMPLES, Evaluator
     from diffkit.eval.features import load_extractor
@@ -180,11 +219,18 @@ def evaluate(
     dev = resolve_device(settings.device)
     seed = 0 if seed is None else seed
     src = _Source.open(source, dataset, n, dev, use_ema=not no_ema)
-    plan = _sweep_plan(src, sweep, samplers, steps, guidance) if sweep else None
+    control = {"scale": control_scale, "start": control_start, "end": control_end,
+               "guess": guess_mode}  # fmt: skip
+    hints = None
+    if src.pipe is not None:
+        src.pipe, hints = hinted(src.pipe, hint, hint_is_edges, control, settings.data_dir)
+    elif hint is not None:
+        raise UsageError("--hint scores a ControlNet run as it samples, not saved samples")
+    plan = _sweep_plan(src, sweep, samplers, steps, guidance, hints) if sweep else None
     if src.pipe is not None and plan is None:
         sampler = sampler or src.pipe.DEFAULT_SAMPLER
         steps = check_steps(src.pipe, sampler, steps)
-        if guidance != 1.0 and src.pipe.num_classes is None:
+        if guidance != 1.0 and src.pipe.num_classes is None and hints is None:
             raise UsageError("--guidance needs a class-conditional model")
     out = out or src.folder / "eval"
     check_writable(out)  # a read-only folder fails now, not after the scoring
@@ -205,19 +251,21 @@ def evaluate(
         "feature_sha256": extractor.digest, "seed": seed, "device": str(dev),
         "created": datetime.now().isoformat(timespec="seconds"),
     }  # fmt: skip
+    if hints is not None:
+        common |= {"hint": hint, "control": control | {"hint_is_edges": hint_is_edges}}
     if plan is not None:
         _run_sweep(src.pipe, evaluator, plan, n, seed, eta, batch_size, out / f"{stamp}-sweep",
-                   common)  # fmt: skip
+                   common, hints)  # fmt: skip
         return
     floor = evaluator.floor(count)  # first: too few real images fails before sampling
     images, labels = src.images, src.labels
     if src.pipe is not None:
         images, labels, gen_info = _generate(
-            src.pipe, n, sampler, steps, eta, seed, batch_size, guidance, (rtol, atol)
+            src.pipe, n, sampler, steps, eta, seed, batch_size, guidance, (rtol, atol), hints
         )
         common |= gen_info
     console.info(f"scoring {images.shape[0]} images ...")
-    metrics = evaluator.score_images(images, labels)
+    metrics = _scorer(evaluator, src.pipe, hints)(images, labels)
     path = free_path(out / f"{stamp}.json")
     write_json(path, common | {"n": images.shape[0], "metrics": metrics, "floor": floor})
     title = f"{source.name}: {images.shape[0]} images vs {src.data.dataset} test ({features})"
@@ -288,13 +336,18 @@ def _foreign_data(dataset: str | None, pipe, source: Path):
 
 @dataclass
 class _Plan:
-    key: str  # "steps" or "guidance"
+    key: str  # "steps", "guidance" or "control_scale"
     samplers: list[str]
-    settings: list[tuple[int, float | None]]  # (steps, guidance) per point
+    settings: list[Setting]
 
 
 def _sweep_plan(
-    src: _Source, spec: str, samplers: str | None, steps: int | None, guidance: float
+    src: _Source,
+    spec: str,
+    samplers: str | None,
+    steps: int | None,
+    guidance: float,
+    hints=None,
 ) -> _Plan:
     """Step counts at ``guidance`` (for a conditional model), or guidance scales at
     ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
@@ -315,16 +368,21 @@ def _sweep_plan(
     if bad or not names:
         raise UsageError(f"--samplers: cannot sweep {', '.join(bad) or '(none)'} here; use "
                          f"{','.join(sweepable)}")  # fmt: skip
-    conditional = pipe.num_classes is not None
+    conditional = pipe.num_classes is not None or hints is not None
+    w = guidance if conditional else None
     if key == "guidance":
         if not conditional:
             raise UsageError("--sweep guidance=... needs a class-conditional model")
         s = check_steps(pipe, names[0], steps)
-        return _Plan(key, names, [(s, w) for w in values])
+        return _Plan(key, names, [Setting(s, v) for v in values])
+    if key == "control_scale":
+        if hints is None:
+            raise UsageError("--sweep control_scale=... needs a ControlNet run and --hint")
+        s = check_steps(pipe, names[0], steps)
+        return _Plan(key, names, [Setting(s, w, v) for v in values])
     for s in values:
         check_steps(pipe, names[0], int(s))
-    w = guidance if conditional else None
-    return _Plan(key, names, [(int(s), w) for s in values])
+    return _Plan(key, names, [Setting(int(s), w) for s in values])
 
 
 def _check_labels(src: _Source, num_classes: int) -> None:
@@ -355,14 +413,17 @@ def _check_memory(src: _Source, n: int, extractor: FeatureExtractor) -> None:
     check_memory(n * per_image, what)
 
 
-def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, tolerances):
-    """Sample ``n`` images; a class-conditional model draws every class equally often."""
+def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, tolerances, hints=None):
+    """Sample ``n`` images; a class-conditional model draws every class equally often, or
+    with hints each hint's source class."""
     import time
 
     from diffkit.methods.pipeline import cycle_labels
 
     steps = check_steps(pipe, sampler, steps)
-    labels = cycle_labels(pipe.num_classes, n)
+    labels, cond = cycle_labels(pipe.num_classes, n), None
+    if hints is not None:
+        labels, cond, _ = hint_rows(pipe, hints, n)
     total = progress_total(sampler, steps, n, batch_size)
     given = {"eta": eta, "rtol": tolerances[0], "atol": tolerances[1]}
     options = {k: v for k, v in given.items() if k in pipe.reads(sampler)}
@@ -376,6 +437,7 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
             batch_size=batch_size,
             on_step=advance,
             labels=labels,
+            cond=cond,
             guidance=guidance,
             **options,
         )
@@ -386,26 +448,34 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
             "nfe": result.nfe, "eta": eta, **({"rtol": tolerances[0], "atol": tolerances[1]}
                                                  if "rtol" in spec.options else {}),
             "sample_seconds": wall, "ms_per_image": 1000 * wall / n}  # fmt: skip
-    if labels is not None:
+    if labels is not None or hints is not None:
         info["guidance"] = guidance
     return images, labels, info
 
 
-def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
+def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common, hints=None):
     from diffkit.eval.sweep import plot_sweep, run_sweep
+    from diffkit.methods.controlnet import with_control
     from diffkit.methods.pipeline import cycle_labels
     from diffkit.runs.layout import write_json
 
     folder = free_path(folder)
-    labels = cycle_labels(pipe.num_classes, n)
+    labels, cond = cycle_labels(pipe.num_classes, n), None
+    if hints is not None:
+        labels, cond, _ = hint_rows(pipe, hints, n)
 
-    def sample(sampler: str, steps: int, w: float | None):
-        tag = f"{sampler}-{steps}" + (f" w={w:g}" if w is not None else "")
-        with console.steps(tag, progress_total(sampler, steps, n, batch_size)) as advance:
+    def sample(sampler: str, s: Setting):
+        w = s.guidance
+        tag = f"{sampler}-{s.steps}" + (f" w={w:g}" if w is not None else "")
+        steered = pipe
+        if s.control_scale is not None:
+            tag += f" control={s.control_scale:g}"
+            steered = with_control(pipe, replace(pipe.model.control, scale=s.control_scale))
+        with console.steps(tag, progress_total(sampler, s.steps, n, batch_size)) as advance:
             options = {"eta": eta} if "eta" in pipe.reads(sampler) else {}
-            result = pipe.sample(n, sampler=sampler, steps=steps, seed=seed, **options,
-                                 batch_size=batch_size, on_step=advance, labels=labels,
-                                 guidance=1.0 if w is None else w)  # fmt: skip
+            result = steered.sample(n, sampler=sampler, steps=s.steps, seed=seed, **options,
+                                    batch_size=batch_size, on_step=advance, labels=labels,
+                                    cond=cond, guidance=1.0 if w is None else w)  # fmt: skip
         return result.images, labels
 
     def acc(m: dict) -> str:
@@ -413,31 +483,36 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common):
 
     def report(p) -> None:
         w = f" w={p.guidance:g}" if p.guidance is not None else ""
+        w += f" control={p.control_scale:g}" if p.control_scale is not None else ""
+        f1 = f"  edge F1 {p.metrics['edges']['f1']:.3f}" if "edges" in p.metrics else ""
         console.info(f"{p.sampler:>5} {p.steps:>5} steps{w}: FID {p.metrics['fid']:8.3f}  "
-                     f"KID {p.metrics['kid']:9.4g}  acc {acc(p.metrics)}  "
+                     f"KID {p.metrics['kid']:9.4g}  acc {acc(p.metrics)}{f1}  "
                      f"{p.wall_seconds:8.1f} s")  # fmt: skip
 
     floor = evaluator.floor(n)
     console.info(f"real floor at n={n}: FID {floor['fid']:.3f}")
-    points = run_sweep(sample, evaluator, plan.samplers, plan.settings, folder, on_point=report)
+    score = _scorer(evaluator, pipe, hints)
+    points = run_sweep(sample, score, plan.samplers, plan.settings, folder, on_point=report)
     write_json(folder / "sweep.json",
                common | {"n": n, "eta": eta, "swept": plan.key, "floor": floor,
                          "points": [p.as_dict() for p in points]})  # fmt: skip
     plot_sweep(points, floor["fid"], folder / "sweep.png", key=plan.key)
+    edges = hints is not None
     rows = [
         [p.sampler, p.steps, "-" if p.guidance is None else f"{p.guidance:g}",
+         *([f"{p.control_scale:g}", f"{p.metrics['edges']['f1']:.3f}"] if edges else []),
          f"{p.metrics['fid']:.3f}", f"{p.metrics['kid']:.4g}", f"{p.metrics['is']:.3f}",
          f"{p.metrics['precision']:.3f}", f"{p.metrics['recall']:.3f}", acc(p.metrics),
          f"{p.wall_seconds:.2f}", f"{p.ms_per_image:.2f}"]
         for p in points
     ]  # fmt: skip
-    rows.append(["real floor", "-", "-", f"{floor['fid']:.3f}", f"{floor['kid']:.4g}",
-                 f"{floor['is']:.3f}", f"{floor['precision']:.3f}", f"{floor['recall']:.3f}",
-                 "-", "-", "-"])  # fmt: skip
+    rows.append(["real floor", "-", "-", *(["-", "-"] if edges else []), f"{floor['fid']:.3f}",
+                 f"{floor['kid']:.4g}", f"{floor['is']:.3f}", f"{floor['precision']:.3f}",
+                 f"{floor['recall']:.3f}", "-", "-", "-"])  # fmt: skip
     console.table(
         f"sweep: {n} images per point vs {evaluator.dataset} test",
-        ["sampler", "steps", "w", "FID", "KID", "IS", "precision", "recall", "class acc",
-         "seconds", "ms/img"],
+        ["sampler", "steps", "w", *(["control", "edge F1"] if edges else []), "FID", "KID",
+         "IS", "precision", "recall", "class acc", "seconds", "ms/img"],
         rows,
     )  # fmt: skip
     console.out.print(str(folder))

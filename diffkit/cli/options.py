@@ -155,3 +155,41 @@ def cache_config(interval: int, branch: int, schedule: str, center: float, mode:
         return CacheConfig(interval, branch, schedule, center, mode)  # type: ignore[arg-type]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+HintSpec = Annotated[
+    str | None,
+    typer.Option(
+        "--hint",
+        help="ControlNet runs: the hint, an image file, a folder of images or dataset items "
+        "DATASET:SPLIT[:A..B] (mnist:test:0..63); edge maps are made from them as in training.",
+        show_default=False,
+    ),
+]
+HintIsEdges = Annotated[
+    bool,
+    typer.Option("--hint-is-edges", help="The --hint files are edge maps already (grayscale)."),
+]
+ControlScale = Annotated[
+    float,
+    typer.Option(help="ControlNet residual scale (0 = the base model).", callback=in_range(0.0)),
+]
+ControlStart = Annotated[
+    float,
+    typer.Option(
+        help="ControlNet acts from this fraction of the way from noise to data...",
+        callback=in_range(0.0, 1.0),
+    ),
+]
+ControlEnd = Annotated[
+    float,
+    typer.Option(help="...to this one.", callback=in_range(0.0, 1.0)),
+]
+GuessMode = Annotated[
+    bool,
+    typer.Option(
+        "--guess-mode",
+        help="ControlNet guess mode: residuals weighted 0.1 (shallow) to 1 (middle); with "
+        "guidance only the conditional half sees the hint.",
+    ),
+]

@@ -17,9 +17,15 @@ from diffkit.cli.options import (
     CacheCenter,
     CacheMode,
     CacheSchedule,
+    ControlEnd,
+    ControlScale,
+    ControlStart,
     Device,
     Eta,
+    GuessMode,
     Guidance,
+    HintIsEdges,
+    HintSpec,
     NoEma,
     Overwrite,
     Rtol,
@@ -27,7 +33,7 @@ from diffkit.cli.options import (
     cache_config,
     machine_settings,
 )
-from diffkit.cli.shared import parse_classes, progress_total
+from diffkit.cli.shared import hint_rows, hinted, parse_classes, progress_total
 from diffkit.config.run import SamplerName
 
 
@@ -153,11 +159,18 @@ def sample(
     cache_schedule: CacheSchedule = "uniform",
     cache_center: CacheCenter = 0.0,
     cache_mode: CacheMode = "linear",
+    hint: HintSpec = None,
+    hint_is_edges: HintIsEdges = False,
+    control_scale: ControlScale = 1.0,
+    control_start: ControlStart = 0.0,
+    control_end: ControlEnd = 1.0,
+    guess_mode: GuessMode = False,
     device: Device = None,
     no_ema: NoEma = False,
 ) -> None:
     """Sample images: writes grid.png (up to 256), samples-NNNNN.safetensors shards and
-    sample.json; the folder appears when it is complete."""
+    sample.json; the folder appears when it is complete. A ControlNet run samples with
+    --hint: one image per hint by default, hints cycling when -n is larger."""
     from contextlib import nullcontext
 
     import torch
@@ -174,9 +187,17 @@ def sample(
     settings = machine_settings(None, None, device)
     dev = resolve_device(settings.device)
     pipe = load_pipeline(source, dev, use_ema=not no_ema)
-    if guidance != 1.0 and not classes and not grid_per_class:
+    control = {"scale": control_scale, "start": control_start, "end": control_end,
+               "guess": guess_mode}  # fmt: skip
+    pipe, hints = hinted(pipe, hint, hint_is_edges, control, settings.data_dir)
+    if hints is not None:
+        n = n or len(hints)
+    if guidance != 1.0 and not classes and not grid_per_class and hints is None:
         classes = ["all"]
     labels, n, nrow = sample_labels(pipe, classes or [], grid_per_class, n)
+    cond = None
+    if hints is not None:
+        labels, cond, _ = hint_rows(pipe, hints, n, labels)
     sampler = sampler or pipe.DEFAULT_SAMPLER
     try:
         steps = pipe.check(sampler, steps)
@@ -199,7 +220,8 @@ def sample(
     spec = SAMPLERS[sampler]
     tag = spec.tag(steps)
     tag += f"-eta{eta:g}" if sampler == "ddim" and eta else ""
-    tag += f"-w{guidance:g}" if labels is not None else ""
+    tag += f"-w{guidance:g}" if labels is not None or guidance != 1.0 else ""
+    tag += f"-cs{control_scale:g}" if hints is not None and control_scale != 1.0 else ""
     tag += f"-cache{cache_interval}" if cache is not None else ""
     out = out or default_out(source, f"{tag}-seed{seed}")
     _check_out(out, overwrite)
@@ -214,7 +236,7 @@ def sample(
             start = time.perf_counter()
             for batch in pipe.sample_batches(
                 n, sampler=sampler, steps=steps, **options, seed=seed, batch_size=batch_size,
-                labels=labels, guidance=guidance, on_step=advance,
+                labels=labels, cond=cond, guidance=guidance, on_step=advance,
                 on_batch_start=deep_cache.reset if deep_cache is not None else None,
             ):  # fmt: skip
                 writer.add(batch.images, batch.labels)
@@ -240,7 +262,9 @@ def sample(
             "variance": variance or getattr(pipe.model, "variance", None),
             "n": n,
             "classes": sorted(set(labels.tolist())) if labels is not None else None,
-            "guidance": guidance if labels is not None else None,
+            "guidance": guidance if labels is not None or hints is not None else None,
+            "hint": hint,
+            "control": {**control, "hint_is_edges": hint_is_edges} if hints is not None else None,
             "seed": seed,
             "ema": not no_ema if pipe.config is not None else None,  # diffusers: one set
             "device": str(dev),

@@ -77,6 +77,11 @@ def train_diffusion(
         destroy()
     if not dist.is_main:
         return None
+    return report_stop(run, result)
+
+
+def report_stop(run: RunDir, result) -> RunDir:
+    """Print the run folder and how training ended; exit non-zero unless it finished."""
     console.out.print(str(run.path))
     match result.reason:
         case "non_finite":
@@ -164,3 +169,47 @@ def parse_classes(specs: list[str], dataset: str, num_classes: int | None) -> li
                 known = ", ".join(class_names(dataset)) or f"0..{num_classes - 1}"
                 raise UsageError(f"--class {part!r} is not a class of {dataset} ({known})")
     return out
+
+
+def hinted(pipe, hint: str | None, is_edges: bool, control: dict, data_dir: Path):
+    """(the pipeline steered as ``control`` says, the hints of ``--hint`` or None). A
+    ControlNet needs a hint; any other model refuses hints and control options."""
+    from diffkit.data.hints import load_hints
+    from diffkit.data.registry import image_shape
+    from diffkit.methods.controlnet import Control, is_controlled, with_control
+
+    changed = [k for k, v in control.items() if v != getattr(Control(), k)]
+    if not is_controlled(pipe.model):
+        given = (["--hint"] if hint is not None else []) + (["--hint-is-edges"] if is_edges else [])
+        given += [f"--control-{k}" if k != "guess" else "--guess-mode" for k in changed]
+        if given:
+            raise UsageError(f"{', '.join(given)}: this {pipe.model.name} model takes no hint; "
+                             "train one with `diffkit train controlnet --base RUN`")  # fmt: skip
+        return pipe, None
+    if hint is None:
+        raise UsageError("a ControlNet samples with --hint SPEC (an image, a folder or "
+                         "mnist:test:0..63); sample its base for images without one")  # fmt: skip
+    try:
+        pipe = with_control(pipe, Control(**control))
+    except ValueError as exc:
+        raise UsageError(f"--control-*: {exc}") from None
+    channels, size = image_shape(pipe.config.data)
+    hints = load_hints(hint, (channels, size, size), pipe.model.hint_config, data_dir,
+                       is_edges=is_edges)  # fmt: skip
+    return pipe, hints
+
+
+def hint_rows(pipe, hints, n: int, labels=None):
+    """For ``n`` images with ``hints`` cycling over them: (labels, the hint condition,
+    which hint each image has (n,)). A class-conditional base draws each hint's source
+    class unless ``labels`` are given (or, for files, cycles through the classes)."""
+    import torch
+
+    from diffkit.methods.controlnet import hint_condition
+
+    rows = torch.arange(n) % len(hints)
+    if labels is None and pipe.num_classes:
+        labels = (
+            hints.labels[rows] if hints.labels is not None else torch.arange(n) % pipe.num_classes
+        )
+    return labels, hint_condition(hints.maps[rows]), rows

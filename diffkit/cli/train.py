@@ -10,7 +10,13 @@ import typer
 from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, UsageError, handle_errors
 from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed, machine_settings
-from diffkit.cli.shared import latent_codec, resume_config, stop_code, train_diffusion
+from diffkit.cli.shared import (
+    latent_codec,
+    report_stop,
+    resume_config,
+    stop_code,
+    train_diffusion,
+)
 from diffkit.config import DDPMRunConfig, resolve_run_config
 from diffkit.config.resolve import deep_merge, validate
 from diffkit.config.run import FlowRunConfig, GenerativeRunConfig
@@ -430,3 +436,95 @@ def vae(
         f"{res.shift:+.4f} scale {res.scale:.4f} after {res.train.step} steps "
         f"({res.train.elapsed:.0f} s, {res.train.images_per_sec:.0f} img/s)"
     )
+
+
+@app.command("controlnet")
+@handle_errors
+def controlnet(
+    base: Annotated[
+        Path | None,
+        _opt(
+            "The frozen DDPM or flow (run folder or checkpoint, UNet) to steer; required "
+            "unless --resume."
+        ),
+    ] = None,
+    hint: Annotated[
+        Literal["canny", "sobel"] | None, _opt("Edge map made from each image (default canny).")
+    ] = None,
+    canny_low: Annotated[float | None, _opt("Canny weak-edge threshold (default 0.1).")] = None,
+    canny_high: Annotated[float | None, _opt("Canny strong-edge threshold (default 0.2).")] = None,
+    canny_sigma: Annotated[float | None, _opt("Canny smoothing sigma (default 1).")] = None,
+    objective: Annotated[
+        Literal["base", "recon"] | None,
+        _opt(
+            "base: the base's own loss with the hint (default); recon: the seeds' "
+            "baseline, L1 reconstruction from a blank input."
+        ),
+    ] = None,
+    cond_drop: Annotated[
+        float | None, _opt("Probability of training a label as the null class (default 0.5).")
+    ] = None,
+    unlock_decoder: Annotated[
+        bool | None, _opt("Also train the base UNet's decoder (a copy of it).", "--unlock-decoder")
+    ] = None,
+    embed_base: Annotated[
+        bool,
+        typer.Option(
+            "--embed-base", help="Store the base's weights in every checkpoint (self-contained)."
+        ),
+    ] = False,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: LR = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    device: Device = None,
+    precision: Precision = None,
+    seed: Seed = None,
+    max_steps: MaxSteps = None,
+    limit_data: LimitData = None,
+    sample_every: SampleEvery = None,
+    resume: Resume = None,
+) -> None:
+    """Train a ControlNet on edge maps over a frozen base model; the checkpoint holds the
+    ControlNet and the base's path and sha256 (checked on every load)."""
+    from diffkit.config.run import ControlNetRunConfig
+    from diffkit.methods.controlnet import base_reference, train_controlnet
+
+    flags = {
+        "hint.kind": hint, "hint.low": canny_low, "hint.high": canny_high,
+        "hint.sigma": canny_sigma, "objective": objective, "train.cond_drop": cond_drop,
+        "unlock_decoder": unlock_decoder, "train.epochs": epochs,
+        "train.batch_size": batch_size, "train.lr": lr, "name": name,
+        "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
+        "data.limit": limit_data, "train.sample_every": sample_every,
+    }  # fmt: skip
+    settings = machine_settings(data_dir, runs_dir, device)
+    if resume is not None:
+        if base is not None or config is not None or embed_base:
+            raise UsageError("--resume continues a run as configured; drop --base, --config "
+                             "and --embed-base")  # fmt: skip
+        run, cfg = resume_config(resume, flags, ControlNetRunConfig)
+    elif base is None:
+        raise UsageError("--base RUN is required: the trained DDPM or flow to steer")
+    else:
+        run = None
+        ref = base_reference(base).model_copy(update={"embedded": embed_base})
+        base_cfg = ref.config
+        fixed = {
+            "base": ref.model_dump(mode="json"),
+            "data": {k: base_cfg["data"][k] for k in ("dataset", "image_size", "channels")},
+        }
+        if base_cfg.get("method") == "rf":  # previews with the flow's own solver
+            fixed["train"] = {"preview_sampler": "euler"}
+        cfg = resolve_run_config(ControlNetRunConfig, flags, config, fixed=fixed,
+                                 fixed_by=f"the base {base}")  # fmt: skip
+    check_writable(run.path if run is not None else settings.runs_dir)
+    progress = console.TrainProgress()
+    run, result = train_controlnet(
+        cfg, settings, resume=run, on_event=progress,
+        on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
+    )  # fmt: skip
+    report_stop(run, result)

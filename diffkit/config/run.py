@@ -424,6 +424,66 @@ class PairsConfig(Frozen):
     use_ema: bool = True
 
 
+class HintConfig(Frozen):
+    """How a ControlNet's hints are made from images (:mod:`diffkit.data.edges`)."""
+
+    kind: Literal["canny", "sobel"] = "canny"
+    low: float = Field(0.1, ge=0, description="canny: weak-edge threshold on the Sobel magnitude")
+    high: float = Field(0.2, ge=0, description="canny: strong-edge threshold")
+    sigma: float = Field(1.0, ge=0, le=10, description="canny: Gaussian smoothing (0 = none)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.low > self.high:
+            raise ValueError(f"hint.low={self.low} is above hint.high={self.high}")
+        return self
+
+
+class BaseRef(Frozen):
+    """The frozen model a ControlNet steers: where it was, the sha256 of that checkpoint
+    file (checked on every load), and its config."""
+
+    source: str = Field(description="the base run's checkpoint file")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    config: dict[str, Any] = Field(description="the base run's config, as its checkpoint has it")
+    embedded: bool = Field(False, description="the checkpoint carries the base's weights (base.*)")
+
+
+class ControlNetRunConfig(Frozen):
+    """``diffkit train controlnet``: a ControlNet on edge maps over a frozen DDPM or flow.
+
+    ``BASE`` is the recipe (flags and files override it); data comes from the base run.
+    """
+
+    BASE: ClassVar[dict[str, Any]] = {
+        "train": {
+            "epochs": 1,
+            "batch_size": 64,
+            "lr": 5e-4,
+            "warmup_steps": 50,
+            "lr_final_factor": 0.1,
+            "ema_decay": 0.995,
+            "cond_drop": 0.5,
+            "preview_n": 32,
+            "preview_sampler": "ddim",
+            "preview_steps": 30,
+        }
+    }
+
+    method: Literal["controlnet"] = "controlnet"
+    name: RunName = "run"
+    base: BaseRef
+    hint: HintConfig = HintConfig()
+    objective: Literal["base", "recon"] = Field(
+        "base",
+        description="base: the base model's own loss with the hint as extra input; recon: "
+        "the seeds' baseline (a blank input at the noise end, L1 to the image)",
+    )
+    unlock_decoder: bool = Field(False, description="also train the base UNet's decoder")
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+
 # LatentConfig refers to VAERunConfig, defined after it.
 LatentConfig.model_rebuild()
 GenerativeRunConfig.model_rebuild()

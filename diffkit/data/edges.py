@@ -81,3 +81,39 @@ def canny(images: Tensor, low: float = 0.1, high: float = 0.2, sigma: float = 1.
         if torch.equal(grown, strong):
             return strong.float()
         strong = grown
+
+
+def edge_maps(
+    images: Tensor,
+    kind: str = "canny",
+    low: float = 0.1,
+    high: float = 0.2,
+    sigma: float = 1.0,
+    batch_size: int = 4096,
+) -> Tensor:
+    """Edge maps (N, 1, H, W) float32 in [0, 1] of ``images`` (N, C, H, W): uint8 pixels or
+    floats in [-1, 1]; ``kind`` canny (with its thresholds and smoothing) or sobel. Done in
+    batches, so a whole training set needs only its own size in memory."""
+    if kind not in ("canny", "sobel"):
+        raise ValueError(f"unknown edge map {kind!r}; use canny or sobel")
+    out = []
+    for chunk in images.split(batch_size):
+        x = chunk.float().div(127.5).sub(1) if chunk.dtype == torch.uint8 else chunk
+        out.append(canny(x, low, high, sigma) if kind == "canny" else sobel(x))
+    return torch.cat(out) if out else images.new_zeros((0, 1, *images.shape[-2:])).float()
+
+
+def edge_f1(pred: Tensor, target: Tensor, tolerance: int = 1) -> tuple[float, float, float]:
+    """(precision, recall, F1) of binary edge maps ``pred`` against ``target`` (N, 1, H, W),
+    pooled over all pixels: a predicted edge pixel counts as correct when a target edge
+    lies within ``tolerance`` pixels (a (2 tol + 1)^2 window), and a target pixel as found
+    when a predicted one does. No edges on either side gives 1 (nothing to miss)."""
+    k = 2 * tolerance + 1
+    p, t = pred > 0.5, target > 0.5
+    near_t = F.max_pool2d(t.float(), k, stride=1, padding=tolerance) > 0
+    near_p = F.max_pool2d(p.float(), k, stride=1, padding=tolerance) > 0
+    n_p, n_t = int(p.sum()), int(t.sum())
+    precision = int((p & near_t).sum()) / n_p if n_p else 1.0
+    recall = int((t & near_p).sum()) / n_t if n_t else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1

@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import torch
 
-from diffkit.eval.evaluate import Evaluator
 from diffkit.runs.plots import new_figure, save_figure, save_grid
 
 
@@ -24,21 +23,41 @@ class SweepPoint:
     metrics: dict[str, Any]
     grid: str  # file name of the grid in the sweep folder
     guidance: float | None = None  # classifier-free guidance scale (conditional models)
+    control_scale: float | None = None  # ControlNet residual scale (ControlNet runs)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-SweepKey = Literal["steps", "guidance"]
+SweepKey = Literal["steps", "guidance", "control_scale"]
+SWEEP_KEYS = ("steps", "guidance", "control_scale")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of a sweep: the step count, and the guidance or control scale if set."""
+
+    steps: int
+    guidance: float | None = None
+    control_scale: float | None = None
+
+    def tag(self) -> str:
+        w = f"-w{self.guidance:g}" if self.guidance is not None else ""
+        return f"{self.steps:04d}{w}" + (
+            f"-cs{self.control_scale:g}" if self.control_scale is not None else ""
+        )
 
 
 def parse_sweep(spec: str) -> tuple[SweepKey, list[float]]:
     """``"steps=1,2,5"`` (or ``"1,2,5"``) -> ("steps", [1, 2, 5]); ``"guidance=0,1,3"`` ->
-    ("guidance", [0.0, 1.0, 3.0]). Values sorted and unique."""
+    ("guidance", [0.0, 1.0, 3.0]); ``control_scale=0,1,2`` likewise. Values sorted and
+    unique."""
     body = spec.split("=", 1)[1] if "=" in spec else spec
     key = spec.split("=", 1)[0].strip() if "=" in spec else "steps"
-    if key not in ("steps", "guidance"):
-        raise ValueError(f"can sweep steps or guidance, not {key!r} (e.g. steps=1,2,5)")
+    if key not in SWEEP_KEYS:
+        raise ValueError(
+            f"can sweep steps, guidance or control_scale, not {key!r} (e.g. steps=1,2,5)"
+        )
     kind = int if key == "steps" else float
     try:
         values = sorted({kind(v) for v in body.split(",") if v.strip()})
@@ -51,29 +70,31 @@ def parse_sweep(spec: str) -> tuple[SweepKey, list[float]]:
 
 
 def run_sweep(
-    sample: Callable[[str, int, float | None], tuple[torch.Tensor, torch.Tensor | None]],
-    evaluator: Evaluator,
+    sample: Callable[[str, Setting], tuple[torch.Tensor, torch.Tensor | None]],
+    score: Callable[[torch.Tensor, torch.Tensor | None], dict[str, Any]],
     samplers: Sequence[str],
-    settings: Sequence[tuple[int, float | None]],
+    settings: Sequence[Setting],
     out_dir: Path,
     *,
     grid_n: int = 64,
     on_point: Callable[[SweepPoint], None] = lambda p: None,
 ) -> list[SweepPoint]:
-    """For each sampler and (steps, guidance) setting: draw images with
-    ``sample(sampler, steps, guidance) -> (images, labels or None)`` (same seed each time),
-    time it, score it (class accuracy too when labels come back), save a grid."""
+    """For each sampler and setting: draw images with ``sample(sampler, setting) ->
+    (images, labels or None)`` (same seed each time), time it, ``score`` it (e.g.
+    :meth:`Evaluator.score_images`, class accuracy too when labels come back), save a
+    grid."""
     points = []
     for sampler in samplers:
-        for steps, w in settings:
+        for s in settings:
             start = time.perf_counter()
-            images, labels = sample(sampler, steps, w)  # (N, C, H, W) in [-1, 1], on the CPU
+            images, labels = sample(sampler, s)  # (N, C, H, W) in [-1, 1], on the CPU
             wall = time.perf_counter() - start
-            grid = f"grid-{sampler}-{steps:04d}" + (f"-w{w:g}" if w is not None else "") + ".png"
+            grid = f"grid-{sampler}-{s.tag()}.png"
             save_grid(images[:grid_n], out_dir / grid, nrow=10 if labels is not None else None)
-            metrics = evaluator.score_images(images, labels)
+            metrics = score(images, labels)
             n = images.shape[0]
-            point = SweepPoint(sampler, steps, n, wall, 1000 * wall / n, metrics, grid, w)
+            point = SweepPoint(sampler, s.steps, n, wall, 1000 * wall / n, metrics, grid,
+                               s.guidance, s.control_scale)  # fmt: skip
             points.append(point)
             on_point(point)
     return points
@@ -86,6 +107,9 @@ def plot_sweep(
     against the swept value, one line per sampler."""
     if key == "guidance":
         _plot_guidance(points, floor_fid, path)
+        return
+    if key == "control_scale":
+        _plot_control(points, floor_fid, path)
         return
     fig, (ax_fid, ax_time) = new_figure(1, 2, figsize=(11, 4))
     for sampler in dict.fromkeys(p.sampler for p in points):
@@ -121,6 +145,28 @@ def _plot_guidance(points: Sequence[SweepPoint], floor_fid: float | None, path: 
     ax_acc.set(xlabel="guidance scale w", ylabel="accuracy",
                title="classifier accuracy on the requested class")  # fmt: skip
     for ax in (ax_fid, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    save_figure(fig, path)
+
+
+def _plot_control(points: Sequence[SweepPoint], floor_fid: float | None, path: Path) -> None:
+    """FID and edge F1 against the ControlNet scale (0: the base model)."""
+    fig, (ax_fid, ax_f1) = new_figure(1, 2, figsize=(11, 4))
+    for sampler in dict.fromkeys(p.sampler for p in points):
+        pts = [p for p in points if p.sampler == sampler]
+        xs = [p.control_scale for p in pts]
+        label = f"{sampler}-{pts[0].steps}"
+        ax_fid.plot(xs, [p.metrics["fid"] for p in pts], "o-", label=label)
+        ax_f1.plot(xs, [p.metrics.get("edges", {}).get("f1", float("nan")) for p in pts], "o-",
+                   label=label)  # fmt: skip
+    if floor_fid is not None:
+        ax_fid.axhline(floor_fid, ls="--", c="gray", label="real data (floor)")
+    ax_fid.set(yscale="log", xlabel="control scale", ylabel="FID", title="FID vs control scale")
+    ax_f1.set(xlabel="control scale", ylabel="edge F1 (1 px)", ylim=(0, 1),
+              title="edge F1 of samples vs their hints")  # fmt: skip
+    for ax in (ax_fid, ax_f1):
+        ax.set_xticks(sorted({p.control_scale for p in points if p.control_scale is not None}))
         ax.grid(alpha=0.3)
         ax.legend()
     save_figure(fig, path)

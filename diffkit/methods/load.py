@@ -68,21 +68,48 @@ def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool 
     section = "ema" if use_ema else "model"
     file = resolve_checkpoint(path)
     header = read_checkpoint_header(file)
-    method = METHODS.get(header.config.get("method"))  # type: ignore[arg-type]
+    if header.config.get("method") == "controlnet":  # a ControlNet over a base model
+        from diffkit.methods.controlnet import load_control_pipeline
+
+        return load_control_pipeline(file, header, device, use_ema)
+    cfg = generative_config(header.config, path)
+    check_parts(cfg, header.section(section), header.section("vae"), path, section)
+    ckpt = load_checkpoint(file, prefixes=(section, "vae"))
+    return pipeline_from_parts(cfg, ckpt.section(section), ckpt.section("vae"), device, path)
+
+
+def generative_config(config: dict, source: object) -> GenerativeRunConfig:
+    """A checkpoint's config as the run config of its (generative) method."""
+    method = METHODS.get(config.get("method"))  # type: ignore[arg-type]
     if method is None or not method.generative:
-        raise CheckpointError(f"{path} is a {header.config.get('method')} run, not a generative "
+        raise CheckpointError(f"{source} is a {config.get('method')} run, not a generative "
                               f"model ({', '.join(generative_methods())})")  # fmt: skip
     try:
-        cfg = validate(method.config, header.config)
+        return validate(method.config, config)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint config: {exc}") from None
-    check_weights(meta_model(cfg.model), header.section(section), path, f"{section}.")
+
+
+def check_parts(
+    cfg: GenerativeRunConfig, weights: dict, vae: dict, source: object, section: str = "ema"
+) -> None:
+    """Before any tensor is read: the header's network (and VAE) tensors are exactly those
+    of the models ``cfg`` describes, built on the meta device, and fit in memory."""
+    check_weights(meta_model(cfg.model), weights, source, f"{section}.")
     if cfg.latent is not None:
-        check_embedded_codec(cfg.latent, header.section("vae"), path)
-    ckpt = load_checkpoint(file, prefixes=(section, "vae"))
+        check_embedded_codec(cfg.latent, vae, source)
+
+
+def pipeline_from_parts(
+    cfg: GenerativeRunConfig,
+    weights: dict[str, torch.Tensor],
+    vae: dict[str, torch.Tensor],
+    device: torch.device,
+    source: Path,
+) -> Pipeline:
+    """A diffkit run's pipeline from its config, network weights and (latent models) the
+    ``vae.*`` tensors, checked first by :func:`check_parts`."""
     net = build_model(cfg.model)
-    load_weights(net, ckpt.section(section), path)
-    codec = None
-    if cfg.latent is not None:
-        codec = codec_from_checkpoint(cfg.latent, ckpt.section("vae"), device)
+    load_weights(net, weights, source)
+    codec = codec_from_checkpoint(cfg.latent, vae, device) if cfg.latent is not None else None
     return pipeline_for(cfg, net.to(device).eval(), device, codec)

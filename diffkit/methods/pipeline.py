@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -210,8 +210,9 @@ class Pipeline:
                 [torch.randn(1, *self.model.sample_shape, generator=gen_cpu)
                  for _ in range(stop - start)]
             )  # fmt: skip
-            x, nfe = self.generate(noise, sampler, steps, cond=part, guidance=guidance,
-                                   opts=opts, generator=gen, on_step=on_step)  # fmt: skip
+            x, nfe = self.generate(self.model.initial(noise), sampler, steps, cond=part,
+                                   guidance=guidance, opts=opts, generator=gen,
+                                   on_step=on_step)  # fmt: skip
             images = self._finish(x)
             y = part.labels.cpu() if part is not None and part.labels is not None else None
             yield SampleBatch(images, y, nfe, time.perf_counter() - began)
@@ -265,11 +266,13 @@ class Pipeline:
         return guided(self.model.raw, cond, self.model.unconditional(cond), guidance)
 
     def _condition(self, labels: Tensor | None, cond: Cond | None, n: int) -> Cond | None:
-        """``labels`` or ``cond`` as one checked :class:`Cond` of ``n`` rows (or None)."""
-        if labels is not None and cond is not None:
-            raise ValueError("give class labels or a condition, not both")
+        """``labels`` and/or ``cond`` as one checked :class:`Cond` of ``n`` rows (or None):
+        labels join a condition that has none (e.g. ControlNet hints)."""
+        if labels is not None and cond is not None and cond.labels is not None:
+            raise ValueError("give class labels once: as labels or in the condition")
         if labels is not None:
-            cond = Cond(labels=self._check_labels(labels, n))
+            checked = self._check_labels(labels, n)
+            cond = Cond(labels=checked) if cond is None else replace(cond, labels=checked)
         if cond is None:
             return None
         if cond.batch_size != n:

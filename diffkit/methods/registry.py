@@ -18,6 +18,7 @@ from torch import nn
 
 from diffkit.config.run import (
     ClassifierRunConfig,
+    ControlNetRunConfig,
     DDPMRunConfig,
     FlowRunConfig,
     GenerativeRunConfig,
@@ -107,6 +108,7 @@ METHODS: dict[str, Method] = {
         Method("classifier", ClassifierRunConfig, "classifier", "train classifier",
                objective=lambda cfg, _: ClassifierObjective(cfg.max_shift)),
         Method("pairs", PairsConfig, "pairs", "reflow make-pairs"),
+        Method("controlnet", ControlNetRunConfig, "controlnet", "train controlnet"),
     )
 }  # fmt: skip
 """Every method, by the name a run's config records in its ``method`` field."""

@@ -1,10 +1,10 @@
 """What a network is conditioned on, as one small type.
 
 A :class:`Cond` holds any of: class labels (B,), token embeddings (B, L, D) with their
-mask (B, L), and hint images (B, C, H, W) (ControlNet). Classifier-free guidance needs
-only two of them, the condition and its "unconditional" partner (the null class, the empty
-prompt's embeddings), and :meth:`Cond.cat` to run both halves in one batched call; it never
-looks inside.
+mask (B, L), and hint images (B, C, H, W) with a per-row hint scale (ControlNet).
+Classifier-free guidance needs only two of them, the condition and its "unconditional"
+partner (the null class, the empty prompt's embeddings), and :meth:`Cond.cat` to run both
+halves in one batched call; it never looks inside.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Cond:
     tokens: Tensor | None = None  # (B, L, D) text-encoder hidden states
     mask: Tensor | None = None  # (B, L) bool, True for real tokens
     hint: Tensor | None = None  # (B, C, H, W) in [0, 1], e.g. an edge map
+    hint_scale: Tensor | None = None  # (B,) how strongly each row's hint steers; None: 1
 
     def __post_init__(self) -> None:
         sizes = {t.shape[0] for t in self._tensors().values()}
@@ -45,11 +46,18 @@ class Cond:
 
     def cat(self, other: Cond) -> Cond:
         """``self`` then ``other`` along the batch (both must carry the same fields)."""
-        mine, theirs = self._tensors(), other._tensors()
+        mine, theirs = self._filled(other), other._filled(self)
         if mine.keys() != theirs.keys():
             raise ValueError(f"cannot batch a condition of {sorted(mine)} with one of "
                              f"{sorted(theirs)}")  # fmt: skip
         return replace(self, **{k: torch.cat([v, theirs[k]]) for k, v in mine.items()})
+
+    def _filled(self, other: Cond) -> dict[str, Tensor]:
+        """My fields, plus a hint scale of ones where only ``other`` has one (None means 1)."""
+        out = self._tensors()
+        if "hint_scale" not in out and other.hint_scale is not None and self.hint is not None:
+            out["hint_scale"] = torch.ones(self.hint.shape[0], device=self.hint.device)
+        return out
 
     def select(self, index: slice) -> Cond:
         """Rows ``index`` of every field (a batch of a longer request)."""

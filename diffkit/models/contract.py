@@ -63,6 +63,10 @@ class Model:
             return null_class(cond, self.num_classes)
         raise ValueError(f"this {self.name} model is unconditional; it takes no condition")
 
+    def initial(self, noise: Tensor) -> Tensor:
+        """The state sampling starts from, given a batch of noise (the noise itself)."""
+        return noise
+
     def max_steps(self) -> int:
         raise NotImplementedError
 

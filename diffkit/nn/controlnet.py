@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 
+import torch
 from torch import Tensor, nn
 
 from diffkit.nn.layers import zero_init
@@ -65,10 +66,78 @@ class ControlNet(nn.Module):
                    zero_convs)  # fmt: skip
 
     def forward(
-        self, x: Tensor, t: Tensor, cond: Tensor | None, hint: Tensor, scale: float = 1.0
+        self,
+        x: Tensor,
+        t: Tensor,
+        cond: Tensor | None,
+        hint: Tensor,
+        scale: float | Tensor = 1.0,
+        guess: bool = False,
     ) -> Residuals:
-        enc = self.encoder.encode(x, t, cond, added=self.hint(hint))
-        outs = [conv(h) for conv, h in zip(self.zero_convs, [*enc.skips, enc.middle], strict=True)]
-        if scale != 1.0:
-            outs = [scale * o for o in outs]
+        """``scale``: a number, or one per row (B,); ``guess`` (guess mode) also weights
+        the residuals from 0.1 at the shallowest skip to 1 at the middle, log-spaced, as
+        ControlNet's authors do when the hint must carry the content alone."""
+        enc = self.encoder.encode(x, t, cond, added=self.hint(hint.to(x.dtype)))
+        feats = [*enc.skips, enc.middle]  # shallowest first
+        outs = [conv(h) for conv, h in zip(self.zero_convs, feats, strict=True)]
+        weights = torch.logspace(-1, 0, len(outs)).tolist() if guess else [1.0] * len(outs)
+        if isinstance(scale, Tensor):
+            scale = scale.to(x.dtype).reshape(-1, 1, 1, 1)  # (B, 1, 1, 1)
+        outs = [o * (w * scale) if guess or not _is_one(scale) else o
+                for o, w in zip(outs, weights, strict=True)]  # fmt: skip
         return Residuals(skips=outs[:-1], middle=outs[-1])
+
+
+def _is_one(scale: float | Tensor) -> bool:
+    return not isinstance(scale, Tensor) and scale == 1.0
+
+
+class ControlledUNet(nn.Module):
+    """What ``diffkit train controlnet`` trains: a :class:`ControlNet` over a frozen UNet,
+    ``forward(x, t, cond, hint, scale=1, guess=False) -> (B, C_out, H, W)``.
+
+    The base is held outside the module's parameters and state dict (it is frozen and
+    saved elsewhere: its checkpoint, or ``base.*`` when embedded); ``.to()`` still moves
+    it. With ``unlock_decoder`` a trainable copy of the base's up path replaces the
+    base's own.
+    """
+
+    def __init__(self, base: UNet, control: ControlNet, unlock_decoder: bool = False) -> None:
+        super().__init__()
+        base.requires_grad_(False).eval()  # frozen, and no dropout
+        object.__setattr__(self, "base", base)  # not a submodule: not trained, not saved
+        self.control = control
+        self.decoder: UNet | None = None
+        if unlock_decoder:
+            decoder = copy.deepcopy(base)
+            for name in ("time_embed", "conditioner", "conv_in", "down", "mid"):
+                delattr(decoder, name)
+            self.decoder = decoder.requires_grad_(True)
+
+    def _apply(self, fn, recurse: bool = True):
+        self.base._apply(fn, recurse)  # device and dtype moves reach the frozen base too
+        return super()._apply(fn, recurse)
+
+    def __deepcopy__(self, memo: dict) -> ControlledUNet:
+        """A copy (e.g. the EMA's) shares the frozen base instead of duplicating it."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        memo[id(self.base)] = self.base
+        new.__dict__ = copy.deepcopy(self.__dict__, memo)
+        return new
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        cond: Tensor | None = None,
+        hint: Tensor | None = None,
+        scale: float | Tensor = 1.0,
+        guess: bool = False,
+    ) -> Tensor:
+        res = None
+        if hint is not None:
+            res = self.control(x, t, cond, hint, scale, guess)
+        if self.decoder is None:
+            return self.base(x, t, cond, residuals=res)
+        return self.decoder.decode(self.base.encode(x, t, cond), res)

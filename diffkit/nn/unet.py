@@ -167,8 +167,12 @@ class UNet(nn.Module):
         self, x: Tensor, t: Tensor, cond: Tensor | None = None, residuals: Residuals | None = None
     ) -> Tensor:
         """``residuals`` (a ControlNet's) are added to every skip and to the middle's output."""
-        enc = self.encode(x, t, cond)
-        hs, h = enc.skips, enc.middle
+        return self.decode(self.encode(x, t, cond), residuals)
+
+    def decode(self, enc: Encoded, residuals: Residuals | None = None) -> Tensor:
+        """The up path from :meth:`encode`'s result; it reads only ``up``, ``norm_out`` and
+        ``conv_out``, so a copy holding just those (an unlocked ControlNet decoder) runs it."""
+        hs, h = list(enc.skips), enc.middle
         if residuals is not None:
             hs = [s + r for s, r in zip(hs, residuals.skips, strict=True)]
             h = h + residuals.middle

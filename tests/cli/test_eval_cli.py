@@ -121,7 +121,7 @@ def test_eval_saved_samples(run_with_eval: Path, runs: Path, data_dir: Path, tmp
     ("extra", "message"),
     [
         (["--sweep", "steps=a,b"], "steps must be numbers"),
-        (["--sweep", "eta=1,2"], "can sweep steps or guidance"),
+        (["--sweep", "eta=1,2"], "can sweep steps, guidance or control_scale"),
         (["--sweep", "guidance=0,1"], "needs a class-conditional model"),
         (["--guidance", "3"], "needs a class-conditional model"),
         (["--sweep", "steps=1", "--samplers", "bogus"], "cannot sweep bogus"),
