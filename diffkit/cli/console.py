@@ -89,6 +89,7 @@ class TrainProgress:
                 self.progress.console.print(
                     f"epoch {event.epoch} eval ({d['eval_n']} images, {d['eval_seconds']:.0f} s):"
                     f" FID {d['fid']:.3f}, KID {d['kid']:.4g}"
+                    + (f", edge F1 {d['edge_f1']:.3f}" if "edge_f1" in d else "")
                     + (", best so far" if d.get("best") else "")
                 )
             case "stop":

@@ -33,7 +33,7 @@ from diffkit.cli.options import (
     Seed,
     machine_settings,
 )
-from diffkit.cli.shared import check_steps, free_path, hint_rows, hinted, progress_total
+from diffkit.cli.shared import check_steps, free_path, hinted, progress_total
 from diffkit.config.run import SamplerName
 from diffkit.eval.sweep import Setting
 from diffkit.runs.layout import run_folder_of
@@ -423,7 +423,9 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
     steps = check_steps(pipe, sampler, steps)
     labels, cond = cycle_labels(pipe.num_classes, n), None
     if hints is not None:
-        labels, cond, _ = hint_rows(pipe, hints, n)
+        from diffkit.methods.controlnet import hinted_batch
+
+        labels, cond, _ = hinted_batch(pipe, hints, n)
     total = progress_total(sampler, steps, n, batch_size)
     given = {"eta": eta, "rtol": tolerances[0], "atol": tolerances[1]}
     options = {k: v for k, v in given.items() if k in pipe.reads(sampler)}
@@ -462,7 +464,9 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common, 
     folder = free_path(folder)
     labels, cond = cycle_labels(pipe.num_classes, n), None
     if hints is not None:
-        labels, cond, _ = hint_rows(pipe, hints, n)
+        from diffkit.methods.controlnet import hinted_batch
+
+        labels, cond, _ = hinted_batch(pipe, hints, n)
 
     def sample(sampler: str, s: Setting):
         w = s.guidance

@@ -20,6 +20,7 @@ from diffkit.cli.options import (
     ControlEnd,
     ControlScale,
     ControlStart,
+    DataDir,
     Device,
     Eta,
     GuessMode,
@@ -33,7 +34,7 @@ from diffkit.cli.options import (
     cache_config,
     machine_settings,
 )
-from diffkit.cli.shared import hint_rows, hinted, parse_classes, progress_total
+from diffkit.cli.shared import hinted, parse_classes, progress_total
 from diffkit.config.run import SamplerName
 
 
@@ -165,6 +166,7 @@ def sample(
     control_start: ControlStart = 0.0,
     control_end: ControlEnd = 1.0,
     guess_mode: GuessMode = False,
+    data_dir: DataDir = None,
     device: Device = None,
     no_ema: NoEma = False,
 ) -> None:
@@ -184,7 +186,7 @@ def sample(
 
     if n is not None and n < 1:
         raise UsageError("-n must be at least 1")
-    settings = machine_settings(None, None, device)
+    settings = machine_settings(data_dir, None, device)
     dev = resolve_device(settings.device)
     pipe = load_pipeline(source, dev, use_ema=not no_ema)
     control = {"scale": control_scale, "start": control_start, "end": control_end,
@@ -197,7 +199,9 @@ def sample(
     labels, n, nrow = sample_labels(pipe, classes or [], grid_per_class, n)
     cond = None
     if hints is not None:
-        labels, cond, _ = hint_rows(pipe, hints, n, labels)
+        from diffkit.methods.controlnet import hinted_batch
+
+        labels, cond, _ = hinted_batch(pipe, hints, n, labels)
     sampler = sampler or pipe.DEFAULT_SAMPLER
     try:
         steps = pipe.check(sampler, steps)

@@ -197,19 +197,3 @@ def hinted(pipe, hint: str | None, is_edges: bool, control: dict, data_dir: Path
     hints = load_hints(hint, (channels, size, size), pipe.model.hint_config, data_dir,
                        is_edges=is_edges)  # fmt: skip
     return pipe, hints
-
-
-def hint_rows(pipe, hints, n: int, labels=None):
-    """For ``n`` images with ``hints`` cycling over them: (labels, the hint condition,
-    which hint each image has (n,)). A class-conditional base draws each hint's source
-    class unless ``labels`` are given (or, for files, cycles through the classes)."""
-    import torch
-
-    from diffkit.methods.controlnet import hint_condition
-
-    rows = torch.arange(n) % len(hints)
-    if labels is None and pipe.num_classes:
-        labels = (
-            hints.labels[rows] if hints.labels is not None else torch.arange(n) % pipe.num_classes
-        )
-    return labels, hint_condition(hints.maps[rows]), rows

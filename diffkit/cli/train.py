@@ -486,6 +486,10 @@ def controlnet(
     max_steps: MaxSteps = None,
     limit_data: LimitData = None,
     sample_every: SampleEvery = None,
+    eval_every: EvalEvery = None,
+    eval_n: EvalN = None,
+    keep_best: KeepBest = None,
+    classifier: Classifier = None,
     resume: Resume = None,
 ) -> None:
     """Train a ControlNet on edge maps over a frozen base model; the checkpoint holds the
@@ -500,6 +504,7 @@ def controlnet(
         "train.batch_size": batch_size, "train.lr": lr, "name": name,
         "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
         "data.limit": limit_data, "train.sample_every": sample_every,
+        "train.eval_every": eval_every, "train.eval_n": eval_n, "train.keep_best": keep_best,
     }  # fmt: skip
     settings = machine_settings(data_dir, runs_dir, device)
     if resume is not None:
@@ -517,14 +522,14 @@ def controlnet(
             "base": ref.model_dump(mode="json"),
             "data": {k: base_cfg["data"][k] for k in ("dataset", "image_size", "channels")},
         }
-        if base_cfg.get("method") == "rf":  # previews with the flow's own solver
-            fixed["train"] = {"preview_sampler": "euler"}
+        if base_cfg.get("method") == "rf":  # previews and evaluation with the flow's solver
+            fixed["train"] = {"preview_sampler": "euler", "eval_sampler": "euler"}
         cfg = resolve_run_config(ControlNetRunConfig, flags, config, fixed=fixed,
                                  fixed_by=f"the base {base}")  # fmt: skip
     check_writable(run.path if run is not None else settings.runs_dir)
     progress = console.TrainProgress()
     run, result = train_controlnet(
-        cfg, settings, resume=run, on_event=progress,
+        cfg, settings, resume=run, classifier=classifier, on_event=progress,
         on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
     )  # fmt: skip
     report_stop(run, result)

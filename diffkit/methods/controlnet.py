@@ -29,6 +29,7 @@ from diffkit.config.resolve import validate
 from diffkit.config.run import BaseRef, ControlNetRunConfig, GenerativeRunConfig, HintConfig
 from diffkit.config.settings import Settings
 from diffkit.data.edges import edge_maps
+from diffkit.data.hints import Hints
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, image_shape, load_dataset
 from diffkit.methods.common import finish_run, report_skipped
@@ -260,9 +261,9 @@ def load_control_pipeline(
     return controlled_pipeline(base, net.to(device).eval(), cfg)
 
 
-def hint_condition(hints: Tensor, labels: Tensor | None = None) -> Cond:
-    """Hints (n, 1, H, W) in [0, 1], with class labels (n,) or None, as one condition."""
-    return Cond(labels=labels, hint=hints.float())
+def hint_condition(hints: Tensor) -> Cond:
+    """Hints (n, 1, H, W) in [0, 1] as a condition (class labels join it when sampling)."""
+    return Cond(hint=hints.float())
 
 
 # ---------------------------------------------------------------------------------------
@@ -291,11 +292,14 @@ def train_controlnet(
     settings: Settings,
     *,
     resume: RunDir | None = None,
+    classifier: Path | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
     on_run_dir: Callable[[RunDir], None] = lambda r: None,
 ) -> tuple[RunDir, TrainResult]:
     """Train (or resume) a ControlNet; every input is checked before the run folder is
-    written. A base that moved or changed is a CheckpointError, unless embedded."""
+    written. A base that moved or changed is a CheckpointError, unless embedded. With
+    ``train.eval_every`` the EMA model is scored (FID with ``classifier``, else the newest
+    for the dataset, and edge consistency) on the first test images' hints."""
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     base_cfg = generative_config(cfg.base.config, "the ControlNet's base")
@@ -321,13 +325,15 @@ def train_controlnet(
         extra = base_tensors(cfg.base) if cfg.base.embedded and resume is None else {}
         if embedded is not None:
             extra = load_checkpoint(embedded, prefixes=(BASE,)).tensors
+        evaluate = _evaluation(cfg, settings, base, classifier)
         run = _open_run(cfg, settings, held, resume, ckpt)
         on_run_dir(run)
         t0 = time.time()
         result = train(
             model, _objective(cfg, base_cfg), batches, cfg.train, device=device,
             autocast_dtype=autocast_dtype, run=run, run_config=cfg.model_dump(mode="json"),
-            resume=ckpt, preview=_preview(cfg, base, run, settings), on_event=on_event,
+            resume=ckpt, preview=_preview(cfg, base, run, settings),
+            evaluate=evaluate, on_event=on_event,
             extra_tensors=extra,
         )  # fmt: skip
         finish_run(run, result, device=device, autocast_dtype=autocast_dtype, model=model,
@@ -348,31 +354,79 @@ def _open_run(cfg, settings, held: ExitStack, resume: RunDir | None, ckpt) -> Ru
     return run
 
 
-def preview_hints(
-    cfg: ControlNetRunConfig, settings: Settings, n: int
-) -> tuple[Tensor, Tensor | None]:
-    """The edge maps (n, 1, H, W) and labels of the first ``n`` test images."""
-    test = load_dataset(cfg.data.model_copy(update={"limit": n}), settings.data_dir, "test",
+def test_hints(cfg: ControlNetRunConfig, settings: Settings, n: int) -> Hints:
+    """The hints of the first ``n`` test images, with their images and labels."""
+    test = load_dataset(cfg.data.model_copy(update={"limit": None}), settings.data_dir, "test",
                         download=settings.download)  # fmt: skip
-    h = cfg.hint
-    return edge_maps(test.images[:n], h.kind, h.low, h.high, h.sigma), test.labels
+    images, h = test.images[:n], cfg.hint
+    labels = test.labels[:n] if test.labels is not None else None
+    return Hints(edge_maps(images, h.kind, h.low, h.high, h.sigma), labels, images)
+
+
+def hinted_batch(
+    pipe: Pipeline, hints: Hints, n: int, labels: Tensor | None = None
+) -> tuple[Tensor | None, Cond, Tensor]:
+    """For ``n`` images with ``hints`` cycling over them: (labels, the hint condition, which
+    hint each image has (n,)). A class-conditional base draws each hint's source class
+    unless ``labels`` are given (files carry none: the classes cycle)."""
+    rows = torch.arange(n) % len(hints)
+    if labels is None and pipe.num_classes:
+        labels = hints.labels[rows] if hints.labels is not None else rows % pipe.num_classes
+    return labels, hint_condition(hints.maps[rows]), rows
+
+
+def _evaluation(cfg: ControlNetRunConfig, settings: Settings, base: Pipeline,
+                classifier: Path | None):  # fmt: skip
+    """The in-training evaluation: FID (and class accuracy) of ``eval_n`` samples drawn for
+    the first test images' hints, and their edge consistency; None when off."""
+    t = cfg.train
+    if not t.eval_every:
+        return None
+    from diffkit.eval.edges import edge_scores
+    from diffkit.eval.evaluate import Evaluator
+    from diffkit.eval.features import load_extractor
+
+    extractor = load_extractor("classifier", cfg.data.dataset, settings.runs_dir, base.device,
+                               classifier=classifier)  # fmt: skip
+    evaluator = Evaluator(cfg.data.dataset, extractor, settings, data=cfg.data, kid_subsets=20)
+    hints = test_hints(cfg, settings, t.eval_n)
+
+    def evaluate(ema_net, epoch: int) -> dict:
+        start = time.perf_counter()
+        pipe = controlled_pipeline(base, ema_net, cfg)
+        labels, cond, rows = hinted_batch(pipe, hints, t.eval_n)
+        steps = 1 if cfg.objective == "recon" else t.eval_steps
+        images = pipe.sample(t.eval_n, sampler=t.eval_sampler, steps=steps, seed=t.seed,
+                             labels=labels, cond=cond).images  # fmt: skip
+        scores = evaluator.score_images(images, labels)
+        edges = edge_scores(images, hints, rows, cfg.hint)
+        keep = ("fid", "kid", "kid_std", "is", "precision", "recall")
+        extra = {"class_accuracy": scores["class_accuracy"]["all"]} if labels is not None else {}
+        return {k: scores[k] for k in keep} | extra | {
+            "edge_f1": edges["f1"], "edge_f1_exact": edges["f1_exact"],
+            "sobel_l1": edges["sobel_l1"], "eval_n": t.eval_n,
+            "eval_seconds": time.perf_counter() - start, "feature_sha256": extractor.digest[:16],
+        }  # fmt: skip
+
+    return evaluate
 
 
 def _preview(cfg: ControlNetRunConfig, base: Pipeline, run: RunDir, settings: Settings):
     """Hint | sample pairs of the first test images (their own classes for a
     class-conditional base), four pairs a row."""
     k = max(1, cfg.train.preview_n // 2)
-    hints, labels = preview_hints(cfg, settings, k)
-    labels = labels if base.num_classes is not None else None
+    hints = test_hints(cfg, settings, k)
     recon = cfg.objective == "recon"
     sampler = base.DEFAULT_SAMPLER if recon else cfg.train.preview_sampler
     steps = 1 if recon else cfg.train.preview_steps
 
     def preview(ema_net, epoch: int) -> None:
         pipe = controlled_pipeline(base, ema_net, cfg)
+        labels, cond, _ = hinted_batch(pipe, hints, k)
         images = pipe.sample(k, sampler=sampler, steps=steps, seed=cfg.train.seed,
-                             cond=hint_condition(hints, labels)).images  # fmt: skip
-        pairs = torch.stack([hints.expand_as(images) * 2 - 1, images], dim=1)  # (k, 2, C, H, W)
+                             labels=labels, cond=cond).images  # fmt: skip
+        edges = hints.maps.expand_as(images) * 2 - 1  # (k, C, H, W) in [-1, 1]
+        pairs = torch.stack([edges, images], dim=1)  # (k, 2, C, H, W)
         save_grid(pairs.flatten(0, 1), run.samples / f"epoch-{epoch:04d}.png", nrow=8)
 
     return preview

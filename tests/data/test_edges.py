@@ -60,3 +60,30 @@ def test_edge_maps_are_batched_and_in_range():
     assert s.shape == c.shape == (3, 1, 20, 20)
     assert float(s.min()) >= 0 and float(s.max()) <= 1 and set(c.unique().tolist()) <= {0.0, 1.0}
     torch.testing.assert_close(canny(x[1:2]), c[1:2])  # each image on its own
+
+
+def test_edge_f1_tolerates_one_pixel_and_pools_pixels():
+    from diffkit.data.edges import edge_f1
+
+    target = torch.zeros(1, 1, 9, 9)
+    target[..., 4, 2:7] = 1  # a horizontal line of 5 pixels
+    shifted = torch.roll(target, 1, dims=-2)  # one pixel down
+    assert edge_f1(target, target) == (1.0, 1.0, 1.0)
+    assert edge_f1(shifted, target) == (1.0, 1.0, 1.0)
+    assert edge_f1(shifted, target, tolerance=0)[2] == 0.0
+    half = target.clone()
+    half[..., 4, 5:7] = 0  # 3 of 5 kept; pixel 5 is within a pixel of 4, pixel 6 is not
+    p, r, f1 = edge_f1(half, target)
+    assert (p, r) == (1.0, 0.8) and abs(f1 - 1.6 / 1.8) < 1e-12
+    assert edge_f1(half, target, tolerance=0)[1] == 0.6
+    assert edge_f1(torch.zeros_like(target), torch.zeros_like(target)) == (1.0, 1.0, 1.0)
+
+
+def test_edge_maps_batches_uint8_and_float_images_alike():
+    from diffkit.data.edges import edge_maps
+
+    images = torch.randint(0, 256, (7, 1, 16, 16), dtype=torch.uint8)
+    floats = images.float() / 127.5 - 1
+    for kind in ("canny", "sobel"):
+        a = edge_maps(images, kind, batch_size=3)
+        assert a.shape == (7, 1, 16, 16) and torch.allclose(a, edge_maps(floats, kind))

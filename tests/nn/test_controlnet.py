@@ -70,3 +70,43 @@ def test_one_step_trains_the_controlnet_only_and_scale_zero_is_the_base():
 def test_bad_hint_factor():
     with pytest.raises(ValueError, match="power of 2"):
         ControlNet.from_unet(base("tiny"), hint_factor=3)
+
+
+def test_the_controlled_unet_keeps_its_base_out_of_training_and_saving():
+    import copy
+
+    from diffkit.nn.controlnet import ControlledUNet
+
+    unet = base("tiny")
+    net = ControlledUNet(unet, ControlNet.from_unet(unet, 1))
+    assert all(k.startswith("control.") for k in net.state_dict())
+    assert not any(p.requires_grad for p in unet.parameters())
+    assert copy.deepcopy(net).base is unet  # an EMA copy shares the frozen base
+    x, t, hint = torch.randn(3, 1, 28, 28), torch.tensor([1, 500, 999]), torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(net(x, t, None, hint), unet(x, t))  # fresh: the base
+        for p in net.control.zero_convs.parameters():
+            p.add_(0.1)
+        rows = torch.tensor([0.0, 1.0, 2.0])  # per-row scale: row 0 is the base
+        out = net(x, t, None, hint, rows)
+        assert torch.equal(out[0], unet(x, t)[0]) and not torch.equal(out[1], unet(x, t)[1])
+        guess = net(x, t, None, hint, 1.0, guess=True)
+        assert not torch.equal(guess, net(x, t, None, hint))
+    net.double()
+    assert next(unet.parameters()).dtype == torch.float64  # moves reach the base
+
+
+def test_an_unlocked_decoder_is_a_trainable_copy():
+    from diffkit.nn.controlnet import ControlledUNet
+
+    unet = base("tiny")
+    net = ControlledUNet(unet, ControlNet.from_unet(unet, 1), unlock_decoder=True)
+    keys = net.state_dict().keys()
+    assert any(k.startswith("decoder.up.") for k in keys)
+    assert not any(k.startswith(("decoder.down.", "decoder.mid.")) for k in keys)
+    x, t, hint = torch.randn(2, 1, 28, 28), torch.tensor([3, 700]), torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(net(x, t, None, hint), unet(x, t))
+    net(x, t, None, hint).pow(2).mean().backward()
+    assert net.decoder.conv_out.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in unet.parameters())
