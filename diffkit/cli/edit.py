@@ -11,8 +11,19 @@ import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
-from diffkit.cli.options import DataDir, Device, NoEma, RunsDir, Seed, in_range, machine_settings
-from diffkit.cli.shared import parse_classes, progress_total
+from diffkit.cli.options import (
+    ControlScale,
+    DataDir,
+    Device,
+    HintIsEdges,
+    HintSpec,
+    NoEma,
+    RunsDir,
+    Seed,
+    in_range,
+    machine_settings,
+)
+from diffkit.cli.shared import hinted, parse_classes, progress_total
 
 app = typer.Typer(
     help="Edit images with a diffusion model: visual anagrams, hybrids, SDEdit, inpainting.",
@@ -98,8 +109,9 @@ Upscaler = Annotated[
 
 
 def _open(source: str, device, data_dir, runs_dir, no_ema: bool, *, views: bool,
-          dtype: str | None = None, offload: bool = False):  # fmt: skip
-    """The pipeline of ``source`` (diffkit run or diffusers pipeline) and the settings."""
+          dtype: str | None = None, offload: bool = False, hints: bool = False):  # fmt: skip
+    """The pipeline of ``source`` (diffkit run or diffusers pipeline) and the settings; a
+    ControlNet run only for the ops that take a hint (``hints``)."""
     from diffkit.training.hardware import resolve_device
 
     settings = machine_settings(data_dir, runs_dir, device)
@@ -118,6 +130,9 @@ def _open(source: str, device, data_dir, runs_dir, no_ema: bool, *, views: bool,
     from diffkit.methods.load import load_pipeline
 
     pipe = load_pipeline(Path(source), where, use_ema=not no_ema)
+    if getattr(pipe.model, "hinted", False) and not hints:
+        raise UsageError(f"{source} is a ControlNet: sdedit and inpaint take its --hint; this "
+                         "op would need a hint per view or prompt (use the base run)")  # fmt: skip
     if pipe.model.codec is not None:
         why = ("views and filters act on pixels, and a VAE is not equivariant to flips"
                if views else "editing latent models is not supported yet")  # fmt: skip
@@ -171,6 +186,28 @@ def _cond(pipe, prompts: list[str], n: int, style: str | None = None):
 def _prompt(pipe, prompt: str | None) -> str | None:
     """An op's optional prompt; text models always need one."""
     return DEFAULT_TEXT_PROMPT if prompt is None and _text(pipe) else prompt
+
+
+def _hinted(pipe, hint: str | None, is_edges: bool, scale: float, data_dir):
+    """The pipeline steered at ``scale`` and the one hint of ``--hint`` (a ControlNet run),
+    or None; hints steer one image, so a SPEC naming several is refused."""
+    control = {"scale": scale, "start": 0.0, "end": 1.0, "guess": False}
+    pipe, hints = hinted(pipe, hint, is_edges, control, data_dir)
+    if hints is not None and len(hints) != 1:
+        raise UsageError(f"--hint {hint} names {len(hints)} images; an edit takes one")
+    return pipe, hints
+
+
+def _with_hint(cond, hints, n: int):
+    """``cond`` (or none) with the hint in each of its ``n`` rows."""
+    from dataclasses import replace
+
+    from diffkit.models.conditioning import Cond
+
+    if hints is None:
+        return cond
+    maps = hints.maps[:1].expand(n, -1, -1, -1)  # (n, 1, H, W)
+    return Cond(hint=maps) if cond is None else replace(cond, hint=maps)
 
 
 def _resident(pipe, offload: bool):
@@ -511,6 +548,9 @@ def sdedit(
     style: Style = None,
     seed: Seed = None,
     out: Out = None,
+    hint: HintSpec = None,
+    hint_is_edges: HintIsEdges = False,
+    control_scale: ControlScale = 1.0,
     dtype: Dtype = None,
     offload: Offload = False,
     data_dir: DataDir = None,
@@ -518,23 +558,26 @@ def sdedit(
     device: Device = None,
     no_ema: NoEma = False,
 ) -> None:
-    """SDEdit: noise an image part-way and denoise it, optionally towards --prompt."""
+    """SDEdit: noise an image part-way and denoise it, optionally towards --prompt (and, for
+    a ControlNet run, along --hint's edges)."""
     import torch
 
     from diffkit.edit.images import load_image
     from diffkit.edit.loops import sdedit as run
 
     pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
-                           offload=offload)  # fmt: skip
+                           offload=offload, hints=True)  # fmt: skip
     sampler, guidance = _defaults(pipe, sampler, guidance, 1.0)
     _check_sampler(pipe, sampler, steps)
     try:
         starts = [int(s) for s in start.split(",")]
     except ValueError:
         raise UsageError(f"--start {start}: expected comma-separated integers") from None
+    pipe, hints = _hinted(pipe, hint, hint_is_edges, control_scale, settings.data_dir)
     x = load_image(image, pipe.model.sample_shape, settings.data_dir)
     prompt = _prompt(pipe, prompt)
     cond = _cond(pipe, [prompt], 1, style)[0] if prompt is not None else None
+    cond = _with_hint(cond, hints, 1)
     outs = []
     for k in starts:
         total = progress_total(sampler, steps - k, 1, 1)
@@ -547,7 +590,8 @@ def sdedit(
     samples = torch.cat(outs).clamp(-1, 1)
     meta = {"op": "sdedit", "model": model, "image": image, "starts": starts,
             "prompt": prompt, "style": style, "steps": steps, "sampler": sampler,
-            "guidance": guidance, "seed": seed or 0}  # fmt: skip
+            "guidance": guidance, "seed": seed or 0, "hint": hint,
+            "control_scale": control_scale if hints is not None else None}  # fmt: skip
     grid = torch.cat([x, samples])
     columns = ["original", *(f"start {k}" for k in starts)]
     path = _publish("sdedit", out, settings.runs_dir, grid, len(starts) + 1, samples, meta,
@@ -584,6 +628,9 @@ def inpaint(
     style: Style = None,
     seed: Seed = None,
     out: Out = None,
+    hint: HintSpec = None,
+    hint_is_edges: HintIsEdges = False,
+    control_scale: ControlScale = 1.0,
     dtype: Dtype = None,
     offload: Offload = False,
     data_dir: DataDir = None,
@@ -591,7 +638,8 @@ def inpaint(
     device: Device = None,
     no_ema: NoEma = False,
 ) -> None:
-    """Inpainting: regenerate a masked region; outside it the output equals the input."""
+    """Inpainting: regenerate a masked region; outside it the output equals the input. A
+    ControlNet run draws the region along --hint's edges."""
     import torch
 
     from diffkit.edit.images import box_mask, file_mask, load_image
@@ -602,14 +650,16 @@ def inpaint(
     if (mask is None) == (box is None):
         raise UsageError("give exactly one of --mask and --box")
     pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
-                           offload=offload)  # fmt: skip
+                           offload=offload, hints=True)  # fmt: skip
     sampler, guidance = _defaults(pipe, sampler, guidance, 1.0)
     _check_sampler(pipe, sampler, steps)
     shape = pipe.model.sample_shape
     m = file_mask(mask, shape) if mask is not None else box_mask(box, shape)  # type: ignore[arg-type]
+    pipe, hints = _hinted(pipe, hint, hint_is_edges, control_scale, settings.data_dir)
     x = load_image(image, shape, settings.data_dir).expand(n, *shape)
     prompt = _prompt(pipe, prompt)
     cond = _cond(pipe, [prompt], n, style)[0] if prompt is not None else None
+    cond = _with_hint(cond, hints, n)
     common = {"steps": steps, "cond": cond, "guidance": guidance, "seed": seed or 0}
     try:
         if resample is not None:
@@ -633,7 +683,8 @@ def inpaint(
     meta = {"op": "inpaint", "model": model, "image": image, "mask": mask, "box": box,
             "resample": resample, "prompt": prompt, "style": style, "n": n, "steps": steps,
             "sampler": "ddpm" if resample else sampler, "guidance": guidance,
-            "seed": seed or 0}  # fmt: skip
+            "seed": seed or 0, "hint": hint,
+            "control_scale": control_scale if hints is not None else None}  # fmt: skip
     grid = torch.cat([x[:1], x[:1] * (1 - m) - m, samples])  # original, masked (black), outputs
     columns = ["original", "masked", *(f"#{i + 1}" for i in range(n))]
     path = _publish("inpaint", out, settings.runs_dir, grid, n + 2, samples, meta,

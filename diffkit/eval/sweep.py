@@ -158,12 +158,13 @@ def _plot_control(points: Sequence[SweepPoint], floor_fid: float | None, path: P
         xs = [p.control_scale for p in pts]
         label = f"{sampler}-{pts[0].steps}"
         ax_fid.plot(xs, [p.metrics["fid"] for p in pts], "o-", label=label)
-        ax_f1.plot(xs, [p.metrics.get("edges", {}).get("f1", float("nan")) for p in pts], "o-",
-                   label=label)  # fmt: skip
+        for key, style, name in (("f1", "o-", "1 px"), ("f1_exact", "s--", "exact")):
+            f1 = [p.metrics.get("edges", {}).get(key, float("nan")) for p in pts]
+            ax_f1.plot(xs, f1, style, label=f"{label}, {name}")
     if floor_fid is not None:
         ax_fid.axhline(floor_fid, ls="--", c="gray", label="real data (floor)")
     ax_fid.set(yscale="log", xlabel="control scale", ylabel="FID", title="FID vs control scale")
-    ax_f1.set(xlabel="control scale", ylabel="edge F1 (1 px)", ylim=(0, 1),
+    ax_f1.set(xlabel="control scale", ylabel="edge F1", ylim=(0, 1),
               title="edge F1 of samples vs their hints")  # fmt: skip
     for ax in (ax_fid, ax_f1):
         ax.set_xticks(sorted({p.control_scale for p in points if p.control_scale is not None}))

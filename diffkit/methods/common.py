@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import torch
@@ -12,7 +13,8 @@ from diffkit.config.run import DataConfig
 from diffkit.config.settings import Settings
 from diffkit.data.registry import ImageData, load_dataset
 from diffkit.nn.build import count_parameters
-from diffkit.runs.layout import RunDir, write_json
+from diffkit.runs.checkpoint import CheckpointError
+from diffkit.runs.layout import RunDir, RunLock, clean_temporaries, write_json
 from diffkit.runs.metrics import read_metrics
 from diffkit.runs.plots import plot_loss
 from diffkit.training import TrainEvent, TrainResult
@@ -63,3 +65,12 @@ def finish_run(
         "parameters": count_parameters(model),
     }
     write_json(run.summary, summary | extra)
+
+
+def lock_for_resume(held: ExitStack, resume: RunDir) -> None:
+    """Hold the run's lock (a second ``--resume`` of it fails, touching nothing) and drop
+    the temp files a killed writer left, before anything of the run is read."""
+    if not resume.last_checkpoint.is_file():
+        raise CheckpointError(f"{resume.path} has no checkpoints/last.safetensors to resume")
+    held.enter_context(RunLock(resume.path))
+    clean_temporaries(resume.path)

@@ -32,13 +32,18 @@ from diffkit.data.edges import edge_maps
 from diffkit.data.hints import Hints
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, image_shape, load_dataset
-from diffkit.methods.common import finish_run, report_skipped
-from diffkit.methods.generative import _lock_for_resume
+from diffkit.methods.common import finish_run, lock_for_resume, report_skipped
 from diffkit.methods.latent import encode_dataset
-from diffkit.methods.load import check_parts, generative_config, pipeline_from_parts, pipeline_of
 from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
 from diffkit.methods.reflow import file_sha256
 from diffkit.methods.registry import method_objective
+from diffkit.methods.restore import (
+    check_parts,
+    generative_config,
+    load_run_pipeline,
+    pipeline_from_parts,
+    pipeline_of,
+)
 from diffkit.models.conditioning import Cond
 from diffkit.models.contract import DDPMModel, FlowModel, Model
 from diffkit.nn.controlnet import ControlledUNet, ControlNet
@@ -104,9 +109,7 @@ def load_base(ref: BaseRef, device: torch.device, embedded: Path | None = None) 
         raise CheckpointError(f"the base checkpoint {file} changed since the ControlNet was "
                               f"trained (sha256 {digest[:12]}, expected {ref.sha256[:12]}); "
                               "restore that file or retrain the ControlNet")  # fmt: skip
-    from diffkit.methods.load import load_pipeline
-
-    return load_pipeline(file, device)
+    return load_run_pipeline(file, file, read_checkpoint_header(file), device)
 
 
 def base_tensors(ref: BaseRef) -> dict[str, Tensor]:
@@ -187,9 +190,10 @@ class _Controlled:
 
     def unconditional(self, cond: Cond) -> Cond:
         """Guidance's partner: the null class with the same hint (the hint goes to both
-        halves); in guess mode, or for an unconditional base, the partner has no control,
-        so guidance then steers by the hint itself."""
-        if self.conditioning == "class" and self.num_classes is not None:  # type: ignore[attr-defined]
+        halves); in guess mode, or without class labels (an unconditional base, or no
+        class asked for), the partner has no control, so guidance steers by the hint."""
+        labelled = cond.labels is not None and self.num_classes is not None  # type: ignore[attr-defined]
+        if labelled and self.conditioning == "class":  # type: ignore[attr-defined]
             partner = super().unconditional(cond)  # type: ignore[misc]
             if not self.control.guess:
                 return partner
@@ -305,7 +309,7 @@ def train_controlnet(
     base_cfg = generative_config(cfg.base.config, "the ControlNet's base")
     with ExitStack() as held:
         if resume is not None:
-            _lock_for_resume(held, resume)
+            lock_for_resume(held, resume)
         embedded = resume.last_checkpoint if resume is not None and cfg.base.embedded else None
         base = load_base(cfg.base, device, embedded)
         data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)

@@ -20,19 +20,18 @@ from diffkit.config.run import GenerativeRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, load_dataset
-from diffkit.methods.common import finish_run, report_skipped
+from diffkit.methods.common import finish_run, lock_for_resume, report_skipped
 from diffkit.methods.latent import codec_tensors, encode_dataset
-from diffkit.methods.load import pipeline_for
 from diffkit.methods.pipeline import check_weights, cycle_labels, load_weights
 from diffkit.methods.registry import METHODS, method_objective
+from diffkit.methods.restore import pipeline_for
 from diffkit.nn.build import build_model, check_trainable, meta_model
 from diffkit.runs.checkpoint import (
-    CheckpointError,
     load_checkpoint,
     read_checkpoint_header,
     resolve_checkpoint,
 )
-from diffkit.runs.layout import RunDir, RunLock, clean_temporaries, write_json
+from diffkit.runs.layout import RunDir, RunLock, write_json
 from diffkit.runs.metrics import truncate_after
 from diffkit.runs.plots import save_grid
 from diffkit.training import TrainEvent, TrainResult, train
@@ -86,15 +85,6 @@ def _training_data(
     if dist.is_main:
         report_skipped(data, cfg.data.dataset, on_event)
     return encode_dataset(codec, data) if codec is not None else data
-
-
-def _lock_for_resume(held: ExitStack, resume: RunDir) -> None:
-    """Hold the run's lock (a second ``--resume`` of it fails, touching nothing) and drop
-    the temp files a killed writer left, before anything of the run is read."""
-    if not resume.last_checkpoint.is_file():
-        raise CheckpointError(f"{resume.path} has no checkpoints/last.safetensors to resume")
-    held.enter_context(RunLock(resume.path))
-    clean_temporaries(resume.path)
 
 
 def _initial_model(cfg: GenerativeRunConfig, init_from: Path | None) -> nn.Module:
@@ -222,7 +212,7 @@ def train_generative(
     check_trainable(cfg.model, device)
     with ExitStack() as held:
         if resume is not None and dist.is_main:
-            _lock_for_resume(held, resume)
+            lock_for_resume(held, resume)
         data = _training_data(cfg, settings, dist, codec, pairs, on_event)
         batches = TensorBatches(
             data, cfg.train.batch_size, seed=cfg.train.seed, device=device,

@@ -1,56 +1,19 @@
-"""How a checkpoint becomes a model that samples: the pipeline class of each model family,
-and :func:`load_pipeline`.
-
-Kept apart from :mod:`diffkit.methods.pipeline` (the base class that
-:mod:`~diffkit.methods.ddpm` and :mod:`~diffkit.methods.flow` build on) so the imports only
-point one way: pipeline <- ddpm, flow <- load.
-"""
+"""How a checkpoint becomes a model that samples: :func:`load_pipeline` for diffkit runs
+(:mod:`diffkit.methods.restore`), ControlNets over them (:mod:`diffkit.methods.controlnet`)
+and diffusers pipelines (:mod:`diffkit.external.diffusers`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
-from diffkit.config.resolve import validate
-from diffkit.config.run import GenerativeRunConfig
 from diffkit.external import is_foreign
-from diffkit.methods.ddpm import DDPMPipeline
-from diffkit.methods.flow import FlowPipeline
-from diffkit.methods.latent import check_embedded_codec, codec_from_checkpoint
-from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
-from diffkit.methods.registry import METHODS, generative_methods
-from diffkit.models.contract import Family, Model
-from diffkit.nn.build import build_model, meta_model
-from diffkit.runs.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    read_checkpoint_header,
-    resolve_checkpoint,
-)
+from diffkit.methods.pipeline import Pipeline
+from diffkit.methods.restore import PIPELINES, load_run_pipeline, pipeline_for, pipeline_of
+from diffkit.runs.checkpoint import read_checkpoint_header, resolve_checkpoint
 
-if TYPE_CHECKING:
-    from diffkit.methods.vae import LatentCodec
-
-PIPELINES: dict[Family, type[Pipeline]] = {"ddpm": DDPMPipeline, "flow": FlowPipeline}
-"""The sampling side of each model family."""
-
-
-def pipeline_of(model: Model, device: torch.device, config: GenerativeRunConfig | None = None
-                ) -> Pipeline:  # fmt: skip
-    """The pipeline of a model's family: own runs pass their ``config``, foreign models not."""
-    return PIPELINES[model.family](model, device, config)
-
-
-def pipeline_for(
-    cfg: GenerativeRunConfig, net: nn.Module, device: torch.device, codec: LatentCodec | None = None
-) -> Pipeline:
-    """A diffkit run's network as a pipeline: its method makes the model (:data:`METHODS`)."""
-    make = METHODS[cfg.method].model
-    assert make is not None  # every GenerativeRunConfig names a generative method
-    return pipeline_of(make(cfg, net, codec), device, cfg)
+__all__ = ["PIPELINES", "load_pipeline", "pipeline_for", "pipeline_of"]
 
 
 def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Pipeline:
@@ -65,51 +28,10 @@ def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool 
         from diffkit.external.diffusers import load_diffusers
 
         return load_diffusers(path, device)
-    section = "ema" if use_ema else "model"
     file = resolve_checkpoint(path)
     header = read_checkpoint_header(file)
     if header.config.get("method") == "controlnet":  # a ControlNet over a base model
         from diffkit.methods.controlnet import load_control_pipeline
 
         return load_control_pipeline(file, header, device, use_ema)
-    cfg = generative_config(header.config, path)
-    check_parts(cfg, header.section(section), header.section("vae"), path, section)
-    ckpt = load_checkpoint(file, prefixes=(section, "vae"))
-    return pipeline_from_parts(cfg, ckpt.section(section), ckpt.section("vae"), device, path)
-
-
-def generative_config(config: dict, source: object) -> GenerativeRunConfig:
-    """A checkpoint's config as the run config of its (generative) method."""
-    method = METHODS.get(config.get("method"))  # type: ignore[arg-type]
-    if method is None or not method.generative:
-        raise CheckpointError(f"{source} is a {config.get('method')} run, not a generative "
-                              f"model ({', '.join(generative_methods())})")  # fmt: skip
-    try:
-        return validate(method.config, config)
-    except ValueError as exc:
-        raise CheckpointError(f"checkpoint config: {exc}") from None
-
-
-def check_parts(
-    cfg: GenerativeRunConfig, weights: dict, vae: dict, source: object, section: str = "ema"
-) -> None:
-    """Before any tensor is read: the header's network (and VAE) tensors are exactly those
-    of the models ``cfg`` describes, built on the meta device, and fit in memory."""
-    check_weights(meta_model(cfg.model), weights, source, f"{section}.")
-    if cfg.latent is not None:
-        check_embedded_codec(cfg.latent, vae, source)
-
-
-def pipeline_from_parts(
-    cfg: GenerativeRunConfig,
-    weights: dict[str, torch.Tensor],
-    vae: dict[str, torch.Tensor],
-    device: torch.device,
-    source: Path,
-) -> Pipeline:
-    """A diffkit run's pipeline from its config, network weights and (latent models) the
-    ``vae.*`` tensors, checked first by :func:`check_parts`."""
-    net = build_model(cfg.model)
-    load_weights(net, weights, source)
-    codec = codec_from_checkpoint(cfg.latent, vae, device) if cfg.latent is not None else None
-    return pipeline_for(cfg, net.to(device).eval(), device, codec)
+    return load_run_pipeline(path, file, header, device, use_ema)

@@ -239,3 +239,21 @@ def test_bad_hints_exit_2(ctrl: Path, base: Path, tmp_path: Path, data_dir: Path
     bad = invoke("train", "controlnet", "--base", ctrl, *CTRL, "--data-dir", data_dir)
     assert bad.exit_code == 2 and "is a ControlNet" in bad.output
     assert invoke("train", "controlnet", *CTRL).exit_code == 2  # no --base
+
+
+def test_sdedit_and_inpaint_take_a_hint(ctrl: Path, tmp_path: Path, data_dir: Path):
+    common = ("--model", ctrl, "--data-dir", data_dir, "--steps", "4")
+    image = ("--image", "mnist:test:0")
+    hint = ("--hint", "mnist:test:1")
+    edit = last_line(invoke("edit", "sdedit", *image, *common, "--start", "2", *hint,
+                            "--out", tmp_path / "s"))  # fmt: skip
+    assert json.loads((edit / "edit.json").read_text())["hint"] == "mnist:test:1"
+    last_line(invoke("edit", "inpaint", *image, *common, "--box", "0,0,28,14", *hint,
+                     "-n", "2", "--out", tmp_path / "i"))  # fmt: skip
+    for args, message in (
+        (("sdedit", *image, *common, "--hint", "mnist:test:0..3"), "an edit takes one"),
+        (("sdedit", *image, *common), "samples with --hint"),
+        (("anagram", "1", "7", *common), "is a ControlNet"),
+    ):
+        result = invoke("edit", *args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)

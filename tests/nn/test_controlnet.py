@@ -110,3 +110,14 @@ def test_an_unlocked_decoder_is_a_trainable_copy():
     net(x, t, None, hint).pow(2).mean().backward()
     assert net.decoder.conv_out.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in unet.parameters())
+
+
+def test_a_latent_unet_gets_a_hint_four_times_its_size():
+    unet = base("latent-spatial", in_channels=4, image_size=7)
+    ctrl = ControlNet.from_unet(unet, hint_channels=1, hint_factor=4)  # 28x28 hint, 7x7 latents
+    x, t, hint = torch.randn(2, 4, 7, 7), torch.tensor([10, 800]), torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        res = ctrl(x, t, None, hint)
+        assert [r.shape for r in res.skips] == [s.shape for s in unet.encode(x, t).skips]
+        assert res.middle.shape == unet.encode(x, t).middle.shape
+        assert torch.equal(unet(x, t, residuals=res), unet(x, t))
