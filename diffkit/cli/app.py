@@ -1,4 +1,4 @@
-"""The root Typer app: ``diffkit train|sample|eval|reflow|cache-bench|runs``."""
+"""The root Typer app: ``diffkit train|sample|eval|reflow|edit|cache-bench|denoise-bench|runs``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from diffkit import __version__
-from diffkit.cli import cache_bench, edit, reflow, runs, sample, train
+from diffkit.cli import cache_bench, denoise_bench, edit, reflow, runs, sample, train
 from diffkit.cli import eval as eval_cmd
 from diffkit.cli.errors import DiffkitGroup
 
@@ -26,6 +26,7 @@ app.command("sample")(sample.sample)
 app.command("runs")(runs.runs)
 app.command("eval")(eval_cmd.evaluate)
 app.command("cache-bench")(cache_bench.cache_bench)
+app.command("denoise-bench")(denoise_bench.denoise_bench)
 
 
 def _version(value: bool) -> None:

@@ -65,6 +65,14 @@ CondRoutes = Annotated[
 CondDrop = Annotated[
     float | None, _opt("Probability of training a label as the null class (default 0.1).")
 ]
+LRSchedule = Annotated[
+    Literal["cosine", "constant", "exponential"] | None,
+    _opt(
+        "LR after warm-up: cosine (default) or exponential decay to --lr-final x peak, or constant."
+    ),
+]
+LRFinal = Annotated[float | None, _opt("LR at the end / peak LR (presets: 0.05 or 0.1).")]
+GradClip = Annotated[float | None, _opt("Clip the gradient norm to this (default 1).")]
 
 
 CONFIG_FLAGS = {
@@ -76,7 +84,8 @@ CONFIG_FLAGS = {
     "sample_every": "train.sample_every", "eval_every": "train.eval_every",
     "eval_n": "train.eval_n", "keep_best": "train.keep_best", "mid_block": "model.mid_block",
     "transformer_depth": "model.transformer_depth",
-    "transformer_heads": "model.transformer_heads",
+    "transformer_heads": "model.transformer_heads", "lr_schedule": "train.lr_schedule",
+    "lr_final": "train.lr_final_factor", "grad_clip": "train.grad_clip",
 }  # fmt: skip
 """The config key of each flag of `train ddpm | rf | ldm`, declared once for all three."""
 
@@ -144,6 +153,9 @@ def ddpm(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: LR = None,
+    lr_schedule: LRSchedule = None,
+    lr_final: LRFinal = None,
+    grad_clip: GradClip = None,
     preset: Annotated[
         Literal["tiny", "small", "default"] | None,
         _opt(
@@ -229,6 +241,9 @@ def rf(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: LR = None,
+    lr_schedule: LRSchedule = None,
+    lr_final: LRFinal = None,
+    grad_clip: GradClip = None,
     preset: Annotated[
         Literal["tiny", "small", "default"] | None,
         _opt("tiny (tests) | small (2-core CPU) | default (the seeds' GPU UNet)."),
@@ -530,6 +545,85 @@ def controlnet(
     progress = console.TrainProgress()
     run, result = train_controlnet(
         cfg, settings, resume=run, classifier=classifier, on_event=progress,
+        on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
+    )  # fmt: skip
+    report_stop(run, result)
+
+
+@app.command("denoiser")
+@handle_errors
+def denoiser(
+    sigma: Annotated[
+        float | None, _opt("Train at this one noise level (images in [0, 1]; default 0.5).")
+    ] = None,
+    sigma_range: Annotated[
+        str | None, _opt("Train on sigma ~ U[A, B], given as A:B (e.g. 0:1).")
+    ] = None,
+    sigma_input: Annotated[
+        bool | None, _opt("The network sees sigma (through its time input).", "--sigma-input")
+    ] = None,
+    target: Annotated[
+        Literal["clean", "noisy"] | None,
+        _opt("clean (default), or noisy: a second noisy copy (Noise2Noise)."),
+    ] = None,
+    net: Annotated[
+        Literal["small", "seeds"] | None,
+        _opt("small (the small preset's UNet, CPU) | seeds (hidden 128 at 28 px, a GPU net)."),
+    ] = None,
+    dataset: Annotated[str | None, _opt("mnist | fashion-mnist | cifar10 | folder:PATH.")] = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: LR = None,
+    data_dir: DataDir = None,
+    runs_dir: RunsDir = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    device: Device = None,
+    precision: Precision = None,
+    seed: Seed = None,
+    max_steps: MaxSteps = None,
+    limit_data: LimitData = None,
+    sample_every: SampleEvery = None,
+    resume: Resume = None,
+) -> None:
+    """Train a single-step denoiser (the seeds' Part B): MSE from x + sigma eps to x, at one
+    sigma or a range, optionally told sigma, or with noisy targets (Noise2Noise)."""
+    import math
+
+    from diffkit.config.run import DENOISER_NETS, DenoiserRunConfig
+    from diffkit.methods.denoiser import train_denoiser
+
+    if sigma is not None and sigma_range is not None:
+        raise UsageError("give --sigma or --sigma-range, not both")
+    low = high = sigma
+    if sigma_range is not None:
+        try:
+            low, high = (float(v) for v in sigma_range.split(":"))
+        except ValueError:
+            raise UsageError(f"--sigma-range {sigma_range!r}: expected A:B, e.g. 0:1") from None
+    for v in (low, high):
+        if v is not None and (not math.isfinite(v) or v < 0):
+            raise UsageError(f"--sigma/--sigma-range: {v} is not a noise level >= 0")
+    flags = {
+        "noise.sigma_min": low, "noise.sigma_max": high, "noise.sigma_input": sigma_input,
+        "noise.target": target, "data.dataset": dataset, "train.epochs": epochs,
+        "train.batch_size": batch_size, "train.lr": lr, "name": name,
+        "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
+        "data.limit": limit_data, "train.sample_every": sample_every, "net": net,
+    }  # fmt: skip
+    if net is not None:
+        flags |= {f"model.{k}": v for k, v in DENOISER_NETS[net].items()}
+    settings = machine_settings(data_dir, runs_dir, device)
+    if resume is not None:
+        if config is not None:
+            raise UsageError("--resume continues a run as configured; drop --config")
+        run, cfg = resume_config(resume, flags, DenoiserRunConfig)
+    else:
+        run, cfg = None, resolve_run_config(DenoiserRunConfig, flags, config)
+    check_writable(run.path if run is not None else settings.runs_dir)
+    progress = console.TrainProgress()
+    run, result = train_denoiser(
+        cfg, settings, resume=run, on_event=progress,
         on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
     )  # fmt: skip
     report_stop(run, result)

@@ -20,6 +20,7 @@ from diffkit.config.run import (
     ClassifierRunConfig,
     ControlNetRunConfig,
     DDPMRunConfig,
+    DenoiserRunConfig,
     FlowRunConfig,
     GenerativeRunConfig,
     PairsConfig,
@@ -28,6 +29,7 @@ from diffkit.config.run import (
 from diffkit.models.contract import DDPMModel, FlowModel, Model
 from diffkit.objectives.classify import ClassifierObjective
 from diffkit.objectives.ddpm import DDPMObjective
+from diffkit.objectives.denoise import DenoiseObjective
 from diffkit.objectives.flow import FlowObjective
 from diffkit.objectives.vae import VAEObjective
 from diffkit.schedules import DDPMSchedule, make_schedule
@@ -109,6 +111,10 @@ METHODS: dict[str, Method] = {
                objective=lambda cfg, _: ClassifierObjective(cfg.max_shift)),
         Method("pairs", PairsConfig, "pairs", "reflow make-pairs"),
         Method("controlnet", ControlNetRunConfig, "controlnet", "train controlnet"),
+        Method("denoiser", DenoiserRunConfig, "denoiser", "train denoiser",
+               objective=lambda cfg, _: DenoiseObjective(
+                   cfg.noise.sigma_min, cfg.noise.sigma_max, cfg.noise.sigma_input,
+                   cfg.noise.target)),
     )
 }  # fmt: skip
 """Every method, by the name a run's config records in its ``method`` field."""
