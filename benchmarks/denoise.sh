@@ -11,10 +11,11 @@ run() { log "$@" 2>&1 | tee -a "$OUT/train.log" | tail -2 | head -1; }  # the ru
 FIXED=$(run diffkit train denoiser --sigma 0.5 --name fixed)
 RANGE=$(run diffkit train denoiser --sigma-range 0:1 --sigma-input --name range)
 N2N=$(run diffkit train denoiser --sigma 0.5 --target noisy --name n2n)
+PURE=$(run diffkit train denoiser --pure-noise --name pure)
 FLOW=$(run diffkit train rf --preset small --cond class --lr-schedule exponential --lr-final 0.1 --name flow-recipe)
 log diffkit eval "$FLOW" -n 1000 --steps 50 --guidance 5 --classifier "$CLF" 2>&1 | tail -14 | tee "$OUT/flow-eval.txt"
-log diffkit denoise-bench "$FIXED" "$RANGE" "$N2N" "$BASE" "$FLOW" -n 1000 --pure-noise \
+log diffkit denoise-bench "$FIXED" "$RANGE" "$N2N" "$PURE" "$BASE" "$FLOW" -n 1000 --pure-noise \
     --classifier "$CLF" --out "$OUT/bench" 2>&1 | tail -20 | tee "$OUT/bench.txt"
-for r in "$FIXED" "$RANGE" "$N2N" "$FLOW"; do
+for r in "$FIXED" "$RANGE" "$N2N" "$PURE" "$FLOW"; do
   python -c "import json,sys; s=json.load(open('$r/summary.json')); print('$r', s['train_seconds'], s['images_per_sec'], s['last_loss'])"
 done | tee "$OUT/times.txt"

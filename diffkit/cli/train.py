@@ -566,6 +566,13 @@ def denoiser(
         Literal["clean", "noisy"] | None,
         _opt("clean (default), or noisy: a second noisy copy (Noise2Noise)."),
     ] = None,
+    pure_noise: Annotated[
+        bool | None,
+        _opt(
+            "Train on pure noise inputs, no image (the seeds' 1.2.3: learns the mean).",
+            "--pure-noise",
+        ),
+    ] = None,
     net: Annotated[
         Literal["small", "seeds"] | None,
         _opt("small (the small preset's UNet, CPU) | seeds (hidden 128 at 28 px, a GPU net)."),
@@ -606,7 +613,8 @@ def denoiser(
             raise UsageError(f"--sigma/--sigma-range: {v} is not a noise level >= 0")
     flags = {
         "noise.sigma_min": low, "noise.sigma_max": high, "noise.sigma_input": sigma_input,
-        "noise.target": target, "data.dataset": dataset, "train.epochs": epochs,
+        "noise.target": target, "noise.pure_noise": pure_noise, "data.dataset": dataset,
+        "train.epochs": epochs,
         "train.batch_size": batch_size, "train.lr": lr, "name": name,
         "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
         "data.limit": limit_data, "train.sample_every": sample_every, "net": net,

@@ -494,6 +494,11 @@ class NoiseConfig(Frozen):
     target: Literal["clean", "noisy"] = Field(
         "clean", description="clean: x; noisy: x + sigma * eps' (Noise2Noise, Lehtinen 2018)"
     )
+    pure_noise: bool = Field(
+        False,
+        description="the input is pure noise z ~ N(0, 1) (images in [0, 1]), no image: "
+        "the seeds' Part B 1.2.3, whose MMSE answer is the mean image",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

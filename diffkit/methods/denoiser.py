@@ -142,6 +142,7 @@ def load_denoiser(path: Path, device: torch.device, use_ema: bool = True) -> Den
         name = f"denoiser σ={n.sigma_min:g}" if n.sigma_min == n.sigma_max else (
             f"denoiser σ∈[{n.sigma_min:g},{n.sigma_max:g}]")  # fmt: skip
         name += (" +σ input" if n.sigma_input else "") + (" N2N" if n.target == "noisy" else "")
+        name = "denoiser of pure noise" if n.pure_noise else name
         name += f" [{folder}]"
         section = "ema" if use_ema else "model"  # with ema_decay 0 the EMA is the model
         net = build_model(cfg.model)

@@ -114,7 +114,7 @@ METHODS: dict[str, Method] = {
         Method("denoiser", DenoiserRunConfig, "denoiser", "train denoiser",
                objective=lambda cfg, _: DenoiseObjective(
                    cfg.noise.sigma_min, cfg.noise.sigma_max, cfg.noise.sigma_input,
-                   cfg.noise.target)),
+                   cfg.noise.target, cfg.noise.pure_noise)),
     )
 }  # fmt: skip
 """Every method, by the name a run's config records in its ``method`` field."""

@@ -36,6 +36,7 @@ class DenoiseObjective:
     sigma_max: float = 0.5
     sigma_input: bool = False
     target: str = "clean"
+    pure_noise: bool = False  # the input is 2 z - 1, z ~ N(0, 1): no image at all
 
     def sigmas(self, b: int, device, generator: torch.Generator) -> Tensor:
         """(B,) training sigmas, seeds' units."""
@@ -48,6 +49,8 @@ class DenoiseObjective:
         sigma = self.sigmas(b, x.device, generator)
         s = image_sigma(sigma).reshape(b, *([1] * (x.ndim - 1))).to(x.dtype)  # (B, 1, 1, 1)
         y = x + s * torch.randn(x.shape, device=x.device, generator=generator, dtype=x.dtype)
+        if self.pure_noise:  # z ~ N(0, 1) in [0, 1] units is 2 z - 1 in diffkit's
+            y = 2 * torch.randn(x.shape, device=x.device, generator=generator, dtype=x.dtype) - 1
         target = x
         if self.target == "noisy":
             noise = torch.randn(x.shape, device=x.device, generator=generator, dtype=x.dtype)

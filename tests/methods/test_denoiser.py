@@ -184,3 +184,13 @@ def test_bad_noise_levels_exit_2(args, message, data_dir: Path):
     result = invoke(*args, "--data-dir", data_dir)
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_pure_noise_training_sees_no_image():
+    """The seeds' 1.2.3: the input ignores x, so the MSE minimiser is the mean image."""
+    obj = DenoiseObjective(pure_noise=True)
+    a, b = torch.zeros(8, *SHAPE), torch.ones(8, *SHAPE)
+    ya, ta, _ = obj.corrupt(a, torch.Generator().manual_seed(1))
+    yb, tb, _ = obj.corrupt(b, torch.Generator().manual_seed(1))
+    assert torch.equal(ya, yb) and torch.equal(ta, a) and torch.equal(tb, b)
+    assert abs(float(ya.mean()) + 1) < 0.5 and abs(float(ya.std()) - 2) < 0.5  # 2 z - 1
