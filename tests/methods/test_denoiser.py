@@ -119,7 +119,7 @@ def test_train_and_bench_end_to_end(runs: Path, data_dir: Path, tmp_path: Path):
                               "--target", "noisy", *TINY, *common))  # fmt: skip
     cfg = json.loads((ranged / "config.json").read_text())
     assert cfg["noise"] == {"sigma_min": 0.0, "sigma_max": 1.0, "sigma_input": True,
-                            "target": "noisy"}  # fmt: skip
+                            "target": "noisy", "pure_noise": False}  # fmt: skip
     assert (fixed / "samples" / "epoch-0001.png").is_file()
     flow = last_line(
         invoke(
