@@ -91,3 +91,17 @@ def test_command_modules_do_not_import_each_other():
                 private = [a.name for a in node.names if a.name.startswith("_")
                            and not a.name.startswith("__")]  # fmt: skip
                 assert not private, f"{path.name} imports {private} from {node.module}"
+
+
+def test_the_cli_starts_without_torch():
+    """`diffkit --help`, `--version`, `runs` and every command's `--help` must not pay for
+    importing torch (seconds, hundreds of MB): the app and its command modules import it
+    only inside the commands that compute."""
+    code = (
+        "import sys; from typer.testing import CliRunner; from diffkit.cli.app import app; "
+        "r = CliRunner().invoke(app, ['train', 'controlnet', '--help']); "
+        "assert r.exit_code == 0, r.output; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

@@ -27,7 +27,6 @@ from diffkit.cli.options import (
     machine_settings,
 )
 from diffkit.config.run import SamplerName
-from diffkit.samplers.table import SAMPLERS
 
 
 def _intervals(spec: str) -> list[int]:
@@ -118,6 +117,8 @@ def cache_bench(
     pipe = load_pipeline(source, dev, use_ema=not no_ema)
     sampler = sampler or pipe.DEFAULT_SAMPLER
     steps = check_steps(pipe, sampler, steps)
+    from diffkit.samplers.table import SAMPLERS
+
     if SAMPLERS[sampler].adaptive:
         raise UsageError(f"--sampler {sampler} is adaptive; cache-bench needs a fixed-step "
                          "sampler")  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,7 +18,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from diffkit.training import TrainEvent
+if TYPE_CHECKING:
+    from diffkit.training import TrainEvent
+
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -19,13 +19,9 @@ from typer.core import TyperGroup
 from diffkit.cli import console
 from diffkit.cli.signals import EXIT_INTERRUPTED, Terminated, exit_code
 from diffkit.config.resolve import ConfigError
-from diffkit.data.registry import DataError
-from diffkit.edit.images import ImageError
+from diffkit.errors import CheckpointError, DataError, HardwareError, ImageError, SolverError
 from diffkit.resources import ResourceError
-from diffkit.runs.checkpoint import CheckpointError
 from diffkit.runs.layout import OutputError, RunLockedError, describe_os_error
-from diffkit.samplers.ode import SolverError
-from diffkit.training.hardware import HardwareError
 
 EXIT_USAGE = 2  # bad input: config, data, checkpoint, device, an unwritable output
 EXIT_FAILED = 1  # the job ran and failed (e.g. a non-finite loss)

@@ -35,12 +35,11 @@ from diffkit.cli.options import (
 )
 from diffkit.cli.shared import check_steps, free_path, hinted, progress_total
 from diffkit.config.run import SamplerName
-from diffkit.eval.sweep import Setting
 from diffkit.runs.layout import run_folder_of
-from diffkit.samplers.table import SAMPLERS, fixed_step
 
 if TYPE_CHECKING:
     from diffkit.eval.features import FeatureExtractor
+    from diffkit.eval.sweep import Setting
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -351,7 +350,8 @@ def _sweep_plan(
 ) -> _Plan:
     """Step counts at ``guidance`` (for a conditional model), or guidance scales at
     ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
-    from diffkit.eval.sweep import parse_sweep
+    from diffkit.eval.sweep import Setting, parse_sweep
+    from diffkit.samplers.table import fixed_step
 
     if src.pipe is None:
         raise UsageError("--sweep needs a run or checkpoint, not saved samples")
@@ -419,6 +419,7 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
     import time
 
     from diffkit.methods.pipeline import cycle_labels
+    from diffkit.samplers.table import SAMPLERS
 
     steps = check_steps(pipe, sampler, steps)
     labels, cond = cycle_labels(pipe.num_classes, n), None

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from diffkit.data.idx import read_idx
+from diffkit.errors import DataError
 from diffkit.resources import check_memory
 
 if TYPE_CHECKING:
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
     from diffkit.config.run import DataConfig
 
 Split = Literal["train", "test"]
-
-
-class DataError(RuntimeError):
-    """A dataset that is missing or unreadable; the message says what to do."""
 
 
 @dataclass(frozen=True)

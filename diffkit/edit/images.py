@@ -10,11 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from diffkit.errors import ImageError
+
 ITEM = re.compile(r"^(?P<dataset>[\w-]+):(?P<split>train|test):(?P<index>\d+)$")
-
-
-class ImageError(ValueError):
-    """An image or mask that cannot be read or does not fit (one line, exit 2)."""
 
 
 def load_image(spec: str, shape: tuple[int, ...], data_dir: Path) -> Tensor:

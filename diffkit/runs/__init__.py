@@ -1,24 +1,25 @@
-"""Run folders, checkpoints and metrics."""
+"""Run folders, checkpoints and metrics.
 
-from diffkit.runs.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    load_checkpoint,
-    resolve_checkpoint,
-    save_checkpoint,
-)
-from diffkit.runs.layout import RunDir, find_runs, write_json
-from diffkit.runs.metrics import MetricsWriter, read_metrics
+The names below load on first use (PEP 562), so that importing ``diffkit.runs.layout``,
+which the CLI does at start-up, does not import torch through the checkpoint module.
+"""
 
-__all__ = [
-    "Checkpoint",
-    "CheckpointError",
-    "MetricsWriter",
-    "RunDir",
-    "find_runs",
-    "load_checkpoint",
-    "read_metrics",
-    "resolve_checkpoint",
-    "save_checkpoint",
-    "write_json",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Checkpoint": "checkpoint", "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint",
+    "resolve_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "RunDir": "layout",
+    "find_runs": "layout", "write_json": "layout", "MetricsWriter": "metrics",
+    "read_metrics": "metrics",
+}  # fmt: skip
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'diffkit.runs' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"diffkit.runs.{_WHERE[name]}"), name)

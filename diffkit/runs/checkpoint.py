@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch import nn
 
+from diffkit.errors import CheckpointError
 from diffkit.resources import check_memory
 from diffkit.runs.layout import RunDir, atomic_write_bytes
 
@@ -35,10 +36,6 @@ _DTYPE_NAMES = {
 _ITEM_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
                "U8": 1, "BOOL": 1}  # fmt: skip
 _FLOATS = frozenset({"F64", "F32", "F16", "BF16"})
-
-
-class CheckpointError(RuntimeError):
-    """A missing, corrupt or foreign checkpoint."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from diffkit.errors import SolverError
 from diffkit.samplers.table import SAMPLERS
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
@@ -35,10 +36,6 @@ returned Tensor replaces x for the following steps, None keeps it."""
 
 FixedSolver = Literal["euler", "midpoint", "heun", "rk4"]
 Solver = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
-
-
-class SolverError(ValueError):
-    """An adaptive solve that cannot go on (step size underflow, non-finite state)."""
 
 
 EVALS_PER_STEP: dict[str, int] = {

@@ -6,10 +6,7 @@ import torch
 
 from diffkit.config.run import Precision
 from diffkit.config.settings import DeviceChoice
-
-
-class HardwareError(RuntimeError):
-    """A device or precision the machine cannot provide."""
+from diffkit.errors import HardwareError
 
 
 def resolve_device(choice: DeviceChoice, local_rank: int = 0) -> torch.device:

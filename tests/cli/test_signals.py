@@ -74,14 +74,19 @@ def _entry(*args: str, env: dict) -> subprocess.Popen:
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
 )
 def test_signal_while_starting_is_one_line(sig, code, word, tmp_path: Path):
-    """Ctrl-C or SIGTERM while torch is still being imported: no traceback, no files."""
+    """Ctrl-C or SIGTERM while torch is still being imported: no traceback, no files. The
+    app itself starts without torch (a few tenths of a second), so the signal lands while
+    the app loads or while the command imports torch; either way it is one line."""
     env = os.environ | {"DIFFKIT_RUNS_DIR": str(tmp_path / "runs")}
     proc = _entry("train", "ddpm", "--preset", "tiny", env=env)
     time.sleep(0.3)  # importing torch takes seconds; the entry point is already running
     proc.send_signal(sig)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert err.strip().splitlines() == [f"error: {word} while starting; nothing was written"]
+    assert err.strip().splitlines() in (
+        [f"error: {word} while starting; nothing was written"],
+        [f"error: {word}; files already on disk are intact"],
+    ), err
     assert not (tmp_path / "runs").exists()
 
 
