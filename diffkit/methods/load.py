@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from diffkit.errors import HardwareError
 from diffkit.external import is_foreign
 from diffkit.methods.pipeline import Pipeline
 from diffkit.methods.restore import PIPELINES, load_run_pipeline, pipeline_for, pipeline_of
@@ -24,6 +25,9 @@ def load_pipeline(path: Path, device: torch.device | str = "cpu", use_ema: bool 
     diffusers pipeline folder or ``hf:ORG/NAME`` loads through
     :mod:`diffkit.external.diffusers` (the ``[diffusers]`` extra)."""
     device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HardwareError(f"device {device} was asked for, but this machine has no CUDA "
+                            "GPU (or torch has no CUDA build); use device='cpu'")  # fmt: skip
     if is_foreign(path):  # a diffusers folder or hf:ORG/NAME (one set of weights, no EMA)
         from diffkit.external.diffusers import load_diffusers
 

@@ -131,3 +131,16 @@ def test_training_on_a_gpu_counts_its_free_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1000, 10**12))
     with pytest.raises(ResourceError, match="on cuda:0 needs about"):
         check_trainable(cfg.model, torch.device("cuda", 0))
+
+
+def test_loading_on_cuda_without_one_is_one_hardware_error(tmp_path):
+    import pytest
+    import torch
+
+    from diffkit.errors import HardwareError
+    from diffkit.methods.load import load_pipeline
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(HardwareError, match="no CUDA GPU"):
+        load_pipeline(tmp_path / "missing", "cuda")
