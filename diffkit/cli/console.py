@@ -28,7 +28,7 @@ _wide_out = Console(highlight=False, soft_wrap=True, width=160)  # stdout when n
 
 
 def error(message: str) -> None:
-    # The message is text, not rich markup: "[+2 more]" or a path with brackets must
+    # The message is text, not rich markup: "[0, 1]" or a path with brackets must
     # print as written.
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
 

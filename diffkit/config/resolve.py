@@ -127,16 +127,19 @@ def _is_field_path(model: Any, path: list[str]) -> bool:
 
 
 def format_validation_error(exc: ValidationError) -> str:
-    """One line: the first failing field, the reason, and the offending value."""
-    err = exc.errors()[0]
+    """One line naming every failing field, its reason and the offending value, joined by
+    "; " (a user fixing a config file should not have to run it once per mistake)."""
+    return "; ".join(_one_error(err) for err in exc.errors())
+
+
+def _one_error(err: Any) -> str:
     # Drop the tags of tagged unions (model: unet | mlp), which are not config keys.
     where = ".".join(str(p) for p in err["loc"] if p not in UNION_TAGS) or "config"
     msg = err["msg"].removeprefix("Value error, ")
     extra = (
         f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
     )
-    more = f" [+{len(exc.errors()) - 1} more]" if len(exc.errors()) > 1 else ""
-    return f"invalid {where}: {msg}{extra}{more}"
+    return f"invalid {where}: {msg}{extra}"
 
 
 def validate(model: type[M], data: Mapping[str, Any]) -> M:

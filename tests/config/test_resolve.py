@@ -128,3 +128,16 @@ def test_a_plain_value_never_silently_replaces_a_section(tmp_path: Path, layers,
     flags = {"preset": "tiny", "train.max_steps": 1}  # a flag in the same section as the 5
     with pytest.raises(ConfigError, match=f"invalid {where}: .*must be one or the other"):
         resolve_run_config(DDPMRunConfig, flags, cfg, environ=env)
+
+
+def test_every_validation_error_is_named_at_once():
+    import pytest
+
+    from diffkit.config.resolve import ConfigError, validate
+    from diffkit.config.run import DDPMRunConfig
+
+    with pytest.raises(ConfigError) as exc:
+        validate(DDPMRunConfig, {"train": {"epochs": 0, "lr": -1}, "data": {"limit": 0}})
+    line = str(exc.value)
+    assert "\n" not in line
+    assert all(f"invalid {key}" in line for key in ("train.epochs", "train.lr", "data.limit"))
