@@ -175,7 +175,9 @@ class DeepCache:
     def of(cls, pipe: Any, config: CacheConfig, sampler: str, steps: int) -> DeepCache:
         """A cache on a pipeline's network, for runs of ``sampler`` with ``steps`` steps
         (the quadratic schedule needs their planned network evaluations)."""
-        if getattr(pipe.model, "hinted", False):
+        from diffkit.methods.controlnet import is_controlled
+
+        if is_controlled(pipe.model):
             raise ValueError("DeepCache reuses the UNet's deep features across steps, but a "
                              "ControlNet adds fresh residuals to every skip at every step; "
                              "a cached step would drop the control")  # fmt: skip

@@ -93,7 +93,7 @@ def denoise_bench(
     settings = machine_settings(data_dir, runs_dir, device)
     dev = resolve_device(settings.device)
     models = [load_denoiser(r, dev) for r in runs or []]
-    datasets = {_dataset(r) for r in runs or []} or {"mnist"}
+    datasets = {m.dataset or "mnist" for m in models} or {"mnist"}
     if len(datasets) > 1:
         raise UsageError(f"the runs were trained on different datasets: {', '.join(datasets)}")
     dataset = datasets.pop()
@@ -142,13 +142,6 @@ def denoise_bench(
     console.table(f"PSNR (dB), {x.shape[0]} {dataset} test images", ["model",
                   *(f"σ={s:g}" for s in levels)], table)  # fmt: skip
     console.out.print(str(out))
-
-
-def _dataset(run: Path) -> str:
-    from diffkit.runs.checkpoint import read_checkpoint_header, resolve_checkpoint
-
-    config = read_checkpoint_header(resolve_checkpoint(run)).config
-    return config.get("data", {}).get("dataset", "mnist")
 
 
 def _classifier(dataset, settings, device, classifier, labels):

@@ -130,7 +130,9 @@ def _open(source: str, device, data_dir, runs_dir, no_ema: bool, *, views: bool,
     from diffkit.methods.load import load_pipeline
 
     pipe = load_pipeline(Path(source), where, use_ema=not no_ema)
-    if getattr(pipe.model, "hinted", False) and not hints:
+    from diffkit.methods.controlnet import is_controlled
+
+    if is_controlled(pipe.model) and not hints:
         raise UsageError(f"{source} is a ControlNet: sdedit and inpaint take its --hint; this "
                          "op would need a hint per view or prompt (use the base run)")  # fmt: skip
     if pipe.model.codec is not None:

@@ -44,6 +44,12 @@ class Hints:
     def __len__(self) -> int:
         return self.maps.shape[0]
 
+    def select(self, n: int) -> Hints:
+        """The first ``n`` hints."""
+        part = slice(0, n)
+        return Hints(self.maps[part], None if self.labels is None else self.labels[part],
+                     None if self.images is None else self.images[part])  # fmt: skip
+
 
 def load_hints(
     spec: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from diffkit.data.registry import ImageData, load_dataset
 from diffkit.nn.build import count_parameters
 from diffkit.runs.checkpoint import CheckpointError
 from diffkit.runs.layout import RunDir, RunLock, clean_temporaries, write_json
-from diffkit.runs.metrics import read_metrics
+from diffkit.runs.metrics import read_metrics, truncate_after
 from diffkit.runs.plots import plot_loss
 from diffkit.training import TrainEvent, TrainResult
 from diffkit.training.hardware import precision_name
@@ -74,3 +75,25 @@ def lock_for_resume(held: ExitStack, resume: RunDir) -> None:
         raise CheckpointError(f"{resume.path} has no checkpoints/last.safetensors to resume")
     held.enter_context(RunLock(resume.path))
     clean_temporaries(resume.path)
+
+
+def open_run(
+    runs_dir: Path, folder: str, cfg: Any, held: ExitStack, resume: RunDir | None,
+    resume_step: int | None,
+) -> RunDir:  # fmt: skip
+    """The only place a method writes before training, reached once every input is valid:
+    a fresh run folder under ``runs_dir/folder`` (locked at once, the lock held by
+    ``held``), or the resumed one with its metrics cut back to ``resume_step`` (first:
+    reading them is what can still fail), its config updated (e.g. new epochs) and its
+    stale summary removed."""
+    if resume is None:
+        run = RunDir.create(runs_dir, folder, cfg.name)
+        held.enter_context(RunLock(run.path))
+    else:
+        run = resume
+    if resume_step is not None:
+        truncate_after(run.metrics, resume_step)
+    write_json(run.config, cfg.model_dump(mode="json"))
+    if resume_step is not None:
+        run.summary.unlink(missing_ok=True)  # stale until this session ends
+    return run

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -32,7 +31,7 @@ from diffkit.data.edges import edge_maps
 from diffkit.data.hints import Hints
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, image_shape, load_dataset
-from diffkit.methods.common import finish_run, lock_for_resume, report_skipped
+from diffkit.methods.common import finish_run, lock_for_resume, open_run, report_skipped
 from diffkit.methods.latent import encode_dataset
 from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
 from diffkit.methods.reflow import file_sha256
@@ -56,8 +55,7 @@ from diffkit.runs.checkpoint import (
     read_checkpoint_header,
     resolve_checkpoint,
 )
-from diffkit.runs.layout import RunDir, RunLock, write_json
-from diffkit.runs.metrics import truncate_after
+from diffkit.runs.layout import RunDir
 from diffkit.runs.plots import save_grid
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.hardware import resolve_device, resolve_precision
@@ -130,10 +128,12 @@ def hint_shape(base: GenerativeRunConfig) -> tuple[int, int, int]:
     return (1, size, size)
 
 
-def build_controlled(base_net: UNet, cfg: ControlNetRunConfig) -> ControlledUNet:
-    base = generative_config(cfg.base.config, "the ControlNet's base")
-    control = ControlNet.from_unet(base_net, hint_channels=1, hint_factor=hint_factor(base))
-    return ControlledUNet(base_net, control, unlock_decoder=cfg.unlock_decoder)
+def build_controlled(base: Pipeline, cfg: ControlNetRunConfig) -> ControlledUNet:
+    """A fresh ControlNet over ``base``'s (frozen) UNet."""
+    unet = base.net
+    assert isinstance(unet, UNet) and base.config is not None  # base_reference checked it
+    control = ControlNet.from_unet(unet, hint_channels=1, hint_factor=hint_factor(base.config))
+    return ControlledUNet(unet, control, unlock_decoder=cfg.unlock_decoder)
 
 
 # ---------------------------------------------------------------------------------------
@@ -167,9 +167,7 @@ class _Controlled:
 
     control: Control = Control()
     hint_config: HintConfig = field(default_factory=HintConfig)  # how hints are made
-    hint_shape: tuple[int, ...] = (1, 28, 28)
     blank_start: bool = False  # the recon baseline: one step from a blank (zero) input
-    hinted: ClassVar[bool] = True
 
     def progress(self, t: Tensor) -> Tensor:  # (B,) the way from noise (0) to data (1)
         raise NotImplementedError
@@ -180,11 +178,17 @@ class _Controlled:
         if hint is None:
             return self.net(x, t, labels)  # type: ignore[attr-defined]
         c = self.control
-        p = self.progress(t)
-        rows = c.scale * ((p >= c.start - 1e-6) & (p <= c.end + 1e-6)).to(x.dtype)  # (B,)
+        if c.scale == 0:
+            return self.net(x, t, labels)  # type: ignore[attr-defined]
+        rows: float | Tensor = c.scale  # per row (B,) once a window or a hint scale applies
+        if (c.start, c.end) != (0.0, 1.0):
+            p = self.progress(t)
+            rows = c.scale * ((p >= c.start - 1e-6) & (p <= c.end + 1e-6)).to(x.dtype)
         if cond.hint_scale is not None:
             rows = rows * cond.hint_scale.to(x.dtype)
-        if not bool(rows.any()):  # no control anywhere in the batch: the base alone
+        # The plain case never reads a tensor back (no host sync on a GPU); otherwise a
+        # batch with no control anywhere skips the ControlNet: the base alone.
+        if isinstance(rows, Tensor) and not bool(rows.any()):
             return self.net(x, t, labels)  # type: ignore[attr-defined]
         return self.net(x, t, labels, hint, rows, c.guess)  # type: ignore[attr-defined]
 
@@ -230,9 +234,8 @@ def controlled_pipeline(base: Pipeline, net: ControlledUNet, cfg: ControlNetRunC
     """``base`` with ``net`` in place of its network, taking hints."""
     kind = ControlledDDPM if isinstance(base.model, DDPMModel) else ControlledFlow
     own = {f.name: getattr(base.model, f.name) for f in fields(base.model) if f.init}
-    base_cfg = generative_config(cfg.base.config, "the ControlNet's base")
     model = kind(**own | {"net": net, "name": f"ControlNet on {base.model.name}",
-                          "hint_shape": hint_shape(base_cfg), "hint_config": cfg.hint,
+                          "hint_config": cfg.hint,
                           "blank_start": cfg.objective == "recon"})  # fmt: skip
     return pipeline_of(model, base.device, base.config)
 
@@ -259,7 +262,7 @@ def load_control_pipeline(
     embedded = file if cfg.base.embedded else None
     base = load_base(cfg.base, device, embedded)
     section = "ema" if use_ema else "model"
-    net = build_controlled(base.net, cfg)  # type: ignore[arg-type]
+    net = build_controlled(base, cfg)
     check_weights(net, header.section(section), file, f"{section}.")
     load_weights(net, load_checkpoint(file, prefixes=(section,)).section(section), file)
     return controlled_pipeline(base, net.to(device).eval(), cfg)
@@ -306,12 +309,13 @@ def train_controlnet(
     for the dataset, and edge consistency) on the first test images' hints."""
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
-    base_cfg = generative_config(cfg.base.config, "the ControlNet's base")
     with ExitStack() as held:
         if resume is not None:
             lock_for_resume(held, resume)
         embedded = resume.last_checkpoint if resume is not None and cfg.base.embedded else None
         base = load_base(cfg.base, device, embedded)
+        base_cfg = base.config
+        assert base_cfg is not None  # a diffkit run
         data = load_dataset(cfg.data, settings.data_dir, "train", download=settings.download)
         report_skipped(data, cfg.data.dataset, on_event)
         if base_cfg.num_classes is not None and data.labels is None:
@@ -319,7 +323,7 @@ def train_controlnet(
         rows = _training_rows(cfg, data, base.model.codec)
         batches = TensorBatches(rows, cfg.train.batch_size, seed=cfg.train.seed, device=device)
         torch.manual_seed(cfg.train.seed)
-        model = build_controlled(base.net, cfg)  # type: ignore[arg-type]
+        model = build_controlled(base, cfg)
         ckpt = None
         if resume is not None:
             header = read_checkpoint_header(resume.last_checkpoint)
@@ -329,14 +333,17 @@ def train_controlnet(
         extra = base_tensors(cfg.base) if cfg.base.embedded and resume is None else {}
         if embedded is not None:
             extra = load_checkpoint(embedded, prefixes=(BASE,)).tensors
-        evaluate = _evaluation(cfg, settings, base, classifier)
-        run = _open_run(cfg, settings, held, resume, ckpt)
+        t = cfg.train
+        hints = test_hints(cfg, settings, max(t.preview_n // 2, t.eval_n if t.eval_every else 1))
+        evaluate = _evaluation(cfg, settings, base, classifier, hints)
+        step = int(ckpt.train_state["position"]["step"]) if ckpt is not None else None
+        run = open_run(settings.runs_dir, "controlnet", cfg, held, resume, step)
         on_run_dir(run)
         t0 = time.time()
         result = train(
             model, _objective(cfg, base_cfg), batches, cfg.train, device=device,
             autocast_dtype=autocast_dtype, run=run, run_config=cfg.model_dump(mode="json"),
-            resume=ckpt, preview=_preview(cfg, base, run, settings),
+            resume=ckpt, preview=_preview(cfg, base, run, hints),
             evaluate=evaluate, on_event=on_event,
             extra_tensors=extra,
         )  # fmt: skip
@@ -344,18 +351,6 @@ def train_controlnet(
                    wall_seconds_this_session=time.time() - t0, train_images=len(data),
                    base=cfg.base.source, base_sha256=cfg.base.sha256)  # fmt: skip
     return run, result
-
-
-def _open_run(cfg, settings, held: ExitStack, resume: RunDir | None, ckpt) -> RunDir:
-    if resume is None:
-        run = RunDir.create(settings.runs_dir, "controlnet", cfg.name)
-        held.enter_context(RunLock(run.path))
-    else:
-        run = resume
-        truncate_after(run.metrics, int(ckpt.train_state["position"]["step"]))
-        run.summary.unlink(missing_ok=True)
-    write_json(run.config, cfg.model_dump(mode="json"))
-    return run
 
 
 def test_hints(cfg: ControlNetRunConfig, settings: Settings, n: int) -> Hints:
@@ -380,7 +375,7 @@ def hinted_batch(
 
 
 def _evaluation(cfg: ControlNetRunConfig, settings: Settings, base: Pipeline,
-                classifier: Path | None):  # fmt: skip
+                classifier: Path | None, hints: Hints):  # fmt: skip
     """The in-training evaluation: FID (and class accuracy) of ``eval_n`` samples drawn for
     the first test images' hints, and their edge consistency; None when off."""
     t = cfg.train
@@ -393,7 +388,7 @@ def _evaluation(cfg: ControlNetRunConfig, settings: Settings, base: Pipeline,
     extractor = load_extractor("classifier", cfg.data.dataset, settings.runs_dir, base.device,
                                classifier=classifier)  # fmt: skip
     evaluator = Evaluator(cfg.data.dataset, extractor, settings, data=cfg.data, kid_subsets=20)
-    hints = test_hints(cfg, settings, t.eval_n)
+    hints = hints.select(t.eval_n)
 
     def evaluate(ema_net, epoch: int) -> dict:
         start = time.perf_counter()
@@ -415,11 +410,11 @@ def _evaluation(cfg: ControlNetRunConfig, settings: Settings, base: Pipeline,
     return evaluate
 
 
-def _preview(cfg: ControlNetRunConfig, base: Pipeline, run: RunDir, settings: Settings):
+def _preview(cfg: ControlNetRunConfig, base: Pipeline, run: RunDir, hints: Hints):
     """Hint | sample pairs of the first test images (their own classes for a
     class-conditional base), four pairs a row."""
     k = max(1, cfg.train.preview_n // 2)
-    hints = test_hints(cfg, settings, k)
+    hints = hints.select(k)
     recon = cfg.objective == "recon"
     sampler = base.DEFAULT_SAMPLER if recon else cfg.train.preview_sampler
     steps = 1 if recon else cfg.train.preview_steps

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,9 +23,10 @@ from diffkit.config.resolve import validate
 from diffkit.config.run import DenoiserRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
-from diffkit.methods.common import finish_run, load_splits, lock_for_resume
+from diffkit.methods.common import finish_run, load_splits, lock_for_resume, open_run
 from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
 from diffkit.methods.registry import method_objective
+from diffkit.methods.restore import load_run_pipeline
 from diffkit.models.conditioning import Cond
 from diffkit.models.contract import DDPMModel
 from diffkit.nn.build import build_model, check_trainable
@@ -36,8 +37,7 @@ from diffkit.runs.checkpoint import (
     read_checkpoint_header,
     resolve_checkpoint,
 )
-from diffkit.runs.layout import RunDir, RunLock, write_json
-from diffkit.runs.metrics import truncate_after
+from diffkit.runs.layout import RunDir
 from diffkit.runs.plots import save_grid
 from diffkit.schedules import DDPMSchedule
 from diffkit.training import TrainEvent, TrainResult, train
@@ -54,6 +54,7 @@ class Denoiser:
     name: str
     fn: DenoiseFn
     kind: str  # "trained", "tweedie-ddpm", "tweedie-flow", "blur", "oracle"
+    dataset: str | None = None  # what a run was trained on (None: a baseline)
 
     def __call__(self, y: Tensor, sigma: float) -> Tensor:
         return self.fn(y, sigma)
@@ -148,16 +149,15 @@ def load_denoiser(path: Path, device: torch.device, use_ema: bool = True) -> Den
         net = build_model(cfg.model)
         check_weights(net, header.section(section), path, f"{section}.")
         load_weights(net, load_checkpoint(file, prefixes=(section,)).section(section), path)
-        return trained(net.to(device).eval(), cfg.noise.sigma_input, name)
+        return replace(trained(net.to(device).eval(), cfg.noise.sigma_input, name),
+                       dataset=cfg.data.dataset)  # fmt: skip
     if method in ("ddpm", "rf"):
-        from diffkit.methods.load import load_pipeline
-
-        pipe = load_pipeline(file, device, use_ema=use_ema)
+        pipe = load_run_pipeline(path, file, header, device, use_ema)
         if pipe.model.codec is not None:
             raise CheckpointError(f"{path} is a latent model; denoising is in pixels")
-        if method == "ddpm":
-            return tweedie_ddpm(pipe, f"DDPM via Tweedie [{folder}]")
-        return tweedie_flow(pipe, f"flow via Tweedie [{folder}]")
+        tweedie = tweedie_ddpm if method == "ddpm" else tweedie_flow
+        d = tweedie(pipe, f"{'DDPM' if method == 'ddpm' else 'flow'} via Tweedie [{folder}]")
+        return replace(d, dataset=pipe.config.data.dataset if pipe.config else None)
     raise CheckpointError(f"{path} is a {method} run; a denoiser is a denoiser, ddpm or rf run "
                           "(pixel space)")  # fmt: skip
 
@@ -189,14 +189,8 @@ def train_denoiser(
                                   batches=len(batches))  # fmt: skip
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg.model)
-        if resume is None:
-            run = RunDir.create(settings.runs_dir, "denoiser", cfg.name)
-            held.enter_context(RunLock(run.path))
-        else:
-            run = resume
-            truncate_after(run.metrics, int(ckpt.train_state["position"]["step"]))
-            run.summary.unlink(missing_ok=True)
-        write_json(run.config, cfg.model_dump(mode="json"))
+        step = int(ckpt.train_state["position"]["step"]) if ckpt is not None else None
+        run = open_run(settings.runs_dir, "denoiser", cfg, held, resume, step)
         on_run_dir(run)
         t0 = time.time()
         result = train(

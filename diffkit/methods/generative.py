@@ -20,7 +20,7 @@ from diffkit.config.run import GenerativeRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, load_dataset
-from diffkit.methods.common import finish_run, lock_for_resume, report_skipped
+from diffkit.methods.common import finish_run, lock_for_resume, open_run, report_skipped
 from diffkit.methods.latent import codec_tensors, encode_dataset
 from diffkit.methods.pipeline import check_weights, cycle_labels, load_weights
 from diffkit.methods.registry import METHODS, method_objective
@@ -31,8 +31,7 @@ from diffkit.runs.checkpoint import (
     read_checkpoint_header,
     resolve_checkpoint,
 )
-from diffkit.runs.layout import RunDir, RunLock, write_json
-from diffkit.runs.metrics import truncate_after
+from diffkit.runs.layout import RunDir
 from diffkit.runs.plots import save_grid
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.distributed import DistInfo, broadcast_object
@@ -101,30 +100,6 @@ def _initial_model(cfg: GenerativeRunConfig, init_from: Path | None) -> nn.Modul
     if init is not None:
         load_weights(model, init, init_from)
     return model
-
-
-def _open_run(
-    cfg: GenerativeRunConfig,
-    settings: Settings,
-    held: ExitStack,
-    resume: RunDir | None,
-    resume_step: int | None,
-) -> RunDir:
-    """The only place rank 0 writes before training, reached once every input is valid:
-    a fresh run folder (locked at once), or the resumed one with its metrics cut back to
-    the checkpoint (first: reading them is what can still fail), its config updated (e.g.
-    new epochs) and its stale summary removed."""
-    if resume is None:
-        run = RunDir.create(settings.runs_dir, METHODS[cfg.method].runs_folder(cfg), cfg.name)
-        held.enter_context(RunLock(run.path))
-    else:
-        run = resume
-    if resume_step is not None:
-        truncate_after(run.metrics, resume_step)
-    write_json(run.config, cfg.model_dump(mode="json"))
-    if resume_step is not None:
-        run.summary.unlink(missing_ok=True)  # stale until this session ends
-    return run
 
 
 def _evaluation(
@@ -227,7 +202,8 @@ def train_generative(
         run: RunDir | None = None
         if dist.is_main:  # everything above validated the inputs; only now touch the disk
             step = state.position.step if state is not None else None
-            run = _open_run(cfg, settings, held, resume, step)
+            folder = METHODS[cfg.method].runs_folder(cfg)
+            run = open_run(settings.runs_dir, folder, cfg, held, resume, step)
             on_run_dir(run)
         run = broadcast_object(run, dist)  # type: ignore[assignment]
         t0 = time.time()

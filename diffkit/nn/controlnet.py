@@ -80,16 +80,12 @@ class ControlNet(nn.Module):
         enc = self.encoder.encode(x, t, cond, added=self.hint(hint.to(x.dtype)))
         feats = [*enc.skips, enc.middle]  # shallowest first
         outs = [conv(h) for conv, h in zip(self.zero_convs, feats, strict=True)]
-        weights = torch.logspace(-1, 0, len(outs)).tolist() if guess else [1.0] * len(outs)
         if isinstance(scale, Tensor):
             scale = scale.to(x.dtype).reshape(-1, 1, 1, 1)  # (B, 1, 1, 1)
-        outs = [o * (w * scale) if guess or not _is_one(scale) else o
-                for o, w in zip(outs, weights, strict=True)]  # fmt: skip
+        if guess or isinstance(scale, Tensor) or scale != 1.0:
+            weights = torch.logspace(-1, 0, len(outs)).tolist() if guess else [1.0] * len(outs)
+            outs = [o * (w * scale) for o, w in zip(outs, weights, strict=True)]
         return Residuals(skips=outs[:-1], middle=outs[-1])
-
-
-def _is_one(scale: float | Tensor) -> bool:
-    return not isinstance(scale, Tensor) and scale == 1.0
 
 
 class ControlledUNet(nn.Module):
