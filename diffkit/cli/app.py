@@ -1,4 +1,5 @@
-"""The root Typer app: ``diffkit train|sample|eval|reflow|edit|cache-bench|denoise-bench|runs``."""
+"""The root Typer app: ``diffkit train|sample|eval|reflow|edit|export|cache-bench|denoise-bench|
+runs``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 from diffkit import __version__
 from diffkit.cli import cache_bench, denoise_bench, edit, reflow, runs, sample, train
 from diffkit.cli import eval as eval_cmd
+from diffkit.cli import export as export_cmd
 from diffkit.cli.errors import DiffkitGroup
 
 app = typer.Typer(
@@ -17,7 +19,7 @@ app = typer.Typer(
     help="Train, sample, straighten, accelerate and inspect diffusion and rectified-flow models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 app.add_typer(train.app, name="train")
 app.add_typer(reflow.app, name="reflow")
@@ -25,6 +27,7 @@ app.add_typer(edit.app, name="edit")
 app.command("sample")(sample.sample)
 app.command("runs")(runs.runs)
 app.command("eval")(eval_cmd.evaluate)
+app.command("export")(export_cmd.export)
 app.command("cache-bench")(cache_bench.cache_bench)
 app.command("denoise-bench")(denoise_bench.denoise_bench)
 

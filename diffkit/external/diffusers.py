@@ -194,9 +194,15 @@ def load_diffusers(
     if dtype not in DTYPES:
         raise ForeignModelError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     kind = index.get("_class_name", "pipeline")
+    kind = str(kind[-1]) if isinstance(kind, list) and kind else str(kind)  # a custom one
     unet_class = _component(index, "unet", source)
     if kind in TEXT_PIPELINES:
         return _load_text(folder, source, index, device, DTYPES[dtype], cache_dir, offload)
+    if unet_class == "DiffkitUNet":  # written by `diffkit export`: its run samples as it is
+        origin = _read_json(folder / "unet" / "config.json", source).get("diffkit") or {}
+        ckpt = origin.get("checkpoint", "named in unet/config.json")
+        raise ForeignModelError(f"{source} is a diffkit export; sample the run it came from "
+                                f"({ckpt})")  # fmt: skip
     if unet_class != "UNet2DModel":
         raise ForeignModelError(f"{source}: a {kind} with a {unet_class}; diffkit samples "
                                 "unconditional UNet2DModel pipelines and DeepFloyd IF "
