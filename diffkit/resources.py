@@ -63,3 +63,19 @@ def check_disk(need: float, folder: Path, what: str) -> None:
             f"{what} needs about {human_bytes(need)} of disk; {human_bytes(have)} is free "
             f"at {folder}"
         )
+
+
+def available_cpus() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup (v2) CPU
+    quota where one is set (a container given 2 CPUs on a 64-core host sees 64 cores)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores

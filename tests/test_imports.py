@@ -76,7 +76,7 @@ def test_python_dash_m_diffkit():
     assert out.stdout.startswith("diffkit ")
 
 
-COMMANDS = {"train", "sample", "eval", "reflow", "cache_bench", "runs"}
+COMMANDS = {"train", "sample", "eval", "reflow", "cache_bench", "runs", "export"}
 
 
 def test_command_modules_do_not_import_each_other():

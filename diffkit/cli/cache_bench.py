@@ -26,7 +26,7 @@ from diffkit.cli.options import (
     cache_config,
     machine_settings,
 )
-from diffkit.config.run import SamplerName
+from diffkit.config.names import SamplerName
 
 
 def _intervals(spec: str) -> list[int]:
@@ -64,7 +64,7 @@ def cache_bench(
         ),
     ] = None,
     steps: Annotated[int, typer.Option(help="Sampling steps of every cached run.")] = 100,
-    n: Annotated[int, typer.Option("-n", "--n", help="Images per configuration.")] = 1000,
+    n: Annotated[int, typer.Option("-n", "--num-images", help="Images per configuration.")] = 1000,
     cache_branch: CacheBranch = 1,
     cache_schedule: CacheSchedule = "uniform",
     cache_center: CacheCenter = 0.0,

@@ -37,6 +37,28 @@ def info(message: str) -> None:
     err.print(message)
 
 
+def warning(message: str) -> None:
+    """Something the user should know that does not stop the command (text, not markup)."""
+    err.print(f"[bold yellow]warning:[/] {escape(message)}", markup=True)
+
+
+def busy_machine_note() -> str | None:
+    """A hint when other jobs keep every core busy and torch runs several threads: its
+    threads then wait for each other at every operation (docs/getting-started.md)."""
+    import os
+
+    import torch
+
+    from diffkit.resources import available_cpus
+
+    cores, threads = available_cpus(), torch.get_num_threads()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if threads < 2 or load < cores + 1 or os.environ.get("DIFFKIT_THREADS"):
+        return None
+    return (f"note: the machine is busy (load {load:.1f} on {cores} cores); if training "
+            f"is slow, try DIFFKIT_THREADS=1 (now {threads} threads)")  # fmt: skip
+
+
 class TrainProgress:
     """Renders training events as a progress bar with loss, img/s and ETA."""
 
@@ -65,6 +87,9 @@ class TrainProgress:
                 err.print(f"{d['dataset']}: skipped {d['skipped']} unreadable or oversized "
                           f"image file(s); training on {d['images']}", markup=False)  # fmt: skip
             case "start":
+                note = busy_machine_note()
+                if note:
+                    err.print(note, markup=False)
                 self.progress.start()
                 self.task = self.progress.add_task(
                     "train",
@@ -94,6 +119,11 @@ class TrainProgress:
                     + (f", edge F1 {d['edge_f1']:.3f}" if "edge_f1" in d else "")
                     + (", best so far" if d.get("best") else "")
                 )
+            case "warning":  # e.g. torch.compile fell back to eager
+                message = escape(event.data["message"])
+                self.progress.console.print(f"[bold yellow]warning:[/] {message}", markup=True)
+            case "stop" if self.task is None:  # the run had nothing left to do
+                pass
             case "stop":
                 self.progress.update(self.task, completed=event.step)
                 self.progress.stop()

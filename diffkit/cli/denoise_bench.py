@@ -50,7 +50,9 @@ def denoise_bench(
         bool,
         typer.Option("--pure-noise", help="Also denoise pure noise: distance to the mean digit."),
     ] = False,
-    n: Annotated[int, typer.Option("-n", help="Test images per noise level.", min=1)] = 1000,
+    n: Annotated[
+        int, typer.Option("-n", "--num-images", help="Test images per noise level.", min=1)
+    ] = 1000,
     classifier: ClassifierPath = None,
     out: Annotated[
         Path, typer.Option(help="Folder for bench.json, psnr.png and the grids.")

@@ -18,8 +18,16 @@ from typer.core import TyperGroup
 
 from diffkit.cli import console
 from diffkit.cli.signals import EXIT_INTERRUPTED, Terminated, exit_code
-from diffkit.config.resolve import ConfigError
-from diffkit.errors import CheckpointError, DataError, HardwareError, ImageError, SolverError
+from diffkit.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DependencyError,
+    HardwareError,
+    ImageError,
+    NothingToDo,
+    SolverError,
+)
 from diffkit.resources import ResourceError
 from diffkit.runs.layout import OutputError, RunLockedError, describe_os_error
 
@@ -27,7 +35,7 @@ EXIT_USAGE = 2  # bad input: config, data, checkpoint, device, an unwritable out
 EXIT_FAILED = 1  # the job ran and failed (e.g. a non-finite loss)
 
 USER_ERRORS = (ConfigError, DataError, ImageError, CheckpointError, HardwareError,
-               ResourceError, RunLockedError, SolverError)  # fmt: skip
+               ResourceError, RunLockedError, SolverError, DependencyError)  # fmt: skip
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -66,6 +74,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             check_finite(kwargs)
             return fn(*args, **kwargs)
+        except NothingToDo as exc:  # e.g. resuming a finished run: say so, exit 0
+            console.info(str(exc))
+            raise typer.Exit(0) from None
         except (*USER_ERRORS, UsageError) as exc:
             console.error(str(exc))
             raise typer.Exit(EXIT_USAGE) from None
@@ -94,7 +105,29 @@ def _one_line(text: str) -> str:
 class DiffkitGroup(TyperGroup):
     """The root command group: parser errors (an unknown option, ``--epochs abc``, a bad
     choice, a missing argument) become one ``error:`` line and exit 2 instead of Typer's
-    boxed panel; ``--help`` and ``--version`` are unchanged."""
+    boxed panel; ``--help`` and ``--version`` are unchanged. Its help lists the commands
+    in :data:`~diffkit.cli.help.COMMAND_ORDER`, with every command's help polished
+    (:func:`diffkit.cli.help.polish`)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        from diffkit.cli.help import polish
+
+        super().__init__(**attrs)
+        polish(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        from diffkit.cli.help import polish_params
+
+        # Typer appends the completion options after __init__, so they are polished here.
+        return polish_params(super().get_params(ctx))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        from diffkit.cli.help import COMMAND_ORDER
+
+        names = list(self.commands)
+        return [n for n in COMMAND_ORDER if n in names] + [
+            n for n in names if n not in COMMAND_ORDER
+        ]
 
     def main(  # type: ignore[override]
         self,

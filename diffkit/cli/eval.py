@@ -16,6 +16,7 @@ from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
     Atol,
     ClassifierPath,
+    Compile,
     ControlEnd,
     ControlScale,
     ControlStart,
@@ -34,7 +35,7 @@ from diffkit.cli.options import (
     machine_settings,
 )
 from diffkit.cli.shared import check_steps, free_path, hinted, progress_total
-from diffkit.config.run import SamplerName
+from diffkit.config.names import SamplerName
 from diffkit.runs.layout import run_folder_of
 
 if TYPE_CHECKING:
@@ -130,7 +131,9 @@ def evaluate(
             show_default=False,
         ),
     ],
-    n: Annotated[int, typer.Option("-n", "--n", help="Images to generate and score.")] = 10000,
+    n: Annotated[
+        int, typer.Option("-n", "--num-images", help="Images to generate and score.")
+    ] = 10000,
     sampler: Annotated[
         SamplerName | None,
         typer.Option(
@@ -195,6 +198,7 @@ def evaluate(
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
+    compile_net: Compile = None,
 ) -> None:
     """Score a model or saved samples: FID, KID, IS, precision/recall (+ class accuracy),
     beside the real-vs-real floor; results go to SOURCE/eval/<stamp>.json. A ControlNet
@@ -212,7 +216,7 @@ def evaluate(
 
     if not source.exists() and not is_foreign(source):
         raise UsageError(f"no run, checkpoint or samples at {source}")
-    settings = machine_settings(data_dir, runs_dir, device)
+    settings = machine_settings(data_dir, runs_dir, device, compile_net)
     if inception_weights is not None:
         settings = settings.model_copy(update={"inception_weights": inception_weights})
     dev = resolve_device(settings.device)
@@ -225,6 +229,10 @@ def evaluate(
         src.pipe, hints = hinted(src.pipe, hint, hint_is_edges, control, settings.data_dir)
     elif hint is not None:
         raise UsageError("--hint scores a ControlNet run as it samples, not saved samples")
+    if src.pipe is not None:
+        src.pipe = src.pipe.compiled(settings.compile_with, console.warning)
+    elif compile_net:
+        raise UsageError("--compile applies to a model that samples, not to saved samples")
     plan = _sweep_plan(src, sweep, samplers, steps, guidance, hints) if sweep else None
     if src.pipe is not None and plan is None:
         sampler = sampler or src.pipe.DEFAULT_SAMPLER
@@ -263,6 +271,8 @@ def evaluate(
             src.pipe, n, sampler, steps, eta, seed, batch_size, guidance, (rtol, atol), hints
         )
         common |= gen_info
+        if settings.compile:  # False: torch.compile failed and sampling fell back to eager
+            common["compiled"] = src.pipe.net.active
     console.info(f"scoring {images.shape[0]} images ...")
     metrics = _scorer(evaluator, src.pipe, hints)(images, labels)
     path = free_path(out / f"{stamp}.json")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from diffkit.config.settings import Settings
+if TYPE_CHECKING:
+    from diffkit.config.settings import Settings
 
 ConfigFile = Annotated[
     Path | None,
@@ -50,8 +51,18 @@ def in_range(low: float | None = None, high: float | None = None):
 
 
 SEED_MAX = 2**63 - 2  # torch generators take 64-bit seeds; samplers also use seed + 1
+
+
+def _check_seed(value: int | None) -> int | None:
+    # A callback, not min/max: Typer would print the 19-digit bound in every --help.
+    if value is not None and not 0 <= value <= SEED_MAX:
+        raise typer.BadParameter(f"{value} is not in 0..{SEED_MAX}")
+    return value
+
+
 Seed = Annotated[
-    int | None, typer.Option(help="Random seed.", show_default=False, min=0, max=SEED_MAX)
+    int | None,
+    typer.Option(help="Random seed (0 .. 2^63 - 2).", show_default=False, callback=_check_seed),
 ]
 # fp32 arithmetic cannot resolve a relative error much below 1e-7: tighter tolerances make
 # the adaptive solver's step size underflow instead of giving better samples.
@@ -98,7 +109,36 @@ ClassifierPath = Annotated[
 ]
 
 
-def machine_settings(data_dir: Path | None, runs_dir: Path | None, device: str | None) -> Settings:
+PrintConfig = Annotated[
+    bool,
+    typer.Option(
+        "--print-config",
+        help="Print the fully resolved config as TOML (for --config) and exit; nothing is written.",
+    ),
+]
+Loggers = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--logger",
+        help="Also log to tensorboard (RUN/tb), wandb (RUN/wandb, offline unless WANDB_MODE "
+        "is set) or csv (RUN/metrics.csv); repeatable or comma separated (default: none).",
+        show_default=False,
+    ),
+]
+Compile = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile",
+        help="torch.compile the network (env DIFFKIT_COMPILE); if compiling fails, a warning "
+        "and eager execution.",
+        show_default=False,
+    ),
+]
+
+
+def machine_settings(
+    data_dir: Path | None, runs_dir: Path | None, device: str | None, compile: bool | None = None
+) -> Settings:
     """The machine settings: env ``DIFFKIT_*`` overridden by the flags that were given.
 
     This is the CLI's edge, so the process-wide ones are applied here, once: the thread
@@ -106,17 +146,38 @@ def machine_settings(data_dir: Path | None, runs_dir: Path | None, device: str |
     from pydantic import ValidationError
 
     from diffkit.config.resolve import ConfigError, format_validation_error
+    from diffkit.config.settings import Settings
 
-    overrides = {"data_dir": data_dir, "runs_dir": runs_dir, "device": device}
+    overrides = {"data_dir": data_dir, "runs_dir": runs_dir, "device": device,
+                 "compile": compile}  # fmt: skip
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
-    if settings.threads:
-        import torch
+    from diffkit.cli import console
+    from diffkit.config import run
+    from diffkit.config.resolve import env_names, unknown_env
 
-        torch.set_num_threads(settings.threads)
+    configs = (run.DDPMRunConfig, run.FlowRunConfig, run.ClassifierRunConfig, run.VAERunConfig,
+               run.ControlNetRunConfig, run.DenoiserRunConfig, run.PairsConfig)  # fmt: skip
+    for line in unknown_env(env_names(configs, Settings)):
+        console.warning(line)
+    _set_threads(settings.threads)
     return settings
+
+
+def _set_threads(threads: int | None) -> None:
+    """torch's CPU threads: DIFFKIT_THREADS, else the cores this process may use. torch
+    itself counts the host's cores, which oversubscribes a container given fewer."""
+    import torch
+
+    from diffkit.resources import available_cpus
+
+    cores = available_cpus()
+    if threads is None and torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)
+    elif threads is not None:
+        torch.set_num_threads(threads)
 
 
 CacheBranch = Annotated[

@@ -9,8 +9,18 @@ import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors, interrupted
-from diffkit.cli.options import DataDir, Device, Guidance, RunsDir, Seed, machine_settings
-from diffkit.config.run import OdeSolverName
+from diffkit.cli.options import (
+    Compile,
+    DataDir,
+    Device,
+    Guidance,
+    Loggers,
+    PrintConfig,
+    RunsDir,
+    Seed,
+    machine_settings,
+)
+from diffkit.config.names import OdeSolverName
 
 app = typer.Typer(
     help="Reflow: pairs from a flow's ODE, a straighter flow trained on them, and S.",
@@ -49,7 +59,7 @@ def make_pairs(
             help="Rectified-flow run or checkpoint (not with --resume).", show_default=False
         ),
     ] = None,
-    n: Annotated[int, typer.Option("-n", "--n", help="Number of pairs.")] = 60_000,
+    n: Annotated[int, typer.Option("-n", "--num-pairs", help="Number of pairs.")] = 60_000,
     steps: Annotated[int, typer.Option(help="Solver steps per pair.")] = 100,
     solver: Annotated[OdeSolverName, typer.Option(help="ODE solver.")] = "euler",
     shard_size: Annotated[int, typer.Option(help="Pairs per shard file.")] = 5000,
@@ -153,11 +163,14 @@ def train(
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
+    loggers: Loggers = None,
+    compile_net: Compile = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Train the next rectified flow on fixed pairs (Liu et al. 2022, Sec. 2.3), or with
     --distill a k-step model; the run goes to RUNS_DIR/reflow/. Repeatable: pairs of a
     2-RF train a 3-RF."""
-    from diffkit.cli.shared import latent_codec, train_diffusion
+    from diffkit.cli.shared import latent_codec, logger_names, show_config, train_diffusion
     from diffkit.methods.reflow import load_pairs, reflow_config
     from diffkit.runs.layout import check_writable
 
@@ -165,7 +178,8 @@ def train(
         raise UsageError("--distill takes k >= 1")
     if scratch and init_from is not None:
         raise UsageError("--scratch and --init-from exclude each other")
-    settings = machine_settings(data_dir, runs_dir, device)
+    names = logger_names(loggers)
+    settings = machine_settings(data_dir, runs_dir, device, compile_net)
     overrides = {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
                  "train.max_steps": max_steps, "train.sample_every": sample_every,
                  "train.seed": seed, "name": name}  # fmt: skip
@@ -192,9 +206,10 @@ def train(
     codec = latent_codec(source, cfg, settings.device)
     console.info(f"{len(pair_set.data)} pairs from {pair_set.config.source} "
                  f"({pair_set.config.solver}-{pair_set.config.steps})")  # fmt: skip
+    show_config(cfg, print_config)
     check_writable(run.path if run is not None else settings.runs_dir)
-    out = train_diffusion(cfg, run, settings, None, codec, pairs=pair_set.data,
-                           init_from=init)  # fmt: skip
+    out = train_diffusion(cfg, run, settings, None, codec, names, pairs=pair_set.data,
+                          init_from=init)  # fmt: skip
     if out is not None and straightness_n > 0:
         _report_straightness(out, straightness_n, device)
 
@@ -227,7 +242,7 @@ def _report_straightness(run, n: int, device: str | None) -> None:
 @handle_errors
 def straightness_cmd(
     source: Source,
-    n: Annotated[int, typer.Option("-n", "--n", help="Paths to average over.")] = 500,
+    n: Annotated[int, typer.Option("-n", "--num-paths", help="Paths to average over.")] = 500,
     steps: Annotated[int, typer.Option(help="Euler steps per path.")] = 100,
     guidance: Guidance = 1.0,
     seed: Seed = None,

@@ -17,6 +17,7 @@ from diffkit.cli.options import (
     CacheCenter,
     CacheMode,
     CacheSchedule,
+    Compile,
     ControlEnd,
     ControlScale,
     ControlStart,
@@ -35,7 +36,7 @@ from diffkit.cli.options import (
     machine_settings,
 )
 from diffkit.cli.shared import hinted, parse_classes, progress_total
-from diffkit.config.run import SamplerName
+from diffkit.config.names import SamplerName
 
 
 def default_out(source: Path, name: str) -> Path:
@@ -121,7 +122,7 @@ def sample(
         int | None,
         typer.Option(
             "-n",
-            "--n",
+            "--num-images",
             help="Number of images (64), or per class with --grid-per-class (10).",
             show_default=False,
         ),
@@ -169,6 +170,7 @@ def sample(
     data_dir: DataDir = None,
     device: Device = None,
     no_ema: NoEma = False,
+    compile_net: Compile = None,
 ) -> None:
     """Sample images: writes grid.png (up to 256), samples-NNNNN.safetensors shards and
     sample.json; the folder appears when it is complete. A ControlNet run samples with
@@ -186,7 +188,10 @@ def sample(
 
     if n is not None and n < 1:
         raise UsageError("-n must be at least 1")
-    settings = machine_settings(data_dir, None, device)
+    settings = machine_settings(data_dir, None, device, compile_net)
+    if settings.compile and cache_interval > 1:
+        raise UsageError("--compile and --cache-interval > 1 exclude each other: DeepCache "
+                         "changes the network from call to call")  # fmt: skip
     dev = resolve_device(settings.device)
     pipe = load_pipeline(source, dev, use_ema=not no_ema)
     control = {"scale": control_scale, "start": control_start, "end": control_end,
@@ -231,6 +236,7 @@ def sample(
     _check_out(out, overwrite)
     _check_room(pipe, n, batch_size, out)
     check_writable(out.parent)
+    pipe = pipe.compiled(settings.compile_with, console.warning)
 
     writer = SampleWriter(out, overwrite=overwrite)
     nfes: list[int] = []
@@ -272,6 +278,7 @@ def sample(
             "seed": seed,
             "ema": not no_ema if pipe.config is not None else None,  # diffusers: one set
             "device": str(dev),
+            "compiled": pipe.net.active if settings.compile else None,  # False: fell back
             "batch_size": batch_size,
             "wall_seconds": wall,
             "ms_per_image": 1000 * wall / n,

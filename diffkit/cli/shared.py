@@ -3,16 +3,20 @@ no command module imports another's private functions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from diffkit.cli.signals import EXIT_TERMINATED
-from diffkit.config.resolve import validate
-from diffkit.config.run import GenerativeRunConfig
 from diffkit.runs.layout import RunDir
+
+if TYPE_CHECKING:
+    from diffkit.config.run import GenerativeRunConfig
 
 # Flags that may accompany --resume: they extend or relocate a run without changing it.
 RESUMABLE = {"train.epochs", "train.max_steps"}
@@ -23,6 +27,7 @@ def resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
     ``flags`` applied; any other flag, or a run of another method, is a UsageError."""
     import json
 
+    from diffkit.config.resolve import validate
     from diffkit.methods.registry import METHODS
 
     run = RunDir(run_path)
@@ -50,12 +55,52 @@ def resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
     return run, validate(kind, stored)
 
 
+def logger_names(values: list[str] | None) -> tuple[str, ...]:
+    """``--logger`` values as logger names, each one's package checked to be installed
+    (a missing one: exit 2 naming the pip command, before any run folder exists)."""
+    from diffkit.training.loggers import check_installed, parse_loggers
+
+    try:
+        names = parse_loggers(values or [])
+    except ValueError as exc:
+        raise UsageError(f"--logger: {exc}") from None
+    check_installed(names)
+    return names
+
+
+@contextmanager
+def train_hooks(
+    loggers: tuple[str, ...] = (), enabled: bool = True
+) -> Iterator[tuple[Callable[[Any], None], Callable[[RunDir], None]]]:
+    """``(on_event, on_run_dir)`` for a training method: the progress bar, and the
+    ``loggers``, which start in the run folder once the method names it and are closed
+    however the block ends. ``enabled`` False (a process other than rank 0): neither."""
+    from diffkit.training.loggers import RunLoggers
+
+    progress = console.TrainProgress(enabled=enabled)
+    sinks = RunLoggers(loggers if enabled else (), warn=console.warning)
+
+    def on_event(event) -> None:
+        progress(event)
+        sinks(event)
+
+    def on_run_dir(run: RunDir) -> None:
+        console.info(f"run folder: {run.path}")
+        sinks.open(run)
+
+    try:
+        yield on_event, on_run_dir
+    finally:
+        sinks.close()
+
+
 def train_diffusion(
     cfg: GenerativeRunConfig,
     run: RunDir | None,
     settings,
     classifier: Path | None,
     codec,
+    loggers: tuple[str, ...] = (),
     **extra,
 ) -> RunDir | None:
     """Train (or resume) a pixel or latent DDPM or flow and report how it ended; the run
@@ -66,18 +111,31 @@ def train_diffusion(
 
     dist = dist_from_env()
     init_process_group(dist, resolve_device(settings.device, dist.local_rank))
-    progress = console.TrainProgress(enabled=dist.is_main)
     try:
-        run, result = train_generative(
-            cfg, settings, resume=run, dist=dist, classifier=classifier, codec=codec,
-            on_event=progress, on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
-            **extra,
-        )  # fmt: skip
+        with train_hooks(loggers, enabled=dist.is_main) as (on_event, on_run_dir):
+            run, result = train_generative(
+                cfg, settings, resume=run, dist=dist, classifier=classifier, codec=codec,
+                on_event=on_event, on_run_dir=on_run_dir, **extra,
+            )  # fmt: skip
     finally:
         destroy()
     if not dist.is_main:
         return None
     return report_stop(run, result)
+
+
+def show_config(cfg, requested: bool) -> None:
+    """``--print-config``: the resolved config as TOML on stdout, then exit 0 before
+    anything is written (``--config`` reads the output back to the same config)."""
+    if not requested:
+        return
+    from diffkit.config.resolve import to_toml
+
+    header = (f"# diffkit {cfg.method} config, resolved from flags > --config > DIFFKIT_* "
+              "> preset; use it with --config FILE\n")  # fmt: skip
+    console.out.print(header + to_toml(cfg.model_dump(mode="json")), markup=False,
+                      highlight=False, end="")  # fmt: skip
+    raise typer.Exit(0)
 
 
 def report_stop(run: RunDir, result) -> RunDir:
@@ -95,9 +153,10 @@ def report_stop(run: RunDir, result) -> RunDir:
             raise typer.Exit(stop_code(result))
         case _:
             loss = f", loss {result.last_loss:.4f}" if result.last_loss is not None else ""
+            epochs = f"{result.epochs_done:.2f}".rstrip("0").rstrip(".")
             console.info(
-                f"{result.reason}: {result.step} steps, {result.epoch} epochs, "
-                f"{result.images_per_sec:.0f} img/s{loss}"
+                f"{result.reason}: {result.step} steps, {epochs} "
+                f"epoch{'' if epochs == '1' else 's'}, {result.images_per_sec:.0f} img/s{loss}"
             )
     return run
 

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, UsageError, handle_errors
-from diffkit.cli.options import ConfigFile, DataDir, Device, RunsDir, Seed, machine_settings
+from diffkit.cli.options import (
+    Compile,
+    ConfigFile,
+    DataDir,
+    Device,
+    Loggers,
+    PrintConfig,
+    RunsDir,
+    Seed,
+    machine_settings,
+)
 from diffkit.cli.shared import (
     latent_codec,
+    logger_names,
     report_stop,
     resume_config,
+    show_config,
     stop_code,
     train_diffusion,
+    train_hooks,
 )
-from diffkit.config import DDPMRunConfig, resolve_run_config
-from diffkit.config.resolve import deep_merge, validate
-from diffkit.config.run import FlowRunConfig, GenerativeRunConfig
 from diffkit.runs.layout import check_writable
+
+if TYPE_CHECKING:
+    from diffkit.config.run import GenerativeRunConfig
 
 app = typer.Typer(
     help="Train a model; each run writes a self-describing run folder.", no_args_is_help=True
@@ -116,6 +129,7 @@ def _cond_flags(cond: str | None, routes: str | None, drop: float | None) -> dic
 
 def _with_classes(cfg: GenerativeRunConfig, cond: str | None) -> GenerativeRunConfig:
     """With ``--cond class``: the model's number of classes is the dataset's."""
+    from diffkit.config.resolve import deep_merge, validate
     from diffkit.data.registry import class_names
 
     if cond != "class" or cfg.model.num_classes is not None:
@@ -130,6 +144,7 @@ def _with_classes(cfg: GenerativeRunConfig, cond: str | None) -> GenerativeRunCo
 def _latent_config(
     vae: Path, flags: dict, config: Path | None, device: str, kind: type[GenerativeRunConfig]
 ):
+    from diffkit.config.resolve import resolve_run_config
     from diffkit.methods.latent import latent_fixed_layer
     from diffkit.methods.registry import method_for
     from diffkit.methods.vae import load_codec
@@ -193,14 +208,21 @@ def ddpm(
     keep_best: KeepBest = None,
     classifier: Classifier = None,
     resume: Resume = None,
+    loggers: Loggers = None,
+    compile_net: Compile = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Train a DDPM (UNet, eps/x0/v prediction, optional class conditioning) on pixels, or
     with --latent on a VAE's latents; writes a run folder."""
     flags = _config_flags(locals())
     flags |= _cond_flags(cond, cond_routes, cond_drop)
-    settings = machine_settings(data_dir, runs_dir, device)
+    settings = machine_settings(data_dir, runs_dir, device, compile_net)
+    from diffkit.config.run import DDPMRunConfig
+
     _train_method(DDPMRunConfig, flags, settings, cond=cond, latent=latent, config=config,
-                  resume=resume, classifier=classifier)  # fmt: skip
+                  print_config=print_config,
+                  resume=resume, classifier=classifier,
+                  loggers=logger_names(loggers))  # fmt: skip
 
 
 def _train_method(
@@ -213,8 +235,12 @@ def _train_method(
     config: Path | None,
     resume: Path | None,
     classifier: Path | None,
+    loggers: tuple[str, ...],
+    print_config: bool = False,
 ) -> None:
     """Resolve a DDPM or flow config (fresh, on a VAE's latents, or resumed) and train it."""
+    from diffkit.config.resolve import resolve_run_config
+
     codec = None
     if resume is not None:
         if config is not None or latent is not None:
@@ -231,8 +257,9 @@ def _train_method(
     else:
         run, cfg = None, resolve_run_config(kind, flags, config)
     cfg = _with_classes(cfg, cond)
+    show_config(cfg, print_config)
     check_writable(run.path if run is not None else settings.runs_dir)
-    train_diffusion(cfg, run, settings, classifier, codec)
+    train_diffusion(cfg, run, settings, classifier, codec, loggers)
 
 
 @app.command("rf")
@@ -278,14 +305,21 @@ def rf(
     keep_best: KeepBest = None,
     classifier: Classifier = None,
     resume: Resume = None,
+    loggers: Loggers = None,
+    compile_net: Compile = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Train a rectified flow (noise at t=0 -> data at t=1, velocity target) on pixels, or
     with --vae on a VAE's latents; previews use 50 Euler steps. Writes a run folder."""
     flags = _config_flags(locals())
     flags |= _cond_flags(cond, cond_routes, cond_drop)
-    settings = machine_settings(data_dir, runs_dir, device)
+    settings = machine_settings(data_dir, runs_dir, device, compile_net)
+    from diffkit.config.run import FlowRunConfig
+
     _train_method(FlowRunConfig, flags, settings, cond=cond, latent=vae, config=config,
-                  resume=resume, classifier=classifier)  # fmt: skip
+                  print_config=print_config,
+                  resume=resume, classifier=classifier,
+                  loggers=logger_names(loggers))  # fmt: skip
 
 
 @app.command("ldm")
@@ -313,6 +347,9 @@ def ldm(
     eval_n: EvalN = None,
     keep_best: KeepBest = None,
     classifier: Classifier = None,
+    loggers: Loggers = None,
+    compile_net: Compile = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Latent diffusion: a DDPM on a trained VAE's latents (MLP denoiser for flat latents,
     UNet for spatial ones); samples are decoded by the VAE, whose weights the checkpoints
@@ -344,8 +381,12 @@ def classifier(
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
+    loggers: Loggers = None,
+    compile_net: Compile = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Train the CNN feature classifier used by `diffkit eval` (fixed recipe and seed)."""
+    from diffkit.config.resolve import resolve_run_config
     from diffkit.config.run import ClassifierRunConfig
     from diffkit.methods.classifier import train_classifier
 
@@ -357,14 +398,13 @@ def classifier(
         "train.max_steps": max_steps,
         "name": name or dataset.replace(":", "-").replace("/", "-")[:64],
     }
-    settings = machine_settings(data_dir, runs_dir, device)
+    names = logger_names(loggers)
+    settings = machine_settings(data_dir, runs_dir, device, compile_net)
     cfg = resolve_run_config(ClassifierRunConfig, flags, config)
+    show_config(cfg, print_config)
     check_writable(settings.runs_dir)
-    progress = console.TrainProgress()
-    res = train_classifier(
-        cfg, settings, on_event=progress,
-        on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
-    )  # fmt: skip
+    with train_hooks(names) as (on_event, on_run_dir):
+        res = train_classifier(cfg, settings, on_event=on_event, on_run_dir=on_run_dir)
     console.out.print(str(res.run.path))
     if res.train.reason == "interrupted":
         console.info("interrupted; no classifier written (train it again, ~minutes)")
@@ -410,8 +450,12 @@ def vae(
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
     device: Device = None,
+    loggers: Loggers = None,
+    compile_net: Compile = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Train the VAE of latent diffusion; writes vae.safetensors with the latent scaling."""
+    from diffkit.config.resolve import resolve_run_config
     from diffkit.config.run import VAERunConfig
     from diffkit.methods.vae import train_vae
 
@@ -431,14 +475,13 @@ def vae(
         "train.sample_every": sample_every,
         "name": name,
     }
-    settings = machine_settings(data_dir, runs_dir, device)
+    names = logger_names(loggers)
+    settings = machine_settings(data_dir, runs_dir, device, compile_net)
     cfg = resolve_run_config(VAERunConfig, flags, config)
+    show_config(cfg, print_config)
     check_writable(settings.runs_dir)
-    progress = console.TrainProgress()
-    res = train_vae(
-        cfg, settings, on_event=progress,
-        on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
-    )  # fmt: skip
+    with train_hooks(names) as (on_event, on_run_dir):
+        res = train_vae(cfg, settings, on_event=on_event, on_run_dir=on_run_dir)
     console.out.print(str(res.run.path))
     if res.train.reason == "interrupted":
         console.info("interrupted; no vae.safetensors written (train it again)")
@@ -506,9 +549,13 @@ def controlnet(
     keep_best: KeepBest = None,
     classifier: Classifier = None,
     resume: Resume = None,
+    loggers: Loggers = None,
+    compile_net: Compile = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Train a ControlNet on edge maps over a frozen base model; the checkpoint holds the
     ControlNet and the base's path and sha256 (checked on every load)."""
+    from diffkit.config.resolve import resolve_run_config
     from diffkit.config.run import ControlNetRunConfig
     from diffkit.methods.controlnet import base_reference, train_controlnet
 
@@ -521,7 +568,8 @@ def controlnet(
         "data.limit": limit_data, "train.sample_every": sample_every,
         "train.eval_every": eval_every, "train.eval_n": eval_n, "train.keep_best": keep_best,
     }  # fmt: skip
-    settings = machine_settings(data_dir, runs_dir, device)
+    names = logger_names(loggers)
+    settings = machine_settings(data_dir, runs_dir, device, compile_net)
     if resume is not None:
         if base is not None or config is not None or embed_base:
             raise UsageError("--resume continues a run as configured; drop --base, --config "
@@ -541,12 +589,11 @@ def controlnet(
             fixed["train"] = {"preview_sampler": "euler", "eval_sampler": "euler"}
         cfg = resolve_run_config(ControlNetRunConfig, flags, config, fixed=fixed,
                                  fixed_by=f"the base {base}")  # fmt: skip
+    show_config(cfg, print_config)
     check_writable(run.path if run is not None else settings.runs_dir)
-    progress = console.TrainProgress()
-    run, result = train_controlnet(
-        cfg, settings, resume=run, classifier=classifier, on_event=progress,
-        on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
-    )  # fmt: skip
+    with train_hooks(names) as (on_event, on_run_dir):
+        run, result = train_controlnet(cfg, settings, resume=run, classifier=classifier,
+                                       on_event=on_event, on_run_dir=on_run_dir)  # fmt: skip
     report_stop(run, result)
 
 
@@ -592,11 +639,15 @@ def denoiser(
     limit_data: LimitData = None,
     sample_every: SampleEvery = None,
     resume: Resume = None,
+    loggers: Loggers = None,
+    compile_net: Compile = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Train a single-step denoiser (the seeds' Part B): MSE from x + sigma eps to x, at one
     sigma or a range, optionally told sigma, or with noisy targets (Noise2Noise)."""
     import math
 
+    from diffkit.config.resolve import resolve_run_config
     from diffkit.config.run import DENOISER_NETS, DenoiserRunConfig
     from diffkit.methods.denoiser import train_denoiser
 
@@ -621,17 +672,17 @@ def denoiser(
     }  # fmt: skip
     if net is not None:
         flags |= {f"model.{k}": v for k, v in DENOISER_NETS[net].items()}
-    settings = machine_settings(data_dir, runs_dir, device)
+    names = logger_names(loggers)
+    settings = machine_settings(data_dir, runs_dir, device, compile_net)
     if resume is not None:
         if config is not None:
             raise UsageError("--resume continues a run as configured; drop --config")
         run, cfg = resume_config(resume, flags, DenoiserRunConfig)
     else:
         run, cfg = None, resolve_run_config(DenoiserRunConfig, flags, config)
+    show_config(cfg, print_config)
     check_writable(run.path if run is not None else settings.runs_dir)
-    progress = console.TrainProgress()
-    run, result = train_denoiser(
-        cfg, settings, resume=run, on_event=progress,
-        on_run_dir=lambda r: console.info(f"run folder: {r.path}"),
-    )  # fmt: skip
+    with train_hooks(names) as (on_event, on_run_dir):
+        run, result = train_denoiser(cfg, settings, resume=run, on_event=on_event,
+                                     on_run_dir=on_run_dir)  # fmt: skip
     report_stop(run, result)

@@ -1,26 +1,26 @@
-"""Pydantic configs (frozen, ``extra="forbid"``) and the machine :class:`Settings`."""
+"""Pydantic configs (frozen, ``extra="forbid"``) and the machine :class:`Settings`.
 
-from diffkit.config.model import Frozen, ModelConfig, UNetConfig
-from diffkit.config.resolve import ConfigError, resolve_run_config
-from diffkit.config.run import (
-    PRESETS,
-    DataConfig,
-    DDPMRunConfig,
-    DiffusionConfig,
-    TrainConfig,
-)
-from diffkit.config.settings import Settings
+The names below load on first use (PEP 562): the CLI imports the plain option names of
+``diffkit.config.names`` at start-up, and pydantic's models cost more than the rest of
+``--help`` together.
+"""
 
-__all__ = [
-    "PRESETS",
-    "ConfigError",
-    "DDPMRunConfig",
-    "DataConfig",
-    "DiffusionConfig",
-    "Frozen",
-    "ModelConfig",
-    "Settings",
-    "TrainConfig",
-    "UNetConfig",
-    "resolve_run_config",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Frozen": "model", "ModelConfig": "model", "UNetConfig": "model",
+    "ConfigError": "resolve", "resolve_run_config": "resolve",
+    "PRESETS": "run", "DataConfig": "run", "DDPMRunConfig": "run", "DiffusionConfig": "run",
+    "TrainConfig": "run", "Settings": "settings",
+}  # fmt: skip
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'diffkit.config' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"diffkit.config.{_WHERE[name]}"), name)

@@ -19,14 +19,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from diffkit.config.run import PRESETS
+from diffkit.errors import ConfigError
 
 ENV_PREFIX = "DIFFKIT_"
 UNION_TAGS = frozenset({"unet", "mlp"})
 M = TypeVar("M", bound=BaseModel)
-
-
-class ConfigError(ValueError):
-    """A config that cannot be read or does not validate; the message is one line."""
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any], at: str = "") -> dict[str, Any]:
@@ -205,3 +202,86 @@ def _check_fixed(given: Mapping[str, Any], fixed: Mapping[str, Any], by: str, at
             raise ConfigError(
                 f"invalid {at}{key}: {given[key]!r} does not match {by} ({want!r}); leave it unset"
             )
+
+
+ENV_NOT_SETTINGS = frozenset({"DIFFKIT_TEST_DATA_DIR"})
+"""``DIFFKIT_*`` variables that are not config: read by the test suite."""
+
+
+def env_names(models: typing.Iterable[Any], settings: Any = None) -> set[str]:
+    """Every ``DIFFKIT_*`` name a config layer reads: ``DIFFKIT_SECTION__FIELD`` for each
+    field path of ``models`` (through nested models and unions) and ``DIFFKIT_FIELD`` for
+    each field of the ``settings`` class."""
+    names = {f"{ENV_PREFIX}{f.upper()}" for f in getattr(settings, "model_fields", {})}
+    for model in models:
+        names |= {ENV_PREFIX + "__".join(p).upper() for p in _field_paths(model)}
+    return names
+
+
+def _field_paths(model: Any, prefix: tuple[str, ...] = ()) -> typing.Iterator[tuple[str, ...]]:
+    fields = getattr(model, "model_fields", None)
+    if fields is None:  # a union, Optional or a leaf
+        for arg in typing.get_args(model):
+            yield from _field_paths(arg, prefix)
+        return
+    for name, info in fields.items():
+        yield (*prefix, name)
+        yield from _field_paths(info.annotation, (*prefix, name))
+
+
+def unknown_env(known: set[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line for each ``DIFFKIT_*`` variable that no config reads, with the closest
+    known name: a mistyped ``DIFFKIT_TRAIN__EPOCS=3`` is otherwise ignored in silence."""
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    lines = []
+    for key in sorted(k for k in environ if k.startswith(ENV_PREFIX)):
+        if key in known or key in ENV_NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{key} is not a diffkit setting{hint}; ignored")
+    return lines
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """A config (``model_dump(mode="json")``) as TOML that :func:`read_config_file` reads
+    back to the same config: scalars and lists first, then one ``[table]`` per section.
+    TOML has no null: an unset field is written as a comment, and left out it takes the
+    same value (every field that may be unset defaults to unset)."""
+    return _toml_table(data, ()).lstrip("\n")
+
+
+def _toml_table(data: Mapping[str, Any], path: tuple[str, ...]) -> str:
+    lines = [f"\n[{'.'.join(path)}]"] if path else []
+    tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
+    for key, value in data.items():
+        if key in tables:
+            continue
+        if value is None:
+            lines.append(f"# {key} = (unset)")
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    text = "\n".join(lines) + "\n" if lines else ""
+    for key, value in tables.items():
+        text += _toml_table(value, (*path, _toml_key(key)))
+    return text
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, list | tuple):
+        if any(v is None or isinstance(v, Mapping) for v in value):
+            raise ConfigError(f"cannot write {value!r} as TOML")
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {type(value).__name__} {value!r} as TOML")

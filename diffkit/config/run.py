@@ -7,15 +7,14 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from diffkit.config.model import ClassifierNetConfig, Frozen, MLPConfig, UNetConfig, VAEConfig
+from diffkit.config.names import OdeSolverName, SamplerName
 
 RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]  # the folder suffix
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant", "exponential"]
 Preset = Literal["tiny", "small", "default", "latent-flat", "latent-spatial"]
-OdeSolverName = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
-SamplerName = Literal["ddpm", "ddim", "dpm++2m", "euler", "midpoint", "heun", "rk4", "dopri5"]
-"""DDPM models take every sampler (the ODE solvers through the probability-flow velocity);
-rectified flows take the ODE solvers."""
+# DDPM models take every sampler (the ODE solvers through the probability-flow velocity);
+# rectified flows take the ODE solvers.
 
 
 class DiffusionConfig(Frozen):

@@ -31,3 +31,15 @@ class Settings(BaseSettings):
     inception_weights: Path | None = Field(
         None, description="torchvision InceptionV3 state dict (.pth) for --features inception"
     )
+    compile: bool = Field(
+        False, description="torch.compile the network for training and sampling (--compile)"
+    )
+    compile_backend: str = Field(
+        "inductor", description="torch.compile backend (tests use aot_eager: no C++ build)"
+    )
+
+    @property
+    def compile_with(self) -> str | None:
+        """The torch.compile backend to run networks with; None: eager. A machine setting,
+        not part of a run's config: compiled and eager runs agree up to round-off."""
+        return self.compile_backend if self.compile else None

@@ -75,6 +75,7 @@ def train_classifier(
         result = train(
             model, method_objective(cfg), batches, cfg.train, device=device,
             autocast_dtype=autocast_dtype, run=run, run_config=run_config, on_event=on_event,
+            compile_backend=settings.compile_with,
         )  # fmt: skip
         acc = digest = None
         if result.reason in ("finished", "max_steps"):

@@ -13,6 +13,7 @@ from torch import nn
 from diffkit.config.run import DataConfig
 from diffkit.config.settings import Settings
 from diffkit.data.registry import ImageData, load_dataset
+from diffkit.errors import NothingToDo
 from diffkit.nn.build import count_parameters
 from diffkit.runs.checkpoint import CheckpointError
 from diffkit.runs.layout import RunDir, RunLock, clean_temporaries, write_json
@@ -20,6 +21,7 @@ from diffkit.runs.metrics import read_metrics, truncate_after
 from diffkit.runs.plots import plot_loss
 from diffkit.training import TrainEvent, TrainResult
 from diffkit.training.hardware import precision_name
+from diffkit.training.loop import run_length
 
 
 def load_splits(
@@ -57,13 +59,14 @@ def finish_run(
     summary = {
         "reason": result.reason,
         "steps": result.step,
-        "epochs": result.epoch,
+        "epochs": round(result.epochs_done, 4),  # fractional: a run may end mid-epoch
         "last_loss": result.last_loss,
         "train_seconds": result.elapsed,
         "images_per_sec": result.images_per_sec,
         "device": str(device),
         "precision": precision_name(autocast_dtype),
         "parameters": count_parameters(model),
+        "compiled": result.compiled,  # None: eager by request; False: fell back to eager
     }
     write_json(run.summary, summary | extra)
 
@@ -79,13 +82,22 @@ def lock_for_resume(held: ExitStack, resume: RunDir) -> None:
 
 def open_run(
     runs_dir: Path, folder: str, cfg: Any, held: ExitStack, resume: RunDir | None,
-    resume_step: int | None,
+    resume_step: int | None, batches: int | None = None,
 ) -> RunDir:  # fmt: skip
     """The only place a method writes before training, reached once every input is valid:
     a fresh run folder under ``runs_dir/folder`` (locked at once, the lock held by
     ``held``), or the resumed one with its metrics cut back to ``resume_step`` (first:
     reading them is what can still fail), its config updated (e.g. new epochs) and its
-    stale summary removed."""
+    stale summary removed.
+
+    A resumed run that already ran its length (``cfg.train``'s, with ``batches`` batches
+    an epoch) raises :class:`~diffkit.errors.NothingToDo` and touches nothing."""
+    done = resume is not None and resume_step is not None and batches is not None
+    if done and resume_step >= run_length(cfg.train, batches):  # type: ignore[operator]
+        raise NothingToDo(
+            f"{resume.path} already ran its {resume_step} steps; nothing to do (give a "  # type: ignore[union-attr]
+            "larger --epochs or --max-steps with --resume to train further)"
+        )
     if resume is None:
         run = RunDir.create(runs_dir, folder, cfg.name)
         held.enter_context(RunLock(run.path))

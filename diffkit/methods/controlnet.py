@@ -337,7 +337,7 @@ def train_controlnet(
         hints = test_hints(cfg, settings, max(t.preview_n // 2, t.eval_n if t.eval_every else 1))
         evaluate = _evaluation(cfg, settings, base, classifier, hints)
         step = int(ckpt.train_state["position"]["step"]) if ckpt is not None else None
-        run = open_run(settings.runs_dir, "controlnet", cfg, held, resume, step)
+        run = open_run(settings.runs_dir, "controlnet", cfg, held, resume, step, len(batches))
         on_run_dir(run)
         t0 = time.time()
         result = train(
@@ -345,7 +345,7 @@ def train_controlnet(
             autocast_dtype=autocast_dtype, run=run, run_config=cfg.model_dump(mode="json"),
             resume=ckpt, preview=_preview(cfg, base, run, hints),
             evaluate=evaluate, on_event=on_event,
-            extra_tensors=extra,
+            extra_tensors=extra, compile_backend=settings.compile_with,
         )  # fmt: skip
         finish_run(run, result, device=device, autocast_dtype=autocast_dtype, model=model,
                    wall_seconds_this_session=time.time() - t0, train_images=len(data),
@@ -419,13 +419,15 @@ def _preview(cfg: ControlNetRunConfig, base: Pipeline, run: RunDir, hints: Hints
     sampler = base.DEFAULT_SAMPLER if recon else cfg.train.preview_sampler
     steps = 1 if recon else cfg.train.preview_steps
 
-    def preview(ema_net, epoch: int) -> None:
+    def preview(ema_net, epoch: int) -> Path:
         pipe = controlled_pipeline(base, ema_net, cfg)
         labels, cond, _ = hinted_batch(pipe, hints, k)
         images = pipe.sample(k, sampler=sampler, steps=steps, seed=cfg.train.seed,
                              labels=labels, cond=cond).images  # fmt: skip
         edges = hints.maps.expand_as(images) * 2 - 1  # (k, C, H, W) in [-1, 1]
         pairs = torch.stack([edges, images], dim=1)  # (k, 2, C, H, W)
-        save_grid(pairs.flatten(0, 1), run.samples / f"epoch-{epoch:04d}.png", nrow=8)
+        path = run.samples / f"epoch-{epoch:04d}.png"
+        save_grid(pairs.flatten(0, 1), path, nrow=8)
+        return path
 
     return preview

@@ -190,14 +190,14 @@ def train_denoiser(
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg.model)
         step = int(ckpt.train_state["position"]["step"]) if ckpt is not None else None
-        run = open_run(settings.runs_dir, "denoiser", cfg, held, resume, step)
+        run = open_run(settings.runs_dir, "denoiser", cfg, held, resume, step, len(batches))
         on_run_dir(run)
         t0 = time.time()
         result = train(
             model, method_objective(cfg), batches, cfg.train, device=device,
             autocast_dtype=autocast_dtype, run=run, run_config=cfg.model_dump(mode="json"),
             resume=ckpt, preview=_preview(cfg, test.images[:8], run, device),
-            on_event=on_event,
+            on_event=on_event, compile_backend=settings.compile_with,
         )  # fmt: skip
         finish_run(run, result, device=device, autocast_dtype=autocast_dtype, model=model,
                    wall_seconds_this_session=time.time() - t0,
@@ -216,12 +216,14 @@ def _preview(cfg: DenoiserRunConfig, images: Tensor, run: RunDir, device: torch.
     eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(device)
 
     @torch.no_grad()
-    def preview(ema_net, epoch: int) -> None:
+    def preview(ema_net, epoch: int) -> Path:
         d = trained(ema_net, n.sigma_input)
         rows = [x]
         for sigma in sigmas:
             y = x + image_sigma(sigma) * eps
             rows += [y.clamp(-1, 1), d(y, sigma).clamp(-1, 1)]
-        save_grid(torch.cat(rows).cpu(), run.samples / f"epoch-{epoch:04d}.png", nrow=8)
+        path = run.samples / f"epoch-{epoch:04d}.png"
+        save_grid(torch.cat(rows).cpu(), path, nrow=8)
+        return path
 
     return preview

@@ -203,7 +203,7 @@ def train_generative(
         if dist.is_main:  # everything above validated the inputs; only now touch the disk
             step = state.position.step if state is not None else None
             folder = METHODS[cfg.method].runs_folder(cfg)
-            run = open_run(settings.runs_dir, folder, cfg, held, resume, step)
+            run = open_run(settings.runs_dir, folder, cfg, held, resume, step, len(batches))
             on_run_dir(run)
         run = broadcast_object(run, dist)  # type: ignore[assignment]
         t0 = time.time()
@@ -222,6 +222,7 @@ def train_generative(
             evaluate=evaluate,
             on_event=on_event,
             extra_tensors=codec_tensors(codec),
+            compile_backend=settings.compile_with,
         )
         if dist.is_main and run is not None:
             finish_run(
@@ -234,12 +235,12 @@ def train_generative(
 
 def _preview(
     cfg: GenerativeRunConfig, device: torch.device, codec: LatentCodec | None, run: RunDir | None
-) -> Callable[[nn.Module, int], None]:
+) -> Callable[[nn.Module, int], Path]:
     """The preview callback: a grid of samples; for a class-conditional model one column
     per class."""
     k = cfg.num_classes
 
-    def preview(ema_net: nn.Module, epoch: int) -> None:
+    def preview(ema_net: nn.Module, epoch: int) -> Path:
         assert run is not None  # previews run on rank 0 only, which has the folder
         n = cfg.train.preview_n
         pipe = pipeline_for(cfg, ema_net, device, codec)
@@ -247,6 +248,8 @@ def _preview(
             n, sampler=cfg.train.preview_sampler, steps=cfg.train.preview_steps,
             seed=cfg.train.seed, labels=cycle_labels(k, n),
         ).images  # fmt: skip
-        save_grid(images, run.samples / f"epoch-{epoch:04d}.png", nrow=k)
+        path = run.samples / f"epoch-{epoch:04d}.png"
+        save_grid(images, path, nrow=k)
+        return path
 
     return preview

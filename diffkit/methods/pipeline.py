@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from diffkit.config.run import GenerativeRunConfig, SamplerName
 from diffkit.models.conditioning import Cond
 from diffkit.models.contract import Model
+from diffkit.nn.compile import CompiledNet
 from diffkit.runs.checkpoint import (
     MISMATCH,
     CheckpointError,
@@ -101,6 +102,17 @@ class Pipeline:
 
     def max_steps(self) -> int:
         return self.model.max_steps()
+
+    def compiled(
+        self, backend: str | None, on_fallback: Callable[[str], None] = lambda message: None
+    ) -> Pipeline:
+        """This pipeline with its network's forward through ``torch.compile`` (``backend``
+        None: itself). Samplers and guidance stay eager Python; a compiler failure falls
+        back to eager (see :class:`~diffkit.nn.compile.CompiledNet`)."""
+        if backend is None:
+            return self
+        net = CompiledNet(self.model.net, backend, on_fallback)
+        return replace(self, model=replace(self.model, net=net))  # type: ignore[arg-type]
 
     def check(self, sampler: str, steps: int | None) -> int:
         """The step count to use for ``sampler``; ValueError if either does not fit."""

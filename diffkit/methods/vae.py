@@ -299,14 +299,16 @@ def train_vae(
         write_json(run.config, run_config)
         on_run_dir(run)
 
-        def preview(ema: torch.nn.Module, epoch: int) -> None:
-            save_recon_grid(ema, shown, run.samples / f"recon-epoch-{epoch:04d}.png")
+        def preview(ema: torch.nn.Module, epoch: int) -> Path:
+            path = run.samples / f"recon-epoch-{epoch:04d}.png"
+            save_recon_grid(ema, shown, path)
+            return path
 
         t0 = time.time()
         result = train(
             model, method_objective(cfg), batches, cfg.train, device=device,
             autocast_dtype=autocast_dtype, run=run, run_config=run_config, preview=preview,
-            on_event=on_event,
+            on_event=on_event, compile_backend=settings.compile_with,
         )  # fmt: skip
         mse = kl = shift = scale = digest = None
         if result.reason in ("finished", "max_steps"):

@@ -128,6 +128,23 @@ def find_runs(runs_dir: Path) -> list[RunDir]:
     return [RunDir(p.parent) for p in sorted(root.glob("*/*/config.json"))]
 
 
+def is_locked(folder: Path) -> bool:
+    """Whether a live process holds ``folder``'s :class:`RunLock` (for display only: it
+    reads the pid in the lock file and never takes the lock, so it cannot get in the way
+    of a writer starting at that moment)."""
+    try:
+        pid = int((Path(folder) / RunLock.NAME).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False  # a crashed writer's stale file
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
 class OutputError(OSError):
     """An output that cannot be written (read-only, under a file, disk full); one line."""
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from diffkit.config.run import TrainConfig
 from diffkit.data.loader import TensorBatches
+from diffkit.nn.compile import CompiledNet, compiled
 from diffkit.runs.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -38,12 +40,19 @@ from diffkit.training.optim import lr_at, make_optimizer, set_lr
 from diffkit.training.resume import check_resume
 
 Objective = Callable[[nn.Module, Tensor, Tensor | None, torch.Generator], Tensor]
-StopReason = Literal["finished", "max_steps", "interrupted", "non_finite"]
+StopReason = Literal["finished", "nothing_to_do", "interrupted", "non_finite", "max_steps"]
+"""``max_steps`` only in summaries written before max_steps set a run's length."""
+
+
+def run_length(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    """Steps in a run: ``max_steps`` if set, else ``epochs`` passes over the data."""
+    return cfg.max_steps if cfg.max_steps is not None else cfg.epochs * batches_per_epoch
 
 
 @dataclass
 class TrainEvent:
-    """``kind`` is one of start, log, epoch, checkpoint, preview, eval, stop."""
+    """``kind`` is one of start, log, epoch, checkpoint, preview, eval, warning, stop (and
+    a method's own ``data`` before start)."""
 
     kind: str
     step: int
@@ -64,6 +73,11 @@ class TrainResult:
     """For ``interrupted``: the signal that asked for the stop (SIGINT or SIGTERM)."""
     """The run's last checkpoint on disk (written now or resumed from); None if there is
     none, e.g. a loss went non-finite before the first one, or not the main process."""
+    compiled: bool | None = None
+    """With ``compile_backend``: whether the network ran compiled to the end (False: it
+    fell back to eager, see :class:`~diffkit.nn.compile.CompiledNet`); None without."""
+    epochs_done: float = 0.0
+    """Passes over the data so far, fractional (a run may stop mid-epoch)."""
 
 
 @dataclass
@@ -214,20 +228,27 @@ def train(
     run_config: dict[str, Any],
     dist: DistInfo = DistInfo(),
     resume: Checkpoint | None = None,
-    preview: Callable[[nn.Module, int], None] | None = None,
+    preview: Callable[[nn.Module, int], Path | None] | None = None,
     evaluate: Callable[[nn.Module, int], dict[str, Any]] | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
     extra_tensors: dict[str, Tensor] | None = None,
+    compile_backend: str | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; returns why and where it stopped.
 
     ``extra_tensors`` (e.g. ``vae.*``, the autoencoder of a latent model) are written into
     every checkpoint unchanged, so each file is enough to sample from.
 
-    On rank 0, ``preview(ema_model, epoch)`` runs every ``cfg.sample_every`` epochs and
+    On rank 0, ``preview(ema_model, epoch)`` runs every ``cfg.sample_every`` epochs (the
+    grid it returns, if any, is the ``preview`` event's ``image``) and
     ``evaluate(ema_model, epoch) -> {"fid": ..., ...}`` every ``cfg.eval_every`` epochs; its
     scores go to metrics.jsonl (``"event": "eval"``) and, with ``cfg.keep_best``, the weights
     with the lowest FID so far to ``checkpoints/best.safetensors``.
+
+    With ``compile_backend`` (e.g. ``"inductor"``) the network's forward runs through
+    ``torch.compile`` for the training steps (previews and evaluations stay eager); the
+    weights, and so the checkpoints, are those of ``model`` itself. A compiler failure
+    falls back to eager with a ``warning`` event.
     """
     model.to(device)
     if cfg.channels_last:
@@ -240,11 +261,12 @@ def train(
         pos = _restore(resume, model, ema, optimizer, scaler, cfg, world=dist.world,
                        batches=len(batches))  # fmt: skip
     net = DistributedDataParallel(model) if dist.enabled else model
+    net = compiled(net, compile_backend, lambda message: on_event(
+        TrainEvent("warning", pos.step, pos.epoch, {"message": message})))  # fmt: skip
     generator = torch.Generator(device)
-    # The LR schedule spans all epochs; max_steps only stops early, so a run stopped by it
-    # and resumed follows exactly the schedule of an uninterrupted run.
-    schedule_steps = cfg.epochs * len(batches)
-    total = min(schedule_steps, cfg.max_steps or schedule_steps)
+    # The run's length, and so the span of the LR schedule: max_steps when given (a run
+    # may then end mid-epoch, or go on past cfg.epochs), else every batch of cfg.epochs.
+    total = schedule_steps = run_length(cfg, len(batches))
     metrics = MetricsWriter(run.metrics) if run is not None and dist.is_main else None
     on_disk = run.last_checkpoint if run is not None and dist.is_main else None
     saved = on_disk if on_disk is not None and on_disk.is_file() else None
@@ -277,12 +299,19 @@ def train(
     def end_of_epoch() -> None:
         checkpoint(epoch_file=True)
         on_event(TrainEvent("epoch", pos.step, pos.epoch, {"loss": last_loss}))
+        due = lambda every: bool(every) and (pos.epoch % every == 0 or pos.step >= total)  # noqa: E731
+        observe(due(cfg.sample_every), due(cfg.eval_every))
+
+    def observe(previews: bool, evaluates: bool) -> None:
+        """The preview grid and the evaluation, where due (the last step of a run is
+        always one where they are on at all)."""
         if not dist.is_main:
             return
-        if preview and cfg.sample_every and pos.epoch % cfg.sample_every == 0:
-            preview(ema.shadow, pos.epoch)
-            on_event(TrainEvent("preview", pos.step, pos.epoch))
-        if evaluate and cfg.eval_every and pos.epoch % cfg.eval_every == 0:
+        if preview and previews:
+            grid = preview(ema.shadow, pos.epoch)
+            shown = {"image": str(grid)} if grid is not None else {}
+            on_event(TrainEvent("preview", pos.step, pos.epoch, shown))
+        if evaluate and evaluates:
             scores = evaluate(ema.shadow, pos.epoch)
             record = {"event": "eval", "step": pos.step, "epoch": pos.epoch, **scores}
             if metrics is not None:
@@ -291,6 +320,10 @@ def train(
                 record["best"] = True
             on_event(TrainEvent("eval", pos.step, pos.epoch, record))
 
+    if pos.step >= total:  # a resumed run that already ran its length
+        on_event(TrainEvent("stop", pos.step, pos.epoch, {"reason": "nothing_to_do"}))
+        return TrainResult("nothing_to_do", pos.step, pos.epoch, None, pos.elapsed, 0.0, saved,
+                           None, None, pos.step / len(batches))  # fmt: skip
     on_event(TrainEvent("start", pos.step, pos.epoch, {"total_steps": total}))
     reason: StopReason = "finished"
     last_loss: float | None = None
@@ -321,13 +354,24 @@ def train(
         on_event(TrainEvent("log", pos.step, pos.epoch, record))
         return True
 
+    def forward_backward(x: Tensor, y: Tensor | None, reseed: int | None = None) -> Tensor:
+        if reseed is not None:  # a retried step draws the numbers of the failed attempt
+            torch.manual_seed(reseed)
+            generator.manual_seed(reseed)
+        with autocast:
+            loss = objective(net, x, y, generator)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        return loss
+
     lr = lr_at(pos.step, cfg, schedule_steps)  # the LR of the latest step, for the log
     flag = _StopFlag()
     with flag.installed() as stop:
-        while pos.epoch < cfg.epochs and reason == "finished":
+        mid_epoch_end = False
+        while pos.step < total and reason == "finished":
             for x, y in batches.epoch(pos.epoch, start=pos.batch):
-                if cfg.max_steps is not None and pos.step >= cfg.max_steps:
-                    reason = "max_steps"
+                if pos.step >= total:  # max_steps ends the run within this epoch
+                    mid_epoch_end = True
                     break
                 seed = _step_seed(cfg.seed, dist.rank, pos.step)
                 torch.manual_seed(seed)
@@ -336,10 +380,13 @@ def train(
                     x = x.contiguous(memory_format=torch.channels_last)
                 lr = lr_at(pos.step, cfg, schedule_steps)
                 set_lr(optimizer, lr)
-                with autocast:
-                    loss = objective(net, x, y, generator)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                try:
+                    loss = forward_backward(x, y)
+                except Exception as exc:
+                    if not (isinstance(net, CompiledNet) and net.active):
+                        raise
+                    # e.g. the backward graph, compiled lazily: the same step again, eager
+                    loss = net.retry_eagerly(exc, partial(forward_backward, x, y, seed))
                 if cfg.grad_clip is not None:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -362,15 +409,19 @@ def train(
                 pos.batch = 0
                 pos.elapsed = time.perf_counter() - clock
                 end_of_epoch()
-        if reason in ("max_steps", "interrupted") and not log(lr):
+        stopped_mid_epoch = reason == "interrupted" or (reason == "finished" and mid_epoch_end)
+        if stopped_mid_epoch and not log(lr):
             reason = "non_finite"
         pos.elapsed = time.perf_counter() - clock
-        if reason in ("max_steps", "interrupted"):
+        if reason in ("finished", "interrupted") and stopped_mid_epoch:
             checkpoint(epoch_file=False)
+            if reason == "finished":  # the run's end: its last preview and evaluation
+                observe(bool(cfg.sample_every), bool(cfg.eval_every))
 
     if metrics is not None:
         metrics.close()
     on_event(TrainEvent("stop", pos.step, pos.epoch, {"reason": reason}))
     ips = pos.images / max(pos.elapsed, 1e-9)
+    ran_compiled = net.active if isinstance(net, CompiledNet) else None
     return TrainResult(reason, pos.step, pos.epoch, last_loss, pos.elapsed, ips, saved,
-                       flag.signal)  # fmt: skip
+                       flag.signal, ran_compiled, pos.step / len(batches))  # fmt: skip

@@ -169,11 +169,13 @@ def test_runs_lists_every_run_and_marks_the_damaged_ones(tmp_path: Path, monkeyp
     assert result.exit_code == 0, result.output
     assert result.exception is None and "Traceback" not in result.output
     # row by run folder: the path column ends in -<name>
-    rows = {line.split("│")[6].strip().rsplit("-", 1)[-1]: line
-            for line in result.stdout.splitlines() if line.count("│") == 7}  # fmt: skip
+    rows = {line.split("│")[9].strip().rsplit("-", 1)[-1]: line
+            for line in result.stdout.splitlines() if line.count("│") == 10}  # fmt: skip
     assert sorted(rows) == sorted(configs), result.stdout
     good = rows["good"]
-    assert "2/3" in good and "0.2500" in good and "running or stopped" in good
+    cells = [c.strip() for c in good.split("│")[1:-1]]
+    assert cells[:6] == ["2024-01-01 00:00", "ddpm", "good", "10", "2/3", "no checkpoint"]
+    assert cells[6] == "0.2500"
     assert "unreadable config.json" in rows["notjson"] and "unreadable" in rows["alist"]
     assert "malformed config.json" in rows["trainint"] and "malformed" in rows["epochstr"]
 
@@ -184,3 +186,31 @@ def test_metrics_reader_keeps_only_records(tmp_path: Path):
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b'{"step": 1}\n7\n"text"\n\xff{"step": 2}\n{"step": 3}\n{"step": 4')
     assert read_metrics(path) == [{"step": 1}, {"step": 3}]
+
+
+def test_runs_shows_pair_sets_best_scores_and_live_runs(tmp_path: Path, monkeypatch):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "r"
+    pairs = root / "pairs" / "20261201-101010-p"
+    pairs.mkdir(parents=True)
+    (pairs / "config.json").write_text(json.dumps({"name": "p", "n": 250, "shard_size": 100}))
+    (pairs / "pairs.json").write_text(json.dumps({"complete": False, "shards": {"a": {}}}))
+    run = root / "ddpm" / "20261201-111111-live"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"name": "live", "train": {"epochs": 4,
+                                                 "max_steps": 100}}))  # fmt: skip
+    (run / "metrics.jsonl").write_text(
+        '{"step": 40, "epoch": 1.5, "loss": 0.5}\n{"event": "eval", "step": 40, "fid": 9.5}\n'
+        '{"event": "eval", "step": 80, "fid": 7.25}\n{"step": 80, "epoch": 3.0, "loss": 0.4}\n'
+    )
+    (run / ".lock").write_text(f"{os.getpid()}\n")  # this process is alive
+    result = runner.invoke(app, ["runs", "--runs-dir", str(root)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.count("│") == 10]
+    cells = {c[2]: c for c in ([x.strip() for x in line.split("│")[1:-1]] for line in lines)}
+    assert cells["p"][1] == "pairs" and cells["p"][3] == "1/3 shards"
+    assert cells["p"][5] == "incomplete (resume to finish)"
+    live = cells["live"]
+    assert live[3:8] == ["80/100", "3", "running", "0.4000", "FID 7.25"]

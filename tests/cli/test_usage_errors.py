@@ -25,7 +25,7 @@ from tests.cli.util import invoke
         (["sample", "x", "--seed", str(2**70)], ["'--seed'"]),
         (["sample", "x", "--seed", "-1"], ["'--seed'"]),
         (["sample", "x", "--rtol", "1e-30"], ["'--rtol'"]),
-        (["eval", "x", "--n"], ["'--n'", "requires an argument"]),
+        (["eval", "x", "--num-images"], ["'--num-images'", "requires an argument"]),
         (["reflow", "make-pairs", "x", "--solver", "ddim"], ["'--solver'", "'euler'"]),
     ],
 )

@@ -24,7 +24,7 @@ def test_train_vae_writes_the_vae(data_dir: Path, tmp_path: Path):
     assert "recon MSE" in r.stderr and "img/s" in r.stderr
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["latent_dim"] == 16 and cfg["kl_weight"] == 0.5
-    assert json.loads((run / "summary.json").read_text())["reason"] == "max_steps"
+    assert json.loads((run / "summary.json").read_text())["reason"] == "finished"
 
 
 def test_bad_latent_dim_exits_2_with_one_line(data_dir: Path, tmp_path: Path):

@@ -141,3 +141,42 @@ def test_every_validation_error_is_named_at_once():
     line = str(exc.value)
     assert "\n" not in line
     assert all(f"invalid {key}" in line for key in ("train.epochs", "train.lr", "data.limit"))
+
+
+@pytest.mark.parametrize(
+    "kind, flags",
+    [
+        ("DDPMRunConfig", {"preset": "tiny", "model.num_classes": 10, "train.max_steps": 7}),
+        ("FlowRunConfig", {"preset": "small"}),
+        ("ClassifierRunConfig", {}),
+        ("VAERunConfig", {}),
+        ("DenoiserRunConfig", {}),
+    ],
+)
+def test_to_toml_reads_back_to_the_same_config(tmp_path: Path, kind, flags):
+    from diffkit.config import run
+    from diffkit.config.resolve import to_toml
+
+    model = getattr(run, kind)
+    cfg = resolve_run_config(model, flags, environ={})
+    file = tmp_path / "c.toml"
+    file.write_text(to_toml(cfg.model_dump(mode="json")))
+    assert resolve_run_config(model, {}, file, environ={}) == cfg
+
+
+def test_unknown_env_names_the_closest_setting():
+    from diffkit.config import run
+    from diffkit.config.resolve import env_names, unknown_env
+    from diffkit.config.settings import Settings
+
+    known = env_names([run.DDPMRunConfig, run.FlowRunConfig], Settings)
+    assert {"DIFFKIT_TRAIN__EPOCHS", "DIFFKIT_MODEL__BASE_CHANNELS", "DIFFKIT_DEVICE",
+            "DIFFKIT_FLOW__TIME_SAMPLING", "DIFFKIT_THREADS"} <= known  # fmt: skip
+    environ = {"DIFFKIT_TRAIN__EPOCS": "3", "DIFFKIT_TRAIN__EPOCHS": "3", "HOME": "/",
+               "DIFFKIT_TEST_DATA_DIR": "/x", "DIFFKIT_ZZZ": "1"}  # fmt: skip
+    lines = unknown_env(known, environ)
+    assert lines == [
+        "DIFFKIT_TRAIN__EPOCS is not a diffkit setting (did you mean DIFFKIT_TRAIN__EPOCHS?); "
+        "ignored",
+        "DIFFKIT_ZZZ is not a diffkit setting; ignored",
+    ]

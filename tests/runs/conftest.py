@@ -19,7 +19,7 @@ def trained(tmp_path_factory, data_dir: Path) -> RunDir:
     run, result = train_generative(tiny_cfg(), settings(runs, data_dir),
                                    on_run_dir=lambda r: seen.append(locked(r.path)))  # fmt: skip
     assert seen == [True], "a fresh run is locked as soon as its folder exists"
-    assert run is not None and result.reason == "max_steps" and not locked(run.path)
+    assert run is not None and result.reason == "finished" and not locked(run.path)
     return run
 
 

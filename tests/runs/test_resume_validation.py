@@ -96,7 +96,7 @@ def test_valid_resume_continues_and_reports_its_checkpoint(run: RunDir, data_dir
     out, result = train_generative(
         tiny_cfg(max_steps=5, epochs=2), settings(run.path.parent.parent, data_dir), resume=run
     )
-    assert out == run and result.reason == "max_steps" and result.step == 5
+    assert out == run and result.reason == "finished" and result.step == 5
     assert result.checkpoint == run.last_checkpoint
     assert load_checkpoint(run.last_checkpoint).train_state["position"]["step"] == 5
     assert [r["step"] for r in read_metrics(run.metrics)] == [1, 2, 3, 4, 5]

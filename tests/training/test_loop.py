@@ -1,5 +1,8 @@
 """The training loop: exact resume, non-finite losses, interruption."""
 
+import math
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -32,8 +35,12 @@ def test_resume_equals_uninterrupted_run(data_dir: Path, tmp_path: Path):
     full_run, full = train_generative(tiny_cfg(), settings)
     assert full.reason == "finished" and full.step == 12
 
-    part_run, part = train_generative(tiny_cfg(max_steps=5), settings)
-    assert part.reason == "max_steps" and part.step == 5
+    def ctrl_c_at_step_5(event):
+        if event.kind == "log" and event.step == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # the loop stops at this step's end
+
+    part_run, part = train_generative(tiny_cfg(), settings, on_event=ctrl_c_at_step_5)
+    assert part.reason == "interrupted" and part.step == 5
     resumed_run, resumed = train_generative(tiny_cfg(), settings, resume=part_run)
     assert resumed_run == part_run and resumed.step == 12
 
@@ -130,3 +137,38 @@ def test_stop_flag_records_which_signal_asked(monkeypatch):
     result = TrainResult("interrupted", 1, 0, None, 0.0, 0.0, stop_signal=flag.signal)
     assert _stop_code(result) == 143
     assert _stop_code(TrainResult("interrupted", 1, 0, None, 0.0, 0.0, stop_signal="SIGINT")) == 130
+
+
+def test_max_steps_sets_the_run_length_and_the_lr_schedule(data_dir: Path, tmp_path: Path):
+    """192 images in batches of 32: 6 a epoch. max_steps=9 runs past the one epoch asked
+    for, ends mid-epoch with a checkpoint and a last preview, and its cosine LR reaches
+    its final value at step 9, not at epochs x batches."""
+    settings = Settings(data_dir=data_dir, runs_dir=tmp_path, download=False)
+    previews = []
+    cfg = tiny_cfg(epochs=1, max_steps=9, warmup_steps=0, sample_every=1, preview_n=4,
+                   preview_steps=2)  # fmt: skip
+    run, result = train_generative(cfg, settings, on_event=lambda e: previews.append(e.step)
+                                   if e.kind == "preview" else None)  # fmt: skip
+    assert result.reason == "finished" and result.step == 9
+    assert result.epochs_done == pytest.approx(1.5)
+    assert previews == [6, 9]  # after epoch 1, and at the run's end
+    records = [r for r in read_metrics(run.metrics) if "lr" in r]
+    lr = {r["step"]: r["lr"] for r in records}
+    f = cfg.train.lr_final_factor  # step 9 runs at position 8 of a 9-step cosine
+    assert lr[9] == pytest.approx(
+        cfg.train.lr * (f + (1 - f) * (1 + math.cos(math.pi * 8 / 9)) / 2)
+    )
+    state = load_checkpoint(run.last_checkpoint).train_state["position"]
+    assert (state["step"], state["epoch"], state["batch"]) == (9, 1, 3)
+
+
+def test_resuming_a_finished_run_has_nothing_to_do(data_dir: Path, tmp_path: Path):
+    from diffkit.errors import NothingToDo
+
+    settings = Settings(data_dir=data_dir, runs_dir=tmp_path, download=False)
+    run, _ = train_generative(tiny_cfg(max_steps=4), settings)
+    before = {p.name: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
+    with pytest.raises(NothingToDo, match="already ran its 4 steps"):
+        train_generative(tiny_cfg(max_steps=4), settings, resume=run)
+    after = {p.name: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
+    assert after == before  # not a byte changed: the summary still says finished
