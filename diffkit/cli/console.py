@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,7 @@ class TrainProgress:
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
+        self.plain: PlainLines | None = None  # stderr is a log or a pipe: lines, no bar
         self.progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
@@ -74,7 +76,7 @@ class TrainProgress:
             TextColumn("eta"),
             TimeRemainingColumn(),
             console=err,
-            disable=not enabled,
+            disable=not enabled or not err.is_terminal,  # a finished bar in a log is noise
         )
         self.task: Any = None
 
@@ -90,6 +92,9 @@ class TrainProgress:
                 note = busy_machine_note()
                 if note:
                     err.print(note, markup=False)
+                if not err.is_terminal:
+                    self.plain = PlainLines("train step", event.data["total_steps"])
+                    self.plain.done = event.step
                 self.progress.start()
                 self.task = self.progress.add_task(
                     "train",
@@ -98,6 +103,9 @@ class TrainProgress:
                     loss="-",
                     ips="-",
                 )
+            case "log" if self.plain is not None:
+                self.plain.advance(event.step - self.plain.done, loss=f"{event.data['loss']:.4f}",
+                                   img_s=f"{event.data['img_per_sec']:.0f}")  # fmt: skip
             case "log":
                 self.progress.update(
                     self.task,
@@ -129,9 +137,45 @@ class TrainProgress:
                 self.progress.stop()
 
 
+class PlainLines:
+    """Progress for logs and pipes, where a bar is noise: one plain line every ``every``
+    seconds with the count, the rate and the time left."""
+
+    def __init__(self, label: str, total: int | None, every: float = 10.0) -> None:
+        self.label, self.total, self.every = label, total, every
+        self.done, self.t0 = 0, time.perf_counter()
+        self.last = self.t0
+
+    def advance(self, n: int = 1, **fields: str) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self.print(now, fields)
+
+    def print(self, now: float, fields: dict[str, str]) -> None:
+        rate = self.done / max(now - self.t0, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        eta = ""
+        if self.total and rate > 0:
+            eta = f", eta {_clock((self.total - self.done) / rate)}"
+        extra = "".join(f", {k} {v}" for k, v in fields.items())
+        err.print(f"{self.label}: {self.done}{of}{extra}, {rate:.3g}/s{eta}", markup=False)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
 @contextmanager
 def steps(label: str, total: int | None) -> Iterator[Callable[[], None]]:
-    """A progress bar over ``total`` steps; yields ``advance()``."""
+    """A progress bar over ``total`` steps (plain lines when stderr is not a terminal);
+    yields ``advance()``."""
+    if not err.is_terminal:
+        yield PlainLines(label, total).advance
+        return
     with Progress(
         TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), console=err, transient=True,

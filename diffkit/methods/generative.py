@@ -160,11 +160,12 @@ def train_generative(
     codec: LatentCodec | None = None,
     pairs: ImageData | None = None,
     init_from: Path | None = None,
-    on_event: Callable[[TrainEvent], None] = lambda e: None,
+    on_event: Callable[[TrainEvent], None] | None = None,
     on_run_dir: Callable[[RunDir], None] = lambda r: None,
 ) -> tuple[RunDir | None, TrainResult]:
     """Train a DDPM or a rectified flow; the run folder is created (or reopened on
-    ``resume``) on rank 0.
+    ``resume``) on rank 0. ``on_event`` hears the loop's events; without one, a progress
+    bar shows on stderr when it is a terminal (:class:`diffkit.progress.TrainBar`).
 
     A latent model (``cfg.latent``) needs the autoencoder as ``codec``: the training set is
     encoded once, and the VAE's weights go into every checkpoint under ``vae.``. A reflow
@@ -180,6 +181,10 @@ def train_generative(
     (ResourceError), a resume checkpoint that does not fit the model (CheckpointError). Rank
     0 holds the run's :class:`RunLock` from before reading a resumed run until training ends.
     """
+    if on_event is None:
+        from diffkit.progress import TrainBar, wanted
+
+        on_event = TrainBar() if wanted(None) and dist.is_main else (lambda e: None)
     device = resolve_device(settings.device, dist.local_rank)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     if (cfg.latent is None) != (codec is None):

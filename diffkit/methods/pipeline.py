@@ -162,10 +162,21 @@ class Pipeline:
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(self, n: int, **kwargs: Any) -> SampleResult:
+    def sample(self, n: int, *, progress: bool | None = None, **kwargs: Any) -> SampleResult:
         """Draw ``n`` images, all in memory; :meth:`sample_batches` takes the same
-        arguments and yields them batch by batch."""
-        batches = list(self.sample_batches(n, **kwargs))
+        arguments and yields them batch by batch. ``progress``: a bar on stderr (default:
+        when it is a terminal and no ``on_step`` is given)."""
+        from diffkit.progress import step_bar, wanted
+
+        sampler = kwargs.get("sampler") or self.DEFAULT_SAMPLER
+        steps = self.check(sampler, kwargs.get("steps"))
+        batch = kwargs.get("batch_size", 256)
+        total = None if sampler_spec(sampler).adaptive else steps * -(-n // batch)
+        show = wanted(progress) and kwargs.get("on_step") is None
+        with step_bar(f"{sampler}-{steps}", total, show) as tick:
+            if tick is not None:
+                kwargs["on_step"] = tick
+            batches = list(self.sample_batches(n, **kwargs))
         labels = [b.labels for b in batches]
         return SampleResult(
             images=torch.cat([b.images for b in batches]),

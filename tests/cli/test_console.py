@@ -18,3 +18,25 @@ def test_wide_tables_are_not_truncated_in_pipes(capsys):
 def test_cells_are_not_markup(capsys):
     console.table("t", ["a"], [["[bold]x[/bold]"]])
     assert "[bold]x[/bold]" in capsys.readouterr().out
+
+
+def test_plain_progress_lines_for_logs(monkeypatch, capsys):
+    """Piped or logged stderr gets a line every `every` seconds: count, rate, time left."""
+    from rich.console import Console
+
+    from diffkit.cli import console
+
+    monkeypatch.setattr(console, "err", Console(stderr=True, width=200))  # not a terminal
+    clock = iter([0.0, 5.0, 10.0, 12.0, 20.0, 21.0, 22.0])
+    monkeypatch.setattr(console.time, "perf_counter", lambda: next(clock, 30.0))
+    lines = console.PlainLines("sample", 8, every=10.0)  # t0 = 0
+    for _ in range(4):  # at t = 5, 10, 12, 20
+        lines.advance(loss="0.5")
+    out = capsys.readouterr().err.splitlines()
+    assert out == [
+        "sample: 2/8, loss 0.5, 0.2/s, eta 0:30",
+        "sample: 4/8, loss 0.5, 0.2/s, eta 0:20",
+    ]
+    with console.steps("x", 3) as tick:  # stderr is no terminal: no bar, no blank lines
+        tick()
+    assert capsys.readouterr().err == ""

@@ -91,3 +91,16 @@ def test_writer_refuses_a_folder_that_appeared_meanwhile(tmp_path):
     with pytest.raises(FileExistsError):
         w.publish({})
     assert (tmp_path / "s" / "keep").read_text() == "x"
+
+
+def test_sample_shows_a_bar_only_when_asked_or_in_a_terminal(pipe, capsys):
+    kw = dict(sampler="ddim", steps=3, seed=5, batch_size=2)
+    plain = pipe.sample(3, **kw).images  # under pytest stderr is no terminal: no bar
+    assert capsys.readouterr().err == ""
+    shown = pipe.sample(3, progress=True, **kw).images
+    err = capsys.readouterr().err
+    assert "ddim-3" in err and "/6 " in err  # 3 steps x 2 batches
+    assert torch.equal(plain, shown)
+    ticks = []
+    pipe.sample(3, progress=True, on_step=lambda: ticks.append(1), **kw)
+    assert len(ticks) == 6 and capsys.readouterr().err == ""  # the caller's own callback
