@@ -113,7 +113,16 @@ def polish_params(params: list[Any]) -> list[Any]:
     """The root group's own options (--version, --help, the completion ones)."""
     for param in params:
         _polish_param(param, {})
+        _bool_default(param)
     return params
+
+
+def _bool_default(param: Any) -> None:
+    """A flag that defaults to None (--help, the completion ones) defaults to False: Typer
+    coerces a flag's value that is not a bool through pydantic, whose import cost every
+    command about 0.2 s of start-up; False means the same (not asked)."""
+    if getattr(param, "is_flag", False) and param.default is None:
+        param.default = False
 
 
 def _quiet_help_option(command: Any) -> None:
@@ -124,6 +133,7 @@ def _quiet_help_option(command: Any) -> None:
         option = make(ctx)
         if option is not None:
             option.metavar = ""
+            _bool_default(option)
         return option
 
     command.get_help_option = get_help_option

@@ -137,7 +137,12 @@ Compile = Annotated[
 
 
 def machine_settings(
-    data_dir: Path | None, runs_dir: Path | None, device: str | None, compile: bool | None = None
+    data_dir: Path | None,
+    runs_dir: Path | None,
+    device: str | None,
+    compile: bool | None = None,
+    *,
+    computes: bool = True,
 ) -> Settings:
     """The machine settings: env ``DIFFKIT_*`` overridden by the flags that were given.
 
@@ -162,7 +167,8 @@ def machine_settings(
                run.ControlNetRunConfig, run.DenoiserRunConfig, run.PairsConfig)  # fmt: skip
     for line in unknown_env(env_names(configs, Settings)):
         console.warning(line)
-    _set_threads(settings.threads)
+    if computes:  # `diffkit runs` only reads files: no torch for it
+        _set_threads(settings.threads)
     return settings
 
 

@@ -27,7 +27,7 @@ def runs(runs_dir: RunsDir = None) -> None:
 
     from diffkit.runs import find_runs
 
-    root = machine_settings(None, runs_dir, None).runs_dir
+    root = machine_settings(None, runs_dir, None, computes=False).runs_dir
     rows = [_pairs_row(run) if (run.path / "pairs.json").exists() else _row(run)
             for run in find_runs(root)]  # fmt: skip
     if not rows:
