@@ -167,7 +167,9 @@ def test_identity_anagram_and_single_filter_equal_plain_sampling(saved):
     torch.testing.assert_close(run(anagram(guided, [cond], [VIEWS["identity"]])), plain)
     lo, hi = lowpass(2.0, 9), highpass(2.0, 9)
     two = factorized(guided, [cond, cond], [lo, hi])  # the same prompt in both bands
-    torch.testing.assert_close(run(two), plain, atol=1e-5, rtol=0)
+    # lowpass + highpass is the identity up to fp32 round-off, which guidance w = 7 and six
+    # steps amplify: 1.15e-5 on one of 768 values on one machine (a wrong filter: ~0.1).
+    torch.testing.assert_close(run(two), plain, atol=5e-5, rtol=0)
 
 
 def test_negate_view_keeps_the_variance_sign(saved):
