@@ -58,6 +58,8 @@ Schedule = Annotated[Literal["linear", "cosine"] | None, _opt("Noise schedule.")
 PredictionOpt = Annotated[Literal["eps", "x0", "v"] | None, _opt("What the network predicts.")]
 SampleEvery = Annotated[int | None, _opt("Preview grid every N epochs (0 = never).")]
 EvalEvery = Annotated[int | None, _opt("FID/KID of the EMA model every N epochs (0 = never).")]
+SampleEverySteps = Annotated[int | None, _opt("Also a preview grid every N steps.")]
+EvalEverySteps = Annotated[int | None, _opt("Also an evaluation every N steps.")]
 EvalN = Annotated[int | None, _opt("Images per in-training evaluation.")]
 KeepBest = Annotated[
     bool | None, _opt("Keep checkpoints/best.safetensors by lowest FID.", "--keep-best")
@@ -95,6 +97,8 @@ CONFIG_FLAGS = {
     "limit_data": "data.limit", "schedule": "diffusion.schedule",
     "prediction": "diffusion.prediction", "time_sampling": "flow.time_sampling",
     "sample_every": "train.sample_every", "eval_every": "train.eval_every",
+    "sample_every_steps": "train.sample_every_steps",
+    "eval_every_steps": "train.eval_every_steps",
     "eval_n": "train.eval_n", "keep_best": "train.keep_best", "mid_block": "model.mid_block",
     "transformer_depth": "model.transformer_depth",
     "transformer_heads": "model.transformer_heads", "lr_schedule": "train.lr_schedule",
@@ -204,6 +208,8 @@ def ddpm(
     prediction: PredictionOpt = None,
     sample_every: SampleEvery = None,
     eval_every: EvalEvery = None,
+    sample_every_steps: SampleEverySteps = None,
+    eval_every_steps: EvalEverySteps = None,
     eval_n: EvalN = None,
     keep_best: KeepBest = None,
     classifier: Classifier = None,
@@ -301,6 +307,8 @@ def rf(
     limit_data: LimitData = None,
     sample_every: SampleEvery = None,
     eval_every: EvalEvery = None,
+    sample_every_steps: SampleEverySteps = None,
+    eval_every_steps: EvalEverySteps = None,
     eval_n: EvalN = None,
     keep_best: KeepBest = None,
     classifier: Classifier = None,
@@ -344,6 +352,8 @@ def ldm(
     prediction: PredictionOpt = None,
     sample_every: SampleEvery = None,
     eval_every: EvalEvery = None,
+    sample_every_steps: SampleEverySteps = None,
+    eval_every_steps: EvalEverySteps = None,
     eval_n: EvalN = None,
     keep_best: KeepBest = None,
     classifier: Classifier = None,
@@ -545,6 +555,8 @@ def controlnet(
     limit_data: LimitData = None,
     sample_every: SampleEvery = None,
     eval_every: EvalEvery = None,
+    sample_every_steps: SampleEverySteps = None,
+    eval_every_steps: EvalEverySteps = None,
     eval_n: EvalN = None,
     keep_best: KeepBest = None,
     classifier: Classifier = None,
@@ -567,6 +579,8 @@ def controlnet(
         "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
         "data.limit": limit_data, "train.sample_every": sample_every,
         "train.eval_every": eval_every, "train.eval_n": eval_n, "train.keep_best": keep_best,
+        "train.sample_every_steps": sample_every_steps,
+        "train.eval_every_steps": eval_every_steps,
     }  # fmt: skip
     names = logger_names(loggers)
     settings = machine_settings(data_dir, runs_dir, device, compile_net)

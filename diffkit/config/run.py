@@ -74,6 +74,8 @@ class TrainConfig(Frozen):
     eval_every: int = Field(
         0, ge=0, description="FID/KID of the EMA model every N epochs (0 = never)"
     )
+    sample_every_steps: int = Field(0, ge=0, description="also a preview every N steps")
+    eval_every_steps: int = Field(0, ge=0, description="also an evaluation every N steps")
     eval_n: int = Field(1000, ge=10, description="images generated per evaluation")
     eval_sampler: SamplerName = "ddim"
     eval_steps: int = Field(50, ge=1)
@@ -84,8 +86,8 @@ class TrainConfig(Frozen):
 
     @model_validator(mode="after")
     def _eval_consistent(self) -> Self:
-        if self.keep_best and not self.eval_every:
-            raise ValueError("train.keep_best needs train.eval_every > 0")
+        if self.keep_best and not (self.eval_every or self.eval_every_steps):
+            raise ValueError("train.keep_best needs train.eval_every or eval_every_steps > 0")
         return self
 
 

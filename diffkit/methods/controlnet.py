@@ -419,14 +419,14 @@ def _preview(cfg: ControlNetRunConfig, base: Pipeline, run: RunDir, hints: Hints
     sampler = base.DEFAULT_SAMPLER if recon else cfg.train.preview_sampler
     steps = 1 if recon else cfg.train.preview_steps
 
-    def preview(ema_net, epoch: int) -> Path:
+    def preview(ema_net, tag: str) -> Path:
         pipe = controlled_pipeline(base, ema_net, cfg)
         labels, cond, _ = hinted_batch(pipe, hints, k)
         images = pipe.sample(k, sampler=sampler, steps=steps, seed=cfg.train.seed,
                              labels=labels, cond=cond).images  # fmt: skip
         edges = hints.maps.expand_as(images) * 2 - 1  # (k, C, H, W) in [-1, 1]
         pairs = torch.stack([edges, images], dim=1)  # (k, 2, C, H, W)
-        path = run.samples / f"epoch-{epoch:04d}.png"
+        path = run.samples / f"{tag}.png"
         save_grid(pairs.flatten(0, 1), path, nrow=8)
         return path
 

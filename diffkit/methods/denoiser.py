@@ -216,13 +216,13 @@ def _preview(cfg: DenoiserRunConfig, images: Tensor, run: RunDir, device: torch.
     eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(device)
 
     @torch.no_grad()
-    def preview(ema_net, epoch: int) -> Path:
+    def preview(ema_net, tag: str) -> Path:
         d = trained(ema_net, n.sigma_input)
         rows = [x]
         for sigma in sigmas:
             y = x + image_sigma(sigma) * eps
             rows += [y.clamp(-1, 1), d(y, sigma).clamp(-1, 1)]
-        path = run.samples / f"epoch-{epoch:04d}.png"
+        path = run.samples / f"{tag}.png"
         save_grid(torch.cat(rows).cpu(), path, nrow=8)
         return path
 

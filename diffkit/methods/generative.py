@@ -245,7 +245,7 @@ def _preview(
     per class."""
     k = cfg.num_classes
 
-    def preview(ema_net: nn.Module, epoch: int) -> Path:
+    def preview(ema_net: nn.Module, tag: str) -> Path:
         assert run is not None  # previews run on rank 0 only, which has the folder
         n = cfg.train.preview_n
         pipe = pipeline_for(cfg, ema_net, device, codec)
@@ -253,7 +253,7 @@ def _preview(
             n, sampler=cfg.train.preview_sampler, steps=cfg.train.preview_steps,
             seed=cfg.train.seed, labels=cycle_labels(k, n),
         ).images  # fmt: skip
-        path = run.samples / f"epoch-{epoch:04d}.png"
+        path = run.samples / f"{tag}.png"
         save_grid(images, path, nrow=k)
         return path
 

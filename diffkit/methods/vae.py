@@ -299,8 +299,8 @@ def train_vae(
         write_json(run.config, run_config)
         on_run_dir(run)
 
-        def preview(ema: torch.nn.Module, epoch: int) -> Path:
-            path = run.samples / f"recon-epoch-{epoch:04d}.png"
+        def preview(ema: torch.nn.Module, tag: str) -> Path:
+            path = run.samples / f"recon-{tag}.png"
             save_recon_grid(ema, shown, path)
             return path
 

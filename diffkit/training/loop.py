@@ -170,6 +170,11 @@ class _BestKeeper:
         return True
 
 
+def _due(every: int, count: int) -> bool:
+    """Whether something done every ``every`` epochs or steps (0 = never) is due at ``count``."""
+    return bool(every) and count % every == 0
+
+
 def _step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
 
@@ -228,7 +233,7 @@ def train(
     run_config: dict[str, Any],
     dist: DistInfo = DistInfo(),
     resume: Checkpoint | None = None,
-    preview: Callable[[nn.Module, int], Path | None] | None = None,
+    preview: Callable[[nn.Module, str], Path | None] | None = None,
     evaluate: Callable[[nn.Module, int], dict[str, Any]] | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
     extra_tensors: dict[str, Tensor] | None = None,
@@ -239,9 +244,12 @@ def train(
     ``extra_tensors`` (e.g. ``vae.*``, the autoencoder of a latent model) are written into
     every checkpoint unchanged, so each file is enough to sample from.
 
-    On rank 0, ``preview(ema_model, epoch)`` runs every ``cfg.sample_every`` epochs (the
+    On rank 0, ``preview(ema_model, tag)`` runs every ``cfg.sample_every`` epochs and every
+    ``cfg.sample_every_steps`` steps, and at the run's last step (``tag`` names the grid:
+    ``epoch-NNNN`` at an epoch's end, ``step-NNNNNNN`` within one; the
     grid it returns, if any, is the ``preview`` event's ``image``) and
-    ``evaluate(ema_model, epoch) -> {"fid": ..., ...}`` every ``cfg.eval_every`` epochs; its
+    ``evaluate(ema_model, epoch) -> {"fid": ..., ...}`` likewise by ``cfg.eval_every`` and
+    ``cfg.eval_every_steps``; its
     scores go to metrics.jsonl (``"event": "eval"``) and, with ``cfg.keep_best``, the weights
     with the lowest FID so far to ``checkpoints/best.safetensors``.
 
@@ -299,19 +307,30 @@ def train(
     def end_of_epoch() -> None:
         checkpoint(epoch_file=True)
         on_event(TrainEvent("epoch", pos.step, pos.epoch, {"loss": last_loss}))
-        due = lambda every: bool(every) and (pos.epoch % every == 0 or pos.step >= total)  # noqa: E731
-        observe(due(cfg.sample_every), due(cfg.eval_every))
+        last = pos.step >= total  # the run's end: a preview and an evaluation if they are on
+        # An epoch's last step may also be due by steps: made here, named by the epoch.
+        at_step = _due(cfg.sample_every_steps, pos.step), _due(cfg.eval_every_steps, pos.step)
+        observe(_due(cfg.sample_every, pos.epoch) or at_step[0] or (last and previews_on),
+                _due(cfg.eval_every, pos.epoch) or at_step[1] or (last and evals_on))  # fmt: skip
+
+    previews_on = bool(cfg.sample_every or cfg.sample_every_steps)
+    evals_on = bool(cfg.eval_every or cfg.eval_every_steps)
+    seen = {"preview": -1, "eval": -1}  # the step each was last made at: never twice
 
     def observe(previews: bool, evaluates: bool) -> None:
-        """The preview grid and the evaluation, where due (the last step of a run is
-        always one where they are on at all)."""
+        """The preview grid and the evaluation, where due."""
         if not dist.is_main:
             return
-        if preview and previews:
-            grid = preview(ema.shadow, pos.epoch)
+        if preview and previews and seen["preview"] < pos.step:
+            seen["preview"] = pos.step
+            # Mid-epoch (by steps, or a run's end) a grid is named by its step, so it never
+            # replaces the grid of the epoch before.
+            tag = f"step-{pos.step:07d}" if pos.batch else f"epoch-{pos.epoch:04d}"
+            grid = preview(ema.shadow, tag)
             shown = {"image": str(grid)} if grid is not None else {}
             on_event(TrainEvent("preview", pos.step, pos.epoch, shown))
-        if evaluate and evaluates:
+        if evaluate and evaluates and seen["eval"] < pos.step:
+            seen["eval"] = pos.step
             scores = evaluate(ema.shadow, pos.epoch)
             record = {"event": "eval", "step": pos.step, "epoch": pos.epoch, **scores}
             if metrics is not None:
@@ -401,6 +420,9 @@ def train(
                 if at_log and not log(lr):
                     reason = "non_finite"
                     break
+                if (cfg.sample_every_steps or cfg.eval_every_steps) and pos.batch < len(batches):
+                    observe(_due(cfg.sample_every_steps, pos.step),
+                            _due(cfg.eval_every_steps, pos.step))  # fmt: skip
                 if any_rank(stop.set, dist, device):
                     reason = "interrupted"
                     break
@@ -416,7 +438,7 @@ def train(
         if reason in ("finished", "interrupted") and stopped_mid_epoch:
             checkpoint(epoch_file=False)
             if reason == "finished":  # the run's end: its last preview and evaluation
-                observe(bool(cfg.sample_every), bool(cfg.eval_every))
+                observe(previews_on, evals_on)
 
     if metrics is not None:
         metrics.close()

@@ -45,8 +45,8 @@ def tiny_run(tmp_path: Path, loggers: RunLoggers, *, max_steps: int | None = Non
     run = resume or RunDir.create(tmp_path, "test", "run")
     write_json(run.config, CONFIG)
 
-    def preview(ema: nn.Module, epoch: int) -> Path:
-        path = run.samples / f"epoch-{epoch:04d}.png"
+    def preview(ema: nn.Module, tag: str) -> Path:
+        path = run.samples / f"{tag}.png"
         save_grid(torch.zeros(4, 1, 8, 8), path, nrow=2)
         return path
 

@@ -172,3 +172,16 @@ def test_resuming_a_finished_run_has_nothing_to_do(data_dir: Path, tmp_path: Pat
         train_generative(tiny_cfg(max_steps=4), settings, resume=run)
     after = {p.name: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
     assert after == before  # not a byte changed: the summary still says finished
+
+
+def test_step_based_previews_are_named_by_step(data_dir: Path, tmp_path: Path):
+    """6 batches an epoch, 8 steps, a preview every 3 steps: at 3, 6 (the epoch's end,
+    once), and the run's end at 8 is off the 3-step grid but still gets one."""
+    settings = Settings(data_dir=data_dir, runs_dir=tmp_path, download=False)
+    seen = []
+    cfg = tiny_cfg(max_steps=8, sample_every=0, sample_every_steps=3, preview_n=4,
+                   preview_steps=2)  # fmt: skip
+    run, _ = train_generative(cfg, settings, on_event=lambda e: seen.append(
+        (e.step, Path(e.data["image"]).name)) if e.kind == "preview" else None)  # fmt: skip
+    assert seen == [(3, "step-0000003.png"), (6, "epoch-0001.png"), (8, "step-0000008.png")]
+    assert sorted(p.name for p in run.samples.glob("*.png")) == sorted(n for _, n in seen)
