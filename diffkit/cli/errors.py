@@ -16,8 +16,8 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from diffkit.cli import console
-from diffkit.cli.signals import EXIT_INTERRUPTED, Terminated, exit_code
+from diffkit.cli import console, signals
+from diffkit.cli.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, exit_code
 from diffkit.errors import (
     CheckpointError,
     ConfigError,
@@ -47,6 +47,7 @@ class UsageError(ValueError):
 
 def interrupted(exc: BaseException, what: str) -> int:
     """Say why we stop on Ctrl-C or SIGTERM; the exit code that belongs to it."""
+    signals.state["reported"] = True
     console.error(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}; {what}")
     return exit_code(exc)
 
@@ -151,6 +152,11 @@ class DiffkitGroup(TyperGroup):
             console.error("aborted")
             sys.exit(EXIT_INTERRUPTED)
         code = rv if isinstance(rv, int) else 0
+        received = signals.state["received"]
+        if received and not signals.state["reported"]:  # Typer swallowed it while parsing
+            word = "terminated" if received == "SIGTERM" else "interrupted"
+            console.error(f"{word} while starting; nothing was written")
+            code = EXIT_TERMINATED if received == "SIGTERM" else EXIT_INTERRUPTED
         if standalone_mode:
             sys.exit(code)
         return code

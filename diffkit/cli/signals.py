@@ -15,14 +15,28 @@ class Terminated(KeyboardInterrupt):
     work on the way out also runs for it; only the exit code differs."""
 
 
+state = {"received": None, "reported": False}
+"""The signal our handlers saw (``"SIGINT"``/``"SIGTERM"``), and whether a message about
+it was printed: Typer turns a Ctrl-C during option parsing into a silent exit 130, which
+the root group then reports (:class:`diffkit.cli.errors.DiffkitGroup`)."""
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
+    state["received"] = "SIGTERM"
     raise Terminated
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    state["received"] = "SIGINT"
+    raise KeyboardInterrupt
+
+
 def install_sigterm() -> None:
-    """From now on SIGTERM unwinds the stack like Ctrl-C (see :class:`Terminated`)."""
+    """From now on SIGTERM unwinds the stack like Ctrl-C (see :class:`Terminated`); both
+    are recorded in :data:`state`."""
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGINT, _raise_interrupt)
 
 
 def exit_code(exc: BaseException) -> int:
