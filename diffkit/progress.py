@@ -10,8 +10,24 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
+
+# ``track(label, total)``: a context that yields ``advance(n=1)`` (or None: nothing to show).
+# The CLI passes its rich bar (``console.steps``); the API default is :func:`step_bar`.
+Track = Callable[[str, "int | None"], AbstractContextManager["Callable[..., None] | None"]]
+
+
+def no_track(label: str, total: int | None) -> AbstractContextManager[None]:
+    """The :data:`Track` that shows nothing."""
+    return nullcontext()
+
+
+def default_track(progress: bool | None = None, unit: str = "image") -> Track:
+    """:func:`step_bar` in ``unit`` when :func:`wanted`, else :func:`no_track`."""
+    if not wanted(progress):
+        return no_track
+    return lambda label, total: step_bar(label, total, True, unit)
 
 
 def wanted(progress: bool | None) -> bool:
@@ -22,16 +38,18 @@ def wanted(progress: bool | None) -> bool:
 
 
 @contextmanager
-def step_bar(label: str, total: int | None, enabled: bool) -> Iterator[Callable[[], None] | None]:
-    """A tqdm bar over ``total`` steps (None: unknown); yields its ``advance()``, or None
-    when disabled."""
+def step_bar(
+    label: str, total: int | None, enabled: bool = True, unit: str = "step"
+) -> Iterator[Callable[..., None] | None]:
+    """A tqdm bar over ``total`` steps (None: unknown); yields its ``advance(n=1)``, or
+    None when disabled."""
     if not enabled:
         yield None
         return
     from tqdm.auto import tqdm
 
-    with tqdm(total=total, desc=label, unit="step", leave=False, file=sys.stderr) as bar:
-        yield lambda: bar.update(1)
+    with tqdm(total=total, desc=label, unit=unit, leave=False, file=sys.stderr) as bar:
+        yield lambda n=1: bar.update(n)
 
 
 class TrainBar:

@@ -97,10 +97,14 @@ def make_pairs(
     *,
     resume: bool = False,
     on_shard: Callable[[PairsProgress], None] = lambda p: None,
+    on_batch: Callable[[int], None] | None = None,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Write ``cfg.n`` pairs into ``folder`` (config.json, pairs.json, shard-*.safetensors)
     and return the manifest. With ``resume`` the folder's config must equal ``cfg``; shards
     listed in its manifest whose sha256 still matches are kept, the rest are made.
+    ``on_batch(count)`` follows each solved batch, ``on_shard`` each shard written or kept;
+    without ``on_batch`` a bar counts the pairs (``progress``: default, in a terminal).
 
     A shard holds ``noise`` (count, *shape), ``sample`` (count, *shape) (float32, in the
     flow's space: latents stay latents) and, for a class-conditional flow, ``labels``.
@@ -118,7 +122,20 @@ def make_pairs(
             raise PairsError(f"{folder} already holds a pair set; resume it or pick a new folder")
         else:
             manifest = _new_manifest(cfg, pipe, folder)
-        return _fill(cfg, pipe, folder, manifest, on_shard)
+        if on_batch is not None:
+            return _fill(cfg, pipe, folder, manifest, on_shard, on_batch)
+        from diffkit.progress import step_bar, wanted
+
+        with step_bar("pairs", cfg.n, wanted(progress), unit="pair") as tick:
+            if tick is None:
+                return _fill(cfg, pipe, folder, manifest, on_shard, lambda n: None)
+
+            def shard_done(p: PairsProgress) -> None:
+                if p.skipped:  # kept from an earlier run: its pairs count as done
+                    tick(min(cfg.shard_size, cfg.n - p.shard * cfg.shard_size))
+                on_shard(p)
+
+            return _fill(cfg, pipe, folder, manifest, shard_done, tick)
 
 
 def _new_manifest(cfg: PairsConfig, pipe: FlowPipeline, folder: Path) -> dict[str, Any]:
@@ -166,6 +183,7 @@ def _fill(
     folder: Path,
     manifest: dict[str, Any],
     on_shard: Callable[[PairsProgress], None],
+    on_batch: Callable[[int], None],
 ) -> dict[str, Any]:
     """Make every shard the manifest lacks, then mark the set complete."""
     shape = pipe.model.sample_shape
@@ -179,7 +197,7 @@ def _fill(
             on_shard(PairsProgress(k, shards, done, 0.0, skipped=True))
             continue
         start_time = time.perf_counter()
-        entry = _make_shard(cfg, pipe, k, shape, folder / name)
+        entry = _make_shard(cfg, pipe, k, shape, folder / name, on_batch)
         entry["seconds"] = time.perf_counter() - start_time
         manifest["shards"][name] = entry
         write_json(folder / MANIFEST, manifest)  # after the shard: it lists only whole files
@@ -196,7 +214,12 @@ def _fill(
 
 
 def _make_shard(
-    cfg: PairsConfig, pipe: FlowPipeline, k: int, shape: tuple[int, ...], path: Path
+    cfg: PairsConfig,
+    pipe: FlowPipeline,
+    k: int,
+    shape: tuple[int, ...],
+    path: Path,
+    on_batch: Callable[[int], None],
 ) -> dict[str, Any]:
     noise = shard_noise(cfg, k, shape)
     start = k * cfg.shard_size
@@ -214,6 +237,7 @@ def _make_shard(
             x, _ = pipe.generate(part, cfg.solver, cfg.steps, labels=y, guidance=cfg.guidance,
                                  opts=opts)  # fmt: skip
         samples.append(x.float().cpu())
+        on_batch(part.shape[0])
     tensors = {"noise": noise.contiguous(), "sample": torch.cat(samples).contiguous()}
     if labels is not None:
         tensors["labels"] = labels.contiguous()

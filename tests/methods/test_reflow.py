@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -169,3 +170,38 @@ def test_malformed_manifests_are_one_line_errors_or_remade(tiny_flow, tmp_path: 
         make_pairs(pairs_cfg(), tiny_flow, folder, resume=True)
     with pytest.raises(PairsError, match="no such folder"):
         make_pairs(pairs_cfg(), tiny_flow, tmp_path / "missing", resume=True)
+
+
+def test_make_pairs_reports_every_solved_batch(tiny_flow, tmp_path: Path):
+    counts = []
+    make_pairs(pairs_cfg(), tiny_flow, tmp_path / "p", on_batch=counts.append)
+    # shards of 4, 4 and 2 pairs, solved in batches of at most 3
+    assert counts == [3, 1, 3, 1, 2] and sum(counts) == 10
+
+
+def test_make_pairs_default_bar_counts_pairs_including_kept_shards(
+    tiny_flow, tmp_path: Path, monkeypatch
+):
+    import diffkit.progress as progress
+
+    seen = []
+
+    @contextlib.contextmanager
+    def recording_bar(label, total, enabled=True, unit="step"):
+        done = []
+        yield done.append if enabled else None
+        seen.append((label, total, unit, sum(done)))
+
+    monkeypatch.setattr(progress, "step_bar", recording_bar)
+    folder = tmp_path / "p"
+
+    def stop_after_first(p):
+        if p.shard == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_pairs(pairs_cfg(), tiny_flow, folder, on_shard=stop_after_first, progress=True)
+    make_pairs(pairs_cfg(), tiny_flow, folder, resume=True, progress=True)
+    assert seen[-1] == ("pairs", 10, "pair", 10)  # the kept shard's 4 pairs count as done
+    make_pairs(pairs_cfg(), tiny_flow, tmp_path / "quiet", progress=False)
+    assert seen[-1][3] == 0  # disabled: no bar ticks
