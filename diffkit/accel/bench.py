@@ -157,10 +157,33 @@ def _warm_up(pipe: Pipeline, sampler: str, labels, guidance: float, k: int) -> N
     pipe.sample(k, sampler=sampler, steps=2, labels=y, guidance=guidance)
 
 
-def plot_cache_bench(points: Sequence[BenchPoint], sampler: str, path: Path) -> None:
+def plot_cache_bench(
+    points: Sequence[BenchPoint],
+    sampler: str,
+    path: Path,
+    *,
+    run: str | None = None,
+    n: int | None = None,
+    features: str | None = None,
+) -> None:
+    """Write :func:`cache_bench_figure` as a PNG."""
+    from diffkit.runs.plots import save_figure
+
+    save_figure(cache_bench_figure(points, sampler, run=run, n=n, features=features), path)
+
+
+def cache_bench_figure(
+    points: Sequence[BenchPoint],
+    sampler: str,
+    *,
+    run: str | None = None,
+    n: int | None = None,
+    features: str | None = None,
+) -> Any:
     """Speedup against FID (or, unscored, against MSE to the uncached samples): DeepCache
-    per interval next to the plain sampler at the same number of full evaluations."""
-    from diffkit.runs.plots import new_figure, save_figure
+    per interval next to the plain sampler at the same number of full evaluations, each
+    point named where its label overlaps no other (a bare Figure, not yet saved)."""
+    from diffkit.runs.plots import new_figure, place_labels
 
     scored = all(p.metrics is not None for p in points)
     ylabel = "FID" if scored else "MSE to uncached samples"
@@ -168,25 +191,36 @@ def plot_cache_bench(points: Sequence[BenchPoint], sampler: str, path: Path) -> 
     def y(p: BenchPoint) -> float:
         return p.metrics["fid"] if p.metrics is not None and scored else max(p.mse, 1e-12)
 
-    fig, ax = new_figure(figsize=(6.5, 4.5))
+    fig, ax = new_figure(figsize=(6.5, 4.8))
     cached = [p for p in points if p.kind in ("uncached", "deepcache")]
     plain = [p for p in points if p.kind not in ("uncached", "deepcache")]
     ref = points[0]
     if plain:
         plain = sorted([ref, *plain], key=lambda p: p.speedup)
+    color = {}
     for series, style, name in ((cached, "o-", "DeepCache"), (plain, "s--", "fewer steps")):
-        if not series:
-            continue
-        ax.plot([p.speedup for p in series], [y(p) for p in series], style, label=name)
-        for p in series:
-            if p is ref and series is plain:
-                continue  # labelled once, in the DeepCache series
-            ax.annotate(p.label, (p.speedup, y(p)), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)  # fmt: skip
+        if series:
+            (line,) = ax.plot([p.speedup for p in series], [y(p) for p in series], style,
+                              label=name)  # fmt: skip
+            color |= {id(p): line.get_color() for p in series if id(p) not in color}
     ax.set(xlabel="wall-clock speedup vs uncached", ylabel=ylabel,
-           title=f"DeepCache on {sampler}-{ref.steps}")  # fmt: skip
+           title=_bench_title(sampler, ref.steps, run, n, features))  # fmt: skip
     if not scored:
         ax.set_yscale("log")
+    ax.margins(0.15)  # room for labels beside the outermost points
     ax.grid(alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
+    legend = ax.legend(loc="upper left")  # fixed: "best" would not see the labels
+    fig.tight_layout()  # the final layout first: labels are placed in pixels
+    named = cached + [p for p in plain if p is not ref]  # the reference once, though in both
+    place_labels(ax, [(p.speedup, y(p)) for p in named], [p.label for p in named],
+                 colors=[color[id(p)] for p in named], avoid=[legend])  # fmt: skip
+    return fig
+
+
+def _bench_title(
+    sampler: str, steps: int, run: str | None, n: int | None, features: str | None
+) -> str:
+    about = [f"n = {n}"] if n else []
+    about += [f"features {features}"] if features else []
+    head = f"DeepCache on {sampler}-{steps}" + (f", {run}" if run else "")
+    return head + (f"\n{', '.join(about)}" if about else "")

@@ -96,12 +96,13 @@ def cache_bench(
 
     from diffkit.accel.bench import plot_cache_bench, run_cache_bench
     from diffkit.accel.deepcache import DeepCache
-    from diffkit.cli.shared import check_steps, free_path
+    from diffkit.cli.shared import check_steps, free_path, source_name
+    from diffkit.data.registry import class_names
     from diffkit.eval.evaluate import MIN_SAMPLES
     from diffkit.methods.load import load_pipeline
     from diffkit.methods.pipeline import cycle_labels
     from diffkit.runs.layout import run_folder_of, write_json
-    from diffkit.runs.plots import save_grid
+    from diffkit.runs.plots import save_class_grid, save_grid
     from diffkit.training.hardware import resolve_device
 
     values = _intervals(intervals)
@@ -141,10 +142,15 @@ def cache_bench(
 
         data = pipe.config.data  # what the samples imitate
         extractor = load_extractor(features, data.dataset, settings.runs_dir, dev,
-                                   classifier=classifier)  # fmt: skip
-        evaluator = Evaluator(data.dataset, extractor, settings, data=data, seed=seed)
+                                   classifier=classifier,
+                                   inception_weights=settings.inception_weights,
+                                   tf_inception_weights=settings.tf_inception_weights)  # fmt: skip
+        evaluator = Evaluator(data.dataset, extractor, settings, data=data, seed=seed,
+                              track=console.steps)  # fmt: skip
         score = evaluator.score_images
-        common = {"features": features, "feature_sha256": extractor.digest}
+        about = extractor.about()
+        console.features(about)
+        common = {"features": features, "feature_sha256": extractor.digest, "feature_net": about}
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = out or free_path(run_folder_of(source) / "cache-bench" / stamp)
     if folder.exists() and not folder.is_dir():
@@ -159,10 +165,15 @@ def cache_bench(
         "created": datetime.now().isoformat(timespec="seconds"), **common,
     }  # fmt: skip
     done: list = []
+    names = class_names(pipe.config.data.dataset) if pipe.config is not None else ()
 
     def on_point(point, images) -> None:
         done.append(point)
-        save_grid(images[:64], folder / f"grid-{point.label.replace('=', '')}.png")
+        grid = folder / f"grid-{point.label.replace('=', '')}.png"
+        if labels is None:
+            save_grid(images[:64], grid)
+        else:  # one column per class, as in the training previews
+            save_class_grid(images[:64], labels[:64], grid, names)
         write_json(folder / "cache-bench.json", report | {"points": [p.as_dict() for p in done]})
         m = f", FID {point.metrics['fid']:.3f}" if point.metrics else ""
         console.info(f"{point.label}: {point.seconds:.1f} s (speedup {point.speedup:.2f}x, MAC "
@@ -173,7 +184,9 @@ def cache_bench(
         seed=seed, batch_size=batch_size, labels=labels, guidance=guidance,
         baseline=baseline, score=score, track=console.steps, on_point=on_point,
     )  # fmt: skip
-    plot_cache_bench(points, sampler, folder / "cache-bench.png")
+    net = f"{features} (sha256 {common['feature_sha256'][:12]})" if common else None
+    plot_cache_bench(points, sampler, folder / "cache-bench.png", run=source_name(source), n=n,
+                     features=net)  # fmt: skip
     console.table(
         f"DeepCache on {sampler}-{steps}: {n} images, branch {cache_branch}, "
         f"{cache_schedule} schedule, {cache_mode} features",

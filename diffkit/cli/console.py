@@ -43,6 +43,14 @@ def warning(message: str) -> None:
     err.print(f"[bold yellow]warning:[/] {escape(message)}", markup=True)
 
 
+def features(about: dict[str, Any]) -> None:
+    """The feature network scores are computed with (an extractor's ``about()``): its name,
+    sha256, test accuracy and why it was chosen; then its warnings."""
+    err.print(f"features: {about['summary']}", markup=False, highlight=False)
+    for message in about.get("warnings", ()):
+        warning(message)
+
+
 def busy_machine_note() -> str | None:
     """A hint when other jobs keep every core busy and torch runs several threads: its
     threads then wait for each other at every operation (docs/getting-started.md)."""
@@ -88,6 +96,8 @@ class TrainProgress:
                 d = event.data
                 err.print(f"{d['dataset']}: skipped {d['skipped']} unreadable or oversized "
                           f"image file(s); training on {d['images']}", markup=False)  # fmt: skip
+            case "features":  # the in-training evaluation's feature network, before start
+                features(event.data)
             case "start":
                 note = busy_machine_note()
                 if note:
@@ -170,9 +180,9 @@ def _clock(seconds: float) -> str:
 
 
 @contextmanager
-def steps(label: str, total: int | None) -> Iterator[Callable[[], None]]:
+def steps(label: str, total: int | None) -> Iterator[Callable[..., None]]:
     """A progress bar over ``total`` steps (plain lines when stderr is not a terminal);
-    yields ``advance()``."""
+    yields ``advance(n=1)``."""
     if not err.is_terminal:
         yield PlainLines(label, total).advance
         return
@@ -181,7 +191,7 @@ def steps(label: str, total: int | None) -> Iterator[Callable[[], None]]:
         TextColumn("eta"), TimeRemainingColumn(), console=err, transient=True,
     ) as progress:  # fmt: skip
         task = progress.add_task(label, total=total)
-        yield lambda: progress.advance(task)
+        yield lambda n=1: progress.advance(task, n)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

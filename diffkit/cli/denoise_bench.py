@@ -113,7 +113,7 @@ def denoise_bench(
         models.append(blur)
     if "oracle" in picked:
         models.append(oracle_denoiser(train))  # type: ignore[arg-type]
-    classify, digest = _classifier(dataset, settings, dev, classifier, labels)
+    classify, about = _classifier(dataset, settings, dev, classifier, labels)
 
     def report(p) -> None:
         acc = f"  acc {p.accuracy:.3f}" if p.accuracy is not None else ""
@@ -127,7 +127,8 @@ def denoise_bench(
         save_grid(grid, out / f"grid-sigma{sigma:g}.png", nrow=10)
     plot_psnr(points, out / "psnr.png")
     result = {"runs": [str(r) for r in runs or []], "dataset": dataset, "n": x.shape[0],
-              "sigmas": levels, "seed": seed or 0, "classifier_sha256": digest,
+              "sigmas": levels, "seed": seed or 0,
+              "classifier_sha256": about["sha256"] if about else None, "classifier": about,
               "blur_widths": {f"{k:g}": v for k, v in widths.items()},
               "points": as_dicts(points)}  # fmt: skip
     if pure_noise:
@@ -147,8 +148,9 @@ def denoise_bench(
 
 
 def _classifier(dataset, settings, device, classifier, labels):
-    """``classify(images) -> labels`` with the dataset's feature classifier, or None (no
-    labels, or no classifier trained: accuracy is then left out)."""
+    """``classify(images) -> labels`` with the dataset's feature classifier and its
+    ``about()``, or None (no labels, or no qualified classifier and none named: accuracy is
+    then left out)."""
     if labels is None:
         return None, None
     from diffkit.data.loader import to_uint8
@@ -170,4 +172,6 @@ def _classifier(dataset, settings, device, classifier, labels):
                             for part in images.split(500)])  # fmt: skip
         return logits.argmax(1)
 
-    return classify, extractor.digest
+    about = extractor.about()
+    console.features(about)
+    return classify, about

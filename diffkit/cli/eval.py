@@ -32,9 +32,10 @@ from diffkit.cli.options import (
     Rtol,
     RunsDir,
     Seed,
+    TFInceptionWeights,
     machine_settings,
 )
-from diffkit.cli.shared import check_steps, free_path, hinted, progress_total
+from diffkit.cli.shared import check_steps, free_path, hinted, progress_total, source_name
 from diffkit.config.names import SamplerName
 from diffkit.runs.layout import run_folder_of
 
@@ -163,6 +164,7 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    tf_inception_weights: TFInceptionWeights = None,
     dataset: Annotated[
         str | None,
         typer.Option(help="Dataset of a samples file without provenance.", show_default=False),
@@ -217,8 +219,10 @@ def evaluate(
     if not source.exists() and not is_foreign(source):
         raise UsageError(f"no run, checkpoint or samples at {source}")
     settings = machine_settings(data_dir, runs_dir, device, compile_net)
-    if inception_weights is not None:
-        settings = settings.model_copy(update={"inception_weights": inception_weights})
+    for key, value in (("inception_weights", inception_weights),
+                       ("tf_inception_weights", tf_inception_weights)):  # fmt: skip
+        if value is not None:
+            settings = settings.model_copy(update={key: value})
     dev = resolve_device(settings.device)
     seed = 0 if seed is None else seed
     src = _Source.open(source, dataset, n, dev, use_ema=not no_ema)
@@ -245,17 +249,22 @@ def evaluate(
     extractor = load_extractor(
         features, src.data.dataset, settings.runs_dir, dev,
         classifier=classifier, inception_weights=settings.inception_weights,
+        tf_inception_weights=settings.tf_inception_weights,
     )  # fmt: skip
     count = n if src.pipe is not None else src.images.shape[0]
     _check_labels(src, extractor.num_classes)
     _check_memory(src, count, extractor)
     console.info(f"reference: {src.data.dataset} test split, {features} features "
                  f"(sha256 {extractor.digest[:12]})")  # fmt: skip
-    evaluator = Evaluator(src.data.dataset, extractor, settings, data=src.data, seed=seed)
+    evaluator = Evaluator(src.data.dataset, extractor, settings, data=src.data, seed=seed,
+                          track=console.steps)  # fmt: skip
+    about = extractor.about()  # after the reference: it may have measured the accuracy
+    console.features(about)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     common = {
         "source": str(source), "dataset": src.data.dataset, "features": features,
-        "feature_sha256": extractor.digest, "seed": seed, "device": str(dev),
+        "feature_sha256": extractor.digest, "feature_net": about, "seed": seed,
+        "device": str(dev),
         "created": datetime.now().isoformat(timespec="seconds"),
     }  # fmt: skip
     if hints is not None:
@@ -507,11 +516,16 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common, 
     floor = evaluator.floor(n)
     console.info(f"real floor at n={n}: FID {floor['fid']:.3f}")
     score = _scorer(evaluator, pipe, hints)
-    points = run_sweep(sample, score, plan.samplers, plan.settings, folder, on_point=report)
+    from diffkit.data.registry import class_names
+
+    points = run_sweep(sample, score, plan.samplers, plan.settings, folder,
+                       class_names=class_names(evaluator.dataset), on_point=report)  # fmt: skip
     write_json(folder / "sweep.json",
                common | {"n": n, "eta": eta, "swept": plan.key, "floor": floor,
                          "points": [p.as_dict() for p in points]})  # fmt: skip
-    plot_sweep(points, floor["fid"], folder / "sweep.png", key=plan.key)
+    plot_sweep(points, floor["fid"], folder / "sweep.png", key=plan.key,
+               run=source_name(Path(common["source"])), features=common["features"],
+               feature_sha256=common["feature_sha256"])  # fmt: skip
     edges = hints is not None
     rows = [
         [p.sampler, p.steps, "-" if p.guidance is None else f"{p.guidance:g}",

@@ -78,7 +78,8 @@ _USE_PANELS = {
                  "control_start", "control_end", "guess_mode"),
     "DeepCache": ("cache_interval", "cache_branch", "cache_schedule", "cache_center",
                   "cache_mode"),
-    "Metrics": ("features", "classifier", "inception_weights", "fid_backend", "dataset"),
+    "Metrics": ("features", "classifier", "inception_weights", "tf_inception_weights",
+                "dataset"),
     "Output": ("out", "overwrite", "grid_per_class", "name", "resume"),
     "Machine": ("data_dir", "runs_dir", "device"),
 }  # fmt: skip

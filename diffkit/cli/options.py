@@ -94,16 +94,28 @@ Overwrite = Annotated[
 ]
 NoEma = Annotated[bool, typer.Option("--no-ema", help="Use raw, not EMA, weights.")]
 FeatureNet = Annotated[
-    Literal["classifier", "inception"],
+    Literal["classifier", "inception", "tf-inception"],
     typer.Option(
         "--features",
-        help="Feature network for the metrics: diffkit's classifier or local InceptionV3 weights.",
+        metavar="NET",
+        help="Feature network for the metrics: classifier (diffkit's), inception (local "
+        "torchvision weights) or tf-inception (the TF-Inception of published FIDs, through "
+        "torch-fidelity: the fid extra; local weights only).",
     ),
 ]
 ClassifierPath = Annotated[
     Path | None,
     typer.Option(
-        help="Classifier run or file (default: newest for the dataset in RUNS_DIR).",
+        help="Classifier run or file, used even below the accuracy bar (with a warning); "
+        "default: the most accurate qualified one for the dataset in RUNS_DIR.",
+        show_default=False,
+    ),
+]
+TFInceptionWeights = Annotated[
+    Path | None,
+    typer.Option(
+        help="torch-fidelity's TF-Inception .pth for --features tf-inception (env "
+        "DIFFKIT_TF_INCEPTION_WEIGHTS; default: torch hub cache). Never downloaded.",
         show_default=False,
     ),
 ]

@@ -108,11 +108,15 @@ def make_pairs(
         raise UsageError("--guidance needs a class-conditional flow")
     folder = folder or RunDir.create(settings.runs_dir, "pairs", cfg.name, subfolders=False).path
     console.info(f"pair set: {folder}")
-    shards = -(-cfg.n // cfg.shard_size)
-    with console.steps(f"{cfg.solver}-{cfg.steps}, {cfg.n} pairs, shards", shards) as advance:
+    with console.steps(f"{cfg.solver}-{cfg.steps}, pairs", cfg.n) as advance:
+
+        def kept(p) -> None:  # a resumed shard whose file is intact counts as done
+            if p.skipped:
+                advance(min(cfg.shard_size, cfg.n - p.shard * cfg.shard_size))
+
         try:
             manifest = make_pairs(cfg, pipe, folder, resume=resume is not None,
-                                  on_shard=lambda p: advance())  # fmt: skip
+                                  on_shard=kept, on_batch=advance)  # fmt: skip
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
             code = interrupted(exc, f"finished shards are kept. Continue with "
                                f"`diffkit reflow make-pairs --resume {folder}`")  # fmt: skip

@@ -55,7 +55,8 @@ def default_out(source: Path, name: str) -> Path:
 def sample_labels(
     pipe, classes: list[str], grid_per_class: bool, n: int | None
 ) -> tuple[object, int, int | None]:
-    """(labels (n,) or None, n, grid columns) for the requested classes."""
+    """(labels (n,) or None, n, grid columns or None for the default) for the requested
+    classes."""
     import torch
 
     if not classes and not grid_per_class:
@@ -63,13 +64,26 @@ def sample_labels(
     k = pipe.num_classes
     dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
     picked = parse_classes(classes or ["all"], dataset, k)  # from cli.shared
-    if grid_per_class:  # one row per class, n images in each (default 10)
+    if grid_per_class:  # n images of each class (default 10), class by class
         per = n or 10
         labels = torch.tensor(picked).repeat_interleave(per)
-        return labels, labels.numel(), per
+        return labels, labels.numel(), None  # the grid: see class_grid_options
     n = n or 64
     labels = torch.tensor(picked)[torch.arange(n) % len(picked)]
     return labels, n, None
+
+
+def class_grid_options(pipe, labels) -> dict:
+    """SampleWriter's options for a class grid: one column per requested class, headed by
+    its name, as the training previews are, with as many of each class as fit in
+    GRID_MAX images (the shards still hold all of them)."""
+    from diffkit.data.registry import class_names
+    from diffkit.runs.samples import GRID_MAX
+
+    k = len(set(labels.tolist()))
+    per = labels.numel() // k
+    names = class_names(pipe.config.data.dataset) if pipe.config is not None else ()
+    return {"class_names": names, "grid_rows": min(per, max(1, GRID_MAX // k))}
 
 
 @handle_errors
@@ -140,7 +154,9 @@ def sample(
     grid_per_class: Annotated[
         bool,
         typer.Option(
-            "--grid-per-class", help="One grid row per class (with --class: those classes)."
+            "--grid-per-class",
+            help="grid.png with one column per class, its name above it (with --class: "
+            "those classes).",
         ),
     ] = False,
     seed: Seed = None,
@@ -238,7 +254,8 @@ def sample(
     check_writable(out.parent)
     pipe = pipe.compiled(settings.compile_with, console.warning)
 
-    writer = SampleWriter(out, overwrite=overwrite)
+    grid = class_grid_options(pipe, labels) if grid_per_class else {}
+    writer = SampleWriter(out, overwrite=overwrite, **grid)
     nfes: list[int] = []
     try:
         total = progress_total(sampler, steps, n, batch_size)

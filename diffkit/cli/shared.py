@@ -13,7 +13,7 @@ import typer
 from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from diffkit.cli.signals import EXIT_TERMINATED
-from diffkit.runs.layout import RunDir
+from diffkit.runs.layout import RunDir, run_folder_of
 
 if TYPE_CHECKING:
     from diffkit.config.run import GenerativeRunConfig
@@ -192,6 +192,15 @@ def free_path(path: Path) -> Path:
     while candidate.exists():
         candidate, i = path.with_name(f"{path.stem}-{i}{path.suffix}"), i + 1
     return candidate
+
+
+def source_name(source: Path) -> str:
+    """A short name for a plot's title: the run folder's name, ``run/checkpoint`` for a
+    checkpoint inside a run, else the file, folder or hub model's own name."""
+    run = run_folder_of(source)
+    if source.is_file() and (run / "config.json").is_file():
+        return f"{run.name}/{source.name}"
+    return source.name or str(source)
 
 
 def check_steps(pipe, sampler: str, steps: int | None) -> int:

@@ -66,7 +66,10 @@ KeepBest = Annotated[
 ]
 Classifier = Annotated[
     Path | None,
-    _opt("Feature classifier for --eval-every (default: newest for the dataset in RUNS_DIR)."),
+    _opt(
+        "Feature classifier for --eval-every, used even below the accuracy bar (with a "
+        "warning); default: the most accurate qualified one for the dataset in RUNS_DIR."
+    ),
 ]
 Resume = Annotated[Path | None, _opt("Continue this run folder exactly where it stopped.")]
 Cond = Annotated[

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     inception_weights: Path | None = Field(
         None, description="torchvision InceptionV3 state dict (.pth) for --features inception"
     )
+    tf_inception_weights: Path | None = Field(
+        None,
+        description="torch-fidelity's TF-Inception weights (.pth) for --features tf-inception "
+        "(default: torch hub's checkpoints folder)",
+    )
     compile: bool = Field(
         False, description="torch.compile the network for training and sampling (--compile)"
     )

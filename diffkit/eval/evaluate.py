@@ -15,16 +15,16 @@ from diffkit.config.resolve import ConfigError
 from diffkit.config.run import DataConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import to_uint8
-from diffkit.eval.features import FeatureExtractor, extract
+from diffkit.eval.features import ClassifierFeatures, FeatureExtractor, extract
 from diffkit.eval.metrics import (
     GaussianStats,
     class_accuracy,
-    frechet_distance,
     inception_score,
     kernel_inception_distance,
     precision_recall,
 )
 from diffkit.eval.reference import FeatureSet, real_features
+from diffkit.progress import Track
 from diffkit.resources import check_memory
 from diffkit.runs.samples import sample_shards
 
@@ -35,8 +35,12 @@ MIN_SAMPLES = 10
 class Evaluator:
     """Feature network + cached test-split features of one dataset.
 
-    ``metrics`` returns FID, KID (mean, std), IS (mean, std), precision/recall and, for labelled
-    samples, the classifier's accuracy on the requested classes.
+    ``metrics`` returns FID (by the extractor's ``frechet``), KID (mean, std), IS (mean, std),
+    precision/recall and, for labelled samples, the classifier's accuracy on the requested
+    classes. A classifier whose run recorded no test accuracy gets it measured on the
+    reference (test-split) features, which hold its logits and the labels anyway.
+    ``track`` shows each feature extraction's progress (:mod:`diffkit.progress`; default
+    none: the CLI passes its bars).
     """
 
     dataset: str
@@ -46,14 +50,23 @@ class Evaluator:
     seed: int = 0
     kid_subsets: int = 100
     pr_k: int = 3
+    track: Track | None = None
     reference: FeatureSet = field(init=False)
     _ref_stats: GaussianStats = field(init=False)
 
     def __post_init__(self) -> None:
         self.reference = real_features(
-            self.dataset, "test", self.extractor, self.settings, data=self.data
-        )
+            self.dataset, "test", self.extractor, self.settings, data=self.data,
+            track=self.track,
+        )  # fmt: skip
         self._ref_stats = GaussianStats.of(self.reference.features)
+        ex, ref = self.extractor, self.reference
+        if (
+            isinstance(ex, ClassifierFeatures)
+            and ex.test_accuracy is None
+            and ref.labels is not None
+        ):
+            ex.measure_accuracy(ref.logits, ref.labels)
 
     def metrics(self, fake: FeatureSet) -> dict[str, Any]:
         n = len(fake)
@@ -69,7 +82,7 @@ class Evaluator:
         precision, recall = precision_recall(ref[sub], fake.features[:m], k=self.pr_k)
         out: dict[str, Any] = {
             "n": n,
-            "fid": frechet_distance(GaussianStats.of(fake.features), self._ref_stats),
+            "fid": self.extractor.frechet(GaussianStats.of(fake.features), self._ref_stats),
             "kid": kid,
             "kid_std": kid_std,
             "is": is_mean,
@@ -87,7 +100,7 @@ class Evaluator:
         """images: uint8 (N, C, H, W), or float in [-1, 1] (converted)."""
         if images.dtype != torch.uint8:
             images = to_uint8(images)
-        feats, logits = extract(self.extractor, images)
+        feats, logits = extract(self.extractor, images, track=self.track, label="sample features")
         return self.metrics(FeatureSet(feats, logits, labels))
 
     def floor(self, n: int) -> dict[str, Any]:
@@ -95,7 +108,7 @@ class Evaluator:
         this ``n`` (FID of finite samples is biased upwards)."""
         real = real_features(
             self.dataset, "train", self.extractor, self.settings,
-            n=n, seed=self.seed, data=self.data,
+            n=n, seed=self.seed, data=self.data, track=self.track,
         )  # fmt: skip
         return self.metrics(FeatureSet(real.features, real.logits))
 

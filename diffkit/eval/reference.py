@@ -18,6 +18,7 @@ from diffkit.config.run import DataConfig
 from diffkit.config.settings import Settings
 from diffkit.data.registry import Split, load_dataset
 from diffkit.eval.features import FeatureExtractor, extract
+from diffkit.progress import Track
 from diffkit.runs.layout import atomic_write_bytes
 
 
@@ -49,9 +50,11 @@ def real_features(
     n: int | None = None,
     seed: int = 0,
     data: DataConfig | None = None,
+    track: Track | None = None,
 ) -> FeatureSet:
     """Features of a dataset split: all images, or ``n`` drawn without replacement with
-    ``seed``. Cached under ``settings.cache_dir/eval``; a corrupt cache file is recomputed."""
+    ``seed``. Cached under ``settings.cache_dir/eval``; a corrupt cache file is recomputed
+    (``track`` shows that extraction's progress)."""
     tag = "all" if n is None else f"n{n}-seed{seed}"
     path = _cache_path(settings.cache_dir, dataset, split, tag, extractor)
     if path.is_file():
@@ -73,7 +76,7 @@ def real_features(
         idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n]
         images = images[idx]
         labels = labels[idx] if labels is not None else None
-    feats, logits = extract(extractor, images)
+    feats, logits = extract(extractor, images, track=track, label=f"{dataset} {split} features")
     tensors = {"features": feats.contiguous(), "logits": logits.contiguous()}
     if labels is not None:
         tensors["labels"] = labels.contiguous()

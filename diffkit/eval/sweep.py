@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import torch
 
-from diffkit.runs.plots import new_figure, save_figure, save_grid
+from diffkit.runs.plots import new_figure, save_class_grid, save_figure, save_grid, ticks_at
 
 
 @dataclass
@@ -77,12 +77,13 @@ def run_sweep(
     out_dir: Path,
     *,
     grid_n: int = 64,
+    class_names: Sequence[str] = (),
     on_point: Callable[[SweepPoint], None] = lambda p: None,
 ) -> list[SweepPoint]:
     """For each sampler and setting: draw images with ``sample(sampler, setting) ->
     (images, labels or None)`` (same seed each time), time it, ``score`` it (e.g.
     :meth:`Evaluator.score_images`, class accuracy too when labels come back), save a
-    grid."""
+    grid (with labels: one column per class, headed by ``class_names``)."""
     points = []
     for sampler in samplers:
         for s in settings:
@@ -90,7 +91,10 @@ def run_sweep(
             images, labels = sample(sampler, s)  # (N, C, H, W) in [-1, 1], on the CPU
             wall = time.perf_counter() - start
             grid = f"grid-{sampler}-{s.tag()}.png"
-            save_grid(images[:grid_n], out_dir / grid, nrow=10 if labels is not None else None)
+            if labels is not None:
+                save_class_grid(images[:grid_n], labels[:grid_n], out_dir / grid, class_names)
+            else:
+                save_grid(images[:grid_n], out_dir / grid)
             metrics = score(images, labels)
             n = images.shape[0]
             point = SweepPoint(sampler, s.steps, n, wall, 1000 * wall / n, metrics, grid,
@@ -101,73 +105,105 @@ def run_sweep(
 
 
 def plot_sweep(
-    points: Sequence[SweepPoint], floor_fid: float | None, path: Path, key: str = "steps"
+    points: Sequence[SweepPoint],
+    floor_fid: float | None,
+    path: Path,
+    key: str = "steps",
+    *,
+    run: str | None = None,
+    features: str | None = None,
+    feature_sha256: str | None = None,
 ) -> None:
-    """FID and wall time (``key`` = steps) or FID and class accuracy (``key`` = guidance)
-    against the swept value, one line per sampler."""
-    if key == "guidance":
-        _plot_guidance(points, floor_fid, path)
-        return
-    if key == "control_scale":
-        _plot_control(points, floor_fid, path)
-        return
-    fig, (ax_fid, ax_time) = new_figure(1, 2, figsize=(11, 4))
-    for sampler in dict.fromkeys(p.sampler for p in points):
-        pts = [p for p in points if p.sampler == sampler]
-        xs = [p.steps for p in pts]
-        ax_fid.plot(xs, [p.metrics["fid"] for p in pts], "o-", label=sampler)
-        ax_time.plot(xs, [p.wall_seconds for p in pts], "o-", label=sampler)
-    if floor_fid is not None:
-        ax_fid.axhline(floor_fid, ls="--", c="gray", label="real data (floor)")
-    ax_fid.set(xscale="log", yscale="log", xlabel="sampling steps", ylabel="FID",
-               title="FID vs steps")  # fmt: skip
-    n = points[0].n if points else 0
-    ax_time.set(xscale="log", yscale="log", xlabel="sampling steps", ylabel="seconds",
-                title=f"wall time for {n} images")  # fmt: skip
-    for ax in (ax_fid, ax_time):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend()
+    """Write :func:`sweep_figure` as a PNG."""
+    fig = sweep_figure(points, floor_fid, key, run=run, features=features,
+                       feature_sha256=feature_sha256)  # fmt: skip
     save_figure(fig, path)
 
 
-def _plot_guidance(points: Sequence[SweepPoint], floor_fid: float | None, path: Path) -> None:
-    fig, (ax_fid, ax_acc) = new_figure(1, 2, figsize=(11, 4))
-    for sampler in dict.fromkeys(p.sampler for p in points):
-        pts = [p for p in points if p.sampler == sampler]
+def sweep_figure(
+    points: Sequence[SweepPoint],
+    floor_fid: float | None,
+    key: str = "steps",
+    *,
+    run: str | None = None,
+    features: str | None = None,
+    feature_sha256: str | None = None,
+) -> Any:
+    """FID and wall time (``key`` = steps), FID and class accuracy (guidance) or FID and
+    edge F1 (control_scale) against the swept value, one line per sampler; x ticks at
+    exactly the swept values (a log axis when they span a decade), titled with the run,
+    n, the feature network and the samplers. A bare matplotlib Figure, not yet saved."""
+    fig, (ax_fid, ax_other) = new_figure(1, 2, figsize=(11, 4.6))
+    draw = {"steps": _draw_steps, "guidance": _draw_guidance, "control_scale": _draw_control}
+    xs = draw[key](points, ax_fid, ax_other)
+    if floor_fid is not None:
+        ax_fid.axhline(floor_fid, ls="--", c="gray", label="real data (floor)")
+    for ax in (ax_fid, ax_other):
+        ticks_at(ax, xs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(sweep_title(points, key, run, features, feature_sha256), fontsize=10)
+    return fig
+
+
+def sweep_title(
+    points: Sequence[SweepPoint],
+    key: str,
+    run: str | None,
+    features: str | None,
+    feature_sha256: str | None,
+) -> str:
+    """Two lines: what was swept on which run; n, the feature network (name and the
+    first 12 hex digits of its sha256) and the samplers (with the steps, when fixed)."""
+    samplers = ", ".join(dict.fromkeys(p.sampler for p in points))
+    steps = sorted({p.steps for p in points})
+    at = f" at {steps[0]} steps" if key != "steps" and len(steps) == 1 else ""
+    net = (features or "unnamed") + (f" (sha256 {feature_sha256[:12]})" if feature_sha256 else "")
+    n = points[0].n if points else 0
+    head = f"{key.replace('_', ' ')} sweep" + (f" of {run}" if run else "")
+    return f"{head}\nn = {n} images per point, feature net {net}, sampler {samplers}{at}"
+
+
+def _by_sampler(points: Sequence[SweepPoint]) -> list[list[SweepPoint]]:
+    """The points of each sampler, samplers in the order they were swept."""
+    return [[p for p in points if p.sampler == s] for s in dict.fromkeys(p.sampler for p in points)]
+
+
+def _draw_steps(points: Sequence[SweepPoint], ax_fid: Any, ax_time: Any) -> list[float]:
+    for pts in _by_sampler(points):
+        xs = [p.steps for p in pts]
+        ax_fid.plot(xs, [p.metrics["fid"] for p in pts], "o-", label=pts[0].sampler)
+        ax_time.plot(xs, [p.wall_seconds for p in pts], "o-", label=pts[0].sampler)
+    n = points[0].n if points else 0
+    ax_fid.set(yscale="log", xlabel="sampling steps", ylabel="FID", title="FID vs steps")
+    ax_time.set(yscale="log", xlabel="sampling steps", ylabel="seconds",
+                title=f"wall time for {n} images")  # fmt: skip
+    return [p.steps for p in points]
+
+
+def _draw_guidance(points: Sequence[SweepPoint], ax_fid: Any, ax_acc: Any) -> list[float]:
+    for pts in _by_sampler(points):
         xs = [p.guidance for p in pts]
-        label = f"{sampler}-{pts[0].steps}"
+        label = f"{pts[0].sampler}-{pts[0].steps}"
         ax_fid.plot(xs, [p.metrics["fid"] for p in pts], "o-", label=label)
         accs = [p.metrics.get("class_accuracy", {}).get("all", float("nan")) for p in pts]
         ax_acc.plot(xs, accs, "o-", label=label)
-    if floor_fid is not None:
-        ax_fid.axhline(floor_fid, ls="--", c="gray", label="real data (floor)")
     ax_fid.set(yscale="log", xlabel="guidance scale w", ylabel="FID", title="FID vs guidance")
     ax_acc.set(xlabel="guidance scale w", ylabel="accuracy",
                title="classifier accuracy on the requested class")  # fmt: skip
-    for ax in (ax_fid, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    save_figure(fig, path)
+    return [p.guidance for p in points if p.guidance is not None]
 
 
-def _plot_control(points: Sequence[SweepPoint], floor_fid: float | None, path: Path) -> None:
+def _draw_control(points: Sequence[SweepPoint], ax_fid: Any, ax_f1: Any) -> list[float]:
     """FID and edge F1 against the ControlNet scale (0: the base model)."""
-    fig, (ax_fid, ax_f1) = new_figure(1, 2, figsize=(11, 4))
-    for sampler in dict.fromkeys(p.sampler for p in points):
-        pts = [p for p in points if p.sampler == sampler]
+    for pts in _by_sampler(points):
         xs = [p.control_scale for p in pts]
-        label = f"{sampler}-{pts[0].steps}"
+        label = f"{pts[0].sampler}-{pts[0].steps}"
         ax_fid.plot(xs, [p.metrics["fid"] for p in pts], "o-", label=label)
         for key, style, name in (("f1", "o-", "1 px"), ("f1_exact", "s--", "exact")):
             f1 = [p.metrics.get("edges", {}).get(key, float("nan")) for p in pts]
             ax_f1.plot(xs, f1, style, label=f"{label}, {name}")
-    if floor_fid is not None:
-        ax_fid.axhline(floor_fid, ls="--", c="gray", label="real data (floor)")
     ax_fid.set(yscale="log", xlabel="control scale", ylabel="FID", title="FID vs control scale")
     ax_f1.set(xlabel="control scale", ylabel="edge F1", ylim=(0, 1),
               title="edge F1 of samples vs their hints")  # fmt: skip
-    for ax in (ax_fid, ax_f1):
-        ax.set_xticks(sorted({p.control_scale for p in points if p.control_scale is not None}))
-        ax.grid(alpha=0.3)
-        ax.legend()
-    save_figure(fig, path)
+    return [p.control_scale for p in points if p.control_scale is not None]

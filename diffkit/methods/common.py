@@ -36,6 +36,31 @@ def load_splits(
     return train, load_dataset(test_cfg, settings.data_dir, "test", download=settings.download)
 
 
+def training_evaluator(
+    data: DataConfig,
+    settings: Settings,
+    device: torch.device,
+    classifier: Path | None,
+    on_event: Callable[[TrainEvent], None],
+) -> tuple[Any, dict[str, Any]]:
+    """The Evaluator of an in-training evaluation (KID on 20 subsets, to keep it quick)
+    with ``classifier``, else the most accurate qualified one for the dataset (an unqualified
+    one alone is a ConfigError now, before training); a ``features`` event says which it is.
+    Returns it and the fields every eval record carries to name that network."""
+    from diffkit.eval.evaluate import Evaluator
+    from diffkit.eval.features import load_extractor
+
+    extractor = load_extractor(
+        "classifier", data.dataset, settings.runs_dir, device, classifier=classifier
+    )
+    evaluator = Evaluator(data.dataset, extractor, settings, data=data, kid_subsets=20)
+    about = extractor.about()
+    on_event(TrainEvent("features", 0, 0, about))
+    fields = {"feature_net": about["name"], "feature_sha256": extractor.digest[:16],
+              "feature_accuracy": about["test_accuracy"]}  # fmt: skip
+    return evaluator, fields
+
+
 def report_skipped(data: ImageData, dataset: str, on_event: Callable[[TrainEvent], None]) -> None:
     """A ``data`` event when a folder dataset left out unreadable or oversized files (the
     library never prints; the CLI says how many)."""

@@ -31,7 +31,13 @@ from diffkit.data.edges import edge_maps
 from diffkit.data.hints import Hints
 from diffkit.data.loader import TensorBatches
 from diffkit.data.registry import DataError, ImageData, image_shape, load_dataset
-from diffkit.methods.common import finish_run, lock_for_resume, open_run, report_skipped
+from diffkit.methods.common import (
+    finish_run,
+    lock_for_resume,
+    open_run,
+    report_skipped,
+    training_evaluator,
+)
 from diffkit.methods.latent import encode_dataset
 from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
 from diffkit.methods.reflow import file_sha256
@@ -305,8 +311,9 @@ def train_controlnet(
 ) -> tuple[RunDir, TrainResult]:
     """Train (or resume) a ControlNet; every input is checked before the run folder is
     written. A base that moved or changed is a CheckpointError, unless embedded. With
-    ``train.eval_every`` the EMA model is scored (FID with ``classifier``, else the newest
-    for the dataset, and edge consistency) on the first test images' hints."""
+    ``train.eval_every`` the EMA model is scored (FID with ``classifier``, else the most
+    accurate qualified one for the dataset, and edge consistency) on the first test images'
+    hints."""
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     with ExitStack() as held:
@@ -335,7 +342,7 @@ def train_controlnet(
             extra = load_checkpoint(embedded, prefixes=(BASE,)).tensors
         t = cfg.train
         hints = test_hints(cfg, settings, max(t.preview_n // 2, t.eval_n if t.eval_every else 1))
-        evaluate = _evaluation(cfg, settings, base, classifier, hints)
+        evaluate = _evaluation(cfg, settings, base, classifier, hints, on_event)
         step = int(ckpt.train_state["position"]["step"]) if ckpt is not None else None
         run = open_run(settings.runs_dir, "controlnet", cfg, held, resume, step, len(batches))
         on_run_dir(run)
@@ -375,19 +382,16 @@ def hinted_batch(
 
 
 def _evaluation(cfg: ControlNetRunConfig, settings: Settings, base: Pipeline,
-                classifier: Path | None, hints: Hints):  # fmt: skip
+                classifier: Path | None, hints: Hints,
+                on_event: Callable[[TrainEvent], None]):  # fmt: skip
     """The in-training evaluation: FID (and class accuracy) of ``eval_n`` samples drawn for
     the first test images' hints, and their edge consistency; None when off."""
     t = cfg.train
     if not t.eval_every:
         return None
     from diffkit.eval.edges import edge_scores
-    from diffkit.eval.evaluate import Evaluator
-    from diffkit.eval.features import load_extractor
 
-    extractor = load_extractor("classifier", cfg.data.dataset, settings.runs_dir, base.device,
-                               classifier=classifier)  # fmt: skip
-    evaluator = Evaluator(cfg.data.dataset, extractor, settings, data=cfg.data, kid_subsets=20)
+    evaluator, names = training_evaluator(cfg.data, settings, base.device, classifier, on_event)
     hints = hints.select(t.eval_n)
 
     def evaluate(ema_net, epoch: int) -> dict:
@@ -404,7 +408,7 @@ def _evaluation(cfg: ControlNetRunConfig, settings: Settings, base: Pipeline,
         return {k: scores[k] for k in keep} | extra | {
             "edge_f1": edges["f1"], "edge_f1_exact": edges["f1_exact"],
             "sobel_l1": edges["sobel_l1"], "eval_n": t.eval_n,
-            "eval_seconds": time.perf_counter() - start, "feature_sha256": extractor.digest[:16],
+            "eval_seconds": time.perf_counter() - start, **names,
         }  # fmt: skip
 
     return evaluate

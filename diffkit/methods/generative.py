@@ -19,8 +19,14 @@ from torch import nn
 from diffkit.config.run import GenerativeRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.loader import TensorBatches
-from diffkit.data.registry import DataError, ImageData, load_dataset
-from diffkit.methods.common import finish_run, lock_for_resume, open_run, report_skipped
+from diffkit.data.registry import DataError, ImageData, class_names, load_dataset
+from diffkit.methods.common import (
+    finish_run,
+    lock_for_resume,
+    open_run,
+    report_skipped,
+    training_evaluator,
+)
 from diffkit.methods.latent import codec_tensors, encode_dataset
 from diffkit.methods.pipeline import check_weights, cycle_labels, load_weights
 from diffkit.methods.registry import METHODS, method_objective
@@ -32,7 +38,7 @@ from diffkit.runs.checkpoint import (
     resolve_checkpoint,
 )
 from diffkit.runs.layout import RunDir
-from diffkit.runs.plots import save_grid
+from diffkit.runs.plots import save_class_grid, save_grid
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.distributed import DistInfo, broadcast_object
 from diffkit.training.hardware import resolve_device, resolve_precision
@@ -108,6 +114,7 @@ def _evaluation(
     device: torch.device,
     classifier: Path | None,
     codec: LatentCodec | None,
+    on_event: Callable[[TrainEvent], None],
 ) -> Callable[[nn.Module, int], dict] | None:
     """The in-training evaluation callback, or None when ``train.eval_every`` is 0. Loads the
     classifier and the reference features now, so a missing one fails before training.
@@ -115,13 +122,7 @@ def _evaluation(
     scored on the classifier's accuracy for the requested classes."""
     if not cfg.train.eval_every:
         return None
-    from diffkit.eval.evaluate import Evaluator
-    from diffkit.eval.features import load_extractor
-
-    extractor = load_extractor(
-        "classifier", cfg.data.dataset, settings.runs_dir, device, classifier=classifier
-    )
-    evaluator = Evaluator(cfg.data.dataset, extractor, settings, data=cfg.data, kid_subsets=20)
+    evaluator, names = training_evaluator(cfg.data, settings, device, classifier, on_event)
     t = cfg.train
 
     def evaluate(ema_net: nn.Module, epoch: int) -> dict:
@@ -140,11 +141,8 @@ def _evaluation(
         return (
             {k: scores[k] for k in keep}
             | extra
-            | {
-                "eval_n": t.eval_n,
-                "eval_seconds": time.perf_counter() - start,
-                "feature_sha256": extractor.digest[:16],
-            }
+            | {"eval_n": t.eval_n, "eval_seconds": time.perf_counter() - start}
+            | names
         )
 
     return evaluate
@@ -175,7 +173,8 @@ def train_generative(
     unless it resumes.
 
     With ``cfg.train.eval_every`` the EMA model is scored every N epochs with the feature
-    classifier (``classifier``, else the newest for the dataset under ``settings.runs_dir``).
+    classifier (``classifier``, else the most accurate qualified one for the dataset under
+    ``settings.runs_dir``; see :func:`diffkit.eval.classifiers.choose_classifier`).
 
     Every input is checked before the run folder is written: a model too large for memory
     (ResourceError), a resume checkpoint that does not fit the model (CheckpointError). Rank
@@ -203,7 +202,11 @@ def train_generative(
             ckpt, state = load_resume(resume.last_checkpoint, cfg.model, cfg.train,
                                       world=dist.world, batches=len(batches))  # fmt: skip
         model = _initial_model(cfg, init_from if resume is None else None)
-        evaluate = _evaluation(cfg, settings, device, classifier, codec) if dist.is_main else None
+        evaluate = (
+            _evaluation(cfg, settings, device, classifier, codec, on_event)
+            if dist.is_main
+            else None
+        )
         run: RunDir | None = None
         if dist.is_main:  # everything above validated the inputs; only now touch the disk
             step = state.position.step if state is not None else None
@@ -242,19 +245,24 @@ def _preview(
     cfg: GenerativeRunConfig, device: torch.device, codec: LatentCodec | None, run: RunDir | None
 ) -> Callable[[nn.Module, int], Path]:
     """The preview callback: a grid of samples; for a class-conditional model one column
-    per class."""
+    per class, its name above it."""
     k = cfg.num_classes
+    names = class_names(cfg.data.dataset)
 
     def preview(ema_net: nn.Module, tag: str) -> Path:
         assert run is not None  # previews run on rank 0 only, which has the folder
         n = cfg.train.preview_n
         pipe = pipeline_for(cfg, ema_net, device, codec)
+        labels = cycle_labels(k, n)
         images = pipe.sample(
             n, sampler=cfg.train.preview_sampler, steps=cfg.train.preview_steps,
-            seed=cfg.train.seed, labels=cycle_labels(k, n),
+            seed=cfg.train.seed, labels=labels,
         ).images  # fmt: skip
         path = run.samples / f"{tag}.png"
-        save_grid(images, path, nrow=k)
+        if labels is None:
+            save_grid(images, path)
+        else:
+            save_class_grid(images, labels, path, names)
         return path
 
     return preview

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,21 @@ def read_samples(folder: Path) -> dict[str, Tensor]:
 
 
 class SampleWriter:
-    """Write a samples folder batch by batch; :meth:`publish` makes it appear at ``out``."""
+    """Write a samples folder batch by batch; :meth:`publish` makes it appear at ``out``.
+
+    grid.png shows the first :data:`GRID_MAX` images; with ``class_names`` it is a class
+    grid (one column per class, headed by its name, as training previews are) of at most
+    ``grid_rows`` images of each class. The shards hold every image either way, in the
+    order they were added."""
 
     def __init__(
-        self, out: Path, *, shard_size: int | None = None, overwrite: bool = False
+        self,
+        out: Path,
+        *,
+        shard_size: int | None = None,
+        overwrite: bool = False,
+        class_names: Sequence[str] | None = None,
+        grid_rows: int | None = None,
     ) -> None:
         self.out = Path(out)
         self.overwrite = overwrite
@@ -58,6 +70,10 @@ class SampleWriter:
         self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}."))
         self.tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes it private; the result is not
         self.grid: list[Tensor] = []
+        self.grid_labels: list[Tensor] = []
+        self.class_names = class_names
+        self.grid_rows = grid_rows
+        self._in_grid: dict[int, int] = {}  # images of each class kept for a class grid
         self.files: list[str] = []
         self._pending: list[tuple[Tensor, Tensor | None]] = []
         self._pending_n = 0
@@ -65,14 +81,27 @@ class SampleWriter:
 
     def add(self, images: Tensor, labels: Tensor | None) -> None:
         """Append a batch: images (B, C, H, W), labels (B,) or None."""
-        room = GRID_MAX - sum(g.shape[0] for g in self.grid)
-        if room > 0:
-            self.grid.append(images[:room].clone())
+        self._keep_for_grid(images, labels)
         self._pending.append((images, labels))
         self._pending_n += images.shape[0]
         self.count += images.shape[0]
         while self._pending_n >= self.shard_size:
             self._flush(self.shard_size)
+
+    def _keep_for_grid(self, images: Tensor, labels: Tensor | None) -> None:
+        """Keep copies of the batch's images that grid.png will show."""
+        if self.class_names is not None and self.grid_rows is not None and labels is not None:
+            keep = []
+            for i, y in enumerate(labels.tolist()):
+                if self._in_grid.get(y, 0) < self.grid_rows:
+                    self._in_grid[y] = self._in_grid.get(y, 0) + 1
+                    keep.append(i)
+            images, labels = images[keep], labels[keep]
+        room = GRID_MAX - sum(g.shape[0] for g in self.grid)
+        if room > 0 and images.shape[0]:
+            self.grid.append(images[:room].clone())
+            if labels is not None:
+                self.grid_labels.append(labels[:room].clone())
 
     def _flush(self, n: int) -> None:
         """Write the first ``n`` pending images as the next shard."""
@@ -93,11 +122,14 @@ class SampleWriter:
     def publish(self, meta: dict[str, Any], nrow: int | None = None) -> Path:
         """Write the last shard, grid.png and sample.json, then move the folder into place
         (replacing ``out`` only with ``overwrite``)."""
-        from diffkit.runs.plots import save_grid
+        from diffkit.runs.plots import save_class_grid, save_grid
 
         if self._pending_n:
             self._flush(self._pending_n)
-        if self.grid:
+        if self.grid and self.class_names is not None and self.grid_labels:
+            grid, labels = torch.cat(self.grid), torch.cat(self.grid_labels)
+            save_class_grid(grid, labels, self.tmp / "grid.png", self.class_names)
+        elif self.grid:
             save_grid(torch.cat(self.grid), self.tmp / "grid.png", nrow=nrow)
         write_json(self.tmp / "sample.json", meta | {"files": self.files})
         old = None

@@ -52,7 +52,8 @@ def run_length(cfg: TrainConfig, batches_per_epoch: int) -> int:
 @dataclass
 class TrainEvent:
     """``kind`` is one of start, log, epoch, checkpoint, preview, eval, warning, stop (and
-    a method's own ``data`` before start)."""
+    a method's own ``data`` and ``features``, the evaluation's feature network, before
+    start)."""
 
     kind: str
     step: int

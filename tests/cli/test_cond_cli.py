@@ -48,6 +48,12 @@ def test_grid_per_class_stores_labels(cond_run: Path, tmp_path: Path):
     assert tensors["labels"].tolist() == [c for c in range(10) for _ in range(3)]
     meta = json.loads((out / "sample.json").read_text())
     assert meta["guidance"] == 2 and meta["classes"] == list(range(10))
+    # grid.png: one column per class as in training previews, 3 rows, names above
+    from PIL import Image
+
+    width, height = Image.open(out / "grid.png").size
+    assert width == 10 * (28 + 2) * 2 + 4  # 10 columns at scale 2, no row-label margin
+    assert height > 3 * (28 + 2) * 2 + 4  # 3 rows and the strip of class names
 
 
 def test_class_by_name_and_list(cond_run: Path, tmp_path: Path):

@@ -1,5 +1,6 @@
 """`diffkit train classifier`, `diffkit eval` (single, sweep, saved samples) and evaluation
-during training, end to end on tiny slices."""
+during training, end to end on tiny slices. The quick classifier (4000 images, ~95 %) does
+not qualify as a feature network by itself, so every command here names it."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def run_with_eval(classifier: Path, runs: Path, data_dir: Path) -> Path:
     result = invoke(
         "train", "ddpm", *TINY, "--eval-every", "1", "--eval-n", "20", "--keep-best",
         "--data-dir", data_dir, "--runs-dir", runs, "--sample-every", "0",
+        "--classifier", classifier,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "epoch 1 eval (20 images" in result.output and "best so far" in result.output
@@ -73,11 +75,13 @@ def test_training_evaluates_and_keeps_the_best(run_with_eval: Path):
     assert (run_with_eval / "loss.png").is_file()
 
 
-def test_eval_writes_json_with_floor(run_with_eval: Path, runs: Path, data_dir: Path, tmp_path):
-    result = invoke(
-        "eval", run_with_eval, "-n", "24", "--steps", "2", "--runs-dir", runs,
-        "--data-dir", data_dir, "--device", "cpu",
-    )  # fmt: skip
+def test_eval_writes_json_with_floor(run_with_eval: Path, classifier: Path, runs: Path,
+                                    data_dir: Path):  # fmt: skip
+    common = (run_with_eval, "-n", "24", "--steps", "2", "--runs-dir", runs,
+              "--data-dir", data_dir, "--device", "cpu")  # fmt: skip
+    refused = invoke("eval", *common)
+    assert refused.exit_code == 2 and "data.limit=4000" in " ".join(refused.output.split())
+    result = invoke("eval", *common, "--classifier", classifier)
     assert result.exit_code == 0, result.output
     path = Path(result.stdout.strip().splitlines()[-1])
     assert path.parent == run_with_eval / "eval" and path.suffix == ".json"
@@ -86,15 +90,18 @@ def test_eval_writes_json_with_floor(run_with_eval: Path, runs: Path, data_dir: 
         assert key in report["metrics"] and key in report["floor"]
     assert report["n"] == 24 and report["metrics"]["n"] == report["floor"]["n"] == 24
     assert report["sampler"] == "ddim" and report["steps"] == 2
-    assert report["feature_sha256"] == json.loads((runs / "classifier").glob("*/summary.json")
-                                                  .__next__().read_text())["sha256"]  # fmt: skip
+    summary = json.loads((classifier / "summary.json").read_text())
+    assert report["feature_sha256"] == summary["sha256"] == report["feature_net"]["sha256"]
+    assert report["feature_net"]["test_accuracy"] == summary["test_accuracy"]
+    assert report["feature_net"]["name"] == str(classifier)
+    assert "warning: feature classifier" in result.output
     assert "real floor" in result.stdout and "FID" in result.stdout
 
 
-def test_eval_sweep(run_with_eval: Path, runs: Path, data_dir: Path):
+def test_eval_sweep(run_with_eval: Path, classifier: Path, runs: Path, data_dir: Path):
     result = invoke(
         "eval", run_with_eval, "-n", "12", "--sweep", "steps=1,3", "--samplers", "ddpm,ddim",
-        "--runs-dir", runs, "--data-dir", data_dir, "--device", "cpu",
+        "--runs-dir", runs, "--data-dir", data_dir, "--device", "cpu", "--classifier", classifier,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     folder = Path(result.stdout.strip().splitlines()[-1])
@@ -107,10 +114,10 @@ def test_eval_sweep(run_with_eval: Path, runs: Path, data_dir: Path):
     assert len(list(folder.glob("grid-*.png"))) == 4
 
 
-def test_eval_saved_samples(run_with_eval: Path, runs: Path, data_dir: Path, tmp_path: Path):
+def test_eval_saved_samples(run_with_eval: Path, classifier: Path, data_dir: Path, tmp_path):
     out = tmp_path / "s"
     assert invoke("sample", run_with_eval, "-n", "16", "--steps", "2", "--out", out).exit_code == 0
-    result = invoke("eval", out, "--runs-dir", runs, "--data-dir", data_dir)
+    result = invoke("eval", out, "--classifier", classifier, "--data-dir", data_dir)
     assert result.exit_code == 0, result.output
     report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
     assert report["dataset"] == "mnist" and report["n"] == 16
@@ -160,7 +167,8 @@ def test_eval_a_bare_samples_file_needs_its_dataset(classifier, runs: Path, data
     save_file({"samples": test.images, "labels": test.labels}, str(file))
     result = invoke("eval", file, "--runs-dir", runs, "--data-dir", data_dir)
     assert result.exit_code == 2 and "pass --dataset" in result.output
-    result = invoke("eval", file, "--dataset", "mnist", "--runs-dir", runs, "--data-dir", data_dir)
+    result = invoke("eval", file, "--dataset", "mnist", "--classifier", classifier,
+                    "--data-dir", data_dir)  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
     assert report["metrics"]["class_accuracy"]["all"] > 0.8  # real digits, true labels
@@ -171,13 +179,15 @@ def test_guidance_sweep_of_a_conditional_model(classifier: Path, runs: Path, dat
     result = invoke(
         "train", "ddpm", *TINY, "--cond", "class", "--eval-every", "2", "--eval-n", "20",
         "--data-dir", data_dir, "--runs-dir", runs, "--sample-every", "0",
+        "--classifier", classifier,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     run = Path(result.stdout.strip().splitlines()[-1])
     evals = [r for r in read_metrics(run / "metrics.jsonl") if r.get("event") == "eval"]
     assert 0 <= evals[-1]["class_accuracy"] <= 1
     result = invoke("eval", run, "--sweep", "guidance=0,1,3", "--steps", "3", "-n", "20",
-                    "--samplers", "ddim", "--runs-dir", runs, "--data-dir", data_dir)  # fmt: skip
+                    "--samplers", "ddim", "--runs-dir", runs, "--data-dir", data_dir,
+                    "--classifier", classifier)  # fmt: skip
     assert result.exit_code == 0, result.output
     folder = Path(result.stdout.strip().splitlines()[-1])
     sweep = json.loads((folder / "sweep.json").read_text())
@@ -189,20 +199,22 @@ def test_guidance_sweep_of_a_conditional_model(classifier: Path, runs: Path, dat
 
 def test_eval_of_a_flow_sweeps_ode_solvers(classifier: Path, runs: Path, data_dir: Path):
     result = invoke("train", "rf", *TINY, "--eval-every", "1", "--eval-n", "20",
-                    "--data-dir", data_dir, "--runs-dir", runs, "--sample-every", "0")  # fmt: skip
+                    "--data-dir", data_dir, "--runs-dir", runs, "--sample-every", "0",
+                    "--classifier", classifier)  # fmt: skip
     assert result.exit_code == 0, result.output
     run = Path(result.stdout.strip().splitlines()[-1])
     evals = [r for r in read_metrics(run / "metrics.jsonl") if r.get("event") == "eval"]
     assert len(evals) == 2  # in-training evaluation of a flow uses Euler
     result = invoke("eval", run, "--sweep", "steps=1,2", "-n", "12", "--samplers", "euler,rk4",
-                    "--data-dir", data_dir, "--runs-dir", runs)  # fmt: skip
+                    "--data-dir", data_dir, "--runs-dir", runs,
+                    "--classifier", classifier)  # fmt: skip
     assert result.exit_code == 0, result.output
     folder = Path(result.stdout.strip().splitlines()[-1])
     points = json.loads((folder / "sweep.json").read_text())["points"]
     assert [(p["sampler"], p["steps"]) for p in points] == [
         ("euler", 1), ("euler", 2), ("rk4", 1), ("rk4", 2)]  # fmt: skip
     result = invoke("eval", run, "-n", "12", "--sampler", "dopri5", "--data-dir", data_dir,
-                    "--runs-dir", runs)  # fmt: skip
+                    "--runs-dir", runs, "--classifier", classifier)  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
     assert report["sampler"] == "dopri5" and report["nfe"] >= 6
@@ -223,7 +235,8 @@ def test_cache_bench_scores_every_point(run_with_eval: Path, classifier: Path, t
     assert "FID" in r.output and "MAC ratio" in r.output
 
 
-def test_eval_scores_a_diffusers_pipeline_folder(runs: Path, data_dir: Path, tmp_path: Path):
+def test_eval_scores_a_diffusers_pipeline_folder(classifier: Path, runs: Path, data_dir: Path,
+                                                 tmp_path: Path):  # fmt: skip
     """A foreign model says nothing of its data: --dataset names it and must fit its shape."""
     diffusers = pytest.importorskip("diffusers")
     torch = pytest.importorskip("torch")
@@ -240,7 +253,8 @@ def test_eval_scores_a_diffusers_pipeline_folder(runs: Path, data_dir: Path, tmp
     assert result.exit_code == 2 and "pass --dataset" in result.output
     result = invoke("eval", folder, "--dataset", "cifar10", *common)
     assert result.exit_code == 2 and "draws 1x28x28 images; cifar10 has 3x32x32" in result.output
-    result = invoke("eval", folder, "--dataset", "mnist", *common, "--out", tmp_path / "e")
+    result = invoke("eval", folder, "--dataset", "mnist", *common, "--out", tmp_path / "e",
+                    "--classifier", classifier)  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
     assert report["dataset"] == "mnist" and report["n"] == 12 and report["sampler"] == "ddim"

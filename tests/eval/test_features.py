@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -61,12 +62,17 @@ def test_a_modified_classifier_is_rejected(quick_classifier, tmp_path: Path):
 
 
 def test_find_classifier_by_dataset(quick_classifier):
+    """The quick classifier (4000 images, ~95 %) is no feature network to pick by itself;
+    named, it is used with a warning."""
     runs = quick_classifier.run.path.parent.parent
-    assert find_classifier(runs, "mnist") == quick_classifier.run.path / "classifier.safetensors"
+    with pytest.raises(ConfigError, match=r"data\.limit=4000"):
+        find_classifier(runs, "mnist")
     with pytest.raises(ConfigError, match="diffkit train classifier --dataset fashion-mnist"):
         find_classifier(runs, "fashion-mnist")
     with pytest.raises(ConfigError, match="trained on mnist"):
         load_extractor("classifier", "fashion-mnist", runs, classifier=quick_classifier.run.path)
+    ex = load_extractor("classifier", "mnist", runs, classifier=quick_classifier.run.path)
+    assert ex.digest == quick_classifier.digest and "does not qualify" in ex.about()["warnings"][0]
 
 
 def test_inception_needs_local_weights(tmp_path: Path):
@@ -144,3 +150,35 @@ def test_find_classifier_skips_malformed_configs(tmp_path: Path):
         (run / "config.json").write_text(text)
     with pytest.raises(ConfigError, match="no feature classifier for mnist"):
         find_classifier(tmp_path, "mnist")
+
+
+def test_extract_batches_and_reports_every_image():
+    class Counting:
+        name = "counting"
+        batch_size = 4
+
+        def __init__(self):
+            self.sizes = []
+
+        def __call__(self, images):
+            self.sizes.append(images.shape[0])
+            flat = images.flatten(1).float()  # (B, C*H*W)
+            return flat[:, :3], flat[:, :2]
+
+    calls = []
+
+    @contextlib.contextmanager
+    def track(label, total):
+        done = []
+        yield done.append
+        calls.append((label, total, done))
+
+    images = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8)
+    ex = Counting()
+    feats, logits = extract(ex, images, track=track, label="test split")
+    assert ex.sizes == [4, 4, 2]  # the extractor's own batch size
+    assert calls == [("test split (counting)", 10, [4, 4, 2])]
+    torch.testing.assert_close(feats, images.flatten(1).float()[:, :3])
+    assert logits.shape == (10, 2)
+    extract(ex, images, batch_size=3)  # no track: nothing to report to
+    assert ex.sizes[3:] == [3, 3, 3, 1]
