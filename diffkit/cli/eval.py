@@ -28,6 +28,9 @@ from diffkit.cli.options import (
     Guidance,
     HintIsEdges,
     HintSpec,
+    Lpips,
+    LpipsNet,
+    LpipsWeights,
     NoEma,
     Rtol,
     RunsDir,
@@ -95,6 +98,16 @@ def _rows(metrics: dict[str, Any], floor: dict[str, Any] | None) -> list[list[st
     names = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision",
              "recall": "recall"}  # fmt: skip
     rows = [[label, fmt(metrics, k), fmt(floor, k)] for k, label in names.items()]
+    for key, label in (("recon_mse", "reconstruction MSE"), ("psnr", "PSNR (dB)")):
+        if key in metrics:
+            rows.append([label, f"{metrics[key]:.4g}", "-"])
+
+    def spread(m: dict[str, Any] | None) -> str:
+        return "-" if m is None else f"{m['mean']:.4f} ± {m['std']:.3f}"
+
+    for key, label in (("lpips_diversity", "LPIPS diversity"), ("lpips", "LPIPS to input")):
+        if key in metrics:
+            rows.append([label, spread(metrics[key]), spread((floor or {}).get(key))])
     for cls, acc in metrics.get("class_accuracy", {}).items():
         rows.append([f"class accuracy [{cls}]", f"{acc:.4f}", "-"])
     edges = metrics.get("edges", {})
@@ -104,6 +117,89 @@ def _rows(metrics: dict[str, Any], floor: dict[str, Any] | None) -> list[list[st
         if key in edges:
             rows.append([label, f"{edges[key]:.4f}", "-"])
     return rows
+
+
+def _diversity(perceptual, images, data, settings, seed: int):
+    """LPIPS diversity of the samples and, as its floor, of as many real test images."""
+    from diffkit.data.registry import load_dataset
+
+    real = load_dataset(data, settings.data_dir, "test", download=settings.download).images
+    pick = _subset(real.shape[0], images.shape[0], seed)
+    console.info(f"LPIPS ({perceptual.net}) diversity of {images.shape[0]} samples ...")
+    return perceptual.diversity(images, seed=seed), perceptual.diversity(real[pick], seed=seed)
+
+
+def _subset(total: int, n: int, seed: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(total, generator=g)[: min(n, total)]
+
+
+def _is_vae(source: Path) -> bool:
+    """A `diffkit train vae` run folder or its vae.safetensors."""
+    from diffkit.methods.vae import VAE_FILE
+
+    return (source / VAE_FILE).is_file() if source.is_dir() else source.name == VAE_FILE
+
+
+def _evaluate_vae(source, n, seed, batch_size, features, classifier, settings, dev,
+                  perceptual, out) -> None:  # fmt: skip
+    """Score an autoencoder by its reconstructions of ``n`` random test images: MSE, PSNR,
+    LPIPS to the input (with --lpips) and FID/KID/IS/precision/recall of the
+    reconstructions against the test split (rFID), beside the real floor."""
+    import math
+
+    from diffkit.data.loader import to_uint8
+    from diffkit.data.registry import load_dataset
+    from diffkit.eval.evaluate import MIN_SAMPLES, Evaluator
+    from diffkit.eval.features import load_extractor
+    from diffkit.methods.vae import load_codec
+    from diffkit.runs.layout import check_writable, run_folder_of, write_json
+
+    codec = load_codec(source, dev)
+    data = codec.config.data
+    test = load_dataset(data, settings.data_dir, "test", download=settings.download).images
+    images = test[_subset(test.shape[0], n, seed)]
+    if images.shape[0] < MIN_SAMPLES:
+        raise UsageError(f"the {data.dataset} test split has {images.shape[0]} images; "
+                         f"need {MIN_SAMPLES}")  # fmt: skip
+    out = out or run_folder_of(source) / "eval"
+    check_writable(out)
+    extractor = load_extractor(features, data.dataset, settings.runs_dir, dev,
+                               classifier=classifier, inception_weights=settings.inception_weights,
+                               tf_inception_weights=settings.tf_inception_weights)  # fmt: skip
+    evaluator = Evaluator(data.dataset, extractor, settings, data=data, seed=seed,
+                          track=console.steps)  # fmt: skip
+    console.features(extractor.about())
+    floor = evaluator.floor(images.shape[0])
+    console.info(f"reconstructing {images.shape[0]} test images ...")
+    x = images.float().div(127.5).sub(1)
+    recon = codec.decode(codec.encode(x, batch_size=batch_size), batch_size=batch_size)
+    recon = recon.clamp(-1, 1)
+    mse = float((recon - x).pow(2).mean())
+    metrics = evaluator.score_images(to_uint8(recon)) | {
+        "recon_mse": mse, "psnr": 10 * math.log10(4 / max(mse, 1e-12)),  # peak-to-peak 2
+    }  # fmt: skip
+    if perceptual is not None:
+        d = perceptual.distance(x, recon)
+        metrics["lpips"] = {"mean": float(d.mean()), "std": float(d.std()), "pairs": len(d)}
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    report = {
+        "source": str(source), "kind": "vae-reconstruction", "dataset": data.dataset,
+        "split": "test", "n": images.shape[0], "seed": seed, "features": features,
+        "feature_sha256": extractor.digest, "feature_net": extractor.about(),
+        "vae_sha256": codec.digest, "device": str(dev),
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "metrics": metrics, "floor": floor,
+    }  # fmt: skip
+    if perceptual is not None:
+        report["lpips"] = perceptual.about()
+    path = free_path(out / f"{stamp}.json")
+    write_json(path, report)
+    title = f"{source.name}: {images.shape[0]} reconstructions vs {data.dataset} test ({features})"
+    console.table(title, ["metric", "reconstructions", "real floor"], _rows(metrics, floor))
+    console.out.print(str(path))
 
 
 def _scorer(evaluator, pipe, hints):
@@ -128,7 +224,8 @@ def evaluate(
     source: Annotated[
         Path,
         typer.Argument(
-            help="Run folder, checkpoint, or samples folder / one of its .safetensors shards.",
+            help="Run folder, checkpoint, samples folder / one of its .safetensors shards, or "
+            "a VAE run.",
             show_default=False,
         ),
     ],
@@ -165,6 +262,9 @@ def evaluate(
         ),
     ] = None,
     tf_inception_weights: TFInceptionWeights = None,
+    lpips: Lpips = False,
+    lpips_net: LpipsNet = "alex",
+    lpips_weights: LpipsWeights = None,
     dataset: Annotated[
         str | None,
         typer.Option(help="Dataset of a samples file without provenance.", show_default=False),
@@ -205,7 +305,8 @@ def evaluate(
     """Score a model or saved samples: FID, KID, IS, precision/recall (+ class accuracy),
     beside the real-vs-real floor; results go to SOURCE/eval/<stamp>.json. A ControlNet
     run is scored on --hint (e.g. mnist:test) and also for edge consistency (edge F1 at
-    1 px and Sobel L1 against each hint's source)."""
+    1 px and Sobel L1 against each hint's source). A VAE run is scored by its
+    reconstructions of -n test images (MSE, PSNR, rFID; LPIPS with --lpips)."""
 
     from diffkit.eval.evaluate import MIN_SAMPLES, Evaluator
     from diffkit.eval.features import load_extractor
@@ -220,11 +321,23 @@ def evaluate(
         raise UsageError(f"no run, checkpoint or samples at {source}")
     settings = machine_settings(data_dir, runs_dir, device, compile_net)
     for key, value in (("inception_weights", inception_weights),
-                       ("tf_inception_weights", tf_inception_weights)):  # fmt: skip
+                       ("tf_inception_weights", tf_inception_weights),
+                       ("lpips_weights", lpips_weights)):  # fmt: skip
         if value is not None:
             settings = settings.model_copy(update={key: value})
     dev = resolve_device(settings.device)
     seed = 0 if seed is None else seed
+    perceptual = None
+    if lpips:  # loaded first: a missing package or backbone file fails before any work
+        from diffkit.eval.lpips import load_lpips
+
+        perceptual = load_lpips(lpips_net, settings.lpips_weights, dev)
+    if _is_vae(source):
+        if sweep or hint is not None:
+            raise UsageError("a VAE run is scored on its reconstructions: no --sweep or --hint")
+        _evaluate_vae(source, n, seed, batch_size, features, classifier, settings, dev,
+                      perceptual, out)  # fmt: skip
+        return
     src = _Source.open(source, dataset, n, dev, use_ema=not no_ema)
     control = {"scale": control_scale, "start": control_start, "end": control_end,
                "guess": guess_mode}  # fmt: skip
@@ -269,7 +382,11 @@ def evaluate(
     }  # fmt: skip
     if hints is not None:
         common |= {"hint": hint, "control": control | {"hint_is_edges": hint_is_edges}}
+    if perceptual is not None:
+        common["lpips"] = perceptual.about()
     if plan is not None:
+        if perceptual is not None:
+            raise UsageError("--lpips scores one evaluation, not a --sweep")
         _run_sweep(src.pipe, evaluator, plan, n, seed, eta, batch_size, out / f"{stamp}-sweep",
                    common, hints)  # fmt: skip
         return
@@ -284,6 +401,10 @@ def evaluate(
             common["compiled"] = src.pipe.net.active
     console.info(f"scoring {images.shape[0]} images ...")
     metrics = _scorer(evaluator, src.pipe, hints)(images, labels)
+    if perceptual is not None:
+        metrics["lpips_diversity"], floor["lpips_diversity"] = _diversity(
+            perceptual, images, src.data, settings, seed
+        )
     path = free_path(out / f"{stamp}.json")
     write_json(path, common | {"n": images.shape[0], "metrics": metrics, "floor": floor})
     title = f"{source.name}: {images.shape[0]} images vs {src.data.dataset} test ({features})"

@@ -79,7 +79,7 @@ _USE_PANELS = {
     "DeepCache": ("cache_interval", "cache_branch", "cache_schedule", "cache_center",
                   "cache_mode"),
     "Metrics": ("features", "classifier", "inception_weights", "tf_inception_weights",
-                "dataset"),
+                "lpips", "lpips_net", "lpips_weights", "dataset"),
     "Output": ("out", "overwrite", "grid_per_class", "name", "resume"),
     "Machine": ("data_dir", "runs_dir", "device"),
 }  # fmt: skip

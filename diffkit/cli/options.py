@@ -119,6 +119,23 @@ TFInceptionWeights = Annotated[
         show_default=False,
     ),
 ]
+Lpips = Annotated[
+    bool,
+    typer.Option(
+        "--lpips",
+        help="Also score LPIPS: the samples' diversity (mean distance of random pairs), or "
+        "for a VAE run the reconstruction distance (the lpips extra).",
+    ),
+]
+LpipsNet = Annotated[Literal["alex", "vgg"], typer.Option("--lpips-net", help="LPIPS backbone.")]
+LpipsWeights = Annotated[
+    Path | None,
+    typer.Option(
+        help="torchvision's ImageNet backbone .pth for --lpips (env DIFFKIT_LPIPS_WEIGHTS; "
+        "default: torch hub cache). Never downloaded.",
+        show_default=False,
+    ),
+]
 
 
 PrintConfig = Annotated[

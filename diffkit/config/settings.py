@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         description="torch-fidelity's TF-Inception weights (.pth) for --features tf-inception "
         "(default: torch hub's checkpoints folder)",
     )
+    lpips_weights: Path | None = Field(
+        None,
+        description="torchvision's ImageNet AlexNet or VGG16 state dict (.pth), the LPIPS "
+        "backbone for --lpips (default: torch hub's checkpoints folder)",
+    )
     compile: bool = Field(
         False, description="torch.compile the network for training and sampling (--compile)"
     )

@@ -268,12 +268,12 @@ def load_inception(weights: Path | None, device: torch.device | str = "cpu") -> 
     return InceptionFeatures(net.to(device).eval(), _file_sha256(path), device, path)
 
 
-def _file_sha256(path: Path) -> str:
+def _file_sha256(path: Path, what: str = "InceptionV3 weights") -> str:
     try:
         with path.open("rb") as f:
             return hashlib.file_digest(f, "sha256").hexdigest()
     except OSError as exc:
-        raise CheckpointError(f"cannot read InceptionV3 weights {path}: {exc}") from None
+        raise CheckpointError(f"cannot read {what} {path}: {exc}") from None
 
 
 def _weights_about(kind: str, path: Path | None, digest: str, backend: str) -> dict[str, Any]:
@@ -339,16 +339,17 @@ def load_tf_inception(
         )
     from diffkit.eval.fidelity import build_tf_inception
 
-    read_state_dict(path)  # torch-fidelity unpickles the file in full: only a plain one gets there
+    what = "TF-Inception weights"
+    read_state_dict(path, what)  # torch-fidelity unpickles the file in full: only a plain one
     net = build_tf_inception(path)
     device = torch.device(device)
-    return TFInceptionFeatures(net.to(device).eval(), _file_sha256(path), device, path)
+    return TFInceptionFeatures(net.to(device).eval(), _file_sha256(path, what), device, path)
 
 
-def read_state_dict(path: Path) -> dict[str, Tensor]:
+def read_state_dict(path: Path, what: str = "InceptionV3 weights") -> dict[str, Tensor]:
     """A ``{name: tensor}`` file read with ``weights_only``, which never runs its code;
     anything else (a crafted pickle, a zip of other things, random bytes) is a
-    CheckpointError naming the file."""
+    CheckpointError naming the file (as ``what``)."""
     try:
         with warnings.catch_warnings():  # torch's pickle-protocol notes on a file we refuse
             warnings.simplefilter("ignore")
@@ -356,7 +357,7 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     except Exception as exc:  # pickle, zip, EOF and torch errors alike: the file is unusable
         # only the type: torch's text advises weights_only=False, which would run the file
         raise CheckpointError(
-            f"cannot load InceptionV3 weights {path}: not a plain torch state dict "
+            f"cannot load {what} {path}: not a plain torch state dict "
             f"({type(exc).__name__})"
         ) from None
     if not isinstance(state, Mapping) or not all(

@@ -51,3 +51,15 @@ def classifier_run(
         record = {"reason": reason, "steps": 20, "test_accuracy": accuracy, "sha256": digest}
         (folder / "summary.json").write_text(json.dumps(record))
     return folder
+
+
+def alex_backbone(path: Path, seed: int = 0) -> Path:
+    """A random AlexNet backbone saved as torchvision saves its ImageNet file (features.*),
+    with a two-tensor stand-in for the 58 M-parameter classifier head LPIPS drops."""
+    from torchvision.models import alexnet
+
+    torch.manual_seed(seed)
+    state = alexnet(weights=None).features.state_dict()
+    head = {"classifier.1.weight": torch.zeros(2, 2), "classifier.1.bias": torch.zeros(2)}
+    torch.save({f"features.{k}": v for k, v in state.items()} | head, path)
+    return path
