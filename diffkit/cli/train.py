@@ -148,6 +148,36 @@ def _with_classes(cfg: GenerativeRunConfig, cond: str | None) -> GenerativeRunCo
                                           {"model": {"num_classes": k}}))  # fmt: skip
 
 
+def _pretrained_vae(vae: Path) -> bool:
+    """``hf:ORG/NAME`` or a folder holding a diffusers AutoencoderKL (not a diffkit VAE)."""
+    from diffkit.external import HF_PREFIX
+
+    if str(vae).startswith(HF_PREFIX):
+        return True
+    from diffkit.external.vae import is_autoencoder_folder
+
+    return vae.is_dir() and is_autoencoder_folder(vae)
+
+
+def _pretrained_codec(vae: Path, flags: dict, config: Path | None, device: str, kind):
+    """A pretrained autoencoder, loaded for the images of the run's dataset (which the
+    user names: a pretrained autoencoder has no dataset of its own)."""
+    from diffkit.config.resolve import resolve_run_config
+    from diffkit.data.registry import image_shape
+    from diffkit.external.vae import load_pretrained_codec
+    from diffkit.training.hardware import resolve_device
+
+    if flags.get("data.dataset") is None and config is None:
+        raise UsageError(f"{vae} is a pretrained autoencoder: name the data with --dataset")
+    data_flags = {k: v for k, v in flags.items() if k.startswith("data.")}
+    channels, size = image_shape(resolve_run_config(kind, data_flags, config).data)
+    from diffkit.external import HF_PREFIX
+
+    # a folder is recorded absolute: the run's checkpoints find it from any working folder
+    source = str(vae) if str(vae).startswith(HF_PREFIX) else str(vae.resolve())
+    return load_pretrained_codec(source, size, channels, resolve_device(device))
+
+
 def _latent_config(
     vae: Path, flags: dict, config: Path | None, device: str, kind: type[GenerativeRunConfig]
 ):
@@ -157,7 +187,10 @@ def _latent_config(
     from diffkit.methods.vae import load_codec
     from diffkit.training.hardware import resolve_device
 
-    codec = load_codec(vae, resolve_device(device))
+    if _pretrained_vae(vae):
+        codec = _pretrained_codec(vae, flags, config, device, kind)
+    else:
+        codec = load_codec(vae, resolve_device(device))
     unet_only = [k for k in flags if k.startswith("model.") and flags[k] is not None]
     if len(codec.latent_shape) == 1 and unet_only:
         names = ", ".join(k.split(".", 1)[1] for k in unet_only)
@@ -196,7 +229,8 @@ def ddpm(
     transformer_depth: Annotated[int | None, _opt("DiT blocks in a transformer middle.")] = None,
     transformer_heads: Annotated[int | None, _opt("Attention heads of those blocks.")] = None,
     latent: Annotated[
-        Path | None, _opt("Train on this VAE's latents (same as `train ldm --vae`).")
+        Path | None,
+        _opt("Train on this VAE's or AutoencoderKL's latents (same as `train ldm --vae`)."),
     ] = None,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
@@ -259,8 +293,11 @@ def _train_method(
         run, cfg = resume_config(resume, flags, kind)
         codec = latent_codec(run.last_checkpoint, cfg, settings.device)
     elif latent is not None:
-        if flags.get("preset") is not None or flags.get("data.dataset") is not None:
-            raise UsageError("a latent model takes its preset and dataset from the VAE")
+        if flags.get("preset") is not None:
+            raise UsageError("a latent model takes its preset from the VAE")
+        if flags.get("data.dataset") is not None and not _pretrained_vae(latent):
+            raise UsageError("a latent model takes its dataset from the VAE (--dataset is for "
+                             "a pretrained autoencoder)")  # fmt: skip
         run = None
         cfg, codec = _latent_config(latent, flags, config, settings.device, kind)
     else:
@@ -286,7 +323,11 @@ def rf(
     ] = None,
     dataset: Annotated[str | None, _opt("mnist | fashion-mnist | cifar10 | folder:PATH.")] = None,
     vae: Annotated[
-        Path | None, _opt("Train on this VAE's latents (MLP or UNet velocity network).")
+        Path | None,
+        _opt(
+            "Train on this VAE's latents (MLP or UNet velocity network), or a pretrained "
+            "AutoencoderKL's (folder or hf:ORG/NAME, with --dataset)."
+        ),
     ] = None,
     time_sampling: Annotated[
         Literal["uniform", "logit_normal"] | None,
@@ -335,7 +376,16 @@ def rf(
 
 @app.command("ldm")
 def ldm(
-    vae: Annotated[Path, typer.Option(help="The VAE run folder or vae.safetensors.")],
+    vae: Annotated[
+        Path,
+        typer.Option(
+            help="A VAE run folder or vae.safetensors, or a pretrained diffusers "
+            "AutoencoderKL: a folder or hf:ORG/NAME (local cache; the diffusers extra).",
+        ),
+    ],
+    dataset: Annotated[
+        str | None, _opt("With a pretrained autoencoder: the data (a diffkit VAE has its own).")
+    ] = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: LR = None,
@@ -365,8 +415,10 @@ def ldm(
     print_config: PrintConfig = False,
 ) -> None:
     """Latent diffusion: a DDPM on a trained VAE's latents (MLP denoiser for flat latents,
-    UNet for spatial ones); samples are decoded by the VAE, whose weights the checkpoints
-    carry. Resume with `diffkit train ddpm --resume RUN`."""
+    UNet for spatial ones), or on a pretrained diffusers AutoencoderKL's (with --dataset;
+    latents cached). Samples are decoded by the autoencoder: a diffkit VAE's weights travel
+    in the checkpoints, a pretrained one is referenced and its sha256 checked on load.
+    Resume with `diffkit train ddpm --resume RUN`."""
     options = dict(locals())  # every option above, by name: the same as ddpm's
     ddpm(latent=options.pop("vae"), **options)
 

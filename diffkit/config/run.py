@@ -104,15 +104,45 @@ DenoiserConfig = Annotated[
 ]
 
 
-class LatentConfig(Frozen):
-    """The autoencoder of a latent DDPM. Its weights travel inside every checkpoint (under
-    ``vae.``), so a latent model needs no other file to sample."""
+class PretrainedVAEConfig(Frozen):
+    """A pretrained diffusers ``AutoencoderKL`` (e.g. ``hf:stabilityai/sd-vae-ft-mse``) as a
+    frozen codec. Its weights are referenced by ``LatentConfig.source`` and ``sha256``, not
+    embedded: 84 M parameters in every checkpoint would be 335 MB each."""
 
-    source: str = Field(description="the VAE run or file the model was trained with")
+    config: dict[str, Any] = Field(description="the AutoencoderKL's own config (from_config)")
+    latent_shape: tuple[int, int, int] = Field(description="(C, H, W) of one latent")
+    image_size: int = Field(ge=8, description="side of the images it encodes")
+    image_channels: Literal[1, 3] = Field(
+        3, description="the data's channels; gray images are repeated to RGB and decoded "
+        "as the mean of the three"
+    )  # fmt: skip
+
+
+class LatentConfig(Frozen):
+    """The autoencoder of a latent model: a diffkit VAE (``vae``), whose weights travel
+    inside every checkpoint under ``vae.``, so the model needs no other file to sample; or
+    a pretrained diffusers one (``pretrained``), loaded from ``source`` and checked against
+    ``sha256`` on every load."""
+
+    source: str = Field(description="the VAE run, file, folder or hf: id it was trained with")
     sha256: str = Field(description="digest of the VAE's weights")
     shift: float
     scale: float = Field(gt=0)
-    vae: VAERunConfig
+    vae: VAERunConfig | None = None
+    pretrained: PretrainedVAEConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.vae is None) == (self.pretrained is None):
+            raise ValueError("a latent section names either a diffkit vae or a pretrained one")
+        return self
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        if self.vae is not None:
+            return self.vae.model.latent_shape
+        assert self.pretrained is not None
+        return self.pretrained.latent_shape
 
 
 class GenerativeRunConfig(Frozen):
@@ -134,7 +164,7 @@ class GenerativeRunConfig(Frozen):
     def sample_shape(self) -> tuple[int, ...]:
         """Shape of one sample the network generates: an image, or a latent."""
         if self.latent is not None:
-            return self.latent.vae.model.latent_shape
+            return self.latent.latent_shape
         m = self.model
         assert isinstance(m, UNetConfig)
         return (m.in_channels, m.image_size, m.image_size)
@@ -146,7 +176,16 @@ class GenerativeRunConfig(Frozen):
         if self.latent is None and self.model.kind != "unet":
             raise ValueError("a pixel-space model needs a unet model")
         if self.latent is not None:
-            _check_latent_model(self.model, self.latent.vae.model.latent_shape)
+            _check_latent_model(self.model, self.latent.latent_shape)
+            p = self.latent.pretrained
+            if p is not None:
+                from diffkit.data.registry import image_shape
+
+                if image_shape(self.data) != (p.image_channels, p.image_size):
+                    raise ValueError(
+                        f"the pretrained autoencoder was loaded for {p.image_channels}x"
+                        f"{p.image_size}px images, not the data's {image_shape(self.data)}"
+                    )
         if isinstance(self.model, UNetConfig) and self.model.out_ch != self.model.in_channels:
             raise ValueError("model.out_channels must equal in_channels for a denoiser")
         return self

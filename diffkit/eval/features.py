@@ -357,8 +357,7 @@ def read_state_dict(path: Path, what: str = "InceptionV3 weights") -> dict[str, 
     except Exception as exc:  # pickle, zip, EOF and torch errors alike: the file is unusable
         # only the type: torch's text advises weights_only=False, which would run the file
         raise CheckpointError(
-            f"cannot load {what} {path}: not a plain torch state dict "
-            f"({type(exc).__name__})"
+            f"cannot load {what} {path}: not a plain torch state dict ({type(exc).__name__})"
         ) from None
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()

@@ -89,7 +89,7 @@ def _training_data(
     data = _load_once_per_host(cfg, settings, dist)
     if dist.is_main:
         report_skipped(data, cfg.data.dataset, on_event)
-    return encode_dataset(codec, data) if codec is not None else data
+    return encode_dataset(codec, data, settings.cache_dir) if codec is not None else data
 
 
 def _initial_model(cfg: GenerativeRunConfig, init_from: Path | None) -> nn.Module:

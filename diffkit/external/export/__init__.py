@@ -130,6 +130,9 @@ def _load(source: Path, use_ema: bool, device: torch.device) -> tuple[Pipeline, 
     if method not in SUPPORTED:
         raise ExportError(f"{source}: exporting {method} runs is not supported; diffkit "
                           f"exports {', '.join(SUPPORTED)} runs")  # fmt: skip
+    if (header.config.get("latent") or {}).get("pretrained") is not None:
+        raise ExportError(f"{source} runs on a pretrained autoencoder; exporting such runs "
+                          "is not supported yet")  # fmt: skip
     return load_run_pipeline(source, file, header, device, use_ema), file
 
 
