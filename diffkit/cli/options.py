@@ -163,6 +163,16 @@ Compile = Annotated[
         show_default=False,
     ),
 ]
+GradAccum = Annotated[
+    int | None,
+    typer.Option(
+        help="Micro-batches per step: each batch is split into this many and their "
+        "gradients summed before the step (less memory, the same --batch-size per step; "
+        "default 1). Random draws are per micro-batch: the same training in distribution, "
+        "not bit for bit.",
+        show_default=False,
+    ),
+]
 
 
 def machine_settings(

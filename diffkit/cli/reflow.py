@@ -13,6 +13,7 @@ from diffkit.cli.options import (
     Compile,
     DataDir,
     Device,
+    GradAccum,
     Guidance,
     Loggers,
     PrintConfig,
@@ -155,6 +156,7 @@ def train(
     ] = None,
     epochs: Annotated[int | None, _opt("Passes over the pairs (default: the source's).")] = None,
     batch_size: Annotated[int | None, _opt("Pairs per step.")] = None,
+    grad_accum: GradAccum = None,
     lr: Annotated[float | None, _opt("Peak learning rate.")] = None,
     max_steps: Annotated[int | None, _opt("Stop after this many steps.")] = None,
     sample_every: Annotated[int | None, _opt("Preview grid every N epochs (0 = never).")] = None,
@@ -184,7 +186,8 @@ def train(
         raise UsageError("--scratch and --init-from exclude each other")
     names = logger_names(loggers)
     settings = machine_settings(data_dir, runs_dir, device, compile_net)
-    overrides = {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr,
+    overrides = {"train.epochs": epochs, "train.batch_size": batch_size,
+                 "train.grad_accum": grad_accum, "train.lr": lr,
                  "train.max_steps": max_steps, "train.sample_every": sample_every,
                  "train.seed": seed, "name": name}  # fmt: skip
     run = None

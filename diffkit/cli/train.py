@@ -14,6 +14,7 @@ from diffkit.cli.options import (
     ConfigFile,
     DataDir,
     Device,
+    GradAccum,
     Loggers,
     PrintConfig,
     RunsDir,
@@ -106,6 +107,7 @@ CONFIG_FLAGS = {
     "transformer_depth": "model.transformer_depth",
     "transformer_heads": "model.transformer_heads", "lr_schedule": "train.lr_schedule",
     "lr_final": "train.lr_final_factor", "grad_clip": "train.grad_clip",
+    "grad_accum": "train.grad_accum",
 }  # fmt: skip
 """The config key of each flag of `train ddpm | rf | ldm`, declared once for all three."""
 
@@ -207,6 +209,7 @@ def _latent_config(
 def ddpm(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
+    grad_accum: GradAccum = None,
     lr: LR = None,
     lr_schedule: LRSchedule = None,
     lr_final: LRFinal = None,
@@ -313,6 +316,7 @@ def _train_method(
 def rf(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
+    grad_accum: GradAccum = None,
     lr: LR = None,
     lr_schedule: LRSchedule = None,
     lr_final: LRFinal = None,
@@ -388,6 +392,7 @@ def ldm(
     ] = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
+    grad_accum: GradAccum = None,
     lr: LR = None,
     cond: Cond = None,
     cond_routes: CondRoutes = None,
@@ -432,6 +437,7 @@ def classifier(
     epochs: Annotated[
         int | None, typer.Option(help="Passes over the data (recipe: 4).", show_default=False)
     ] = None,
+    grad_accum: GradAccum = None,
     seed: Seed = None,
     limit_data: Annotated[
         int | None, typer.Option(help="Train on the first N images only.", show_default=False)
@@ -458,6 +464,7 @@ def classifier(
     flags = {
         "data.dataset": dataset,
         "train.epochs": epochs,
+        "train.grad_accum": grad_accum,
         "train.seed": seed,
         "data.limit": limit_data,
         "train.max_steps": max_steps,
@@ -503,6 +510,7 @@ def vae(
     ] = None,
     epochs: Annotated[int | None, _opt("Passes over the data (recipe: 10).")] = None,
     batch_size: BatchSize = None,
+    grad_accum: GradAccum = None,
     lr: LR = None,
     seed: Seed = None,
     limit_data: LimitData = None,
@@ -533,6 +541,7 @@ def vae(
         "recon_loss": recon_loss,
         "train.epochs": epochs,
         "train.batch_size": batch_size,
+        "train.grad_accum": grad_accum,
         "train.lr": lr,
         "train.seed": seed,
         "data.limit": limit_data,
@@ -598,6 +607,7 @@ def controlnet(
     ] = False,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
+    grad_accum: GradAccum = None,
     lr: LR = None,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,
@@ -630,7 +640,8 @@ def controlnet(
         "hint.kind": hint, "hint.low": canny_low, "hint.high": canny_high,
         "hint.sigma": canny_sigma, "objective": objective, "train.cond_drop": cond_drop,
         "unlock_decoder": unlock_decoder, "train.epochs": epochs,
-        "train.batch_size": batch_size, "train.lr": lr, "name": name,
+        "train.batch_size": batch_size, "train.grad_accum": grad_accum, "train.lr": lr,
+        "name": name,
         "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
         "data.limit": limit_data, "train.sample_every": sample_every,
         "train.eval_every": eval_every, "train.eval_n": eval_n, "train.keep_best": keep_best,
@@ -650,9 +661,10 @@ def controlnet(
         run = None
         ref = base_reference(base).model_copy(update={"embedded": embed_base})
         base_cfg = ref.config
+        base_data = ("dataset", "image_size", "channels", "class_names")
         fixed = {
             "base": ref.model_dump(mode="json"),
-            "data": {k: base_cfg["data"][k] for k in ("dataset", "image_size", "channels")},
+            "data": {k: v for k, v in base_cfg["data"].items() if k in base_data},
         }
         if base_cfg.get("method") == "rf":  # previews and evaluation with the flow's solver
             fixed["train"] = {"preview_sampler": "euler", "eval_sampler": "euler"}
@@ -735,7 +747,8 @@ def denoiser(
         "noise.sigma_min": low, "noise.sigma_max": high, "noise.sigma_input": sigma_input,
         "noise.target": target, "noise.pure_noise": pure_noise, "data.dataset": dataset,
         "train.epochs": epochs,
-        "train.batch_size": batch_size, "train.lr": lr, "name": name,
+        "train.batch_size": batch_size, "train.grad_accum": grad_accum, "train.lr": lr,
+        "name": name,
         "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
         "data.limit": limit_data, "train.sample_every": sample_every, "net": net,
     }  # fmt: skip

@@ -50,7 +50,11 @@ class TrainConfig(Frozen):
     """Optimisation and bookkeeping of one training run."""
 
     epochs: int = Field(40, ge=1)
-    batch_size: int = Field(128, ge=1)
+    batch_size: int = Field(128, ge=1, description="images per optimizer step per process")
+    grad_accum: int = Field(
+        1, ge=1, description="micro-batches per step: batch_size is split into this many, "
+        "their gradients summed before one optimizer step (less memory, same batch)"
+    )  # fmt: skip
     lr: float = Field(2e-4, gt=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(500, ge=0)
@@ -116,6 +120,15 @@ class PretrainedVAEConfig(Frozen):
         3, description="the data's channels; gray images are repeated to RGB and decoded "
         "as the mean of the three"
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _equal_micro_batches(self) -> Self:
+        # Equal micro-batches make the mean of their losses the batch's loss exactly, and
+        # keep one input shape for torch.compile.
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"train.batch_size {self.batch_size} is not divisible by "
+                             f"train.grad_accum {self.grad_accum}")  # fmt: skip
+        return self
 
 
 class LatentConfig(Frozen):

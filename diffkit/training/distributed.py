@@ -55,6 +55,27 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item())
 
 
+STOP_VOTE_EVERY = 10
+"""Steps between the ranks' votes on whether to stop (see :func:`stop_agreed`)."""
+
+
+def stop_agreed(
+    flag: bool, step: int, info: DistInfo, device: torch.device, every: int = STOP_VOTE_EVERY
+) -> bool:
+    """Whether the loop stops after ``step``, given this rank's ``flag`` (a signal came).
+
+    One process: ``flag`` itself, at every step. Several: a vote (:func:`any_rank`) only
+    when ``step`` is a multiple of ``every``. The vote's result is read on the host, which
+    waits for the GPU to finish every queued kernel; at every step that would stall the
+    GPU once a step. ``step`` is the same on every rank, so every rank votes at the same
+    steps and all stop at the same one, at most ``every - 1`` steps after the signal."""
+    if not info.enabled:
+        return flag
+    if step % every:
+        return False
+    return any_rank(flag, info, device)
+
+
 def broadcast_object(obj: object, info: DistInfo) -> object:
     if not info.enabled:
         return obj

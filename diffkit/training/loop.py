@@ -34,7 +34,7 @@ from diffkit.runs.checkpoint import (
 )
 from diffkit.runs.layout import OutputError, RunDir
 from diffkit.runs.metrics import MetricsWriter
-from diffkit.training.distributed import DistInfo, all_reduce_mean, any_rank
+from diffkit.training.distributed import DistInfo, all_reduce_mean, stop_agreed
 from diffkit.training.ema import EMA
 from diffkit.training.optim import lr_at, make_optimizer, set_lr
 from diffkit.training.resume import check_resume
@@ -91,8 +91,9 @@ class _Position:
 
 
 class _StopFlag:
-    """SIGINT (Ctrl-C) or SIGTERM asks the loop to stop at the next step boundary; a second
-    one aborts at once (KeyboardInterrupt)."""
+    """SIGINT (Ctrl-C) or SIGTERM asks the loop to stop at the next step boundary (under
+    DDP, at the next of the ranks' votes, see :func:`~diffkit.training.distributed.stop_agreed`);
+    a second one aborts at once (KeyboardInterrupt)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -176,6 +177,17 @@ def _due(every: int, count: int) -> bool:
     return bool(every) and count % every == 0
 
 
+def _micro_batches(x: Tensor, y: Tensor | None, k: int) -> list[tuple[Tensor, Tensor | None]]:
+    """A batch ``x: (B, ...)`` (and its labels ``y: (B,)``) as ``k`` equal micro-batches
+    of ``B / k`` rows, views in order. Equal sizes make the mean of their losses the
+    batch's loss; the config refuses a batch size that ``k`` does not divide, and so does
+    this, for a caller whose batches are not ``cfg.batch_size``."""
+    if x.shape[0] % k:
+        raise ValueError(f"a batch of {x.shape[0]} does not split into {k} equal micro-batches")
+    xs = x.chunk(k)
+    return list(zip(xs, y.chunk(k) if y is not None else [None] * k, strict=True))
+
+
 def _step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
 
@@ -254,6 +266,11 @@ def train(
     scores go to metrics.jsonl (``"event": "eval"``) and, with ``cfg.keep_best``, the weights
     with the lowest FID so far to ``checkpoints/best.safetensors``.
 
+    With ``cfg.grad_accum`` K > 1 each batch is run as K micro-batches whose gradients are
+    summed before the one optimizer step: a step is still one batch of ``cfg.batch_size``
+    (the LR schedule, positions, checkpoints and images/s do not change), and the logged
+    loss is the batch's.
+
     With ``compile_backend`` (e.g. ``"inductor"``) the network's forward runs through
     ``torch.compile`` for the training steps (previews and evaluations stay eager); the
     weights, and so the checkpoints, are those of ``model`` itself. A compiler failure
@@ -269,8 +286,8 @@ def train(
     if resume is not None:
         pos = _restore(resume, model, ema, optimizer, scaler, cfg, world=dist.world,
                        batches=len(batches))  # fmt: skip
-    net = DistributedDataParallel(model) if dist.enabled else model
-    net = compiled(net, compile_backend, lambda message: on_event(
+    ddp = DistributedDataParallel(model) if dist.enabled else None
+    net = compiled(model if ddp is None else ddp, compile_backend, lambda message: on_event(
         TrainEvent("warning", pos.step, pos.epoch, {"message": message})))  # fmt: skip
     generator = torch.Generator(device)
     # The run's length, and so the span of the LR schedule: max_steps when given (a run
@@ -375,14 +392,26 @@ def train(
         return True
 
     def forward_backward(x: Tensor, y: Tensor | None, reseed: int | None = None) -> Tensor:
+        """The step's gradients, summed over ``cfg.grad_accum`` micro-batches (each loss
+        divided by their number, so the sum is the whole batch's gradient); returns the
+        batch's loss, their mean. The objective draws its random numbers per micro-batch,
+        one after the other from the step's generator."""
         if reseed is not None:  # a retried step draws the numbers of the failed attempt
             torch.manual_seed(reseed)
             generator.manual_seed(reseed)
-        with autocast:
-            loss = objective(net, x, y, generator)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        return loss
+        parts = _micro_batches(x, y, cfg.grad_accum)
+        losses = []
+        for i, (xi, yi) in enumerate(parts):
+            # DDP all-reduces in the backward of the last micro-batch only. no_sync covers
+            # the forward too: that is where DDP decides whether the next backward reduces.
+            last = i == len(parts) - 1
+            with ddp.no_sync() if ddp is not None and not last else nullcontext():
+                with autocast:
+                    loss = objective(net, xi, yi, generator)
+                scaler.scale(loss / len(parts) if len(parts) > 1 else loss).backward()
+            losses.append(loss.detach())
+        return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
 
     lr = lr_at(pos.step, cfg, schedule_steps)  # the LR of the latest step, for the log
     flag = _StopFlag()
@@ -424,7 +453,7 @@ def train(
                 if (cfg.sample_every_steps or cfg.eval_every_steps) and pos.batch < len(batches):
                     observe(_due(cfg.sample_every_steps, pos.step),
                             _due(cfg.eval_every_steps, pos.step))  # fmt: skip
-                if any_rank(stop.set, dist, device):
+                if stop_agreed(stop.set, pos.step, dist, device):
                     reason = "interrupted"
                     break
             else:

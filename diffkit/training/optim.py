@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from diffkit.config.run import TrainConfig
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay only on matrices and kernels, not on biases and norms."""
+    """AdamW; weight decay only on matrices and kernels, not on biases and norms. Fused
+    (one kernel for every parameter's update) where :func:`can_fuse` allows, else torch's
+    default implementation (foreach on CUDA, a loop over parameters on CPU)."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
+    fused = {"fused": True} if can_fuse(decay + no_decay) else {}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), **fused)
+
+
+def can_fuse(params: Sequence[Tensor]) -> bool:
+    """Whether AdamW's fused implementation takes ``params``: it needs every one to be a
+    floating-point CUDA tensor (torch >= 2.0). The fused kernel saves the per-parameter
+    launches of the foreach path, which add up on GPUs with many small tensors; CPU and
+    meta parameters (the resume checks build the optimiser on a meta model) keep the
+    default, so CPU runs are unchanged."""
+    return bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
 
 
 def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:

@@ -111,3 +111,16 @@ def test_a_compiler_failure_falls_back_to_eager_with_one_warning(tmp_path: Path,
     a, b = load_checkpoint(eager_run.last_checkpoint), load_checkpoint(run.last_checkpoint)
     for key in a.tensors:
         assert torch.equal(a.tensors[key], b.tensors[key]), key
+
+
+def test_a_failure_within_accumulated_micro_batches_retries_the_whole_step(tmp_path: Path):
+    """With 2 micro-batches the backward compiler fails in the first one's backward; the
+    whole step (both micro-batches, from zeroed gradients and the step's seed) runs again
+    eagerly, so the run is the eager one with the same grad_accum exactly."""
+    backend = aot_autograd(fw_compiler=_graph_as_is, bw_compiler=_no_backward_compiler)
+    _, eager_run, _ = run_training(tmp_path, "eager", max_steps=3, grad_accum=2)
+    result, run, events = run_training(tmp_path, "fails", backend, max_steps=3, grad_accum=2)
+    assert [e.kind for e in events].count("warning") == 1 and result.compiled is False
+    a, b = load_checkpoint(eager_run.last_checkpoint), load_checkpoint(run.last_checkpoint)
+    for key in a.tensors:
+        assert torch.equal(a.tensors[key], b.tensors[key]), key
