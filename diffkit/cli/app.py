@@ -1,5 +1,5 @@
 """The root Typer app: ``diffkit train|sample|eval|reflow|edit|export|cache-bench|denoise-bench|
-runs``."""
+data|runs``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from diffkit import __version__
-from diffkit.cli import cache_bench, denoise_bench, edit, reflow, runs, sample, train
+from diffkit.cli import cache_bench, data, denoise_bench, edit, reflow, runs, sample, train
 from diffkit.cli import eval as eval_cmd
 from diffkit.cli import export as export_cmd
 from diffkit.cli.errors import DiffkitGroup
@@ -30,6 +30,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("export")(export_cmd.export)
 app.command("cache-bench")(cache_bench.cache_bench)
 app.command("denoise-bench")(denoise_bench.denoise_bench)
+app.add_typer(data.app, name="data")
 
 
 def _version(value: bool) -> None:

@@ -96,8 +96,7 @@ def cache_bench(
 
     from diffkit.accel.bench import plot_cache_bench, run_cache_bench
     from diffkit.accel.deepcache import DeepCache
-    from diffkit.cli.shared import check_steps, free_path, source_name
-    from diffkit.data.registry import class_names
+    from diffkit.cli.shared import check_steps, free_path, model_class_names, source_name
     from diffkit.eval.evaluate import MIN_SAMPLES
     from diffkit.methods.load import load_pipeline
     from diffkit.methods.pipeline import cycle_labels
@@ -165,7 +164,7 @@ def cache_bench(
         "created": datetime.now().isoformat(timespec="seconds"), **common,
     }  # fmt: skip
     done: list = []
-    names = class_names(pipe.config.data.dataset) if pipe.config is not None else ()
+    names = model_class_names(pipe)
 
     def on_point(point, images) -> None:
         done.append(point)

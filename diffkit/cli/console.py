@@ -96,6 +96,10 @@ class TrainProgress:
                 d = event.data
                 err.print(f"{d['dataset']}: skipped {d['skipped']} unreadable or oversized "
                           f"image file(s); training on {d['images']}", markup=False)  # fmt: skip
+                if d.get("empty_classes"):
+                    warning(f"{d['dataset']}: no readable image in class(es) "
+                            f"{', '.join(d['empty_classes'])}; they keep their labels but "
+                            "the model never sees them")  # fmt: skip
             case "features":  # the in-training evaluation's feature network, before start
                 features(event.data)
             case "start":

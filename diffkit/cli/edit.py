@@ -23,7 +23,7 @@ from diffkit.cli.options import (
     in_range,
     machine_settings,
 )
-from diffkit.cli.shared import hinted, parse_classes, progress_total
+from diffkit.cli.shared import hinted, model_class_names, parse_classes, progress_total
 
 app = typer.Typer(
     help="Edit images with a diffusion model: visual anagrams, hybrids, SDEdit, inpainting.",
@@ -178,7 +178,7 @@ def _cond(pipe, prompts: list[str], n: int, style: str | None = None):
     dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
     out = []
     for p in prompts:
-        picked = parse_classes([p], dataset, pipe.num_classes)
+        picked = parse_classes([p], dataset, pipe.num_classes, model_class_names(pipe))
         if len(picked) != 1:
             raise UsageError(f"prompt {p!r} names {len(picked)} classes; give one")
         out.append(Cond(labels=torch.full((n,), picked[0], dtype=torch.long)))

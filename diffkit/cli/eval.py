@@ -637,10 +637,12 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common, 
     floor = evaluator.floor(n)
     console.info(f"real floor at n={n}: FID {floor['fid']:.3f}")
     score = _scorer(evaluator, pipe, hints)
-    from diffkit.data.registry import class_names
+    from diffkit.data.registry import class_names, class_names_of
 
+    names = (class_names_of(evaluator.data) if evaluator.data is not None
+             else class_names(evaluator.dataset))  # fmt: skip
     points = run_sweep(sample, score, plan.samplers, plan.settings, folder,
-                       class_names=class_names(evaluator.dataset), on_point=report)  # fmt: skip
+                       class_names=names, on_point=report)  # fmt: skip
     write_json(folder / "sweep.json",
                common | {"n": n, "eta": eta, "swept": plan.key, "floor": floor,
                          "points": [p.as_dict() for p in points]})  # fmt: skip

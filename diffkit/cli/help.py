@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 COMMAND_ORDER = ("train", "sample", "edit", "eval", "reflow", "cache-bench", "denoise-bench",
-                 "export", "runs")  # fmt: skip
+                 "export", "data", "runs")  # fmt: skip
 """Root commands in this order; any other command follows, in registration order."""
 
 SUMMARY = {
@@ -50,6 +50,8 @@ SUMMARY = {
     "cache-bench": "DeepCache speed-up against quality at each cache interval.",
     "denoise-bench": "PSNR of denoisers over noise levels, with baselines.",
     "export": "Write a run as a folder that diffusers loads.",
+    "data": "Prepare datasets: decode once into memory-mappable arrays.",
+    "data prepare": "Decode a dataset into raw arrays that training memory-maps.",
     "runs": "List runs and pair sets: status, steps, best scores.",
 }
 """The command lists' one line per command (``--help`` of the command has the rest)."""

@@ -35,7 +35,7 @@ from diffkit.cli.options import (
     cache_config,
     machine_settings,
 )
-from diffkit.cli.shared import hinted, parse_classes, progress_total
+from diffkit.cli.shared import hinted, model_class_names, parse_classes, progress_total
 from diffkit.config.names import SamplerName
 
 
@@ -63,7 +63,7 @@ def sample_labels(
         return None, n or 64, None
     k = pipe.num_classes
     dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
-    picked = parse_classes(classes or ["all"], dataset, k)  # from cli.shared
+    picked = parse_classes(classes or ["all"], dataset, k, model_class_names(pipe))
     if grid_per_class:  # n images of each class (default 10), class by class
         per = n or 10
         labels = torch.tensor(picked).repeat_interleave(per)
@@ -77,13 +77,11 @@ def class_grid_options(pipe, labels) -> dict:
     """SampleWriter's options for a class grid: one column per requested class, headed by
     its name, as the training previews are, with as many of each class as fit in
     GRID_MAX images (the shards still hold all of them)."""
-    from diffkit.data.registry import class_names
     from diffkit.runs.samples import GRID_MAX
 
     k = len(set(labels.tolist()))
     per = labels.numel() // k
-    names = class_names(pipe.config.data.dataset) if pipe.config is not None else ()
-    return {"class_names": names, "grid_rows": min(per, max(1, GRID_MAX // k))}
+    return {"class_names": model_class_names(pipe), "grid_rows": min(per, max(1, GRID_MAX // k))}
 
 
 @handle_errors

@@ -210,15 +210,24 @@ def check_steps(pipe, sampler: str, steps: int | None) -> int:
         raise UsageError(f"--sampler/--steps: {exc}") from None
 
 
-def parse_classes(specs: list[str], dataset: str, num_classes: int | None) -> list[int]:
-    """``--class`` values -> class indices. Each value is a comma list of indices, ranges
-    (``0..9``), the dataset's class names (any case) or ``all``."""
-    from diffkit.data.registry import class_names
+def model_class_names(pipe) -> tuple[str, ...]:
+    """The class names of a loaded model: those its run was trained with (recorded in its
+    config for a folder, so a moved folder keeps them), none for a foreign model."""
+    from diffkit.data.registry import class_names_of
 
+    return class_names_of(pipe.config.data) if pipe.config is not None else ()
+
+
+def parse_classes(
+    specs: list[str], dataset: str, num_classes: int | None, known: tuple[str, ...] = ()
+) -> list[int]:
+    """``--class`` values -> class indices. Each value is a comma list of class names
+    (``known``, any case; a name wins over an index, so a folder's class ``10`` is that
+    folder), indices, ranges (``0..9``) or ``all``."""
     if num_classes is None:
         raise UsageError("this model is unconditional; --class, --guidance and "
                          "--grid-per-class need a model trained with --cond class")  # fmt: skip
-    names = [n.lower() for n in class_names(dataset)]
+    names = [n.lower() for n in known]
     out: list[int] = []
     for spec in specs:
         for part in (p.strip() for p in spec.split(",") if p.strip()):
@@ -229,13 +238,13 @@ def parse_classes(specs: list[str], dataset: str, num_classes: int | None) -> li
                 if not lo <= hi < num_classes:
                     raise UsageError(f"--class {part}: need 0 <= first <= last < {num_classes}")
                 out.extend(range(lo, hi + 1))
-            elif part.isdigit() and int(part) < num_classes:
-                out.append(int(part))
             elif part.lower() in names:
                 out.append(names.index(part.lower()))
+            elif part.isdigit() and int(part) < num_classes:
+                out.append(int(part))
             else:
-                known = ", ".join(class_names(dataset)) or f"0..{num_classes - 1}"
-                raise UsageError(f"--class {part!r} is not a class of {dataset} ({known})")
+                listed = ", ".join(known) or f"0..{num_classes - 1}"
+                raise UsageError(f"--class {part!r} is not a class of {dataset} ({listed})")
     return out
 
 

@@ -145,7 +145,9 @@ def _with_classes(cfg: GenerativeRunConfig, cond: str | None) -> GenerativeRunCo
         return cfg
     k = len(class_names(cfg.data.dataset))
     if k < 2:
-        raise UsageError(f"--cond class: dataset {cfg.data.dataset} has no class labels")
+        what = "one class" if k == 1 else "no class labels"
+        raise UsageError(f"--cond class: dataset {cfg.data.dataset} has {what} (a folder is "
+                         "labelled by its class subfolders)")  # fmt: skip
     return validate(type(cfg), deep_merge(cfg.model_dump(mode="json"),
                                           {"model": {"num_classes": k}}))  # fmt: skip
 
@@ -708,6 +710,7 @@ def denoiser(
     dataset: Annotated[str | None, _opt("mnist | fashion-mnist | cifar10 | folder:PATH.")] = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
+    grad_accum: GradAccum = None,
     lr: LR = None,
     data_dir: DataDir = None,
     runs_dir: RunsDir = None,

@@ -37,6 +37,10 @@ class DataConfig(Frozen):
     limit: int | None = Field(None, ge=1, description="use only the first N training images")
     image_size: int = Field(32, ge=4, description="resize target for folder: datasets")
     channels: Literal[1, 3] = Field(3, description="1 = gray, 3 = RGB, for folder: datasets")
+    class_names: tuple[str, ...] | None = Field(
+        None, description="a labelled folder's classes in label order, recorded when training "
+        "starts: the run keeps them if the folder moves, and a folder that changed is refused"
+    )  # fmt: skip
 
     @field_validator("dataset")
     @classmethod
@@ -44,6 +48,33 @@ class DataConfig(Frozen):
         from diffkit.data.registry import check_name
 
         return check_name(name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prepared_shape(cls, data: Any) -> Any:
+        """A prepared dataset's image shape is its manifest's: recorded in the config (so a
+        run knows it when the folder is gone) and checked against any value given."""
+        if not isinstance(data, dict) or not str(data.get("dataset", "")).startswith("prepared:"):
+            return data
+        from diffkit.data.prepared import prepared_shape
+
+        shape = prepared_shape(str(data["dataset"]).removeprefix("prepared:"))
+        if shape is None:  # gone: the recorded values stand
+            return data
+        out = dict(data)
+        for key, want in zip(("channels", "image_size"), shape, strict=True):
+            if key in data and data[key] is not None and int(data[key]) != want:
+                raise ValueError(f"data.{key}={data[key]} differs from {data['dataset']}'s "
+                                 f"images ({shape[0]}x{shape[1]}x{shape[1]})")  # fmt: skip
+            out[key] = want
+        return out
+
+    @field_validator("class_names")
+    @classmethod
+    def _distinct(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if names is not None and (not names or len(set(names)) != len(names) or "" in names):
+            raise ValueError("data.class_names must be distinct, non-empty names")
+        return names
 
 
 class TrainConfig(Frozen):
@@ -94,6 +125,15 @@ class TrainConfig(Frozen):
             raise ValueError("train.keep_best needs train.eval_every or eval_every_steps > 0")
         return self
 
+    @model_validator(mode="after")
+    def _equal_micro_batches(self) -> Self:
+        # Equal micro-batches make the mean of their losses the batch's loss exactly, and
+        # keep one input shape for torch.compile.
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"train.batch_size {self.batch_size} is not divisible by "
+                             f"train.grad_accum {self.grad_accum}")  # fmt: skip
+        return self
+
 
 def _model_kind(value: Any) -> str:
     """The ``kind`` of a denoiser config; a mapping without one is a UNet."""
@@ -120,15 +160,6 @@ class PretrainedVAEConfig(Frozen):
         3, description="the data's channels; gray images are repeated to RGB and decoded "
         "as the mean of the three"
     )  # fmt: skip
-
-    @model_validator(mode="after")
-    def _equal_micro_batches(self) -> Self:
-        # Equal micro-batches make the mean of their losses the batch's loss exactly, and
-        # keep one input shape for torch.compile.
-        if self.batch_size % self.grad_accum:
-            raise ValueError(f"train.batch_size {self.batch_size} is not divisible by "
-                             f"train.grad_accum {self.grad_accum}")  # fmt: skip
-        return self
 
 
 class LatentConfig(Frozen):

@@ -1,10 +1,19 @@
 """Dataset registry: ``mnist``, ``fashion-mnist``, ``cifar10`` and ``folder:PATH``.
 
 Every dataset loads once into memory as ``uint8 (N, C, H, W)`` plus ``int64 (N,)`` labels.
+A ``folder:`` dataset is labelled when it holds one subfolder per class
+(:mod:`diffkit.data.folders`); CIFAR-10 is read from its binary version when it is there
+(:mod:`diffkit.data.cifar`).
+
+The class names of a dataset whose names come from its files (a folder's) are recorded in
+the run's config at training start (``DataConfig.class_names``): :func:`class_names_of`
+reads them from there, so a run keeps its names when the folder moves or changes, and
+:func:`load_dataset` refuses a folder whose classes no longer match them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import tempfile
@@ -16,12 +25,16 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
+from diffkit.data.cifar import CLASSES as _CIFAR
+from diffkit.data.cifar import load_cifar10
+from diffkit.data.folders import folder_class_names, folder_items
 from diffkit.data.idx import read_idx
 from diffkit.errors import DataError
 from diffkit.resources import check_memory
 
 if TYPE_CHECKING:
     import numpy as np
+    from PIL import Image
 
     from diffkit.config.run import DataConfig
 
@@ -34,6 +47,7 @@ class ImageData:
     labels: Tensor | None  # (N,) int64
     class_names: tuple[str, ...] = ()
     skipped: int = 0  # unreadable files left out of a folder: dataset (the caller reports it)
+    empty_classes: tuple[str, ...] = ()  # a folder's classes whose every file was skipped
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -52,7 +66,6 @@ _FASHION = (
     "Bag",
     "Ankle boot",
 )
-_CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 # name -> (file stem per split, md5 of the images and labels files, class names)
 _IDX_SETS: dict[str, tuple[dict[str, str], dict[str, str], tuple[str, ...]]] = {
@@ -77,23 +90,76 @@ _IDX_SETS: dict[str, tuple[dict[str, str], dict[str, str], tuple[str, ...]]] = {
         _FASHION,
     ),
 }
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 MAX_IMAGE_PIXELS = 8192 * 8192  # larger headers in a folder: dataset are skipped unread
-NAMES = ("mnist", "fashion-mnist", "cifar10", "folder:PATH")
+NAMES = ("mnist", "fashion-mnist", "cifar10", "folder:PATH", "prepared:PATH")
+PREPARED = "prepared:"  # a folder written by `diffkit data prepare` (diffkit.data.prepared)
 
 
 def check_name(name: str) -> str:
     """Validate a dataset name (used by the config); returns it unchanged."""
     if name in _IDX_SETS or name == "cifar10" or (name.startswith("folder:") and len(name) > 7):
         return name
+    if name.startswith(PREPARED) and len(name) > len(PREPARED):
+        return name
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
 
 
-def class_names(dataset: str) -> tuple[str, ...]:
-    """The class names of a labelled dataset, index order; () for unlabelled folders."""
+def _builtin_names(dataset: str) -> tuple[str, ...] | None:
+    """The class names diffkit knows for a dataset, or None when its files hold them."""
     if dataset in _IDX_SETS:
         return _IDX_SETS[dataset][2]
-    return _CIFAR if dataset == "cifar10" else ()
+    return _CIFAR if dataset == "cifar10" else None
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """The class names of a dataset as it is now, index order; () for a flat folder. A
+    folder is scanned (no image decoded); a missing or empty one is a DataError."""
+    names = _builtin_names(dataset)
+    if names is not None:
+        return names
+    if dataset.startswith("folder:"):
+        return folder_class_names(Path(dataset.removeprefix("folder:")))
+    if dataset.startswith(PREPARED):
+        return tuple(_prepared_manifest(dataset).get("class_names") or ())
+    return ()
+
+
+def _prepared_manifest(dataset: str) -> dict:
+    from diffkit.data.prepared import read_manifest
+
+    return read_manifest(Path(dataset.removeprefix(PREPARED)))
+
+
+def class_names_of(cfg: DataConfig) -> tuple[str, ...]:
+    """The class names a run was trained with: those recorded in its config, else the
+    built-in ones. A folder with none recorded was unlabelled (or trained before names
+    were recorded, when folders had no labels): () and no scan, since the folder as it is
+    now may not be what the run saw, or may be gone."""
+    if cfg.class_names is not None:
+        return cfg.class_names
+    return _builtin_names(cfg.dataset) or ()
+
+
+def with_class_names(cfg: DataConfig, data: ImageData) -> DataConfig:
+    """``cfg`` recording the class names of the loaded ``data`` (a labelled folder's),
+    for the run's config and checkpoints; unchanged when they are built in or recorded."""
+    if cfg.class_names is not None or not data.class_names:
+        return cfg
+    if _builtin_names(cfg.dataset) is not None:
+        return cfg
+    return cfg.model_copy(update={"class_names": tuple(data.class_names)})
+
+
+def _check_recorded(cfg: DataConfig, data: ImageData) -> None:
+    """The dataset's classes must be the ones the config recorded (index for index)."""
+    if cfg.class_names is None or tuple(cfg.class_names) == tuple(data.class_names):
+        return
+    now = ", ".join(data.class_names) or "none (unlabelled)"
+    raise DataError(
+        f"{cfg.dataset} now has classes {now}; the run was trained with "
+        f"{', '.join(cfg.class_names)} (data.class_names in its config): restore the "
+        "folder or train a new run"
+    )
 
 
 def image_shape(cfg: DataConfig) -> tuple[int, int]:
@@ -102,23 +168,38 @@ def image_shape(cfg: DataConfig) -> tuple[int, int]:
         return 1, 28
     if cfg.dataset == "cifar10":
         return 3, 32
+    # a prepared dataset's config holds its manifest's shape (DataConfig records it)
     return cfg.channels, cfg.image_size
 
 
 def load_dataset(
     cfg: DataConfig, data_dir: Path, split: Split = "train", download: bool = True
 ) -> ImageData:
-    """Load a split into memory; ``cfg.limit`` keeps the first N images."""
-    if cfg.dataset in _IDX_SETS:
+    """Load a split into memory (a prepared one that does not fit: memory-mapped);
+    ``cfg.limit`` keeps the first N images."""
+    if cfg.dataset.startswith(PREPARED):
+        data = _load_prepared(Path(cfg.dataset.removeprefix(PREPARED)), split)
+    elif cfg.dataset in _IDX_SETS:
         data = _load_idx(cfg.dataset, Path(data_dir), split, download)
     elif cfg.dataset == "cifar10":
-        data = _load_cifar10(Path(data_dir), split, download)
+        data = ImageData(*load_cifar10(Path(data_dir), split, download), _CIFAR)
     else:
         data = _load_folder(Path(cfg.dataset.removeprefix("folder:")), cfg.image_size, cfg.channels)
+    _check_recorded(cfg, data)
     if cfg.limit is not None:
         labels = data.labels[: cfg.limit] if data.labels is not None else None
-        data = ImageData(data.images[: cfg.limit], labels, data.class_names, data.skipped)
+        data = dataclasses.replace(data, images=data.images[: cfg.limit], labels=labels)
     return data
+
+
+def _load_prepared(folder: Path, split: Split) -> ImageData:
+    """A prepared split; one prepared from a folder has only ``train``, which also serves
+    as its test split, as the folder's own images do."""
+    from diffkit.data.prepared import load_prepared, read_manifest
+
+    if split == "test" and "test" not in read_manifest(folder)["splits"]:
+        split = "train"
+    return load_prepared(folder, split)
 
 
 def _md5(path: Path) -> str:
@@ -171,43 +252,36 @@ def _download_idx(name: str, folder: Path) -> None:
             partial.replace(folder / gz.name)  # never a half-copied file under the real name
 
 
-def _load_cifar10(data_dir: Path, split: Split, download: bool) -> ImageData:
-    from torchvision import datasets
-
-    root = data_dir / "cifar10"
-    try:
-        ds = datasets.CIFAR10(str(root), train=split == "train", download=download)
-    except Exception as exc:
-        raise DataError(
-            f"cifar10 not found in {root}: put the extracted cifar-10-batches-py/ folder there "
-            f"({type(exc).__name__})"
-        ) from None
-    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
-    return ImageData(images, torch.tensor(ds.targets, dtype=torch.long), _CIFAR)
-
-
 def _load_folder(folder: Path, size: int, channels: int) -> ImageData:
-    """Every readable image below ``folder``, center-cropped to a square and resized to
-    ``size``; corrupt or oversized files are skipped and counted in ``skipped``."""
+    """Every readable image of ``folder`` (:func:`~diffkit.data.folders.folder_items`),
+    center-cropped to a square and resized to ``size``; corrupt or oversized files are
+    skipped and counted in ``skipped``. A class whose files all fail keeps its index (the
+    names stay those of the folders) and is named in ``empty_classes``: one broken class
+    should not stop training on the others, and the caller says which classes are empty."""
     import numpy as np
 
-    if not folder.is_dir():
-        raise DataError(f"image folder not found: {folder}")
-    paths = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
-    )
-    if not paths:
-        raise DataError(f"no images ({', '.join(sorted(_IMAGE_SUFFIXES))}) in {folder}")
+    paths, labels, classes = folder_items(folder)
     # the decoded arrays, their stack and its channels-first copy exist together briefly
     check_memory(3 * len(paths) * size * size * channels, f"loading {len(paths)} images")
-    arrays = [a for a in (_read_image(p, size, channels) for p in paths) if a is not None]
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []  # indices into paths of the decoded images
+    for i, path in enumerate(paths):
+        array = _read_image(path, size, channels)
+        if array is not None:
+            arrays.append(array)
+            kept.append(i)
     if not arrays:
         raise DataError(
             f"all {len(paths)} images in {folder} are unreadable (corrupt, or over "
             f"{MAX_IMAGE_PIXELS} pixels)"
         )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return ImageData(images, None, (), skipped=len(paths) - len(arrays))
+    if labels is None:
+        return ImageData(images, None, (), skipped=len(paths) - len(arrays))
+    y = torch.tensor([labels[i] for i in kept], dtype=torch.long)  # (N,)
+    counts = torch.bincount(y, minlength=len(classes))  # (K,) images kept per class
+    empty = tuple(c for c, count in zip(classes, counts.tolist(), strict=True) if not count)
+    return ImageData(images, y, classes, skipped=len(paths) - len(arrays), empty_classes=empty)
 
 
 def _read_image(path: Path, size: int, channels: int) -> np.ndarray | None:
@@ -216,6 +290,7 @@ def _read_image(path: Path, size: int, channels: int) -> np.ndarray | None:
     from PIL import Image, ImageOps
 
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. a palette's transparency: the image is usable
         # PIL only warns below twice its own limit; a bomb is a skipped file, never a hang
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -224,9 +299,24 @@ def _read_image(path: Path, size: int, channels: int) -> np.ndarray | None:
                 if width * height > MAX_IMAGE_PIXELS:
                     return None
                 im = ImageOps.fit(
-                    im.convert("L" if channels == 1 else "RGB"), (size, size),
+                    _eight_bit(im).convert("L" if channels == 1 else "RGB"), (size, size),
                     Image.Resampling.BICUBIC,
                 )  # fmt: skip
                 return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
         except Exception:  # PIL's decoders raise many types (OSError, SyntaxError, ...)
             return None
+
+
+_WIDE_GRAY = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """A 16-bit gray image (modes I;16* and I, as 16-bit PNGs and TIFFs open) scaled to 8
+    bits (L): PIL's own convert clips every value over 255 to white instead of scaling."""
+    if im.mode not in _WIDE_GRAY:
+        return im
+    import numpy as np
+    from PIL import Image
+
+    wide = np.clip(np.asarray(im).astype(np.int32), 0, 65535)  # (H, W)
+    return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))  # mode L

@@ -11,7 +11,7 @@ from torch import nn
 
 from diffkit.config.run import ClassifierRunConfig
 from diffkit.config.settings import Settings
-from diffkit.data.loader import TensorBatches
+from diffkit.data.batching import make_batches
 from diffkit.data.registry import DataError, ImageData
 from diffkit.eval.features import CLASSIFIER_FILE, save_classifier
 from diffkit.methods.common import finish_run, load_splits
@@ -63,7 +63,7 @@ def train_classifier(
     train_data, test_data = load_splits(cfg.data, settings, on_event)
     if train_data.labels is None:
         raise DataError(f"{cfg.data.dataset} has no labels; the classifier needs them")
-    batches = TensorBatches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
+    batches = make_batches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model)
     run = RunDir.create(settings.runs_dir, method_of(cfg.method).runs_folder(cfg), cfg.name)

@@ -63,10 +63,11 @@ def training_evaluator(
 
 def report_skipped(data: ImageData, dataset: str, on_event: Callable[[TrainEvent], None]) -> None:
     """A ``data`` event when a folder dataset left out unreadable or oversized files (the
-    library never prints; the CLI says how many)."""
+    library never prints; the CLI says how many, and which classes were left with none)."""
     if data.skipped:
         on_event(TrainEvent("data", 0, 0, {"dataset": dataset, "skipped": data.skipped,
-                                           "images": len(data)}))  # fmt: skip
+                                           "images": len(data),
+                                           "empty_classes": list(data.empty_classes)}))  # fmt: skip
 
 
 def finish_run(

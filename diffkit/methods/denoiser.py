@@ -22,7 +22,7 @@ from torch import Tensor
 from diffkit.config.resolve import validate
 from diffkit.config.run import DenoiserRunConfig
 from diffkit.config.settings import Settings
-from diffkit.data.loader import TensorBatches
+from diffkit.data.batching import make_batches
 from diffkit.methods.common import finish_run, load_splits, lock_for_resume, open_run
 from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
 from diffkit.methods.registry import method_objective
@@ -182,7 +182,7 @@ def train_denoiser(
         if resume is not None:
             lock_for_resume(held, resume)
         data, test = load_splits(cfg.data, settings, on_event)
-        batches = TensorBatches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
+        batches = make_batches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
         ckpt = None
         if resume is not None:
             ckpt, _ = load_resume(resume.last_checkpoint, cfg.model, cfg.train, world=1,

@@ -18,8 +18,14 @@ from torch import nn
 
 from diffkit.config.run import GenerativeRunConfig
 from diffkit.config.settings import Settings
-from diffkit.data.loader import TensorBatches
-from diffkit.data.registry import DataError, ImageData, class_names, load_dataset
+from diffkit.data.batching import make_batches
+from diffkit.data.registry import (
+    DataError,
+    ImageData,
+    class_names_of,
+    load_dataset,
+    with_class_names,
+)
 from diffkit.methods.common import (
     finish_run,
     lock_for_resume,
@@ -176,6 +182,10 @@ def train_generative(
     classifier (``classifier``, else the most accurate qualified one for the dataset under
     ``settings.runs_dir``; see :func:`diffkit.eval.classifiers.choose_classifier`).
 
+    A labelled folder's class names are recorded in the run's config (``data.class_names``:
+    config.json and every checkpoint), so the run keeps them if the folder moves; a folder
+    whose classes differ from recorded ones is a DataError (:func:`load_dataset`).
+
     Every input is checked before the run folder is written: a model too large for memory
     (ResourceError), a resume checkpoint that does not fit the model (CheckpointError). Rank
     0 holds the run's :class:`RunLock` from before reading a resumed run until training ends.
@@ -193,7 +203,9 @@ def train_generative(
         if resume is not None and dist.is_main:
             lock_for_resume(held, resume)
         data = _training_data(cfg, settings, dist, codec, pairs, on_event)
-        batches = TensorBatches(
+        # a labelled folder's classes go into config.json and every checkpoint's config
+        cfg = cfg.model_copy(update={"data": with_class_names(cfg.data, data)})
+        batches = make_batches(
             data, cfg.train.batch_size, seed=cfg.train.seed, device=device,
             rank=dist.rank, world=dist.world,
         )  # fmt: skip
@@ -247,7 +259,7 @@ def _preview(
     """The preview callback: a grid of samples; for a class-conditional model one column
     per class, its name above it."""
     k = cfg.num_classes
-    names = class_names(cfg.data.dataset)
+    names = class_names_of(cfg.data)
 
     def preview(ema_net: nn.Module, tag: str) -> Path:
         assert run is not None  # previews run on rank 0 only, which has the folder

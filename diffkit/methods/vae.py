@@ -21,7 +21,8 @@ from torch import Tensor
 from diffkit.config.resolve import ConfigError, validate
 from diffkit.config.run import VAERunConfig
 from diffkit.config.settings import Settings
-from diffkit.data.loader import TensorBatches, to_unit_range
+from diffkit.data.batching import make_batches
+from diffkit.data.loader import to_unit_range
 from diffkit.data.registry import ImageData
 from diffkit.eval.features import tensor_digest
 from diffkit.methods.common import finish_run, load_splits
@@ -288,7 +289,7 @@ def train_vae(
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     check_trainable(cfg.model, device)
     train_data, test_data = load_splits(cfg.data, settings, on_event)
-    batches = TensorBatches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
+    batches = make_batches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
     n_show = min(cfg.train.preview_n, len(test_data))
     shown = test_data.images[: n_show // 8 * 8 or n_show]  # whole rows of 8 where possible
     torch.manual_seed(cfg.train.seed)

@@ -92,7 +92,7 @@ def test_unconditional_models_refuse_classes(data_dir: Path, tmp_path: Path):
         (["--cond-routes", "cross"], "needs --cond class"),
         (["--cond", "class", "--cond-drop", "1.5"], "invalid train.cond_drop"),
         (["--mid-block", "transformer", "--transformer-heads", "5"], "transformer_heads"),
-        (["--cond", "class", "--dataset", "folder:/nonexistent"], "no class labels"),
+        (["--cond", "class", "--dataset", "folder:/nonexistent"], "image folder not found"),
     ],
 )
 def test_bad_conditioning_flags_exit_2(data_dir: Path, tmp_path: Path, extra, message):

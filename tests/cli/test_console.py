@@ -40,3 +40,16 @@ def test_plain_progress_lines_for_logs(monkeypatch, capsys):
     with console.steps("x", 3) as tick:  # stderr is no terminal: no bar, no blank lines
         tick()
     assert capsys.readouterr().err == ""
+
+
+def test_data_event_names_classes_left_empty(monkeypatch, capsys):
+    from rich.console import Console
+
+    from diffkit.training import TrainEvent
+
+    monkeypatch.setattr(console, "err", Console(stderr=True, width=200))
+    event = {"dataset": "folder:pets", "skipped": 3, "images": 40, "empty_classes": ["bird"]}
+    console.TrainProgress()(TrainEvent("data", 0, 0, event))
+    out = capsys.readouterr().err
+    assert "folder:pets: skipped 3 unreadable or oversized image file(s); training on 40" in out
+    assert "warning: folder:pets: no readable image in class(es) bird" in out
