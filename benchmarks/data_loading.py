@@ -22,7 +22,8 @@ import torch
 
 from diffkit.config.run import DataConfig
 from diffkit.data.loader import TensorBatches
-from diffkit.data.prepared import MappedBatches, load_prepared, prepare
+from diffkit.data.prepare import prepare
+from diffkit.data.prepared import MappedBatches, load_prepared
 
 
 def make_folder(folder: Path, n: int, size: int) -> None:

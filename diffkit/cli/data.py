@@ -47,7 +47,7 @@ def prepare(
     with worker processes and pinned memory. Prints the folder."""
     from diffkit.config.resolve import validate
     from diffkit.config.run import DataConfig
-    from diffkit.data.prepared import prepare as prepare_dataset
+    from diffkit.data.prepare import prepare as prepare_dataset
     from diffkit.data.registry import image_shape
 
     if channels not in (None, 1, 3):

@@ -7,17 +7,10 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from diffkit.data.registry import DataError, ImageData
+from diffkit.data.images import ImageData, to_uint8, to_unit_range
+from diffkit.errors import DataError
 
-
-def to_unit_range(images: Tensor) -> Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1]."""
-    return images.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(x: Tensor) -> Tensor:
-    """float [-1, 1] -> uint8 [0, 255] (clamped)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+__all__ = ["TensorBatches", "to_uint8", "to_unit_range"]  # the conversions live in images.py
 
 
 class TensorBatches:

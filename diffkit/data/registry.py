@@ -18,17 +18,16 @@ import hashlib
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
-from torch import Tensor
 
 from diffkit.data.cifar import CLASSES as _CIFAR
 from diffkit.data.cifar import load_cifar10
 from diffkit.data.folders import folder_class_names, folder_items
 from diffkit.data.idx import read_idx
+from diffkit.data.images import ImageData
 from diffkit.errors import DataError
 from diffkit.resources import check_memory
 
@@ -39,18 +38,6 @@ if TYPE_CHECKING:
     from diffkit.config.run import DataConfig
 
 Split = Literal["train", "test"]
-
-
-@dataclass(frozen=True)
-class ImageData:
-    images: Tensor  # (N, C, H, W) uint8
-    labels: Tensor | None  # (N,) int64
-    class_names: tuple[str, ...] = ()
-    skipped: int = 0  # unreadable files left out of a folder: dataset (the caller reports it)
-    empty_classes: tuple[str, ...] = ()  # a folder's classes whose every file was skipped
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
 
 
 _DIGITS = tuple(str(i) for i in range(10))

@@ -13,12 +13,12 @@ import torch
 from diffkit.config.run import DataConfig
 from diffkit.data.batching import make_batches
 from diffkit.data.loader import TensorBatches
+from diffkit.data.prepare import prepare
 from diffkit.data.prepared import (
     MANIFEST,
     MappedBatches,
     MappedImageData,
     load_prepared,
-    prepare,
     read_manifest,
 )
 from diffkit.data.registry import DataError, load_dataset
