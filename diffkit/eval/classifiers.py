@@ -110,15 +110,20 @@ def read_record(path: Path) -> ClassifierRecord:
 
 
 def _limits(config: dict[str, Any], summary: dict[str, Any]) -> tuple[str, ...]:
-    """What in the recipe cut training short: a data limit, or a max_steps it stopped at
-    (without a summary a set max_steps counts: nothing says it was not reached)."""
+    """What in the recipe cut training short: a data limit, or a max_steps that ended the
+    run before the recipe's epochs (``--max-steps`` is a run's length, so such a run still
+    ends "finished"; its summary's fractional epochs tell). Without a summary that says
+    otherwise, a set max_steps counts."""
     data, train = config.get("data") or {}, config.get("train") or {}
     out = []
     if isinstance(data, dict) and data.get("limit") is not None:
         out.append(f"data.limit={data['limit']}")
     steps = train.get("max_steps") if isinstance(train, dict) else None
-    if steps is not None and summary.get("reason", "max_steps") == "max_steps":
-        out.append(f"train.max_steps={steps}")
+    if steps is not None:
+        ran, planned = summary.get("epochs"), train.get("epochs")
+        numbers = all(isinstance(v, int | float) for v in (ran, planned))
+        if not numbers or summary.get("reason") == "max_steps" or ran < planned - 1e-9:
+            out.append(f"train.max_steps={steps}")
     return tuple(out)
 
 

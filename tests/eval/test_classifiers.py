@@ -42,15 +42,20 @@ def test_a_record_reads_the_run_summary_first(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    ("flags", "reason", "limited"),
+    ("flags", "reason", "epochs", "limited"),
     [
-        ({"data.limit": 4000}, "finished", ("data.limit=4000",)),
-        ({"train.max_steps": 20}, "max_steps", ("train.max_steps=20",)),
-        ({"train.max_steps": 10**6}, "finished", ()),  # a cap it never reached
+        ({"data.limit": 4000}, "finished", 4.0, ("data.limit=4000",)),
+        # --max-steps is the run's length: a 20-step smoke run ends "finished" after 0.04
+        # of its recipe's 4 epochs (an older run said "max_steps")
+        ({"train.max_steps": 20}, "finished", 0.0427, ("train.max_steps=20",)),
+        ({"train.max_steps": 20}, "max_steps", None, ("train.max_steps=20",)),
+        ({"train.max_steps": 20}, "finished", None, ("train.max_steps=20",)),  # nothing says
+        ({"train.max_steps": 10**4}, "finished", 21.3, ()),  # longer than the recipe
     ],
 )
-def test_a_limited_slice_is_recorded(tmp_path: Path, flags, reason, limited):
-    r = read_record(classifier_run(tmp_path, "20240101-000000", 0.995, flags=flags, reason=reason))
+def test_a_limited_slice_is_recorded(tmp_path: Path, flags, reason, epochs, limited):
+    r = read_record(classifier_run(tmp_path, "20240101-000000", 0.995, flags=flags, reason=reason,
+                                   epochs=epochs))  # fmt: skip
     assert r.limited == limited
     assert bool(r.problems()) == bool(limited)
 

@@ -28,6 +28,7 @@ def classifier_run(
     flags: dict[str, Any] | None = None,
     reason: str = "finished",
     summary: bool = True,
+    epochs: float | None = None,
 ) -> Path:
     """``runs/classifier/<stamp>-<dataset>/`` with config.json, classifier.safetensors (its
     metadata holding the recipe, ``accuracy`` and the sha256) and summary.json. ``flags``
@@ -49,6 +50,8 @@ def classifier_run(
         save_file(load_file(str(file)), str(file), metadata=meta)
     elif summary:
         record = {"reason": reason, "steps": 20, "test_accuracy": accuracy, "sha256": digest}
+        if epochs is not None:  # the fractional epochs run, as summary.json records them
+            record["epochs"] = epochs
         (folder / "summary.json").write_text(json.dumps(record))
     return folder
 
