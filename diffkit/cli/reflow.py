@@ -160,6 +160,7 @@ def train(
     lr: Annotated[float | None, _opt("Peak learning rate.")] = None,
     max_steps: Annotated[int | None, _opt("Stop after this many steps.")] = None,
     sample_every: Annotated[int | None, _opt("Preview grid every N epochs (0 = never).")] = None,
+    sample_every_steps: Annotated[int | None, _opt("Also a preview grid every N steps.")] = None,
     straightness_n: Annotated[
         int, typer.Option(help="Paths for the final straightness S (0 = skip).")
     ] = 500,
@@ -189,6 +190,7 @@ def train(
     overrides = {"train.epochs": epochs, "train.batch_size": batch_size,
                  "train.grad_accum": grad_accum, "train.lr": lr,
                  "train.max_steps": max_steps, "train.sample_every": sample_every,
+                 "train.sample_every_steps": sample_every_steps,
                  "train.seed": seed, "name": name}  # fmt: skip
     run = None
     if resume is not None:

@@ -722,6 +722,7 @@ def denoiser(
     max_steps: MaxSteps = None,
     limit_data: LimitData = None,
     sample_every: SampleEvery = None,
+    sample_every_steps: SampleEverySteps = None,
     resume: Resume = None,
     loggers: Loggers = None,
     compile_net: Compile = None,
@@ -753,7 +754,8 @@ def denoiser(
         "train.batch_size": batch_size, "train.grad_accum": grad_accum, "train.lr": lr,
         "name": name,
         "train.precision": precision, "train.seed": seed, "train.max_steps": max_steps,
-        "data.limit": limit_data, "train.sample_every": sample_every, "net": net,
+        "data.limit": limit_data, "train.sample_every": sample_every,
+        "train.sample_every_steps": sample_every_steps, "net": net,
     }  # fmt: skip
     if net is not None:
         flags |= {f"model.{k}": v for k, v in DENOISER_NETS[net].items()}
