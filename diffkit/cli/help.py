@@ -60,7 +60,8 @@ SUMMARY = {
 _TRAIN_PANELS = {
     "Model": ("preset", "cond", "cond_routes", "cond_drop", "mid_block", "transformer_depth",
               "transformer_heads", "latent", "vae", "schedule", "prediction", "time_sampling",
-              "latent_dim", "latent_channels", "kl_weight", "recon_loss", "net", "base",
+              "latent_dim", "latent_channels", "kl_weight", "recon_loss", "lpips_weight",
+              "lpips_net", "lpips_weights", "net", "base",
               "unlock_decoder", "embed_base", "objective", "init_from", "scratch", "distill"),
     "Data": ("dataset", "limit_data", "data_dir"),
     "Optimisation": ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "lr_schedule",

@@ -501,7 +501,15 @@ def vae(
         Literal["flat", "spatial"] | None,
         _opt(
             "flat: the seeds' conv VAE, a vector latent (default); spatial: "
-            "latent-channels x H/4 x W/4 with attention, for UNet denoisers."
+            "latent-channels x H/4 x W/4 (by default) with attention, for UNet denoisers."
+        ),
+    ] = None,
+    net: Annotated[
+        Literal["small", "kl-f4"] | None,
+        _opt(
+            "A spatial VAE: small (the default, 32-64 channels, CPU minutes) | kl-f4 (the "
+            "seeds' 002 shape, LDM's KL-f4: 128-256-512 channels, 2 blocks per level, "
+            "latent 3 x H/4 x W/4; a GPU net)."
         ),
     ] = None,
     latent_dim: Annotated[int | None, _opt("Flat latent size (default 64).")] = None,
@@ -509,6 +517,23 @@ def vae(
     kl_weight: Annotated[float | None, _opt("Weight of the KL term, beta (default 1).")] = None,
     recon_loss: Annotated[
         Literal["bce", "mse"] | None, _opt("bce (Bernoulli, default) | mse (Gaussian).")
+    ] = None,
+    lpips_weight: Annotated[
+        float | None,
+        _opt(
+            "Weight of LPIPS(image, reconstruction) in the loss, counted per pixel like "
+            "the reconstruction term (default 0: none; needs the lpips extra)."
+        ),
+    ] = None,
+    lpips_net: Annotated[
+        Literal["alex", "vgg"] | None, _opt("LPIPS backbone of --lpips-weight (default alex).")
+    ] = None,
+    lpips_weights: Annotated[
+        Path | None,
+        _opt(
+            "torchvision's ImageNet backbone .pth for --lpips-weight (env "
+            "DIFFKIT_LPIPS_WEIGHTS; default: torch hub cache). Never downloaded."
+        ),
     ] = None,
     epochs: Annotated[int | None, _opt("Passes over the data (recipe: 10).")] = None,
     batch_size: BatchSize = None,
@@ -531,7 +556,7 @@ def vae(
 ) -> None:
     """Train the VAE of latent diffusion; writes vae.safetensors with the latent scaling."""
     from diffkit.config.resolve import resolve_run_config
-    from diffkit.config.run import VAERunConfig
+    from diffkit.config.run import VAE_NETS, VAERunConfig
     from diffkit.methods.vae import train_vae
 
     flags = {
@@ -541,6 +566,8 @@ def vae(
         "model.latent_channels": latent_channels,
         "kl_weight": kl_weight,
         "recon_loss": recon_loss,
+        "lpips_weight": lpips_weight,
+        "lpips_net": lpips_net,
         "train.epochs": epochs,
         "train.batch_size": batch_size,
         "train.grad_accum": grad_accum,
@@ -551,8 +578,15 @@ def vae(
         "train.sample_every": sample_every,
         "name": name,
     }
+    if net is not None:  # the net's model fields, under any flag given beside it
+        if latent == "flat":
+            raise UsageError(f"--net {net} is a spatial VAE; drop --latent flat")
+        given = {k: v for k, v in flags.items() if v is not None}
+        flags = {f"model.{k}": v for k, v in VAE_NETS[net].items()} | given
     names = logger_names(loggers)
     settings = machine_settings(data_dir, runs_dir, device, compile_net)
+    if lpips_weights is not None:
+        settings = settings.model_copy(update={"lpips_weights": lpips_weights})
     cfg = resolve_run_config(VAERunConfig, flags, config)
     show_config(cfg, print_config)
     check_writable(settings.runs_dir)
@@ -565,8 +599,9 @@ def vae(
     if res.train.reason == "non_finite":
         console.error(f"loss became NaN/inf at step {res.train.step}; no vae.safetensors written")
         raise typer.Exit(EXIT_FAILED)
+    lpips = "" if res.lpips is None else f", LPIPS {res.lpips:.4f}"
     console.info(
-        f"recon MSE {res.recon_mse:.4f}, KL {res.kl:.2f} nats/image, latent shift "
+        f"recon MSE {res.recon_mse:.4f}, KL {res.kl:.2f} nats/image{lpips}, latent shift "
         f"{res.shift:+.4f} scale {res.scale:.4f} after {res.train.step} steps "
         f"({res.train.elapsed:.0f} s, {res.train.images_per_sec:.0f} img/s)"
     )

@@ -143,8 +143,13 @@ class MLPConfig(Frozen):
 
 class VAEConfig(Frozen):
     """A convolutional VAE. ``flat``: the seeds' encoder/decoder (001_*) with a vector latent
-    of ``latent_dim``; ``spatial``: a residual encoder/decoder with a ``latent_channels`` x
-    (image_size / 4)^2 latent and self-attention at the lowest resolution."""
+    of ``latent_dim``; ``spatial``: a residual encoder/decoder whose level ``i`` has
+    ``base_channels * channel_mults[i]`` channels and ``num_res_blocks`` blocks, after a
+    ``patch_size`` pixel-unshuffle, with self-attention at the lowest resolution and a
+    ``latent_channels`` x (image_size / downsampling)^2 latent.
+
+    The spatial defaults (patch 2, mults 1-2, one block) are the one network the spatial
+    VAE had before these fields existed, so older configs build it unchanged."""
 
     kind: Literal["vae"] = "vae"
     latent: Literal["flat", "spatial"] = "flat"
@@ -154,22 +159,45 @@ class VAEConfig(Frozen):
     latent_channels: int = Field(4, ge=1, description="spatial latent channels")
     base_channels: int = Field(32, ge=8, description="spatial VAE width")
     norm_groups: int = Field(8, ge=1)
+    patch_size: int = Field(
+        2, ge=1, le=8, description="spatial: pixel-unshuffle factor at the input (1: none)"
+    )
+    channel_mults: tuple[int, ...] = Field(
+        (1, 2), min_length=2, max_length=6, description="spatial: level widths / base_channels"
+    )
+    num_res_blocks: int = Field(1, ge=1, le=16, description="spatial: residual blocks per level")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if self.image_size % 4:
-            raise ValueError(f"image_size {self.image_size} must be divisible by 4")
-        groups = min(self.norm_groups, self.base_channels)
-        if self.latent == "spatial" and self.base_channels % groups:
-            raise ValueError(f"norm_groups={self.norm_groups} does not divide base_channels")
+        factor = self.downsampling
+        if self.image_size % factor:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by {factor} "
+                f"(the {self.latent} VAE's downsampling)"
+            )
+        if self.latent == "flat":
+            return self
+        if any(m < 1 for m in self.channel_mults):
+            raise ValueError("channel_mults must all be >= 1")
+        for ch in sorted({self.base_channels * m for m in self.channel_mults}):
+            if ch % min(self.norm_groups, ch):
+                raise ValueError(f"norm_groups={self.norm_groups} does not divide {ch} channels")
         return self
 
     @property
+    def downsampling(self) -> int:
+        """Image side / latent side: 4 for the flat encoder's two stride-2 convs; the
+        unshuffle times one stride-2 conv per level after the first for the spatial one."""
+        if self.latent == "flat":
+            return 4
+        return self.patch_size * 2 ** (len(self.channel_mults) - 1)
+
+    @property
     def latent_shape(self) -> tuple[int, ...]:
-        """Shape of one latent: (D,) or (C, H/4, W/4)."""
+        """Shape of one latent: (D,) or (C, H/f, W/f), f = ``downsampling``."""
         if self.latent == "flat":
             return (self.latent_dim,)
-        side = self.image_size // 4
+        side = self.image_size // self.downsampling
         return (self.latent_channels, side, side)
 
 

@@ -455,6 +455,20 @@ class ClassifierRunConfig(Frozen):
     max_shift: int = Field(2, ge=0, le=8, description="random translation in pixels")
 
 
+VAE_NETS: dict[str, dict[str, Any]] = {
+    # the spatial default (unshuffle 2, 32-64 channels, one block per level): CPU minutes
+    "small": {"latent": "spatial", "patch_size": 2, "base_channels": 32,
+              "channel_mults": (1, 2), "num_res_blocks": 1, "latent_channels": 4,
+              "norm_groups": 8},
+    # the seeds' 002 autoencoder, LDM's KL-f4 shape (ch 128, mult 1-2-4, 2 blocks, z 3):
+    # full resolution, latent 3 x H/4 x W/4, ~37 M parameters at RGB; a GPU net
+    "kl-f4": {"latent": "spatial", "patch_size": 1, "base_channels": 128,
+              "channel_mults": (1, 2, 4), "num_res_blocks": 2, "latent_channels": 3,
+              "norm_groups": 32},
+}  # fmt: skip
+"""The spatial VAEs of ``diffkit train vae --net`` (``model`` fields; nothing else)."""
+
+
 class VAERunConfig(Frozen):
     """``diffkit train vae``: the image autoencoder of latent diffusion.
 
@@ -487,6 +501,29 @@ class VAERunConfig(Frozen):
     recon_loss: Literal["bce", "mse"] = Field(
         "bce", description="bce: Bernoulli likelihood on [0, 1] pixels; mse: Gaussian"
     )
+    lpips_weight: float = Field(
+        0.0, ge=0.0, description="weight of LPIPS(x, reconstruction), counted per pixel "
+        "like the reconstruction term (docs/vae.md); 0: no LPIPS"
+    )  # fmt: skip
+    lpips_net: Literal["alex", "vgg"] = Field("alex", description="LPIPS backbone")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_follows_data(cls, data: Any) -> Any:
+        """A model section without an image shape takes its data's. The resolver adds the
+        same values, but only after validating the layers once without them, against the
+        28 px default: a VAE whose downsampling does not divide 28 (f = 8 for 32 px images)
+        could not be configured at all."""
+        model = data.get("model", {}) if isinstance(data, dict) else None
+        if not isinstance(model, dict) or {"in_channels", "image_size"} <= model.keys():
+            return data
+        from diffkit.data.registry import image_shape
+
+        try:
+            channels, size = image_shape(DataConfig.model_validate(data.get("data", {})))
+        except ValueError:  # a bad data section: its own validation says why
+            return data
+        return {**data, "model": {"in_channels": channels, "image_size": size, **model}}
 
 
 class PairsConfig(Frozen):

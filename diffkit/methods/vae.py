@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -26,10 +26,10 @@ from diffkit.data.loader import to_unit_range
 from diffkit.data.registry import ImageData
 from diffkit.eval.features import tensor_digest
 from diffkit.methods.common import finish_run, load_splits
-from diffkit.methods.registry import method_objective, method_of
+from diffkit.methods.registry import method_of
 from diffkit.nn.build import check_trainable, meta_model
 from diffkit.nn.vae import VAE, build_vae
-from diffkit.objectives.vae import kl_divergence
+from diffkit.objectives.vae import Perceptual, VAEObjective, kl_divergence
 from diffkit.runs.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -43,9 +43,13 @@ from diffkit.runs.plots import save_grid
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.hardware import resolve_device, resolve_precision
 
+if TYPE_CHECKING:
+    from diffkit.eval.lpips import LPIPS
+
 VAE_FILE = "vae.safetensors"
 STATS_IMAGES = 10_000  # training images whose posterior means fix shift and scale
 BATCH = 1000  # images per forward pass outside training
+LPIPS_IMAGES = 1000  # test images of the summary's LPIPS (1.6 s with AlexNet on 2 CPU cores)
 
 
 @dataclass
@@ -57,6 +61,18 @@ class VAEResult:
     shift: float | None
     scale: float | None
     digest: str | None
+    lpips: float | None = None  # also None when the loss had no LPIPS term
+
+
+@dataclass(frozen=True)
+class VAEScores:
+    """A VAE on a test split: reconstruction MSE per pixel ([-1, 1] units), KL per image
+    (nats) and, when an LPIPS network was given, the mean LPIPS of image and
+    reconstruction (posterior means decoded) over the first ``LPIPS_IMAGES`` images."""
+
+    recon_mse: float
+    kl: float
+    lpips: float | None = None
 
 
 @dataclass
@@ -77,7 +93,7 @@ class LatentCodec:
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        """Shape of one latent: (D,) flat or (C, H/4, W/4) spatial."""
+        """Shape of one latent: (D,) flat or (C, H/f, W/f) spatial (f: the downsampling)."""
         return self.config.model.latent_shape
 
     @property
@@ -203,17 +219,57 @@ def load_codec(path: Path, device: torch.device | str = "cpu") -> LatentCodec:
 
 
 @torch.no_grad()
-def evaluate_vae(net: VAE, data: ImageData, device: torch.device) -> tuple[float, float]:
-    """(reconstruction MSE per pixel in [-1, 1] units, KL per image in nats) on ``data``;
-    reconstructions decode the posterior mean."""
+def evaluate_vae(
+    net: VAE, data: ImageData, device: torch.device, metric: LPIPS | None = None
+) -> VAEScores:
+    """The scores of ``net`` on ``data`` (see :class:`VAEScores`); reconstructions decode
+    the posterior mean. LPIPS is measured on a slice: it costs more than the VAE itself."""
     net.eval()
-    sq = kl = 0.0
+    sq = kl = perceptual = 0.0
     for start in range(0, len(data), BATCH):
         x = to_unit_range(data.images[start : start + BATCH].to(device))
         mu, logvar = net.encode(x)
-        sq += float((net.decode(mu).float() - x).pow(2).sum())
+        recon = net.decode(mu).float()
+        sq += float((recon - x).pow(2).sum())
         kl += float(kl_divergence(mu.float(), logvar.float()).sum())
-    return sq / data.images[0].numel() / len(data), kl / len(data)
+        if metric is not None and start < LPIPS_IMAGES:
+            k = LPIPS_IMAGES - start
+            perceptual += float(metric.distance(x[:k], recon[:k]).sum())
+    n = len(data)
+    lpips = perceptual / min(n, LPIPS_IMAGES) if metric is not None else None
+    return VAEScores(sq / data.images[0].numel() / n, kl / n, lpips)
+
+
+def load_perceptual(cfg: VAERunConfig, settings: Settings, device: torch.device) -> LPIPS | None:
+    """The LPIPS network of the loss, or None without an LPIPS term (then the lpips
+    package is not imported). A missing package or backbone file raises one line."""
+    if cfg.lpips_weight == 0:
+        return None
+    from diffkit.eval.lpips import load_lpips
+
+    return load_lpips(cfg.lpips_net, settings.lpips_weights, device)
+
+
+def lpips_loss(metric: LPIPS) -> Perceptual:
+    """LPIPS as a loss: ``(x, y)`` (B, C, H, W) in [-1, 1] -> (B,), differentiable in its
+    inputs (``LPIPS.distance`` runs without gradients). The images are prepared exactly as
+    the metric prepares them (gray repeated to RGB, upsampled below 64 px), so training
+    optimises the distance ``diffkit eval --lpips`` reports. The network is frozen: no
+    gradient reaches its parameters."""
+    from diffkit.eval.lpips import _prepared  # the metric's own preprocessing, shared
+
+    def distance(x: Tensor, y: Tensor) -> Tensor:
+        a, b = _prepared(x, metric.device), _prepared(y, metric.device)  # (B, 3, >=64, >=64)
+        return metric.module(a, b).flatten()  # (B, 1, 1, 1) -> (B,)
+
+    return distance
+
+
+def vae_objective(cfg: VAERunConfig, metric: LPIPS | None) -> VAEObjective:
+    """The training loss of ``cfg``; ``metric`` (from :func:`load_perceptual`) when it has
+    an LPIPS term."""
+    perceptual = lpips_loss(metric) if metric is not None else None
+    return VAEObjective(cfg.kl_weight, cfg.recon_loss, cfg.lpips_weight, perceptual)
 
 
 @torch.no_grad()
@@ -249,23 +305,26 @@ def _write_codec(
     test_data: ImageData,
     shown: Tensor,
     device: torch.device,
-) -> tuple[float, float, float, float, str]:
+    metric: LPIPS | None = None,
+) -> tuple[VAEScores, float, float, str]:
     """Measure the trained EMA weights and write ``vae.safetensors`` and ``recon.png``;
-    (reconstruction MSE, KL, shift, scale, sha256)."""
+    (test scores, with LPIPS when ``metric`` is given; shift, scale, sha256)."""
     net = build_vae(cfg.model)
     net.load_state_dict(load_checkpoint(run.last_checkpoint, ("ema",)).section("ema"))
     net = net.to(device).eval()
-    mse, kl = evaluate_vae(net, test_data, device)
+    scores = evaluate_vae(net, test_data, device, metric)
     shift, scale = latent_stats(net, train_data, device)
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     digest = tensor_digest(tensors)
     latent = {"shift": shift, "scale": scale, "sha256": digest}
-    state = {"latent": latent, "recon_mse": mse, "kl": kl}
+    state: dict[str, Any] = {"latent": latent, "recon_mse": scores.recon_mse, "kl": scores.kl}
+    if scores.lpips is not None:
+        state["lpips"] = scores.lpips
     model_tensors = {f"model.{k}": v for k, v in tensors.items()}
     config = cfg.model_dump(mode="json")
     save_checkpoint(run.path / VAE_FILE, Checkpoint(config, model_tensors, state))
     save_recon_grid(net, shown, run.path / "recon.png")
-    return mse, kl, shift, scale, digest
+    return scores, shift, scale, digest
 
 
 def train_vae(
@@ -282,11 +341,14 @@ def train_vae(
     reconstruction MSE and KL, the latent shift/scale, ``vae.safetensors`` (the EMA weights,
     equal to the trained ones with the recipe's ``ema_decay`` 0) and ``recon.png``. An
     interrupted or non-finite run writes no ``vae.safetensors``. Always: summary.json, loss.png.
-    A VAE too large for memory is refused (ResourceError) before anything is written; the
-    run folder is locked (:class:`RunLock`) while training writes it.
+    A VAE too large for memory, or an LPIPS term without the lpips package or backbone
+    file, is refused before anything is written; the run folder is locked
+    (:class:`RunLock`) while training writes it. With LPIPS, the test LPIPS and the
+    backbone's identity join the summary.
     """
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
+    metric = load_perceptual(cfg, settings, device)
     check_trainable(cfg.model, device)
     train_data, test_data = load_splits(cfg.data, settings, on_event)
     batches = make_batches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
@@ -307,20 +369,33 @@ def train_vae(
 
         t0 = time.time()
         result = train(
-            model, method_objective(cfg), batches, cfg.train, device=device,
+            model, vae_objective(cfg, metric), batches, cfg.train, device=device,
             autocast_dtype=autocast_dtype, run=run, run_config=run_config, preview=preview,
             on_event=on_event, compile_backend=settings.compile_with,
         )  # fmt: skip
-        mse = kl = shift = scale = digest = None
+        scores, shift, scale, digest = None, None, None, None
         if result.reason in ("finished", "max_steps"):
-            mse, kl, shift, scale, digest = _write_codec(
-                run, cfg, train_data, test_data, shown, device
+            scores, shift, scale, digest = _write_codec(
+                run, cfg, train_data, test_data, shown, device, metric
             )
+        measured = _measured(scores, metric)
         finish_run(
             run, result, device=device, autocast_dtype=autocast_dtype, model=model,
-            recon_mse=mse, kl=kl,
+            **measured,
             latent={"shift": shift, "scale": scale, "shape": list(cfg.model.latent_shape)},
             sha256=digest, wall_seconds=time.time() - t0,
             train_images=len(train_data), test_images=len(test_data),
         )  # fmt: skip
-        return VAEResult(run, result, mse, kl, shift, scale, digest)
+        return VAEResult(run, result, measured["recon_mse"], measured["kl"], shift, scale,
+                         digest, measured.get("lpips"))  # fmt: skip
+
+
+def _measured(scores: VAEScores | None, metric: LPIPS | None) -> dict[str, Any]:
+    """The summary's test scores (None when training did not finish); with an LPIPS term
+    also its test value and the backbone it was computed with (name, file, sha256)."""
+    out: dict[str, Any] = {"recon_mse": None, "kl": None}
+    if scores is not None:
+        out |= {"recon_mse": scores.recon_mse, "kl": scores.kl}
+    if metric is not None:
+        out |= {"lpips": None if scores is None else scores.lpips, "lpips_backbone": metric.about()}
+    return out

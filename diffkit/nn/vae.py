@@ -25,7 +25,7 @@ class VAE(nn.Module):
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        """Shape of one latent: ``(D,)`` (flat) or ``(C_lat, H/4, W/4)`` (spatial)."""
+        """Shape of one latent: ``(D,)`` (flat) or ``(C_lat, H/f, W/f)`` (spatial)."""
         return self.cfg.latent_shape
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -116,55 +116,101 @@ class Block(nn.Module):
         return self.skip(x) + h
 
 
-class SpatialVAE(VAE):
-    """A residual VAE with a ``latent_channels`` x H/4 x W/4 latent, shaped for UNet denoisers
-    (the KL-regularised autoencoder of Rombach et al. 2022, Sec. 3, scaled down to MNIST).
+def _up_level(up: Upsample, block: Block, blocks: nn.Sequential, h: Tensor) -> Tensor:
+    """One decoder level above the lowest: x2 upsample, then its blocks.
+    h: (B, C_in, h, w) -> (B, C_out, 2h, 2w)."""
+    h = up(h, (2 * h.shape[-2], 2 * h.shape[-1]))
+    return blocks(block(h))
 
-    No layer works at full resolution: the input is pixel-unshuffled 2x2 into channels (as
-    the ``small`` UNet does) and the output shuffled back, so a CPU trains it in minutes.
-    Encoder: unshuffle -> conv @ H/2 (b) -> Block -> stride-2 conv @ H/4 (2b) -> Block ->
-    self-attention -> GroupNorm, SiLU, conv to 2 * latent_channels (mu, logvar). Decoder:
-    conv from latent_channels @ H/4 (2b) -> Block -> self-attention -> Block -> up @ H/2 ->
-    Block (2b -> b) -> GroupNorm, SiLU, conv to 4C logits -> shuffle to (C, H, W). ``b`` is
-    ``base_channels``.
+
+class UpLevel(nn.Module):
+    """A decoder level between the lowest and the top: upsample, then ``n`` Blocks, the
+    first from ``c_in`` to ``c_out`` channels. x: (B, c_in, h, w) -> (B, c_out, 2h, 2w)."""
+
+    def __init__(self, c_in: int, c_out: int, n: int, groups: int) -> None:
+        super().__init__()
+        self.up, self.block = Upsample(c_in), Block(c_in, c_out, groups)
+        self.blocks = nn.Sequential(*(Block(c_out, c_out, groups) for _ in range(n - 1)))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return _up_level(self.up, self.block, self.blocks, h)
+
+
+class SpatialVAE(VAE):
+    """A residual VAE with a ``latent_channels`` x H/f x W/f latent, shaped for UNet denoisers
+    (the KL-regularised autoencoder of Rombach et al. 2022, Sec. 3). ``f`` is
+    ``cfg.downsampling``: ``patch_size * 2**(levels - 1)``.
+
+    Level ``i`` has ``w_i = base_channels * channel_mults[i]`` channels and ``n =
+    num_res_blocks`` Blocks. Encoder: pixel-unshuffle by ``patch_size`` (the default 2 means
+    no layer works at full resolution, as in the ``small`` UNet, so a CPU trains it in
+    minutes) -> conv to w_0 -> per level: [stride-2 conv w_{i-1} -> w_i unless first] and n
+    Blocks -> self-attention -> GroupNorm, SiLU, conv to 2 * latent_channels (mu, logvar).
+    Decoder: conv from the latent to w_top -> Block -> self-attention -> n Blocks -> per
+    level upwards: upsample x2, n Blocks (the first w_{i+1} -> w_i) -> GroupNorm, SiLU, conv
+    to C * patch_size^2 logits -> pixel-shuffle to (C, H, W).
+
+    The defaults (patch 2, mults 1-2, n = 1) are the two-level network this class was before
+    it took those fields, parameter for parameter and name for name: the top decoder level's
+    modules sit on the VAE as ``up``, ``block`` (and ``blocks``, empty for n = 1), the levels
+    between it and the lowest in ``levels``, so that network's checkpoints still load.
     """
 
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__(cfg)
-        b, c2, g = cfg.base_channels, 2 * cfg.base_channels, cfg.norm_groups
+        widths = [cfg.base_channels * m for m in cfg.channel_mults]
+        top, g, n, p = widths[-1], cfg.norm_groups, cfg.num_res_blocks, cfg.patch_size
         c, lc = cfg.in_channels, cfg.latent_channels
-        head_ch = 32 if c2 % 32 == 0 else c2  # channels per attention head
+        head_ch = 32 if top % 32 == 0 else top  # channels per attention head
         self.encoder = nn.Sequential(
-            nn.PixelUnshuffle(2),  # (B, 4C, H/2, W/2)
-            nn.Conv2d(4 * c, b, 3, padding=1),
-            Block(b, b, g),
-            nn.Conv2d(b, c2, 3, stride=2, padding=1),  # H/4
-            Block(c2, c2, g),
-            SelfAttention2d(c2, head_ch, g),
-            group_norm(c2, g),
+            nn.PixelUnshuffle(p),  # (B, C p^2, H/p, W/p)
+            nn.Conv2d(c * p * p, widths[0], 3, padding=1),
+            *_encoder_levels(widths, n, g),  # (B, w_top, H/f, W/f)
+            SelfAttention2d(top, head_ch, g),
+            group_norm(top, g),
             nn.SiLU(),
-            nn.Conv2d(c2, 2 * lc, 3, padding=1),
+            nn.Conv2d(top, 2 * lc, 3, padding=1),
         )
         self.dec_in = nn.Sequential(
-            nn.Conv2d(lc, c2, 3, padding=1),
-            Block(c2, c2, g),
-            SelfAttention2d(c2, head_ch, g),
-            Block(c2, c2, g),
+            nn.Conv2d(lc, top, 3, padding=1),
+            Block(top, top, g),
+            SelfAttention2d(top, head_ch, g),
+            *(Block(top, top, g) for _ in range(n)),
         )
-        self.up, self.block = Upsample(c2), Block(c2, b, g)  # H/2
+        # decoder levels len-2 .. 1, lowest first; level 0 (the top) is up/block/blocks
+        self.levels = nn.ModuleList(
+            UpLevel(widths[i + 1], widths[i], n, g) for i in range(len(widths) - 2, 0, -1)
+        )
+        self.up, self.block = Upsample(widths[1]), Block(widths[1], widths[0], g)
+        self.blocks = nn.Sequential(*(Block(widths[0], widths[0], g) for _ in range(n - 1)))
         self.dec_out = nn.Sequential(
-            group_norm(b, g), nn.SiLU(), nn.Conv2d(b, 4 * c, 3, padding=1), nn.PixelShuffle(2)
+            group_norm(widths[0], g),
+            nn.SiLU(),
+            nn.Conv2d(widths[0], c * p * p, 3, padding=1),
+            nn.PixelShuffle(p),
         )
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, C_lat, H/4, W/4) each
+        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, C_lat, H/f, W/f) each
         return mu, logvar
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        h = self.dec_in(z)  # (B, 2b, H/4, W/4)
-        half = self.cfg.image_size // 2
-        h = self.block(self.up(h, (half, half)))  # (B, b, H/2, W/2)
+        h = self.dec_in(z)  # (B, w_top, H/f, W/f)
+        for level in self.levels:
+            h = level(h)  # (B, w_i, 2h, 2w)
+        h = _up_level(self.up, self.block, self.blocks, h)  # (B, w_0, H/p, W/p)
         return self.dec_out(h)  # (B, C, H, W)
+
+
+def _encoder_levels(widths: list[int], n: int, groups: int) -> list[nn.Module]:
+    """Each level's n Blocks, a stride-2 conv (w_{i-1} -> w_i) before every level but the
+    first: (B, w_0, h, w) -> (B, w_top, h / 2^(levels-1), w / 2^(levels-1))."""
+    layers: list[nn.Module] = []
+    for i, width in enumerate(widths):
+        if i:
+            layers.append(nn.Conv2d(widths[i - 1], width, 3, stride=2, padding=1))
+        layers.extend(Block(width, width, groups) for _ in range(n))
+    return layers
 
 
 def build_vae(cfg: VAEConfig) -> VAE:

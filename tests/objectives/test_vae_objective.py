@@ -1,4 +1,5 @@
-"""The VAE objective's terms (Kingma & Welling 2014, Eq. 10 and Appendix B)."""
+"""The VAE objective's terms (Kingma & Welling 2014, Eq. 10 and Appendix B) and its
+optional perceptual term."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import torch
 
 from diffkit.config.model import VAEConfig
 from diffkit.nn import build_model
-from diffkit.objectives.vae import VAEObjective, kl_divergence, reconstruction, vae_terms
+from diffkit.objectives.vae import (
+    VAEObjective,
+    kl_divergence,
+    perceptual_term,
+    reconstruction,
+    vae_terms,
+)
 
 
 def test_kl_is_zero_at_the_prior_and_matches_the_closed_form():
@@ -52,3 +59,39 @@ def test_reconstruction_prefers_the_right_logits():
 def test_unknown_recon_loss_is_refused():
     with pytest.raises(ValueError, match="recon_loss"):
         VAEObjective(1.0, "l1")  # type: ignore[arg-type]
+
+
+def test_lpips_weight_zero_is_the_old_objective_and_never_calls_the_distance():
+    def never(x, y):
+        raise AssertionError("called")
+
+    torch.manual_seed(0)
+    net = build_model(VAEConfig(latent="spatial", base_channels=8)).eval()
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    old = VAEObjective(0.5, "mse")(net, x, None, torch.Generator().manual_seed(1))
+    new = VAEObjective(0.5, "mse", 0.0, never)(net, x, None, torch.Generator().manual_seed(1))
+    assert torch.equal(old, new)
+
+
+def test_the_perceptual_term_counts_each_image_once_per_pixel():
+    """A stand-in distance (mean squared error per image): the term is its batch mean
+    times C * H * W, so with mse it equals the summed reconstruction term exactly."""
+    torch.manual_seed(0)
+    net = build_model(VAEConfig(latent="spatial", base_channels=8, in_channels=3,
+                                image_size=16)).eval()  # fmt: skip
+
+    def mse(a, b):
+        return (a - b).pow(2).flatten(1).mean(1)  # (B,)
+
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    logits, mu, logvar = net(x, torch.Generator().manual_seed(1))
+    term = perceptual_term(mse, logits, x)
+    recon, kl = vae_terms(logits, x, mu, logvar, "mse")
+    torch.testing.assert_close(term, recon)
+    loss = VAEObjective(0.1, "mse", 2.0, mse)(net, x, None, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(loss, recon + 0.1 * kl + 2.0 * recon)
+
+
+def test_an_lpips_weight_needs_a_distance():
+    with pytest.raises(ValueError, match="perceptual"):
+        VAEObjective(1.0, "bce", 1.0)
