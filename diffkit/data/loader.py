@@ -13,6 +13,15 @@ from diffkit.errors import DataError
 __all__ = ["TensorBatches", "to_uint8", "to_unit_range"]  # the conversions live in images.py
 
 
+def epoch_order(seed: int, epoch: int, n: int, rank: int = 0, world: int = 1) -> Tensor:
+    """The indices rank ``rank`` of ``world`` visits in ``epoch``: every ``world``-th of a
+    permutation of ``n`` seeded by ``(seed, epoch)``. The one shuffle of every batcher, so
+    in-memory and memory-mapped data give the same batches and any position can be
+    resumed."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)[rank::world]
+
+
 class TensorBatches:
     """Shuffled, sharded mini-batches of an :class:`ImageData` held on ``device``.
 
@@ -47,8 +56,7 @@ class TensorBatches:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor | None]]:
         """Yield ``(x, y: (B,) or None)`` from batch ``start``: uint8 images become float
         (B, C, H, W) in [-1, 1]; float data (e.g. latents, (B, ...)) pass through."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.images), generator=g)[self.rank :: self.world]
+        perm = epoch_order(self.seed, epoch, len(self.images), self.rank, self.world)
         for i in range(start, self.batches_per_epoch):
             idx = perm[i * self.batch_size : (i + 1) * self.batch_size].to(self.images.device)
             y = self.labels[idx] if self.labels is not None else None

@@ -26,18 +26,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from diffkit.data.images import ImageData, to_unit_range
+from diffkit.data.loader import epoch_order
 from diffkit.errors import DataError
 from diffkit.resources import available_memory, human_bytes
-
-if TYPE_CHECKING:
-    pass
 
 FORMAT = "diffkit-prepared-1"
 MANIFEST = "manifest.json"
@@ -177,8 +175,7 @@ class MappedBatches:
         return self.batches_per_epoch
 
     def _index_batches(self, epoch: int, start: int) -> list[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)  # as TensorBatches
-        perm = torch.randperm(self.n, generator=g)[self.rank :: self.world]
+        perm = epoch_order(self.seed, epoch, self.n, self.rank, self.world)
         b = self.batch_size
         return [perm[i * b : (i + 1) * b].tolist() for i in range(start, self.batches_per_epoch)]
 

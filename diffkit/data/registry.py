@@ -28,6 +28,7 @@ from diffkit.data.cifar import load_cifar10
 from diffkit.data.folders import folder_class_names, folder_items
 from diffkit.data.idx import read_idx
 from diffkit.data.images import ImageData
+from diffkit.data.prepared import PREFIX, load_prepared, read_manifest
 from diffkit.errors import DataError
 from diffkit.resources import check_memory
 
@@ -79,7 +80,7 @@ _IDX_SETS: dict[str, tuple[dict[str, str], dict[str, str], tuple[str, ...]]] = {
 }
 MAX_IMAGE_PIXELS = 8192 * 8192  # larger headers in a folder: dataset are skipped unread
 NAMES = ("mnist", "fashion-mnist", "cifar10", "folder:PATH", "prepared:PATH")
-PREPARED = "prepared:"  # a folder written by `diffkit data prepare` (diffkit.data.prepared)
+PREPARED = PREFIX  # a folder written by `diffkit data prepare` (diffkit.data.prepared)
 
 
 def check_name(name: str) -> str:
@@ -112,8 +113,6 @@ def class_names(dataset: str) -> tuple[str, ...]:
 
 
 def _prepared_manifest(dataset: str) -> dict:
-    from diffkit.data.prepared import read_manifest
-
     return read_manifest(Path(dataset.removeprefix(PREPARED)))
 
 
@@ -182,8 +181,6 @@ def load_dataset(
 def _load_prepared(folder: Path, split: Split) -> ImageData:
     """A prepared split; one prepared from a folder has only ``train``, which also serves
     as its test split, as the folder's own images do."""
-    from diffkit.data.prepared import load_prepared, read_manifest
-
     if split == "test" and "test" not in read_manifest(folder)["splits"]:
         split = "train"
     return load_prepared(folder, split)

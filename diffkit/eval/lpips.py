@@ -53,6 +53,12 @@ class LPIPS:
     digest: str
     device: torch.device
 
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        """Distances (B,) of one batch, differentiable in ``a`` and ``b`` (as a loss; the
+        network's own parameters are frozen), prepared as :meth:`distance` prepares them."""
+        x, y = _prepared(a, self.device), _prepared(b, self.device)  # (B, 3, >=64, >=64)
+        return self.module(x, y).flatten()  # (B, 1, 1, 1): each layer's spatial mean, summed
+
     @torch.no_grad()
     def distance(self, a: Tensor, b: Tensor, batch_size: int = BATCH) -> Tensor:
         """Per-pair distances (N,) of images ``a`` and ``b`` (N, C, H, W): uint8, or float
@@ -62,9 +68,8 @@ class LPIPS:
                               f"and {tuple(b.shape)}")  # fmt: skip
         out = [torch.zeros(0)]
         for start in range(0, a.shape[0], batch_size):
-            x, y = (_prepared(t[start : start + batch_size], self.device) for t in (a, b))
-            d = self.module(x, y)  # (B, 1, 1, 1): the spatial mean of each layer's distance
-            out.append(d.flatten().float().cpu())
+            d = self(a[start : start + batch_size], b[start : start + batch_size])
+            out.append(d.float().cpu())
         return torch.cat(out)
 
     def diversity(self, images: Tensor, pairs: int = 1000, seed: int = 0) -> dict[str, float]:

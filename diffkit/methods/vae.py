@@ -256,13 +256,7 @@ def lpips_loss(metric: LPIPS) -> Perceptual:
     the metric prepares them (gray repeated to RGB, upsampled below 64 px), so training
     optimises the distance ``diffkit eval --lpips`` reports. The network is frozen: no
     gradient reaches its parameters."""
-    from diffkit.eval.lpips import _prepared  # the metric's own preprocessing, shared
-
-    def distance(x: Tensor, y: Tensor) -> Tensor:
-        a, b = _prepared(x, metric.device), _prepared(y, metric.device)  # (B, 3, >=64, >=64)
-        return metric.module(a, b).flatten()  # (B, 1, 1, 1) -> (B,)
-
-    return distance
+    return metric  # LPIPS.__call__: (x, y) -> (B,), with gradients
 
 
 def vae_objective(cfg: VAERunConfig, metric: LPIPS | None) -> VAEObjective:
