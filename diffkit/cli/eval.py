@@ -35,6 +35,7 @@ from diffkit.cli.options import (
     Rtol,
     RunsDir,
     Seed,
+    SpacingOpt,
     TFInceptionWeights,
     machine_settings,
 )
@@ -247,6 +248,7 @@ def evaluate(
         typer.Option(help="Sampling steps (default: T for ddpm, else 50).", show_default=False),
     ] = None,
     eta: Eta = 0.0,
+    spacing: SpacingOpt = None,
     rtol: Rtol = 1e-3,
     atol: Atol = 1e-3,
     guidance: Guidance = 1.0,
@@ -387,14 +389,15 @@ def evaluate(
     if plan is not None:
         if perceptual is not None:
             raise UsageError("--lpips scores one evaluation, not a --sweep")
-        _run_sweep(src.pipe, evaluator, plan, n, seed, eta, batch_size, out / f"{stamp}-sweep",
-                   common, hints)  # fmt: skip
+        _run_sweep(src.pipe, evaluator, plan, n, seed, (eta, spacing), batch_size,
+                   out / f"{stamp}-sweep", common, hints)  # fmt: skip
         return
     floor = evaluator.floor(count)  # first: too few real images fails before sampling
     images, labels = src.images, src.labels
     if src.pipe is not None:
+        grid = (eta, spacing)
         images, labels, gen_info = _generate(
-            src.pipe, n, sampler, steps, eta, seed, batch_size, guidance, (rtol, atol), hints
+            src.pipe, n, sampler, steps, grid, seed, batch_size, guidance, (rtol, atol), hints
         )
         common |= gen_info
         if settings.compile:  # False: torch.compile failed and sampling fell back to eager
@@ -553,9 +556,9 @@ def _check_memory(src: _Source, n: int, extractor: FeatureExtractor) -> None:
     check_memory(n * per_image, what)
 
 
-def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, tolerances, hints=None):
+def _generate(pipe, n, sampler, steps, grid, seed, batch_size, guidance, tolerances, hints=None):
     """Sample ``n`` images; a class-conditional model draws every class equally often, or
-    with hints each hint's source class."""
+    with hints each hint's source class. ``grid`` is (eta, spacing)."""
     import time
 
     from diffkit.methods.pipeline import cycle_labels
@@ -568,8 +571,9 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
 
         labels, cond, _ = hinted_batch(pipe, hints, n)
     total = progress_total(sampler, steps, n, batch_size)
-    given = {"eta": eta, "rtol": tolerances[0], "atol": tolerances[1]}
-    options = {k: v for k, v in given.items() if k in pipe.reads(sampler)}
+    eta, spacing = grid
+    given = {"eta": eta, "spacing": spacing, "rtol": tolerances[0], "atol": tolerances[1]}
+    options = {k: v for k, v in given.items() if k in pipe.reads(sampler) and v is not None}
     with console.steps(f"{sampler}-{steps}, {n} images", total) as advance:
         start = time.perf_counter()
         result = pipe.sample(
@@ -588,7 +592,9 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
     images = result.images
     spec = SAMPLERS[sampler]
     info = {"sampler": sampler, "steps": None if spec.adaptive else steps,
-            "nfe": result.nfe, "eta": eta, **({"rtol": tolerances[0], "atol": tolerances[1]}
+            "nfe": result.nfe, "eta": eta, **({"spacing": spacing} if "spacing" in options
+                                                else {}),
+            **({"rtol": tolerances[0], "atol": tolerances[1]}
                                                  if "rtol" in spec.options else {}),
             "sample_seconds": wall, "ms_per_image": 1000 * wall / n}  # fmt: skip
     if labels is not None or hints is not None:
@@ -596,12 +602,13 @@ def _generate(pipe, n, sampler, steps, eta, seed, batch_size, guidance, toleranc
     return images, labels, info
 
 
-def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common, hints=None):
+def _run_sweep(pipe, evaluator, plan, n, seed, grid, batch_size, folder, common, hints=None):
     from diffkit.eval.sweep import plot_sweep, run_sweep
     from diffkit.methods.controlnet import with_control
     from diffkit.methods.pipeline import cycle_labels
     from diffkit.runs.layout import write_json
 
+    eta, spacing = grid
     folder = free_path(folder)
     labels, cond = cycle_labels(pipe.num_classes, n), None
     if hints is not None:
@@ -617,7 +624,8 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common, 
             tag += f" control={s.control_scale:g}"
             steered = with_control(pipe, replace(pipe.model.control, scale=s.control_scale))
         with console.steps(tag, progress_total(sampler, s.steps, n, batch_size)) as advance:
-            options = {"eta": eta} if "eta" in pipe.reads(sampler) else {}
+            given = {"eta": eta, "spacing": spacing}
+            options = {k: v for k, v in given.items() if k in pipe.reads(sampler) and v is not None}
             result = steered.sample(n, sampler=sampler, steps=s.steps, seed=seed, **options,
                                     batch_size=batch_size, on_step=advance, labels=labels,
                                     cond=cond, guidance=1.0 if w is None else w)  # fmt: skip
@@ -644,7 +652,7 @@ def _run_sweep(pipe, evaluator, plan, n, seed, eta, batch_size, folder, common, 
     points = run_sweep(sample, score, plan.samplers, plan.settings, folder,
                        class_names=names, on_point=report)  # fmt: skip
     write_json(folder / "sweep.json",
-               common | {"n": n, "eta": eta, "swept": plan.key, "floor": floor,
+               common | {"n": n, "eta": eta, "spacing": spacing, "swept": plan.key, "floor": floor,
                          "points": [p.as_dict() for p in points]})  # fmt: skip
     plot_sweep(points, floor["fid"], folder / "sweep.png", key=plan.key,
                run=source_name(Path(common["source"])), features=common["features"],

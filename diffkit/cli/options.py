@@ -74,6 +74,16 @@ Atol = Annotated[
     float,
     typer.Option(help="dopri5 absolute tolerance (1e-9 .. 1).", callback=in_range(1e-9, 1.0)),
 ]
+SpacingOpt = Annotated[
+    Literal["leading", "trailing", "linspace", "karras"] | None,
+    typer.Option(
+        "--spacing",
+        help="DDPM timestep grid for fewer steps than T (default: the model's; trailing for "
+        "diffkit runs, the scheduler's for diffusers models); karras: Karras et al. 2022's "
+        "rho = 7 noise levels, rounded to timesteps.",
+        show_default=False,
+    ),
+]
 Eta = Annotated[
     float,
     typer.Option(

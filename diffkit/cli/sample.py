@@ -32,6 +32,7 @@ from diffkit.cli.options import (
     Overwrite,
     Rtol,
     Seed,
+    SpacingOpt,
     cache_config,
     machine_settings,
 )
@@ -114,14 +115,7 @@ def sample(
     rtol: Rtol = 1e-3,
     atol: Atol = 1e-3,
     eta: Eta = 0.0,
-    spacing: Annotated[
-        Literal["leading", "trailing", "linspace"] | None,
-        typer.Option(
-            help="Timestep spacing for fewer steps than T (default: the model's; trailing "
-            "for diffkit runs, the scheduler's for diffusers models).",
-            show_default=False,
-        ),
-    ] = None,
+    spacing: SpacingOpt = None,
     variance: Annotated[
         Literal["fixed_small", "fixed_large", "learned_range"] | None,
         typer.Option(

@@ -56,7 +56,14 @@ Precision = Annotated[
 MaxSteps = Annotated[int | None, _opt("Stop after this many steps.")]
 LimitData = Annotated[int | None, _opt("Train on the first N images only.")]
 Schedule = Annotated[Literal["linear", "cosine"] | None, _opt("Noise schedule.")]
-PredictionOpt = Annotated[Literal["eps", "x0", "v"] | None, _opt("What the network predicts.")]
+PredictionOpt = Annotated[
+    Literal["eps", "x0", "v", "edm"] | None,
+    _opt("What the network predicts (edm: Karras et al. 2022 preconditioning)."),
+]
+NoiseLevels = Annotated[
+    Literal["uniform", "log_normal"] | None,
+    _opt("Training noise levels: uniform timesteps, or EDM's log-normal sigma."),
+]
 SampleEvery = Annotated[int | None, _opt("Preview grid every N epochs (0 = never).")]
 EvalEvery = Annotated[int | None, _opt("FID/KID of the EMA model every N epochs (0 = never).")]
 SampleEverySteps = Annotated[int | None, _opt("Also a preview grid every N steps.")]
@@ -99,7 +106,8 @@ CONFIG_FLAGS = {
     "preset": "preset", "dataset": "data.dataset", "name": "name",
     "precision": "train.precision", "seed": "train.seed", "max_steps": "train.max_steps",
     "limit_data": "data.limit", "schedule": "diffusion.schedule",
-    "prediction": "diffusion.prediction", "time_sampling": "flow.time_sampling",
+    "prediction": "diffusion.prediction", "noise_levels": "diffusion.noise_levels",
+    "time_sampling": "flow.time_sampling",
     "sample_every": "train.sample_every", "eval_every": "train.eval_every",
     "sample_every_steps": "train.sample_every_steps",
     "eval_every_steps": "train.eval_every_steps",
@@ -217,10 +225,10 @@ def ddpm(
     lr_final: LRFinal = None,
     grad_clip: GradClip = None,
     preset: Annotated[
-        Literal["tiny", "small", "default"] | None,
+        Literal["tiny", "small", "small-v1", "default"] | None,
         _opt(
-            "tiny (tests) | small (2-core CPU, ~17 min) | default (the seeds' GPU model; "
-            "used when no preset is given)."
+            "tiny (tests) | small (2-core CPU, ~11 min) | small-v1 (small before issue 20) | "
+            "default (the seeds' GPU model; used when no preset is given)."
         ),
     ] = None,
     dataset: Annotated[str | None, _opt("mnist | fashion-mnist | cifar10 | folder:PATH.")] = None,
@@ -248,6 +256,7 @@ def ddpm(
     limit_data: LimitData = None,
     schedule: Schedule = None,
     prediction: PredictionOpt = None,
+    noise_levels: NoiseLevels = None,
     sample_every: SampleEvery = None,
     eval_every: EvalEvery = None,
     sample_every_steps: SampleEverySteps = None,
@@ -260,7 +269,7 @@ def ddpm(
     compile_net: Compile = None,
     print_config: PrintConfig = False,
 ) -> None:
-    """Train a DDPM (UNet, eps/x0/v prediction, optional class conditioning) on pixels, or
+    """Train a DDPM (UNet, eps/x0/v/EDM prediction, optional class conditioning) on pixels, or
     with --latent on a VAE's latents; writes a run folder."""
     flags = _config_flags(locals())
     flags |= _cond_flags(cond, cond_routes, cond_drop)
@@ -324,8 +333,11 @@ def rf(
     lr_final: LRFinal = None,
     grad_clip: GradClip = None,
     preset: Annotated[
-        Literal["tiny", "small", "default"] | None,
-        _opt("tiny (tests) | small (2-core CPU) | default (the seeds' GPU UNet)."),
+        Literal["tiny", "small", "small-v1", "default"] | None,
+        _opt(
+            "tiny (tests) | small (2-core CPU) | small-v1 (small before issue 20) | default "
+            "(the seeds' GPU UNet)."
+        ),
     ] = None,
     dataset: Annotated[str | None, _opt("mnist | fashion-mnist | cifar10 | folder:PATH.")] = None,
     vae: Annotated[
@@ -410,6 +422,7 @@ def ldm(
     limit_data: LimitData = None,
     schedule: Schedule = None,
     prediction: PredictionOpt = None,
+    noise_levels: NoiseLevels = None,
     sample_every: SampleEvery = None,
     eval_every: EvalEvery = None,
     sample_every_steps: SampleEverySteps = None,

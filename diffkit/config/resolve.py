@@ -170,7 +170,9 @@ def resolve_run_config(
         )
         if not isinstance(preset, str) or preset not in PRESETS:
             raise ConfigError(f"invalid preset: {preset!r} is not one of {', '.join(PRESETS)}")
-        base = PRESETS[preset]
+        # a preset's method-specific sections (a DDPM's diffusion) only reach the methods
+        # that have them: `train rf --preset small` takes its network and training recipe
+        base = {k: v for k, v in PRESETS[preset].items() if k in model.model_fields}
     else:  # a method with one fixed recipe (e.g. the classifier) keeps it in ``BASE``
         base = getattr(model, "BASE", {})
     layers = deep_merge(deep_merge(base, env), top)

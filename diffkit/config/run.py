@@ -12,7 +12,7 @@ from diffkit.config.names import OdeSolverName, SamplerName
 RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]  # the folder suffix
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant", "exponential"]
-Preset = Literal["tiny", "small", "default", "latent-flat", "latent-spatial"]
+Preset = Literal["tiny", "small", "small-v1", "default", "latent-flat", "latent-spatial"]
 # DDPM models take every sampler (the ODE solvers through the probability-flow velocity);
 # rectified flows take the ODE solvers.
 
@@ -24,10 +24,17 @@ class DiffusionConfig(Frozen):
     num_steps: int = Field(1000, ge=2, le=100_000)
     beta_start: float = Field(1e-4, gt=0, lt=1)
     beta_end: float = Field(0.02, gt=0, lt=1)
-    prediction: Literal["eps", "x0", "v"] = "eps"
+    prediction: Literal["eps", "x0", "v", "edm"] = Field(
+        "eps", description="eps | x0 | v | edm (Karras et al. 2022 preconditioning)"
+    )
     min_snr_gamma: float | None = Field(
         None, gt=0, description="Min-SNR-gamma loss weighting (Hang et al. 2023); None = off"
     )
+    noise_levels: Literal["uniform", "log_normal"] = Field(
+        "uniform", description="training noise levels: t ~ U{0..T-1}, or EDM's ln sigma ~ N"
+    )
+    log_sigma_mean: float = Field(-1.2, description="mean of ln sigma (log_normal levels)")
+    log_sigma_std: float = Field(1.2, gt=0, description="std of ln sigma (log_normal levels)")
 
 
 class DataConfig(Frozen):
@@ -336,8 +343,11 @@ PRESETS: dict[str, dict] = {
             "ema_decay": 0.99,
         },
     },
-    # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, ~17 minutes.
+    # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, ~13 minutes.
+    # A DDPM predicts v with Min-SNR-5 weights (issue 20's ablation, docs/benchmarks.md
+    # 16); a flow (`train rf`) takes the network and training recipe only.
     "small": {
+        "diffusion": {"prediction": "v", "min_snr_gamma": 5.0},
         "model": {
             "patch_size": 2,
             "base_channels": 32,
@@ -360,6 +370,12 @@ PRESETS: dict[str, dict] = {
             "preview_steps": 50,
         },
     },
+}
+# The `small` recipe before issue 20 (eps prediction, uniform timesteps): kept so its
+# numbers in docs/benchmarks.md stay reproducible.
+PRESETS["small-v1"] = {"model": dict(PRESETS["small"]["model"]),
+                       "train": dict(PRESETS["small"]["train"])}  # fmt: skip
+PRESETS |= {
     # Latent diffusion on a flat VAE's latents (B, D): a residual MLP; minutes on a CPU.
     "latent-flat": {
         "model": {"kind": "mlp", "hidden": 512, "depth": 4, "emb_dim": 128, "dropout": 0.0},

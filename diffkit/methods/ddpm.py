@@ -13,6 +13,7 @@ from diffkit.samplers.dpm_solver import dpm_solver_pp_2m
 from diffkit.samplers.probability_flow import ddpm_velocity, probability_flow_sample
 from diffkit.samplers.table import SAMPLERS, family_samplers
 from diffkit.schedules import DDPMSchedule, spaced_timesteps
+from diffkit.schedules.spacing import karras_timesteps
 
 
 class DDPMPipeline(Pipeline):
@@ -55,6 +56,8 @@ class DDPMPipeline(Pipeline):
         """The descending grid of ``steps`` timesteps (S,) under ``spacing`` (None: the
         model's); a ``leading`` grid is shifted by the model's ``steps_offset``."""
         spacing = spacing or self.model.spacing
+        if spacing == "karras":
+            return karras_timesteps(self.schedule.alphas_cumprod, steps)
         ts = spaced_timesteps(self.schedule.num_steps, steps, spacing)  # type: ignore[arg-type]
         return ts + self.model.steps_offset if spacing == "leading" else ts
 

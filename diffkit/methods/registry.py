@@ -73,7 +73,8 @@ def schedule_of(cfg: DDPMRunConfig) -> DDPMSchedule:
 def _ddpm_objective(cfg: DDPMRunConfig, paired: bool) -> DDPMObjective:
     d = cfg.diffusion
     return DDPMObjective(schedule_of(cfg), d.prediction, d.min_snr_gamma, cfg.num_classes,
-                         cfg.train.cond_drop)  # fmt: skip
+                         cfg.train.cond_drop, d.noise_levels, d.log_sigma_mean,
+                         d.log_sigma_std)  # fmt: skip
 
 
 def _flow_objective(cfg: FlowRunConfig, paired: bool) -> FlowObjective:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from diffkit.objectives.ddpm import DDPMObjective
 from diffkit.objectives.flow import FlowObjective
-from diffkit.param import split_prediction
+from diffkit.param import network_input, split_prediction
 from diffkit.samplers.common import NET_TIME_SCALE
 
 
@@ -88,7 +88,7 @@ class ReconObjective:
             sched = self.base.schedule
             t = torch.full((b,), sched.num_steps - 1, device=x.device, dtype=torch.long)
             abar = sched.alpha_bar(t, x.ndim, x.dtype)
-            out = net(blank, t, cond, hint)
+            out = net(network_input(self.base.prediction, blank, abar), t, cond, hint)
             _, estimate = split_prediction(out.float(), self.base.prediction, blank, abar)
         else:
             t = torch.zeros(b, device=x.device, dtype=x.dtype)

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from diffkit.param import Prediction, split_prediction, split_variance, x0_to_eps
+from diffkit.param import (
+    Prediction,
+    network_input,
+    split_prediction,
+    split_variance,
+    x0_to_eps,
+)
 from diffkit.samplers.ode import Velocity
 from diffkit.schedules import DDPMSchedule
 
@@ -71,7 +77,8 @@ def make_denoiser(
     @torch.no_grad()
     def denoise(xt: Tensor, t: Tensor) -> tuple[Tensor, ...]:
         abar = schedule.alpha_bar(t, xt.ndim, xt.dtype)
-        pred, v = split_variance(net(xt, t, cond).to(xt.dtype), xt)
+        inp = network_input(prediction, xt, abar)  # c_in x_t for edm, else x_t
+        pred, v = split_variance(net(inp, t, cond).to(xt.dtype), xt)
         eps, x0 = split_prediction(pred, prediction, xt, abar)
         if clip is not False:
             x0 = project_x0(x0, clip)

@@ -20,10 +20,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from diffkit.param import Prediction, split_prediction, split_variance, x0_to_eps
+from diffkit.param import (
+    Prediction,
+    network_input,
+    split_prediction,
+    split_variance,
+    x0_to_eps,
+)
 from diffkit.samplers.common import Clip, project_x0
 from diffkit.samplers.ode import OdeCallback, Solver, Velocity, check_start, solve, steered
 from diffkit.schedules import DDPMSchedule
+from diffkit.schedules.ddpm import interpolate_timestep
 
 
 def flow_time(abar: Tensor) -> Tensor:
@@ -52,16 +59,7 @@ def ddpm_flow_times(schedule: DDPMSchedule, timesteps: Tensor) -> Tensor:
 def fractional_timestep(schedule: DDPMSchedule, abar: Tensor) -> Tensor:
     """The real-valued timestep whose abar (linearly interpolated in log abar between the
     integer timesteps) is ``abar`` (B,); clamped to [0, T - 1]."""
-    return _interpolate_timestep(-schedule.alphas_cumprod.log().to(abar.device), abar)
-
-
-def _interpolate_timestep(table: Tensor, abar: Tensor) -> Tensor:
-    """:func:`fractional_timestep` on ``table`` = -log abar per timestep ((T,), increasing)."""
-    target = (-abar.double().log()).clamp(table[0], table[-1])
-    hi = torch.searchsorted(table, target).clamp(1, table.shape[0] - 1)
-    lo = hi - 1
-    frac = (target - table[lo]) / (table[hi] - table[lo])
-    return lo.double() + frac
+    return interpolate_timestep(-schedule.alphas_cumprod.log().to(abar.device), abar)
 
 
 def ddpm_velocity(
@@ -85,11 +83,12 @@ def ddpm_velocity(
         abar = abar_of_flow_time(tau)
         if abar.device not in tables:
             tables[abar.device] = -ab.log().to(abar.device)
-        t = _interpolate_timestep(tables[abar.device], abar)
+        t = interpolate_timestep(tables[abar.device], abar)
         shape = (-1,) + (1,) * (z.ndim - 1)
         abar_b = abar.reshape(shape).to(z.dtype)
         x = z * (abar_b.sqrt() + (1 - abar_b).sqrt())  # z = x / (a + s)
-        pred, _ = split_variance(net(x, t.to(z.dtype), cond).to(z.dtype), x)
+        inp = network_input(prediction, x, abar_b)
+        pred, _ = split_variance(net(inp, t.to(z.dtype), cond).to(z.dtype), x)
         eps, x0 = split_prediction(pred, prediction, x, abar_b)
         if clip is not False:
             x0 = project_x0(x0, clip)

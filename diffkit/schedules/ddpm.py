@@ -83,6 +83,17 @@ class DDPMSchedule:
         return (c0 * x0 + ct * xt).to(xt.dtype), var.to(xt.dtype)
 
 
+def interpolate_timestep(table: Tensor, abar: Tensor) -> Tensor:
+    """The real-valued timestep (float64, like ``abar``'s shape) whose abar, linearly
+    interpolated in log abar between integer timesteps, is ``abar``; ``table`` is -log abar
+    per timestep ((T,), increasing, on abar's device). Clamped to [0, T - 1]."""
+    target = (-abar.double().log()).clamp(table[0], table[-1])
+    hi = torch.searchsorted(table, target).clamp(1, table.shape[0] - 1)
+    lo = hi - 1
+    frac = (target - table[lo]) / (table[hi] - table[lo])
+    return lo.double() + frac
+
+
 def posterior_coefficients(ab: Any, ab_prev: Any) -> tuple[Any, Any, Any, Any]:
     """q(x_prev | x_t, x_0) between any two noise levels ``ab`` = abar_t < ``ab_prev``
     (floats or tensors): ``(c0, ct, variance, beta)`` with mean ``c0 x_0 + ct x_t``. With

@@ -114,6 +114,21 @@ def test_eval_sweep(run_with_eval: Path, classifier: Path, runs: Path, data_dir:
     assert len(list(folder.glob("grid-*.png"))) == 4
 
 
+def test_eval_on_a_karras_grid(run_with_eval: Path, classifier: Path, data_dir: Path):
+    """--spacing reaches the sampler (single and sweep) and is recorded in the report."""
+    common = ("-n", "12", "--spacing", "karras", "--data-dir", data_dir,
+              "--classifier", classifier)  # fmt: skip
+    result = invoke("eval", run_with_eval, "--sampler", "dpm++2m", "--steps", "3", *common)
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    assert report["spacing"] == "karras" and report["nfe"] == 3
+    result = invoke("eval", run_with_eval, "--sweep", "steps=2", "--samplers", "heun,ddim",
+                    *common)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert json.loads((folder / "sweep.json").read_text())["spacing"] == "karras"
+
+
 def test_eval_saved_samples(run_with_eval: Path, classifier: Path, data_dir: Path, tmp_path):
     out = tmp_path / "s"
     assert invoke("sample", run_with_eval, "-n", "16", "--steps", "2", "--out", out).exit_code == 0

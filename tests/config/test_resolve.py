@@ -19,6 +19,20 @@ def test_defaults_come_from_the_preset():
     assert tiny.train.batch_size == PRESETS["tiny"]["train"]["batch_size"]
 
 
+def test_small_and_small_v1_differ_only_in_the_ddpm_objective():
+    """Issue 20: `small` is v-prediction with Min-SNR-5; `small-v1` keeps the recipe its
+    older benchmark numbers came from; a flow takes the shared sections only."""
+    from diffkit.config.run import FlowRunConfig
+
+    new = resolve_run_config(DDPMRunConfig, {"preset": "small"}, environ={})
+    old = resolve_run_config(DDPMRunConfig, {"preset": "small-v1"}, environ={})
+    assert (new.diffusion.prediction, new.diffusion.min_snr_gamma) == ("v", 5.0)
+    assert (old.diffusion.prediction, old.diffusion.min_snr_gamma) == ("eps", None)
+    assert (new.model, new.train) == (old.model, old.train)
+    flow = resolve_run_config(FlowRunConfig, {"preset": "small"}, environ={})
+    assert flow.model == new.model and not hasattr(flow, "diffusion")
+
+
 def test_precedence_flags_over_file_over_env_over_preset(tmp_path: Path):
     file = tmp_path / "run.toml"
     file.write_text('name = "from-file"\n[train]\nlr = 0.003\nepochs = 7\nbatch_size = 16\n')

@@ -133,6 +133,9 @@ def _load(source: Path, use_ema: bool, device: torch.device) -> tuple[Pipeline, 
     if (header.config.get("latent") or {}).get("pretrained") is not None:
         raise ExportError(f"{source} runs on a pretrained autoencoder; exporting such runs "
                           "is not supported yet")  # fmt: skip
+    if (header.config.get("diffusion") or {}).get("prediction") == "edm":
+        raise ExportError(f"{source} predicts with EDM preconditioning, which diffusers' "
+                          "DDPMScheduler has no prediction type for")  # fmt: skip
     return load_run_pipeline(source, file, header, device, use_ema), file
 
 
