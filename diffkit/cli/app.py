@@ -9,6 +9,7 @@ import typer
 
 from diffkit import __version__
 from diffkit.cli import cache_bench, data, denoise_bench, edit, reflow, runs, sample, train
+from diffkit.cli import ema as ema_cmd
 from diffkit.cli import eval as eval_cmd
 from diffkit.cli import export as export_cmd
 from diffkit.cli.errors import DiffkitGroup
@@ -28,6 +29,7 @@ app.command("sample")(sample.sample)
 app.command("runs")(runs.runs)
 app.command("eval")(eval_cmd.evaluate)
 app.command("export")(export_cmd.export)
+app.command("ema")(ema_cmd.ema)
 app.command("cache-bench")(cache_bench.cache_bench)
 app.command("denoise-bench")(denoise_bench.denoise_bench)
 app.add_typer(data.app, name="data")

@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 COMMAND_ORDER = ("train", "sample", "edit", "eval", "reflow", "cache-bench", "denoise-bench",
-                 "export", "data", "runs")  # fmt: skip
+                 "ema", "export", "data", "runs")  # fmt: skip
 """Root commands in this order; any other command follows, in registration order."""
 
 SUMMARY = {
@@ -49,6 +49,7 @@ SUMMARY = {
     "reflow straightness": "How far a flow's ODE paths are from straight lines.",
     "cache-bench": "DeepCache speed-up against quality at each cache interval.",
     "denoise-bench": "PSNR of denoisers over noise levels, with baselines.",
+    "ema": "Post-hoc EMA: rebuild a run's EMA at other decays from snapshots.",
     "export": "Write a run as a folder that diffusers loads.",
     "data": "Prepare datasets: decode once into memory-mappable arrays.",
     "data prepare": "Decode a dataset into raw arrays that training memory-maps.",
@@ -65,7 +66,8 @@ _TRAIN_PANELS = {
               "unlock_decoder", "embed_base", "objective", "init_from", "scratch", "distill"),
     "Data": ("dataset", "limit_data", "data_dir"),
     "Optimisation": ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "lr_schedule",
-                     "lr_final", "grad_clip", "seed", "precision", "compile_net"),
+                     "lr_final", "grad_clip", "seed", "precision", "compile_net",
+                     "snapshot_every_steps"),
     "Previews and evaluation": ("sample_every", "eval_every", "sample_every_steps",
                                 "eval_every_steps", "eval_n", "keep_best",
                                 "classifier", "straightness_n"),

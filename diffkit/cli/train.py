@@ -68,6 +68,11 @@ SampleEvery = Annotated[int | None, _opt("Preview grid every N epochs (0 = never
 EvalEvery = Annotated[int | None, _opt("FID/KID of the EMA model every N epochs (0 = never).")]
 SampleEverySteps = Annotated[int | None, _opt("Also a preview grid every N steps.")]
 EvalEverySteps = Annotated[int | None, _opt("Also an evaluation every N steps.")]
+SnapshotEverySteps = Annotated[
+    int | None,
+    _opt("Save the mean raw weights every N steps, so `diffkit ema` can rebuild the EMA of "
+         "any decay afterwards (post-hoc EMA; 0 = never)."),
+]  # fmt: skip
 EvalN = Annotated[int | None, _opt("Images per in-training evaluation.")]
 KeepBest = Annotated[
     bool | None, _opt("Keep checkpoints/best.safetensors by lowest FID.", "--keep-best")
@@ -110,6 +115,7 @@ CONFIG_FLAGS = {
     "time_sampling": "flow.time_sampling",
     "sample_every": "train.sample_every", "eval_every": "train.eval_every",
     "sample_every_steps": "train.sample_every_steps",
+    "snapshot_every_steps": "train.snapshot_every_steps",
     "eval_every_steps": "train.eval_every_steps",
     "eval_n": "train.eval_n", "keep_best": "train.keep_best", "mid_block": "model.mid_block",
     "transformer_depth": "model.transformer_depth",
@@ -260,6 +266,7 @@ def ddpm(
     sample_every: SampleEvery = None,
     eval_every: EvalEvery = None,
     sample_every_steps: SampleEverySteps = None,
+    snapshot_every_steps: SnapshotEverySteps = None,
     eval_every_steps: EvalEverySteps = None,
     eval_n: EvalN = None,
     keep_best: KeepBest = None,
@@ -370,6 +377,7 @@ def rf(
     sample_every: SampleEvery = None,
     eval_every: EvalEvery = None,
     sample_every_steps: SampleEverySteps = None,
+    snapshot_every_steps: SnapshotEverySteps = None,
     eval_every_steps: EvalEverySteps = None,
     eval_n: EvalN = None,
     keep_best: KeepBest = None,
@@ -426,6 +434,7 @@ def ldm(
     sample_every: SampleEvery = None,
     eval_every: EvalEvery = None,
     sample_every_steps: SampleEverySteps = None,
+    snapshot_every_steps: SnapshotEverySteps = None,
     eval_every_steps: EvalEverySteps = None,
     eval_n: EvalN = None,
     keep_best: KeepBest = None,

@@ -101,6 +101,10 @@ class TrainConfig(Frozen):
     grad_clip: float | None = Field(1.0, gt=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     ema_warmup: bool = True
+    snapshot_every_steps: int = Field(
+        0, ge=0, description="save the mean raw weights every N steps, for `diffkit ema` "
+        "(post-hoc EMA of any decay); 0 = never"
+    )  # fmt: skip
     precision: Precision = "auto"
     channels_last: bool = True
     seed: int = Field(0, ge=0, lt=2**31)

@@ -63,6 +63,11 @@ class RunDir:
         return self.checkpoints / "best.safetensors"
 
     @property
+    def snapshots(self) -> Path:
+        """Mean raw weights every ``train.snapshot_every_steps`` steps, for post-hoc EMA."""
+        return self.path / "snapshots"
+
+    @property
     def eval_dir(self) -> Path:
         return self.path / "eval"
 

@@ -38,6 +38,7 @@ from diffkit.training.distributed import DistInfo, all_reduce_mean, stop_agreed
 from diffkit.training.ema import EMA
 from diffkit.training.optim import lr_at, make_optimizer, set_lr
 from diffkit.training.resume import check_resume
+from diffkit.training.snapshots import SnapshotWriter
 
 Objective = Callable[[nn.Module, Tensor, Tensor | None, torch.Generator], Tensor]
 StopReason = Literal["finished", "nothing_to_do", "interrupted", "non_finite", "max_steps"]
@@ -296,11 +297,18 @@ def train(
     metrics = MetricsWriter(run.metrics) if run is not None and dist.is_main else None
     on_disk = run.last_checkpoint if run is not None and dist.is_main else None
     saved = on_disk if on_disk is not None and on_disk.is_file() else None
+    # Post-hoc EMA (training/snapshots.py): the mean raw weights every N steps and at each
+    # checkpoint, so a resume from the last checkpoint misses no step.
+    snapshots = None
+    if cfg.snapshot_every_steps and run is not None and dist.is_main:
+        snapshots = SnapshotWriter(run.snapshots, model, pos.step)
 
     def checkpoint(epoch_file: bool) -> None:
         nonlocal saved
         if run is None or not dist.is_main:
             return
+        if snapshots is not None:
+            snapshots.flush()
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors |= {f"ema.{k}": v for k, v in ema.shadow.state_dict().items()}
         tensors |= _optimizer_tensors(optimizer) | extra
@@ -443,6 +451,10 @@ def train(
                 scaler.update()
                 ema.update(model, pos.step)
                 pos.step += 1
+                if snapshots is not None:
+                    snapshots.add()
+                    if pos.step % cfg.snapshot_every_steps == 0:
+                        snapshots.flush()
                 pos.batch += 1
                 pos.images += x.shape[0] * dist.world
                 window.add(loss, x.shape[0] * dist.world)

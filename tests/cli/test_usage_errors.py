@@ -15,7 +15,10 @@ from tests.cli.util import invoke
         (["train", "ddpm", "--epochs", "abc"], ["'--epochs'", "integer"]),
         (["train", "ddpm", "--lr", "abc"], ["'--lr'", "number"]),
         (["train", "ddpm", "--device", "tpu"], ["'--device'", "'auto', 'cpu', 'cuda'"]),
-        (["train", "ddpm", "--preset", "huge"], ["'--preset'", "'tiny', 'small', 'small-v1', 'default'"]),
+        (
+            ["train", "ddpm", "--preset", "huge"],
+            ["'--preset'", "'tiny', 'small', 'small-v1', 'default'"],
+        ),
         (["train", "ddpm", "--foo"], ["no such option: --foo"]),
         (["train", "nope"], ["no such command 'nope'"]),
         (["sample"], ["missing argument 'source'"]),
