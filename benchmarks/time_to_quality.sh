@@ -35,6 +35,12 @@ declare -A ROWS=(
   [batch128]="train ddpm --preset small-v1 --batch-size 128 --lr 3e-3"
   [ema999]="train ddpm --preset small-v1 --config $out/ema999.toml"
   [small]="train ddpm --preset small"
+  [s-lr3e-3]="train ddpm --preset small --lr 3e-3"
+  [s-lr7e-4]="train ddpm --preset small --lr 7e-4"
+  [x0-minsnr]="train ddpm --preset small-v1 --prediction x0 --config $out/minsnr.toml"
+  [s-deep24]="train ddpm --preset small --config $out/deep24.toml"
+  [s-batch128]="train ddpm --preset small --batch-size 128 --lr 2.1e-3"
+  [x0-small]="train ddpm --preset small --prediction x0 --snapshot-every-steps 20"
   [small-v1-full]="train ddpm --preset small-v1"
   [rf-small]="train rf --preset small"
 )
@@ -47,6 +53,12 @@ cat > "$out/wide48.toml" <<'TOML'
 [model]
 base_channels = 48  # 14x14@48, 7x7@96: 2.2x the FLOPs
 head_channels = 48
+TOML
+cat > "$out/deep24.toml" <<'TOML'
+[model]
+base_channels = 24  # two residual blocks per level at 3/4 the width: 1.1x the FLOPs
+head_channels = 24
+num_res_blocks = 2
 TOML
 cat > "$out/ema999.toml" <<'TOML'
 [train]

@@ -348,10 +348,10 @@ PRESETS: dict[str, dict] = {
         },
     },
     # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, ~13 minutes.
-    # A DDPM predicts v with Min-SNR-5 weights (issue 20's ablation, docs/benchmarks.md
+    # A DDPM predicts x0 with Min-SNR-5 weights (issue 20's ablation, docs/benchmarks.md
     # 16); a flow (`train rf`) takes the network and training recipe only.
     "small": {
-        "diffusion": {"prediction": "v", "min_snr_gamma": 5.0},
+        "diffusion": {"prediction": "x0", "min_snr_gamma": 5.0},
         "model": {
             "patch_size": 2,
             "base_channels": 32,

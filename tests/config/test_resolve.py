@@ -20,13 +20,13 @@ def test_defaults_come_from_the_preset():
 
 
 def test_small_and_small_v1_differ_only_in_the_ddpm_objective():
-    """Issue 20: `small` is v-prediction with Min-SNR-5; `small-v1` keeps the recipe its
+    """Issue 20: `small` is x0-prediction with Min-SNR-5; `small-v1` keeps the recipe its
     older benchmark numbers came from; a flow takes the shared sections only."""
     from diffkit.config.run import FlowRunConfig
 
     new = resolve_run_config(DDPMRunConfig, {"preset": "small"}, environ={})
     old = resolve_run_config(DDPMRunConfig, {"preset": "small-v1"}, environ={})
-    assert (new.diffusion.prediction, new.diffusion.min_snr_gamma) == ("v", 5.0)
+    assert (new.diffusion.prediction, new.diffusion.min_snr_gamma) == ("x0", 5.0)
     assert (old.diffusion.prediction, old.diffusion.min_snr_gamma) == ("eps", None)
     assert (new.model, new.train) == (old.model, old.train)
     flow = resolve_run_config(FlowRunConfig, {"preset": "small"}, environ={})
