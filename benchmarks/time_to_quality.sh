@@ -43,6 +43,11 @@ declare -A ROWS=(
   [x0-small]="train ddpm --preset small --prediction x0 --snapshot-every-steps 20"
   [small-v1-full]="train ddpm --preset small-v1"
   [rf-small]="train rf --preset small"
+  [s-gelu]="train ddpm --preset small --config $out/gelu.toml"
+  [s-gn1]="train ddpm --preset small --config $out/gn1.toml"
+  [s-in]="train ddpm --preset small --config $out/in.toml"
+  [s-warm0]="train ddpm --preset small --config $out/warm0.toml"
+  [s-warm500]="train ddpm --preset small --config $out/warm500.toml"
 )
 cat > "$out/patch4.toml" <<'TOML'
 [model]
@@ -59,6 +64,26 @@ cat > "$out/deep24.toml" <<'TOML'
 base_channels = 24  # two residual blocks per level at 3/4 the width: 1.1x the FLOPs
 head_channels = 24
 num_res_blocks = 2
+TOML
+cat > "$out/gelu.toml" <<'TOML'
+[model]
+activation = "gelu"  # in the residual blocks and the output head (the time MLP keeps SiLU)
+TOML
+cat > "$out/gn1.toml" <<'TOML'
+[model]
+norm_groups = 1      # one group: layer norm over (C, H, W)
+TOML
+cat > "$out/in.toml" <<'TOML'
+[model]
+norm_groups = 64     # a group per channel at 32 and 64 channels: instance norm
+TOML
+cat > "$out/warm0.toml" <<'TOML'
+[train]
+warmup_steps = 0     # the preset warms up for 100 steps
+TOML
+cat > "$out/warm500.toml" <<'TOML'
+[train]
+warmup_steps = 500
 TOML
 cat > "$out/ema999.toml" <<'TOML'
 [train]

@@ -39,6 +39,9 @@ class UNetConfig(Frozen):
     head_channels: int = Field(32, ge=4, description="channels per attention head")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     norm_groups: int = Field(32, ge=1)
+    activation: Literal["silu", "gelu"] = Field(
+        "silu", description="nonlinearity of the residual blocks and the output head"
+    )
     mid_block: Literal["resnet", "transformer"] = Field(
         "resnet", description="middle: res-attn-res, or DiT blocks with AdaLN-Zero"
     )

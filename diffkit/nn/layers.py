@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# The nonlinearity of the residual blocks and the output head, by `UNetConfig.activation`.
+ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu}
+
 
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(groups, channels), channels)
@@ -54,8 +57,12 @@ class ResBlock(nn.Module):
     x: (B, C_in, H, W), emb: (B, E) -> (B, C_out, H, W).
     """
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, groups: int) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, emb_dim: int, dropout: float, groups: int,
+        activation: str = "silu",
+    ) -> None:  # fmt: skip
         super().__init__()
+        self.act = ACTIVATIONS[activation]
         self.norm1 = group_norm(c_in, groups)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * c_out)
@@ -65,10 +72,11 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(self.act(self.norm1(x)))
+        # The embedding's own SiLU belongs to the time-embedding MLP, not to this choice.
         scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
-        h = self.conv2(self.dropout(F.silu(h)))
+        h = self.conv2(self.dropout(self.act(h)))
         return self.skip(x) + h
 
 

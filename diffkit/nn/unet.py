@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from diffkit.config.model import UNetConfig
 from diffkit.nn.conditioning import ClassConditioner, Conditioning, null_labels
 from diffkit.nn.layers import (
+    ACTIVATIONS,
     CrossAttention2d,
     Downsample,
     ResBlock,
@@ -51,9 +52,9 @@ class _Middle(nn.Module):
                 ch, cfg.bottleneck_size, cfg.transformer_depth, cfg.transformer_heads, emb_dim
             )
         else:
-            self.res1 = ResBlock(ch, ch, emb_dim, drop, g)
+            self.res1 = ResBlock(ch, ch, emb_dim, drop, g, cfg.activation)
             self.attn = SelfAttention2d(ch, cfg.head_channels, g) if cfg.mid_attention else None
-            self.res2 = ResBlock(ch, ch, emb_dim, drop, g)
+            self.res2 = ResBlock(ch, ch, emb_dim, drop, g, cfg.activation)
         self.cross = (
             CrossAttention2d(ch, context_dim, cfg.head_channels, g) if context_dim else None
         )
@@ -108,7 +109,7 @@ class UNet(nn.Module):
                 if context_dim and level in cfg.cross_attention_levels
                 else None
             )
-            return _Stage(ResBlock(c_in, c_out, emb_dim, drop, g), attn, cross)
+            return _Stage(ResBlock(c_in, c_out, emb_dim, drop, g, cfg.activation), attn, cross)
 
         self.down = nn.ModuleList()
         skips = [base]
@@ -181,7 +182,7 @@ class UNet(nn.Module):
                 h = block(h, hs[-1].shape[-2:])
             else:
                 h = block(torch.cat([h, hs.pop()], dim=1), enc.emb, enc.context)
-        out = self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(ACTIVATIONS[self.cfg.activation](self.norm_out(h)))
         return F.pixel_shuffle(out, self.cfg.patch_size)
 
 

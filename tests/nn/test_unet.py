@@ -53,3 +53,35 @@ def test_config_rejects_inconsistent_values():
         UNetConfig(base_channels=24, norm_groups=16)
     with pytest.raises(ValueError, match="patch_size"):
         UNetConfig(image_size=28, patch_size=3)
+
+
+def test_gelu_network_is_the_silu_network_with_each_block_nonlinearity_swapped():
+    """Same parameters (one state dict loads into both); the output differs; and a GELU
+    block equals its SiLU twin whose silu is patched to gelu, so nothing else changed."""
+    import torch.nn.functional as F
+
+    from diffkit.nn import layers
+
+    silu_cfg = UNetConfig(**PRESETS["tiny"]["model"])
+    torch.manual_seed(0)
+    silu = build_model(silu_cfg).eval()
+    for p in silu.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    gelu = build_model(silu_cfg.model_copy(update={"activation": "gelu"})).eval()
+    gelu.load_state_dict(silu.state_dict())  # strict: the same parameters
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 700])
+    with torch.no_grad():
+        a, b = silu(x, t), gelu(x, t)
+    assert not torch.allclose(a, b, atol=1e-4)
+
+    block = silu.down[0].res
+    twin = layers.ResBlock(16, 16, 64, 0.0, 8, "gelu").eval()
+    twin.load_state_dict(block.state_dict())
+    h, emb = torch.randn(2, 16, 14, 14), torch.randn(2, 64)
+    with torch.no_grad():
+        want = block.conv1(F.gelu(block.norm1(h)))
+        scale, shift = block.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+        want = block.skip(h) + block.conv2(F.gelu(block.norm2(want) * (1 + scale) + shift))
+        torch.testing.assert_close(twin(h, emb), want)
+    with pytest.raises(ValueError, match="activation"):
+        UNetConfig(activation="relu")
