@@ -58,9 +58,14 @@ class ResBlock(nn.Module):
     """
 
     def __init__(
-        self, c_in: int, c_out: int, emb_dim: int, dropout: float, groups: int,
+        self,
+        c_in: int,
+        c_out: int,
+        emb_dim: int,
+        dropout: float,
+        groups: int,
         activation: str = "silu",
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.act = ACTIVATIONS[activation]
         self.norm1 = group_norm(c_in, groups)

@@ -135,6 +135,7 @@ class UNet(nn.Module):
                 self.up.append(Upsample(ch))
 
         self.norm_out = group_norm(ch, g)
+        self.act = ACTIVATIONS[cfg.activation]
         self.conv_out = zero_init(nn.Conv2d(ch, cfg.out_ch * p2, 3, padding=1))
 
     def condition(self, cond: Tensor | None, x: Tensor) -> Conditioning:
@@ -182,7 +183,7 @@ class UNet(nn.Module):
                 h = block(h, hs[-1].shape[-2:])
             else:
                 h = block(torch.cat([h, hs.pop()], dim=1), enc.emb, enc.context)
-        out = self.conv_out(ACTIVATIONS[self.cfg.activation](self.norm_out(h)))
+        out = self.conv_out(self.act(self.norm_out(h)))
         return F.pixel_shuffle(out, self.cfg.patch_size)
 
 

@@ -56,8 +56,9 @@ def test_config_rejects_inconsistent_values():
 
 
 def test_gelu_network_is_the_silu_network_with_each_block_nonlinearity_swapped():
-    """Same parameters (one state dict loads into both); the output differs; and a GELU
-    block equals its SiLU twin whose silu is patched to gelu, so nothing else changed."""
+    """Same parameters (one state dict loads into both), a different output, and a GELU
+    block equals the SiLU block's formula with gelu in its two places (the embedding's
+    SiLU stays), so nothing else changed."""
     import torch.nn.functional as F
 
     from diffkit.nn import layers
