@@ -45,9 +45,11 @@ declare -A ROWS=(
   [rf-small]="train rf --preset small"
   [s-gelu]="train ddpm --preset small --config $out/gelu.toml"
   [s-gn1]="train ddpm --preset small --config $out/gn1.toml"
-  [s-in]="train ddpm --preset small --config $out/in.toml"
+  [s-gn32]="train ddpm --preset small --config $out/gn32.toml"
   [s-warm0]="train ddpm --preset small --config $out/warm0.toml"
   [s-warm500]="train ddpm --preset small --config $out/warm500.toml"
+  [s-narrow24]="train ddpm --preset small --config $out/narrow24.toml"
+  [s-wide40]="train ddpm --preset small --config $out/wide40.toml"
 )
 cat > "$out/patch4.toml" <<'TOML'
 [model]
@@ -65,6 +67,16 @@ base_channels = 24  # two residual blocks per level at 3/4 the width: 1.1x the F
 head_channels = 24
 num_res_blocks = 2
 TOML
+cat > "$out/narrow24.toml" <<'TOML'
+[model]
+base_channels = 24  # 14x14@24, 7x7@48: 0.56x the FLOPs (run it for more epochs at equal time)
+head_channels = 24
+TOML
+cat > "$out/wide40.toml" <<'TOML'
+[model]
+base_channels = 40  # 14x14@40, 7x7@80: 1.56x the FLOPs (run it for fewer epochs at equal time)
+head_channels = 40
+TOML
 cat > "$out/gelu.toml" <<'TOML'
 [model]
 activation = "gelu"  # in the residual blocks and the output head (the time MLP keeps SiLU)
@@ -73,9 +85,9 @@ cat > "$out/gn1.toml" <<'TOML'
 [model]
 norm_groups = 1      # one group: layer norm over (C, H, W)
 TOML
-cat > "$out/in.toml" <<'TOML'
+cat > "$out/gn32.toml" <<'TOML'
 [model]
-norm_groups = 64     # a group per channel at 32 and 64 channels: instance norm
+norm_groups = 32     # instance norm at 32 channels, 2-3 channels per group at 64 and 96
 TOML
 cat > "$out/warm0.toml" <<'TOML'
 [train]

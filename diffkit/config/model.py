@@ -77,12 +77,29 @@ class UNetConfig(Frozen):
                 f"transformer_heads={self.transformer_heads} does not divide the {mid} middle "
                 "channels"
             )
-        for ch in {self.base_channels, *(self.base_channels * m for m in self.channel_mults)}:
+        for ch in sorted(self.norm_widths):
             if ch % min(self.norm_groups, ch):
                 raise ValueError(f"norm_groups={self.norm_groups} does not divide {ch} channels")
+        for ch in {self.base_channels, *(self.base_channels * m for m in self.channel_mults)}:
             if ch > self.head_channels and ch % self.head_channels:
                 raise ValueError(f"head_channels={self.head_channels} does not divide {ch}")
         return self
+
+    @property
+    def norm_widths(self) -> set[int]:
+        """Every channel count a group norm sees: the level widths and the decoder's inputs,
+        each its width plus the skip it concatenates (the walk of UNet.__init__)."""
+        base, n, mults = self.base_channels, self.num_res_blocks, self.channel_mults
+        skips, ch = [base], base
+        for level, mult in enumerate(mults):
+            skips += [base * mult] * (n + (level < len(mults) - 1))
+            ch = base * mult
+        widths = {base, *(base * m for m in mults)}
+        for mult in reversed(mults):
+            for _ in range(n + 1):
+                widths.add(ch + skips.pop())
+                ch = base * mult
+        return widths
 
     @property
     def out_ch(self) -> int:

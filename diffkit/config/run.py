@@ -347,7 +347,7 @@ PRESETS: dict[str, dict] = {
             "ema_decay": 0.99,
         },
     },
-    # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, ~13 minutes.
+    # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, 10-11 minutes.
     # A DDPM predicts x0 with Min-SNR-5 weights (issue 20's ablation, docs/benchmarks.md
     # 16); a flow (`train rf`) takes the network and training recipe only.
     "small": {

@@ -68,6 +68,17 @@ def test_config_value_errors_lose_pydantic_prefix(tmp_path):
     assert line.startswith("error: invalid train.lr") and "Value error" not in line
 
 
+def test_norm_groups_that_miss_a_decoder_width_is_one_line_and_writes_no_run(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\nnorm_groups = 64\n")  # divides 32 and 64, not 64 + 32 = 96
+    runs = tmp_path / "runs"
+    result = invoke("train", "ddpm", "--preset", "small", "--config", cfg, "--runs-dir", runs)
+    assert result.exit_code == 2
+    expected = "error: invalid model: norm_groups=64 does not divide 96 channels"
+    assert result.stderr.strip() == expected
+    assert not runs.exists()
+
+
 def test_threads_are_applied_at_the_cli_edge_only(monkeypatch):
     """DIFFKIT_THREADS is set once by the CLI's settings; no library function sets it."""
     import torch

@@ -55,6 +55,18 @@ def test_config_rejects_inconsistent_values():
         UNetConfig(image_size=28, patch_size=3)
 
 
+def test_config_checks_the_decoders_concatenated_widths_against_norm_groups():
+    """32-64 levels: 64 groups divide every level width, not the 96-channel decoder input
+    (64 + its 32-channel skip); found when a benchmark row crashed at build time."""
+    with pytest.raises(ValueError, match="norm_groups=64 does not divide 96 channels"):
+        UNetConfig(base_channels=32, channel_mults=(1, 2), norm_groups=64, head_channels=32)
+    for kw in ({}, {"channel_mults": (1, 2, 3), "num_res_blocks": 2}, {"base_channels": 24}):
+        cfg = UNetConfig(**{"attention_levels": (), "head_channels": 8, "norm_groups": 8} | kw)
+        net = build_model(cfg)
+        seen = {m.num_channels for m in net.modules() if isinstance(m, torch.nn.GroupNorm)}
+        assert seen == cfg.norm_widths  # the config walks the same widths the net builds
+
+
 def test_gelu_network_is_the_silu_network_with_each_block_nonlinearity_swapped():
     """Same parameters (one state dict loads into both), a different output, and a GELU
     block equals the SiLU block's formula with gelu in its two places (the embedding's

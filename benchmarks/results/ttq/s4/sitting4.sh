@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Fourth sitting: 1-epoch GELU / norm / warm-up rows with a same-sitting control, same classifier as sitting 3.
+set -uo pipefail
+cd /work/bench
+export PYTHONPATH=/work/bench DIFFKIT_DATA_DIR=/work/shared/data DIFFKIT_RUNS_DIR=/work/bench/runs PATH=/work/main/.venv/bin:$PATH
+EPOCHS=1 bash benchmarks/time_to_quality.sh /work/bench/s4/out small s-gelu s-gn1 s-in s-warm0 s-warm500
+echo "[$(date +%H:%M:%S)] sitting 4 done" >> /work/bench/s4/out/commands.txt
