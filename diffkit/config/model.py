@@ -86,17 +86,26 @@ class UNetConfig(Frozen):
         return self
 
     @property
-    def norm_widths(self) -> set[int]:
-        """Every channel count a group norm sees: the level widths and the decoder's inputs,
-        each its width plus the skip it concatenates (the walk of UNet.__init__)."""
+    def skip_channels(self) -> tuple[int, ...]:
+        """The width of every skip the down path keeps, input conv first: each level's
+        residual blocks, then its downsample (all but the last level). The UNet builds its
+        decoder from this list."""
         base, n, mults = self.base_channels, self.num_res_blocks, self.channel_mults
-        skips, ch = [base], base
+        skips = [base]
         for level, mult in enumerate(mults):
             skips += [base * mult] * (n + (level < len(mults) - 1))
-            ch = base * mult
+        return tuple(skips)
+
+    @property
+    def norm_widths(self) -> set[int]:
+        """Every channel count a group norm sees: the level widths and the decoder's inputs,
+        each its width plus the skip it concatenates (popped deepest first, as the UNet
+        does)."""
+        base, mults = self.base_channels, self.channel_mults
+        skips, ch = list(self.skip_channels), base * mults[-1]
         widths = {base, *(base * m for m in mults)}
         for mult in reversed(mults):
-            for _ in range(n + 1):
+            for _ in range(self.num_res_blocks + 1):
                 widths.add(ch + skips.pop())
                 ch = base * mult
         return widths

@@ -112,18 +112,16 @@ class UNet(nn.Module):
             return _Stage(ResBlock(c_in, c_out, emb_dim, drop, g, cfg.activation), attn, cross)
 
         self.down = nn.ModuleList()
-        skips = [base]
         ch = base
         for level, mult in enumerate(cfg.channel_mults):
             for _ in range(cfg.num_res_blocks):
                 self.down.append(stage(ch, base * mult, level))
                 ch = base * mult
-                skips.append(ch)
             if level < len(cfg.channel_mults) - 1:
                 self.down.append(Downsample(ch))
-                skips.append(ch)
 
-        self.skip_channels = tuple(skips)  # the width of every skip, input conv first
+        self.skip_channels = cfg.skip_channels  # the width of every skip, input conv first
+        skips = list(self.skip_channels)
         self.mid = _Middle(cfg, ch, emb_dim, context_dim)
 
         self.up = nn.ModuleList()
