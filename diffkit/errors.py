@@ -12,6 +12,11 @@ class ConfigError(ValueError):
     """A config that cannot be read or does not validate; the message is one line."""
 
 
+class UsageError(ValueError):
+    """A request that cannot be carried out as given (a flag out of range, options that
+    exclude each other); the message is one line naming the option."""
+
+
 class NothingToDo(Exception):
     """Not an error: the request is already fulfilled (a resumed run that already ran its
     length). The CLI prints the message and exits 0."""

@@ -96,7 +96,7 @@ def cache_bench(
 
     from diffkit.accel.bench import plot_cache_bench, run_cache_bench
     from diffkit.accel.deepcache import DeepCache
-    from diffkit.cli.shared import check_steps, free_path, model_class_names, source_name
+    from diffkit.app.common import check_steps, free_path, model_class_names, source_name
     from diffkit.eval.evaluate import MIN_SAMPLES
     from diffkit.methods.load import load_pipeline
     from diffkit.methods.pipeline import cycle_labels

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from diffkit.app.common import hinted, model_class_names, parse_classes, progress_total
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
@@ -23,7 +24,6 @@ from diffkit.cli.options import (
     in_range,
     machine_settings,
 )
-from diffkit.cli.shared import hinted, model_class_names, parse_classes, progress_total
 
 app = typer.Typer(
     help="Edit images with a diffusion model: visual anagrams, hybrids, SDEdit, inpainting.",
@@ -249,7 +249,7 @@ def _publish(
     from safetensors.torch import save_file
     from torchvision.utils import save_image
 
-    from diffkit.cli.shared import free_path
+    from diffkit.app.common import free_path
     from diffkit.runs.layout import write_json
     from diffkit.runs.plots import save_grid
 

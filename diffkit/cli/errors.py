@@ -27,6 +27,7 @@ from diffkit.errors import (
     ImageError,
     NothingToDo,
     SolverError,
+    UsageError,
 )
 from diffkit.resources import ResourceError
 from diffkit.runs.layout import OutputError, RunLockedError, describe_os_error
@@ -39,10 +40,6 @@ USER_ERRORS = (ConfigError, DataError, ImageError, CheckpointError, HardwareErro
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class UsageError(ValueError):
-    """Bad input detected by a command itself."""
 
 
 def interrupted(exc: BaseException, what: str) -> int:

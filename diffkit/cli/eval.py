@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from diffkit.app.common import check_steps, free_path, hinted, progress_total, source_name
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
@@ -39,7 +40,6 @@ from diffkit.cli.options import (
     TFInceptionWeights,
     machine_settings,
 )
-from diffkit.cli.shared import check_steps, free_path, hinted, progress_total, source_name
 from diffkit.config.names import SamplerName
 from diffkit.runs.layout import run_folder_of
 

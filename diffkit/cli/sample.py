@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from diffkit.app.common import hinted, model_class_names, parse_classes, progress_total
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
@@ -36,7 +37,6 @@ from diffkit.cli.options import (
     cache_config,
     machine_settings,
 )
-from diffkit.cli.shared import hinted, model_class_names, parse_classes, progress_total
 from diffkit.config.names import SamplerName
 
 

@@ -13,7 +13,7 @@ import typer
 from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from diffkit.cli.signals import EXIT_TERMINATED
-from diffkit.runs.layout import RunDir, run_folder_of
+from diffkit.runs.layout import RunDir
 
 if TYPE_CHECKING:
     from diffkit.config.run import GenerativeRunConfig
@@ -176,101 +176,3 @@ def latent_codec(checkpoint: Path, cfg: GenerativeRunConfig, device: str):
     if cfg.latent is None:
         return None
     return codec_from_file(cfg.latent, resolve_checkpoint(checkpoint), resolve_device(device))
-
-
-def progress_total(sampler: str, steps: int, n: int, batch_size: int) -> int | None:
-    """Progress-bar length of sampling ``n`` images: one tick per step of every batch
-    (None for an adaptive solver, whose number of steps is known only afterwards)."""
-    from diffkit.samplers.table import SAMPLERS
-
-    return None if SAMPLERS[sampler].adaptive else steps * -(-n // batch_size)
-
-
-def free_path(path: Path) -> Path:
-    """``path`` or ``path`` with a numeric suffix, whichever does not exist yet."""
-    candidate, i = path, 1
-    while candidate.exists():
-        candidate, i = path.with_name(f"{path.stem}-{i}{path.suffix}"), i + 1
-    return candidate
-
-
-def source_name(source: Path) -> str:
-    """A short name for a plot's title: the run folder's name, ``run/checkpoint`` for a
-    checkpoint inside a run, else the file, folder or hub model's own name."""
-    run = run_folder_of(source)
-    if source.is_file() and (run / "config.json").is_file():
-        return f"{run.name}/{source.name}"
-    return source.name or str(source)
-
-
-def check_steps(pipe, sampler: str, steps: int | None) -> int:
-    try:
-        return pipe.check(sampler, steps)
-    except ValueError as exc:
-        raise UsageError(f"--sampler/--steps: {exc}") from None
-
-
-def model_class_names(pipe) -> tuple[str, ...]:
-    """The class names of a loaded model: those its run was trained with (recorded in its
-    config for a folder, so a moved folder keeps them), none for a foreign model."""
-    from diffkit.data.registry import class_names_of
-
-    return class_names_of(pipe.config.data) if pipe.config is not None else ()
-
-
-def parse_classes(
-    specs: list[str], dataset: str, num_classes: int | None, known: tuple[str, ...] = ()
-) -> list[int]:
-    """``--class`` values -> class indices. Each value is a comma list of class names
-    (``known``, any case; a name wins over an index, so a folder's class ``10`` is that
-    folder), indices, ranges (``0..9``) or ``all``."""
-    if num_classes is None:
-        raise UsageError("this model is unconditional; --class, --guidance and "
-                         "--grid-per-class need a model trained with --cond class")  # fmt: skip
-    names = [n.lower() for n in known]
-    out: list[int] = []
-    for spec in specs:
-        for part in (p.strip() for p in spec.split(",") if p.strip()):
-            if part == "all":
-                out.extend(range(num_classes))
-            elif ".." in part and all(x.strip().isdigit() for x in part.split("..", 1)):
-                lo, hi = (int(x) for x in part.split("..", 1))
-                if not lo <= hi < num_classes:
-                    raise UsageError(f"--class {part}: need 0 <= first <= last < {num_classes}")
-                out.extend(range(lo, hi + 1))
-            elif part.lower() in names:
-                out.append(names.index(part.lower()))
-            elif part.isdigit() and int(part) < num_classes:
-                out.append(int(part))
-            else:
-                listed = ", ".join(known) or f"0..{num_classes - 1}"
-                raise UsageError(f"--class {part!r} is not a class of {dataset} ({listed})")
-    return out
-
-
-def hinted(pipe, hint: str | None, is_edges: bool, control: dict, data_dir: Path):
-    """(the pipeline steered as ``control`` says, the hints of ``--hint`` or None). A
-    ControlNet needs a hint; any other model refuses hints and control options."""
-    from diffkit.data.hints import load_hints
-    from diffkit.data.registry import image_shape
-    from diffkit.methods.controlnet import Control, is_controlled, with_control
-
-    changed = [k for k, v in control.items() if v != getattr(Control(), k)]
-    if not is_controlled(pipe.model):
-        given = (["--hint"] if hint is not None else []) + (["--hint-is-edges"] if is_edges else [])
-        given += [f"--control-{k}" if k != "guess" else "--guess-mode" for k in changed]
-        if given:
-            raise UsageError(f"{', '.join(given)}: this {pipe.model.name} model takes no hint; "
-                             "train one with `diffkit train controlnet --base RUN`")  # fmt: skip
-        return pipe, None
-    if hint is None:
-        raise UsageError("a ControlNet samples with --hint SPEC (an image, a folder or "
-                         "mnist:test:0..63); sample its base for images without one")  # fmt: skip
-    try:
-        pipe = with_control(pipe, Control(**control))
-    except ValueError as exc:
-        raise UsageError(f"--control-*: {exc}") from None
-    channels, size = image_shape(pipe.config.data)
-    hints = load_hints(hint, (channels, size, size), pipe.model.hint_config, data_dir,
-                       is_edges=is_edges)  # fmt: skip
-    return pipe, hints
