@@ -12,9 +12,9 @@ from diffkit.runs.layout import run_folder_of
 def progress_total(sampler: str, steps: int, n: int, batch_size: int) -> int | None:
     """Progress-bar length of sampling ``n`` images: one tick per step of every batch
     (None for an adaptive solver, whose number of steps is known only afterwards)."""
-    from diffkit.samplers.table import SAMPLERS
+    from diffkit.samplers.registry import sampler_spec
 
-    return None if SAMPLERS[sampler].adaptive else steps * -(-n // batch_size)
+    return None if sampler_spec(sampler).adaptive else steps * -(-n // batch_size)
 
 
 def free_path(path: Path) -> Path:

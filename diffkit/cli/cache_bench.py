@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from diffkit.cli import console
+from diffkit.cli.choices import family_defaults, sampler_names
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
     CacheBranch,
@@ -26,7 +27,6 @@ from diffkit.cli.options import (
     cache_config,
     machine_settings,
 )
-from diffkit.config.names import SamplerName
 
 
 def _intervals(spec: str) -> list[int]:
@@ -55,11 +55,11 @@ def cache_bench(
         str, typer.Option(help="Cache intervals N to measure, comma separated (1 = uncached).")
     ] = "1,2,3,5,10",
     sampler: Annotated[
-        SamplerName | None,
+        sampler_names() | None,
         typer.Option(
             "--sampler",
             "--solver",
-            help="Any fixed-step sampler or solver (default: ddim for DDPMs, euler for flows).",
+            help=f"Any fixed-step sampler or solver (default: {family_defaults()}).",
             show_default=False,
         ),
     ] = None,
@@ -117,9 +117,9 @@ def cache_bench(
     pipe = load_pipeline(source, dev, use_ema=not no_ema)
     sampler = sampler or pipe.DEFAULT_SAMPLER
     steps = check_steps(pipe, sampler, steps)
-    from diffkit.samplers.table import SAMPLERS
+    from diffkit.samplers.registry import sampler_spec
 
-    if SAMPLERS[sampler].adaptive:
+    if sampler_spec(sampler).adaptive:
         raise UsageError(f"--sampler {sampler} is adaptive; cache-bench needs a fixed-step "
                          "sampler")  # fmt: skip
     labels = cycle_labels(pipe.num_classes, n)

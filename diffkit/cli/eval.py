@@ -13,6 +13,7 @@ import typer
 
 from diffkit.app.common import check_steps, free_path, hinted, progress_total, source_name
 from diffkit.cli import console
+from diffkit.cli.choices import family_defaults, sampler_names
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
     Atol,
@@ -40,7 +41,6 @@ from diffkit.cli.options import (
     TFInceptionWeights,
     machine_settings,
 )
-from diffkit.config.names import SamplerName
 from diffkit.runs.layout import run_folder_of
 
 if TYPE_CHECKING:
@@ -234,12 +234,12 @@ def evaluate(
         int, typer.Option("-n", "--num-images", help="Images to generate and score.")
     ] = 10000,
     sampler: Annotated[
-        SamplerName | None,
+        sampler_names() | None,
         typer.Option(
             "--sampler",
             "--solver",
-            help="Sampler or ODE solver for runs (see `diffkit sample --help`; default: ddim "
-            "for DDPMs, euler for flows).",
+            help="Sampler or ODE solver for runs (see `diffkit sample --help`; default: "
+            f"{family_defaults()}).",
             show_default=False,
         ),
     ] = None,
@@ -494,7 +494,7 @@ def _sweep_plan(
     """Step counts at ``guidance`` (for a conditional model), or guidance scales at
     ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
     from diffkit.eval.sweep import Setting, parse_sweep
-    from diffkit.samplers.table import fixed_step
+    from diffkit.samplers.registry import fixed_step
 
     if src.pipe is None:
         raise UsageError("--sweep needs a run or checkpoint, not saved samples")
@@ -562,7 +562,7 @@ def _generate(pipe, n, sampler, steps, grid, seed, batch_size, guidance, toleran
     import time
 
     from diffkit.methods.pipeline import cycle_labels
-    from diffkit.samplers.table import SAMPLERS
+    from diffkit.samplers.registry import sampler_spec
 
     steps = check_steps(pipe, sampler, steps)
     labels, cond = cycle_labels(pipe.num_classes, n), None
@@ -590,7 +590,7 @@ def _generate(pipe, n, sampler, steps, grid, seed, batch_size, guidance, toleran
         )
         wall = time.perf_counter() - start
     images = result.images
-    spec = SAMPLERS[sampler]
+    spec = sampler_spec(sampler)
     info = {"sampler": sampler, "steps": None if spec.adaptive else steps,
             "nfe": result.nfe, "eta": eta, **({"spacing": spacing} if "spacing" in options
                                                 else {}),

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from diffkit.cli import console
+from diffkit.cli.choices import sampler_names
 from diffkit.cli.errors import UsageError, handle_errors, interrupted
 from diffkit.cli.options import (
     Compile,
@@ -21,7 +22,6 @@ from diffkit.cli.options import (
     Seed,
     machine_settings,
 )
-from diffkit.config.names import OdeSolverName
 
 app = typer.Typer(
     help="Reflow: pairs from a flow's ODE, a straighter flow trained on them, and S.",
@@ -62,7 +62,7 @@ def make_pairs(
     ] = None,
     n: Annotated[int, typer.Option("-n", "--num-pairs", help="Number of pairs.")] = 60_000,
     steps: Annotated[int, typer.Option(help="Solver steps per pair.")] = 100,
-    solver: Annotated[OdeSolverName, typer.Option(help="ODE solver.")] = "euler",
+    solver: Annotated[sampler_names("flow"), typer.Option(help="ODE solver.")] = "euler",
     shard_size: Annotated[int, typer.Option(help="Pairs per shard file.")] = 5000,
     batch_size: Annotated[int, typer.Option(help="Pairs per forward pass.")] = 500,
     guidance: Guidance = 1.0,

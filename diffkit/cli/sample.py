@@ -11,6 +11,7 @@ import typer
 
 from diffkit.app.common import hinted, model_class_names, parse_classes, progress_total
 from diffkit.cli import console
+from diffkit.cli.choices import sampler_help, sampler_names
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.options import (
     Atol,
@@ -37,7 +38,6 @@ from diffkit.cli.options import (
     cache_config,
     machine_settings,
 )
-from diffkit.config.names import SamplerName
 
 
 def default_out(source: Path, name: str) -> Path:
@@ -96,12 +96,11 @@ def sample(
         ),
     ],
     sampler: Annotated[
-        SamplerName | None,
+        sampler_names() | None,
         typer.Option(
             "--sampler",
             "--solver",
-            help="ddpm | ddim | dpm++2m (DDPM models), or an ODE solver: euler | midpoint | "
-            "heun | rk4 | dopri5 (any model; default: ddim for DDPMs, euler for flows).",
+            help=sampler_help(),
             show_default=False,
         ),
     ] = None,
@@ -191,7 +190,7 @@ def sample(
     from diffkit.methods.load import load_pipeline
     from diffkit.runs.layout import check_writable
     from diffkit.runs.samples import SampleWriter
-    from diffkit.samplers.table import SAMPLERS
+    from diffkit.samplers.registry import sampler_spec
     from diffkit.training.hardware import resolve_device
 
     if n is not None and n < 1:
@@ -234,9 +233,9 @@ def sample(
         except ValueError as exc:
             raise UsageError(f"--cache-*: {exc}") from None
     seed = 0 if seed is None else seed
-    spec = SAMPLERS[sampler]
+    spec = sampler_spec(sampler)
     tag = spec.tag(steps)
-    tag += f"-eta{eta:g}" if sampler == "ddim" and eta else ""
+    tag += f"-eta{eta:g}" if "eta" in spec.options and eta else ""
     tag += f"-w{guidance:g}" if labels is not None or guidance != 1.0 else ""
     tag += f"-cs{control_scale:g}" if hints is not None and control_scale != 1.0 else ""
     tag += f"-cache{cache_interval}" if cache is not None else ""

@@ -1,8 +1,7 @@
 """Pydantic configs (frozen, ``extra="forbid"``) and the machine :class:`Settings`.
 
-The names below load on first use (PEP 562): the CLI imports the plain option names of
-``diffkit.config.names`` at start-up, and pydantic's models cost more than the rest of
-``--help`` together.
+The names below load on first use (PEP 562): pydantic's models cost more than the rest
+of ``--help`` together.
 """
 
 from __future__ import annotations

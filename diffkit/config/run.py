@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from diffkit.config.model import ClassifierNetConfig, Frozen, MLPConfig, UNetConfig, VAEConfig
-from diffkit.config.names import OdeSolverName, SamplerName
+from diffkit.samplers import registry
+
+
+def _registered(family: str | None) -> AfterValidator:
+    """A sampler name the registry knows and that fits ``family`` (None: any), refused as
+    pydantic refuses a ``Literal`` of those names."""
+
+    def check(name: str) -> str:
+        known = registry.names(family)
+        if name not in known:
+            quoted = [repr(n) for n in known]
+            expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+            raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                      {"expected": expected})  # fmt: skip
+        return name
+
+    return AfterValidator(check)
+
+
+SamplerName = Annotated[str, _registered(None)]
+OdeSolverName = Annotated[str, _registered("flow")]  # the solvers a flow samples with
 
 RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]  # the folder suffix
 Precision = Literal["auto", "fp32", "bf16", "fp16"]

@@ -8,25 +8,23 @@ from torch import Tensor
 
 from diffkit.methods.pipeline import Pipeline, SampleOptions
 from diffkit.models.contract import DDPMModel
-from diffkit.samplers import ddim_sample, ddpm_sample, make_denoiser
-from diffkit.samplers.dpm_solver import dpm_solver_pp_2m
+from diffkit.samplers import make_denoiser
 from diffkit.samplers.probability_flow import ddpm_velocity, probability_flow_sample
-from diffkit.samplers.table import SAMPLERS, family_samplers
+from diffkit.samplers.registry import load, sampler_spec
 from diffkit.schedules import DDPMSchedule, spaced_timesteps
 from diffkit.schedules.spacing import karras_timesteps
 
 
 class DDPMPipeline(Pipeline):
-    """A DDPM (own or foreign): ancestral DDPM, DDIM, DPM-Solver++(2M), or any ODE solver on
-    its probability-flow velocity (:mod:`diffkit.samplers.probability_flow`).
+    """A DDPM (own or foreign): any sampler of the ``ddpm`` family, or any ODE solver on its
+    probability-flow velocity (:mod:`diffkit.samplers.probability_flow`).
 
     ``steps`` defaults to T for DDPM and 50 otherwise; a grid of fewer steps than T is
     respaced by ``spacing``. ``clip`` (x0 clamped to [-1, 1]) defaults to the model's
     (on for pixels, off for latents).
     """
 
-    SAMPLERS: ClassVar[tuple[str, ...]] = family_samplers("ddpm")
-    DEFAULT_SAMPLER: ClassVar[str] = "ddim"
+    FAMILY: ClassVar[str] = "ddpm"
     MODEL_OPTIONS: ClassVar[frozenset[str]] = frozenset({"spacing", "clip"})
     model: DDPMModel
 
@@ -36,7 +34,8 @@ class DDPMPipeline(Pipeline):
 
     def options(self, sampler: str, options: dict) -> SampleOptions:
         opts = super().options(sampler, options)
-        if sampler == "ddpm" and opts.variance is None and self.model.variance is None:
+        if "variance" in self.reads(sampler) and opts.variance is None and (
+                self.model.variance is None):
             raise ValueError(f"this {self.model.name} model learned its reverse variance, "
                              "which diffkit does not use; choose variance fixed_small or "
                              "fixed_large for the ddpm sampler, or another sampler")  # fmt: skip
@@ -69,7 +68,7 @@ class DDPMPipeline(Pipeline):
                              clip=self.clip_rule(clip))  # fmt: skip
 
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
-        spec = SAMPLERS[sampler]
+        spec = sampler_spec(sampler)
         if spec.adaptive:
             return None
         if spec.family == "ode":  # the solver to the last grid step, then one DDIM step
@@ -86,7 +85,7 @@ class DDPMPipeline(Pipeline):
         ts = self.timesteps(steps, opts.spacing)
         clip = self.clip_rule(opts.clip)
         prediction = self.model.prediction
-        spec = SAMPLERS[sampler]
+        spec = load(sampler)
         if spec.family == "ode":
             if spec.adaptive:  # only the end points matter
                 ts = spaced_timesteps(sched.num_steps, sched.num_steps, "trailing")
@@ -94,19 +93,14 @@ class DDPMPipeline(Pipeline):
             return probability_flow_sample(sampler, velocity, x, ts, sched, rtol=opts.rtol,
                                            atol=opts.atol, on_step=on_step, start=start,
                                            callback=callback)  # fmt: skip
-        denoiser = self.denoiser(net, clip)
-        step = _step_callback(on_step, callback)
-        steer = {"start": start, "callback": step}
-        match sampler:
-            case "ddpm":
-                variance = opts.variance or self.model.variance
-                x = ddpm_sample(denoiser, x, ts, sched, variance=variance,  # type: ignore[arg-type]
-                                generator=generator, **steer)  # fmt: skip
-            case "ddim":
-                x = ddim_sample(denoiser, x, ts, sched, eta=opts.eta, generator=generator,
-                                **steer)  # fmt: skip
-            case "dpm++2m":
-                x = dpm_solver_pp_2m(denoiser, x, ts, sched, **steer)
+        # A sampler of the ddpm family: the options it reads (None: the model's own, as for
+        # the grid's spacing), and the generator if it draws noise.
+        kwargs = {o: getattr(opts, o) for o in spec.options if o != "spacing"}
+        kwargs = {o: getattr(self.model, o) if v is None else v for o, v in kwargs.items()}
+        if spec.stochastic:
+            kwargs["generator"] = generator
+        x = spec.fn(self.denoiser(net, clip), x, ts, sched, start=start,
+                    callback=_step_callback(on_step, callback), **kwargs)  # fmt: skip
         return x, steps - start
 
 

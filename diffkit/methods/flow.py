@@ -12,7 +12,7 @@ from diffkit.models.conditioning import Cond
 from diffkit.models.contract import FlowModel
 from diffkit.samplers.common import make_velocity
 from diffkit.samplers.ode import Velocity, euler_straightness, solve
-from diffkit.samplers.table import SAMPLERS, family_samplers
+from diffkit.samplers.registry import sampler_spec
 from diffkit.schedules.flow import flow_time_grid
 
 
@@ -21,12 +21,11 @@ class FlowPipeline(Pipeline):
     (t = 1) with an ODE solver on a uniform grid of ``steps`` steps (default 50 Euler
     steps; 1 for a one-step distilled model)."""
 
-    SAMPLERS: ClassVar[tuple[str, ...]] = family_samplers("flow")
-    DEFAULT_SAMPLER: ClassVar[str] = "euler"
+    FAMILY: ClassVar[str] = "flow"
     model: FlowModel
 
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
-        per_step = SAMPLERS[sampler].calls_per_step
+        per_step = sampler_spec(sampler).calls_per_step
         return None if per_step is None else per_step * steps
 
     def velocity(self, cond: Cond | None = None, guidance: float = 1.0) -> Velocity:

@@ -32,8 +32,9 @@ from diffkit.runs.checkpoint import (
     module_specs,
     tensor_spec,
 )
+from diffkit.samplers import registry
 from diffkit.samplers.guidance import guided
-from diffkit.samplers.table import sampler_spec
+from diffkit.samplers.registry import sampler_spec
 
 Net = Callable[..., Tensor]
 Steer = Callable[[int, Tensor], Tensor | None]
@@ -43,7 +44,7 @@ Steer = Callable[[int, Tensor], Tensor | None]
 @dataclass(frozen=True)
 class SampleOptions:
     """How to integrate, beyond the sampler's name and step count. Which fields a sampler
-    reads is in its :class:`~diffkit.samplers.table.SamplerSpec`; ``spacing`` and ``clip``
+    reads is in its :class:`~diffkit.samplers.registry.SamplerSpec`; ``spacing`` and ``clip``
     are read by every sampler of a DDPM."""
 
     eta: float = 0.0  # DDIM noise
@@ -78,6 +79,21 @@ class SampleResult:
         return self.seconds / self.images.shape[0]
 
 
+class _FamilySamplers:
+    """``Pipeline.SAMPLERS``: the registered samplers that fit the pipeline's ``FAMILY``,
+    read when asked, so a sampler registered after the class was defined is included."""
+
+    def __get__(self, obj: object, owner: type[Pipeline]) -> tuple[str, ...]:
+        return registry.names(owner.FAMILY) if owner.FAMILY else ()
+
+
+class _FamilyDefault:
+    """``Pipeline.DEFAULT_SAMPLER``: the sampler declared the default for ``FAMILY``."""
+
+    def __get__(self, obj: object, owner: type[Pipeline]) -> str:
+        return registry.default(owner.FAMILY) if owner.FAMILY else ""
+
+
 @dataclass
 class Pipeline:
     """A :class:`Model` on a device, plus the run's config for a model diffkit trained
@@ -88,8 +104,9 @@ class Pipeline:
     device: torch.device
     config: GenerativeRunConfig | None = None
 
-    SAMPLERS: ClassVar[tuple[str, ...]] = ()  # those of the family (samplers.table)
-    DEFAULT_SAMPLER: ClassVar[str] = ""
+    FAMILY: ClassVar[str] = ""  # the model family, as the sampler registry names it
+    SAMPLERS: ClassVar = _FamilySamplers()  # tuple[str, ...]
+    DEFAULT_SAMPLER: ClassVar = _FamilyDefault()  # str
     MODEL_OPTIONS: ClassVar[frozenset[str]] = frozenset()  # read whatever the sampler
 
     @property

@@ -13,7 +13,7 @@ diffkit's own runs become one through :func:`diffkit.methods.load.load_pipeline`
 network trained elsewhere becomes one by overriding :meth:`Model.raw` alone (the way
 k-diffusion's ``OpenAIDenoiser`` overrides ``get_eps``): :mod:`diffkit.external.diffusers`
 calls a diffusers UNet and splits off its learned variance. Every sampler of the model's
-family (:data:`diffkit.samplers.table.SAMPLERS`) then works on it.
+family (:mod:`diffkit.samplers.registry`) then works on it.
 """
 
 from __future__ import annotations

@@ -7,27 +7,30 @@
 * ``(velocity, x, times) -> x``: the ODE solvers of :mod:`diffkit.samplers.ode`, over a
   rectified flow (:func:`make_velocity`) or a DDPM's probability-flow ODE
   (:func:`diffkit.samplers.probability_flow.ddpm_velocity`).
+
+Every sampler is declared once, by :func:`~diffkit.samplers.registry.sampler` on its
+function; :mod:`diffkit.samplers.registry` is what the rest of diffkit asks. The names
+below load on first use (PEP 562), so the registry (and the CLI that lists it) is read
+without importing torch.
 """
 
-from diffkit.samplers.common import Denoiser, make_denoiser, make_velocity
-from diffkit.samplers.ddim import ddim_sample
-from diffkit.samplers.ddpm import Variance, ddpm_sample
-from diffkit.samplers.dpm_solver import dpm_solver_pp_2m
-from diffkit.samplers.ode import Velocity, dopri5, euler, heun, midpoint, rk4, solve
+from __future__ import annotations
 
-__all__ = [
-    "Denoiser",
-    "Variance",
-    "Velocity",
-    "ddim_sample",
-    "ddpm_sample",
-    "dopri5",
-    "dpm_solver_pp_2m",
-    "euler",
-    "heun",
-    "make_denoiser",
-    "make_velocity",
-    "midpoint",
-    "rk4",
-    "solve",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Denoiser": "common", "make_denoiser": "common", "make_velocity": "common",
+    "ddim_sample": "ddim", "Variance": "ddpm", "ddpm_sample": "ddpm",
+    "dpm_solver_pp_2m": "dpm_solver", "Velocity": "ode", "dopri5": "ode", "euler": "ode",
+    "heun": "ode", "midpoint": "ode", "rk4": "ode", "solve": "ode",
+    "SamplerSpec": "registry", "sampler": "registry", "sampler_spec": "registry",
+}  # fmt: skip
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'diffkit.samplers' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"diffkit.samplers.{_WHERE[name]}"), name)

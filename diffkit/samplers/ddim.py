@@ -7,9 +7,12 @@ from torch import Tensor
 
 from diffkit.samplers.common import Denoiser, StepCallback, prev_alpha_bars
 from diffkit.samplers.ode import check_start, steered
+from diffkit.samplers.registry import sampler
 from diffkit.schedules import DDPMSchedule
 
 
+@sampler("ddim", family="ddpm", calls_per_step=1, stochastic=True, options=("spacing", "eta"),
+         summary="DDIM (Song et al. 2021)", default_for=("ddpm",), order=20)  # fmt: skip
 @torch.no_grad()
 def ddim_sample(
     model: Denoiser,

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from diffkit.samplers.common import Denoiser, StepCallback, prev_alpha_bars
 from diffkit.samplers.ode import check_start, steered
+from diffkit.samplers.registry import sampler
 from diffkit.schedules import DDPMSchedule
 from diffkit.schedules.ddpm import posterior_coefficients
 
@@ -33,6 +34,8 @@ def learned_std(v: Tensor, tilde_beta: float, beta: float) -> Tensor:
     return torch.exp(0.5 * log_var)
 
 
+@sampler("ddpm", family="ddpm", calls_per_step=1, stochastic=True, options=("spacing", "variance"),
+         summary="ancestral DDPM (Ho et al. 2020)", order=10)  # fmt: skip
 @torch.no_grad()
 def ddpm_sample(
     model: Denoiser,

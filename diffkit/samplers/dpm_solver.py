@@ -19,9 +19,12 @@ from torch import Tensor
 
 from diffkit.samplers.common import Denoiser, StepCallback, prev_alpha_bars
 from diffkit.samplers.ode import check_start, steered
+from diffkit.samplers.registry import sampler
 from diffkit.schedules import DDPMSchedule
 
 
+@sampler("dpm++2m", family="ddpm", calls_per_step=1, options=("spacing",),
+         summary="DPM-Solver++(2M) (Lu et al. 2022)", order=30)  # fmt: skip
 @torch.no_grad()
 def dpm_solver_pp_2m(
     model: Denoiser,

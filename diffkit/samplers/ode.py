@@ -19,13 +19,12 @@ dopri5 chooses its own steps, so it can do neither.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from diffkit.errors import SolverError
-from diffkit.samplers.table import SAMPLERS
+from diffkit.samplers.registry import load, sampler
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 """``v(x: (B, ...), t: (B,) float in [0, 1]) -> (B, ...)``."""
@@ -34,42 +33,34 @@ OdeCallback = Callable[[int, Tensor], Tensor | None]
 """``callback(i, x)`` after step ``i`` of a fixed-step solver, x at ``times[i + 1]``; a
 returned Tensor replaces x for the following steps, None keeps it."""
 
-FixedSolver = Literal["euler", "midpoint", "heun", "rk4"]
-Solver = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
 
-
-EVALS_PER_STEP: dict[str, int] = {
-    s.name: s.calls_per_step
-    for s in SAMPLERS.values()
-    if s.family == "ode" and s.calls_per_step is not None
-}  # the fixed-step solvers of the sampler table
-
-
-def _step_euler(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+@sampler("euler", family="ode", calls_per_step=1, summary="Euler", default_for=("flow",),
+         order=40)  # fmt: skip
+def euler_step(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
     return x + h * v(x, t)
 
 
-def _step_midpoint(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+@sampler("midpoint", family="ode", calls_per_step=2, summary="explicit midpoint", order=50)
+def midpoint_step(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
     k1 = v(x, t)
     return x + h * v(x + 0.5 * h * k1, t + 0.5 * h)
 
 
-def _step_heun(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+@sampler("heun", family="ode", calls_per_step=2, summary="Heun (Karras et al. 2022)", order=60)
+def heun_step(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
     """The explicit trapezoid rule (Heun's method; Karras et al. 2022, Alg. 1)."""
     k1 = v(x, t)
     k2 = v(x + h * k1, t + h)
     return x + 0.5 * h * (k1 + k2)
 
 
-def _step_rk4(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
+@sampler("rk4", family="ode", calls_per_step=4, summary="classic Runge-Kutta 4", order=70)
+def rk4_step(v: Velocity, x: Tensor, t: Tensor, h: Tensor) -> Tensor:
     k1 = v(x, t)
     k2 = v(x + 0.5 * h * k1, t + 0.5 * h)
     k3 = v(x + 0.5 * h * k2, t + 0.5 * h)
     k4 = v(x + h * k3, t + h)
     return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-
-
-_STEPS = {"euler": _step_euler, "midpoint": _step_midpoint, "heun": _step_heun, "rk4": _step_rk4}
 
 
 def check_start(start: int, size: int, grid: str) -> int:
@@ -93,7 +84,7 @@ def steered(x: Tensor, out: object) -> Tensor:
 
 @torch.no_grad()
 def solve_fixed(
-    solver: FixedSolver,
+    solver: str,
     velocity: Velocity,
     x: Tensor,
     times: Tensor,
@@ -105,7 +96,10 @@ def solve_fixed(
     there) to ``times[-1]`` with one ``solver`` step per interval of ``times`` ((S + 1,),
     any floats). Step ``i`` goes from ``times[i]`` to ``times[i + 1]``, whatever ``start``.
     ``callback(i, x)`` after step ``i`` may steer: see :data:`OdeCallback`."""
-    step = _STEPS[solver]
+    spec = load(solver)
+    if spec.family != "ode" or spec.adaptive:
+        raise ValueError(f"{solver} is not a fixed-step ODE solver")
+    step = spec.fn
     grid = times.to(device=x.device, dtype=x.dtype)
     for i in range(check_start(start, grid.shape[0], "times"), grid.shape[0] - 1):
         t, h = grid[i].expand(x.shape[0]), grid[i + 1] - grid[i]  # (1) t_i, h_i = t_{i+1} - t_i
@@ -131,6 +125,8 @@ def rk4(velocity: Velocity, x: Tensor, times: Tensor, **kw) -> Tensor:
     return solve_fixed("rk4", velocity, x, times, **kw)
 
 
+@sampler("dopri5", family="ode", calls_per_step=None, options=("rtol", "atol"),
+         summary="adaptive Dormand-Prince 5(4)", order=80)  # fmt: skip
 @torch.no_grad()
 def dopri5(
     velocity: Velocity,
@@ -174,7 +170,7 @@ def dopri5(
 
 
 def solve(
-    solver: Solver,
+    solver: str,
     velocity: Velocity,
     x: Tensor,
     times: Tensor,
@@ -190,12 +186,13 @@ def solve(
     ``on_step()`` only counts progress: after every step (every evaluation for dopri5).
     ``start`` and the steering ``callback`` are those of :func:`solve_fixed`; dopri5 uses
     only the end points of ``times`` and refuses both (ValueError)."""
-    if solver == "dopri5":
+    spec = load(solver)
+    if spec.adaptive:
         if start != 0 or callback is not None:
-            raise ValueError("dopri5 is adaptive: it cannot start part-way (start) or be "
+            raise ValueError(f"{solver} is adaptive: it cannot start part-way (start) or be "
                              "steered (callback); use a fixed-step solver")  # fmt: skip
         t0, t1 = float(times[0]), float(times[-1])
-        return dopri5(velocity, x, t0, t1, rtol=rtol, atol=atol, on_eval=on_step)
+        return spec.fn(velocity, x, t0, t1, rtol=rtol, atol=atol, on_eval=on_step)
 
     def hook(i: int, x: Tensor) -> Tensor | None:
         if on_step is not None:
@@ -204,7 +201,7 @@ def solve(
 
     x = solve_fixed(solver, velocity, x, times, start=start,
                     callback=hook if on_step or callback else None)  # fmt: skip
-    return x, EVALS_PER_STEP[solver] * (times.shape[0] - 1 - start)
+    return x, spec.calls_per_step * (times.shape[0] - 1 - start)
 
 
 @torch.no_grad()

@@ -28,7 +28,8 @@ from diffkit.param import (
     x0_to_eps,
 )
 from diffkit.samplers.common import Clip, project_x0
-from diffkit.samplers.ode import OdeCallback, Solver, Velocity, check_start, solve, steered
+from diffkit.samplers.ode import OdeCallback, Velocity, check_start, solve, steered
+from diffkit.samplers.registry import sampler_spec
 from diffkit.schedules import DDPMSchedule
 from diffkit.schedules.ddpm import interpolate_timestep
 
@@ -100,7 +101,7 @@ def ddpm_velocity(
 
 @torch.no_grad()
 def probability_flow_sample(
-    solver: Solver,
+    solver: str,
     velocity: Velocity,
     x: Tensor,
     timesteps: Tensor,
@@ -130,8 +131,8 @@ def probability_flow_sample(
     ``callback`` (ValueError).
     """
     check_start(start, timesteps.shape[0], "timesteps")
-    if solver == "dopri5" and (start != 0 or callback is not None):
-        raise ValueError("dopri5 is adaptive: it cannot start part-way (start) or be "
+    if sampler_spec(solver).adaptive and (start != 0 or callback is not None):
+        raise ValueError(f"{solver} is adaptive: it cannot start part-way (start) or be "
                          "steered (callback); use a fixed-step solver")  # fmt: skip
     taus = ddpm_flow_times(schedule, timesteps)
 

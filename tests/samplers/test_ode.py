@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 
-from diffkit.samplers.ode import EVALS_PER_STEP, dopri5, euler_straightness, solve, solve_fixed
+from diffkit.samplers import registry
+from diffkit.samplers.ode import dopri5, euler_straightness, solve, solve_fixed
 from diffkit.schedules.flow import flow_time_grid
 
 MU, SIGMA = 1.5, 2.0
@@ -61,7 +62,8 @@ def test_solve_counts_evaluations_and_matches_solve_fixed(x0):
         return gaussian_velocity(x, t)
 
     times = flow_time_grid(10)
-    for solver, per_step in EVALS_PER_STEP.items():
+    for solver in registry.fixed_step(registry.names("flow")):
+        per_step = registry.sampler_spec(solver).calls_per_step
         calls.clear()
         x, nfe = solve(solver, v, x0, times)  # type: ignore[arg-type]
         assert nfe == len(calls) == 10 * per_step

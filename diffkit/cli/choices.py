@@ -1,0 +1,36 @@
+"""Option types and help read from the sampler registry.
+
+Typer evaluates a command's annotations (``from __future__ import annotations``) each time
+it builds the command, so these are read then, and a sampler registered before the command
+runs is offered too. The registry reads the samplers' source, so none of this imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+
+def sampler_names(family: str | None = None) -> Any:
+    """``Literal[...]`` of the registered samplers that fit ``family`` (None: all): Typer
+    offers them as the option's choices."""
+    from diffkit.samplers import registry
+
+    return Literal[registry.names(family)]  # type: ignore[valid-type]
+
+
+def family_defaults() -> str:
+    """``ddim for DDPMs, euler for flows``: the default sampler of each family."""
+    from diffkit.samplers import registry
+
+    return f"{registry.default('ddpm')} for DDPMs, {registry.default('flow')} for flows"
+
+
+def sampler_help() -> str:
+    """The --sampler help of the commands that sample any model: the samplers of each
+    family and each family's default."""
+    from diffkit.samplers import registry
+
+    solvers = registry.names("flow")
+    ddpm_only = [n for n in registry.names("ddpm") if n not in solvers]
+    return (f"{' | '.join(ddpm_only)} (DDPM models), or an ODE solver: {' | '.join(solvers)} "
+            f"(any model; default: {family_defaults()}).")  # fmt: skip
