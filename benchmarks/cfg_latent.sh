@@ -2,15 +2,16 @@
 # Classifier-free guidance, the flat VAE, latent diffusion and prediction/schedule choices on
 # MNIST, run one after another (docs/benchmarks.md, section 6). On a 2-core CPU: ~1.5 hours.
 #
-#   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/cfg_latent.sh
+#   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/cfg_latent.sh [OUT]
 #
 # Reuse finished runs instead of training them again with CFG_RUN=..., VAE_RUN=..., LDM_RUN=...
 # (run folders). STEPS picks what runs (default: all): cfg routes vae ldm grid transformer.
-# Every command's output goes to benchmarks/results/cfg_latent/<step>.log; eval reports
-# land in the runs' eval/ folders.
+# Every command's output goes to OUT/<step>.log (default benchmarks/results/raw/cfg_latent,
+# not kept in git); eval reports land in the runs' eval/ folders. The tables' numbers are
+# kept in benchmarks/results/06.*.json (benchmarks/results/README.md).
 set -euo pipefail
+OUT=$(realpath -m "${1:-$(dirname "$0")/results/raw/cfg_latent}")
 cd "$(dirname "$0")/.."
-OUT=benchmarks/results/cfg_latent
 mkdir -p "$OUT"
 STEPS=${STEPS:-"cfg routes vae ldm grid transformer"}
 N=${N:-1000}

@@ -3,7 +3,7 @@
     DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs python benchmarks/classifier.py
 
 Runs ``diffkit train classifier --dataset D`` for each dataset (a fresh run folder each) and
-writes ``benchmarks/results/classifier.json``; prints a markdown table.
+writes ``benchmarks/results/raw/classifier.json``; prints a markdown table.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="mnist,fashion-mnist")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/classifier.json"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/raw/classifier.json"))
     args = ap.parse_args()
     rows = []
     for dataset in args.datasets.split(","):

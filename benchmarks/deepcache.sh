@@ -3,17 +3,18 @@
 # samples and FID per cache interval, against the sampler with as many steps as DeepCache
 # makes full evaluations. On a 2-core CPU: ~55 minutes with the models below already trained.
 #
-#   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/deepcache.sh
+#   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/deepcache.sh [OUT]
 #
 # CFG_RUN: the class-conditional small pixel DDPM of section 6.1 (trained here if unset);
 # LDM_RUN: the spatial latent DDPM of section 6.4 (the `latent` step is skipped if unset);
 # RF_RUN: the logit-normal 1-RF of section 7.5 (the `flow` step is skipped if unset).
 # STEPS picks what runs (default: all): ddim ddpm quadratic linear linear-b1 latent flow
-# drift. Results (JSON, plot, a grid per configuration) go to
-# benchmarks/results/deepcache/<step>/, logs beside them.
+# drift. Results (JSON, plot, a grid per configuration) go to OUT/<step>/ (default
+# benchmarks/results/raw/deepcache, not kept in git), logs beside them. The tables' numbers
+# are kept in benchmarks/results/08.*.json.
 set -euo pipefail
+OUT=$(realpath -m "${1:-$(dirname "$0")/results/raw/deepcache}")
 cd "$(dirname "$0")/.."
-OUT=benchmarks/results/deepcache
 mkdir -p "$OUT"
 STEPS=${STEPS:-"ddim ddpm quadratic linear linear-b1 latent flow drift"}
 N=${N:-1000}

@@ -1,7 +1,7 @@
 """The DeepCache figure of docs/benchmarks.md section 8: FID against wall-clock speedup for
 every cache-bench of the pixel DDIM-100 model, next to plain DDIM with fewer steps.
 
-    python benchmarks/deepcache_plot.py [--results benchmarks/results/deepcache]
+    python benchmarks/deepcache_plot.py [--results benchmarks/results/raw/deepcache]
         [--out docs/img/deepcache.png]
 """
 
@@ -27,7 +27,7 @@ SERIES = {  # bench folder -> legend
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--results", type=Path, default=Path("benchmarks/results/deepcache"))
+    ap.add_argument("--results", type=Path, default=Path("benchmarks/results/raw/deepcache"))
     ap.add_argument("--out", type=Path, default=Path("docs/img/deepcache.png"))
     args = ap.parse_args()
     fig, ax = plt.subplots(figsize=(7.5, 5))

@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--folder", type=Path)
     ap.add_argument("--n", type=int, default=8, help="images per setting (one batch)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/diffusers.json"))
+    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/raw/diffusers.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     folder = args.folder or cifar10_folder(Path(tempfile.mkdtemp()) / "ddpm-cifar10-arch")

@@ -4,7 +4,7 @@
 
 Uses the newest feature classifier per dataset under DIFFKIT_RUNS_DIR and a fresh cache
 folder (so the reference-feature time is the uncached one); writes
-``benchmarks/results/floor.json`` and prints a markdown table.
+``benchmarks/results/raw/floor.json`` and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="mnist,fashion-mnist")
     ap.add_argument("--n", default="1000,10000")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/floor.json"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/raw/floor.json"))
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as cache:
@@ -49,6 +49,7 @@ def main() -> None:
                     f"{ref_seconds:.1f} | {seconds:.1f} |",
                     flush=True,
                 )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({"date": date.today().isoformat(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "results": rows}, indent=2) + "\n"

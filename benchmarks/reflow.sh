@@ -2,15 +2,16 @@
 # Rectified flow, reflow and distillation on MNIST, pixel and flat-latent (docs/benchmarks.md,
 # section 7), one command after another. On a 2-core CPU: about 1.3 hours.
 #
-#   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/reflow.sh
+#   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs bash benchmarks/reflow.sh [OUT]
 #
 # Reuse finished runs with RF1=..., PAIRS=..., RF2=..., DISTILL=..., PAIRS2=..., DISTILL2=...,
 # VAE_RUN=... (folders). STEPS picks what runs (default: all):
 #   rf1 pairs rf2 distill distill2 straight eval grids pf latent logitnormal
-# Logs: benchmarks/results/reflow/<step>.log; eval reports land in the runs' eval/ folders.
+# Logs: OUT/<step>.log (default benchmarks/results/raw/reflow, not kept in git); eval reports
+# land in the runs' eval/ folders. The tables' numbers are kept in benchmarks/results/07.*.json.
 set -euo pipefail
+OUT=$(realpath -m "${1:-$(dirname "$0")/results/raw/reflow}")
 cd "$(dirname "$0")/.."
-OUT=benchmarks/results/reflow
 mkdir -p "$OUT"
 STEPS=${STEPS:-"rf1 pairs rf2 distill distill2 straight eval grids pf latent logitnormal"}
 N=${N:-1000}

@@ -1,6 +1,6 @@
 """DDPM-1000 versus DDIM at fewer steps on a trained run: wall time and grids.
 
-    python benchmarks/sampling.py RUN --n 64 --out benchmarks/results/sampling
+    python benchmarks/sampling.py RUN --n 64 --out benchmarks/results/raw/sampling
 
 Writes ``<out>/<sampler>-<steps>.png`` grids (same seed, same initial noise for all) and
 ``<out>/sampling.json``; prints a markdown table.
@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/sampling"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/raw/sampling"))
     args = ap.parse_args()
 
     model = diffkit.load(args.run)

@@ -3,12 +3,13 @@
 # ceilings of both VAEs (docs/benchmarks.md, section 6.2). On a 2-core CPU: ~25 minutes.
 #
 #   DIFFKIT_DATA_DIR=../shared/data DIFFKIT_RUNS_DIR=runs FLAT_VAE=runs/vae/<flat64> \
-#     bash benchmarks/spatial_latent.sh
+#     bash benchmarks/spatial_latent.sh [OUT]
 #
-# SPATIAL_VAE=... / SPATIAL_LDM=... reuse finished runs. Logs: benchmarks/results/cfg_latent/.
+# SPATIAL_VAE=... / SPATIAL_LDM=... reuse finished runs. Logs: OUT (default
+# benchmarks/results/raw/cfg_latent, not kept in git).
 set -euo pipefail
+OUT=$(realpath -m "${1:-$(dirname "$0")/results/raw/cfg_latent}")
 cd "$(dirname "$0")/.."
-OUT=benchmarks/results/cfg_latent
 mkdir -p "$OUT"
 N=${N:-1000}
 source benchmarks/lib.sh

@@ -1,6 +1,6 @@
 """Training speed of UNet variants and kernel settings, side by side in one process.
 
-    python benchmarks/speed_ablation.py --out benchmarks/results/speed_ablation.json
+    python benchmarks/speed_ablation.py --out benchmarks/results/raw/speed_ablation.json
     python benchmarks/speed_ablation.py --profile      # where the base network's step goes
 
 Each row is one training step of the real loop's parts (objective, backward, AdamW, EMA)
@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="round-robin rounds; medians kept")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
     ap.add_argument("--profile", action="store_true", help="only profile the base step")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/speed_ablation.json"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/raw/speed_ablation.json"))
     args = ap.parse_args()
     if args.profile:
         profile(args.steps)

@@ -1,6 +1,6 @@
 """Train and sample throughput per preset and precision, with FLOPs and the matmul peak.
 
-    python benchmarks/throughput.py --out benchmarks/results/throughput.json
+    python benchmarks/throughput.py --out benchmarks/results/raw/throughput.json
 
 For every preset and precision: training img/s (forward + backward + AdamW + EMA, batch as
 in the preset), sampling img/s (one no-grad network evaluation per image), forward FLOPs
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument(
         "--steps", type=int, default=10, help="timed training steps (default preset: 2)"
     )
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/raw/throughput.json"))
     args = ap.parse_args()
 
     # Emulated bf16 (CPUs without AVX512-BF16/AMX) runs ~100x below fp32: keep its probe small.

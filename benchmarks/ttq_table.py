@@ -1,6 +1,6 @@
 """The ablation table of benchmarks/time_to_quality.sh as markdown.
 
-    python benchmarks/ttq_table.py OUT [--peak-json benchmarks/results/speed_ablation.json]
+    python benchmarks/ttq_table.py OUT [--peak-json benchmarks/results/16.1-speed-ablation.json]
 
 One row per trained run in ``OUT/runs.txt``: training wall time and img/s (the run's
 summary.json), % of the fp32 matmul peak (3x the forward FLOPs of the run's own network
@@ -49,7 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--peak-json", type=Path,
-                    default=Path("benchmarks/results/speed_ablation.json"))  # fmt: skip
+                    default=Path("benchmarks/results/16.1-speed-ablation.json"))  # fmt: skip
     args = ap.parse_args()
     peak = json.loads(args.peak_json.read_text())["matmul_peak_gflop_s"] * 1e9
     print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s ({args.peak_json})\n")
