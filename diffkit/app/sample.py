@@ -1,0 +1,373 @@
+"""``diffkit sample``: draw images from a model into a samples folder.
+
+    from diffkit.app.sample import SampleRequest, Sampling, sample
+    from diffkit.config.settings import Settings
+
+    out = sample(SampleRequest(Path("runs/ddpm/RUN"), Sampling("dpm++2m", 20), n=64),
+                 Settings())
+    out.folder  # grid.png, samples-00000.safetensors, sample.json
+
+The folder appears only when it is complete (:class:`~diffkit.runs.samples.SampleWriter`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diffkit.app.common import hinted, model_class_names, parse_classes, progress_total
+from diffkit.app.report import QUIET, Reporter
+from diffkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from diffkit.config.settings import Settings
+    from diffkit.methods.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to integrate: the sampler (None: the model's default), its steps (None: the
+    sampler's default on this model) and the options a sampler may read."""
+
+    sampler: str | None = None
+    steps: int | None = None
+    eta: float = 0.0
+    spacing: str | None = None
+    variance: str | None = None
+    rtol: float = 1e-3
+    atol: float = 1e-3
+
+    def options(self) -> dict[str, Any]:
+        return {"eta": self.eta, "spacing": self.spacing, "variance": self.variance,
+                "rtol": self.rtol, "atol": self.atol}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HintRequest:
+    """A ControlNet's hint (an image, a folder, or ``DATASET:SPLIT[:A..B]``; None: no hint)
+    and how the ControlNet steers (:class:`~diffkit.methods.controlnet.Control`)."""
+
+    spec: str | None = None
+    is_edges: bool = False
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    guess: bool = False
+
+    def control(self) -> dict[str, Any]:
+        return {"scale": self.scale, "start": self.start, "end": self.end, "guess": self.guess}
+
+
+@dataclass(frozen=True)
+class CacheRequest:
+    """DeepCache (:class:`~diffkit.accel.CacheConfig`); ``interval`` 1 is off."""
+
+    interval: int = 1
+    branch: int = 1
+    schedule: str = "uniform"
+    center: float = 0.0
+    mode: str = "linear"
+
+    def config(self):
+        from diffkit.accel import CacheConfig
+
+        try:
+            return CacheConfig(self.interval, self.branch, self.schedule, self.center,
+                               self.mode)  # type: ignore[arg-type]  # fmt: skip
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """``n`` images (None: 64, or 10 per class with ``grid_per_class``, or one per hint) of
+    ``classes`` (``--class`` values) from ``source`` (a run, checkpoint, diffusers folder or
+    ``hf:`` id) into ``out`` (None: a fresh ``RUN/samples/TAG-seedSEED``)."""
+
+    source: Path
+    sampling: Sampling = field(default_factory=Sampling)
+    n: int | None = None
+    classes: tuple[str, ...] = ()
+    guidance: float = 1.0
+    grid_per_class: bool = False
+    seed: int | None = None
+    batch_size: int = 256
+    out: Path | None = None
+    overwrite: bool = False
+    cache: CacheRequest = field(default_factory=CacheRequest)
+    hint: HintRequest = field(default_factory=HintRequest)
+    use_ema: bool = True
+
+
+@dataclass(frozen=True)
+class SampleOutput:
+    """The folder written and what it took; ``meta`` is its sample.json."""
+
+    folder: Path
+    meta: dict[str, Any]
+    summary: str  # one line: images, sampler, steps or evaluations, time, device
+
+
+@dataclass
+class _Plan:
+    """A checked request: the pipeline and everything the sampling loop needs."""
+
+    pipe: Pipeline
+    device: Any
+    n: int
+    labels: Any  # (n,) or None
+    cond: Any  # the hint condition or None
+    hints: Any
+    sampler: str
+    steps: int
+    cache: Any  # CacheConfig or None
+    deep_cache: Any  # DeepCache or None
+    tag: str
+    grid: dict[str, Any]
+
+
+def sample(req: SampleRequest, settings: Settings, report: Reporter = QUIET) -> SampleOutput:
+    """Draw the images ``req`` asks for and publish their folder: grid.png (up to 256),
+    samples-NNNNN.safetensors shards and sample.json. UsageError for a request that does
+    not fit the model; nothing is left behind on failure or Ctrl-C."""
+    from diffkit.runs.layout import check_writable
+
+    plan = _plan(req, settings)
+    out = req.out or default_out(req.source, f"{plan.tag}-seed{_seed(req)}")
+    _check_out(out, req.overwrite)
+    _check_room(plan.pipe, plan.n, req.batch_size, out)
+    check_writable(out.parent)
+    plan.pipe = plan.pipe.compiled(settings.compile_with, report.warning)
+    meta = _write(req, settings, plan, out, report)
+    spec = _spec(plan.sampler)
+    what = f"{meta['nfe']:g} evaluations" if spec.adaptive else f"{plan.steps} steps"
+    if plan.cache is not None:
+        what += f", DeepCache {meta['full_nfe']:g} full"
+    wall = meta["wall_seconds"]
+    summary = (f"{plan.n} images, {plan.sampler} {what}: {wall:.2f} s "
+               f"({1000 * wall / plan.n:.1f} ms/image) on {plan.device}")  # fmt: skip
+    return SampleOutput(out, meta, summary)
+
+
+def _seed(req: SampleRequest) -> int:
+    return 0 if req.seed is None else req.seed
+
+
+def _spec(sampler: str):
+    from diffkit.samplers.registry import sampler_spec
+
+    return sampler_spec(sampler)
+
+
+def _plan(req: SampleRequest, settings: Settings) -> _Plan:
+    """Load the model and check the request against it, in the order a user fixes things:
+    the model, its hint and classes, the sampler and steps, its options, the cache."""
+    from diffkit.methods.load import load_pipeline
+    from diffkit.training.hardware import resolve_device
+
+    if settings.compile and req.cache.interval > 1:
+        raise UsageError("--compile and --cache-interval > 1 exclude each other: DeepCache "
+                         "changes the network from call to call")  # fmt: skip
+    dev = resolve_device(settings.device)
+    pipe = load_pipeline(req.source, dev, use_ema=req.use_ema)
+    pipe, hints = hinted(pipe, req.hint.spec, req.hint.is_edges, req.hint.control(),
+                         settings.data_dir)  # fmt: skip
+    n = req.n or (len(hints) if hints is not None else None)
+    classes = list(req.classes)
+    if req.guidance != 1.0 and not classes and not req.grid_per_class and hints is None:
+        classes = ["all"]
+    labels, n = sample_labels(pipe, classes, req.grid_per_class, n)
+    cond = None
+    if hints is not None:
+        from diffkit.methods.controlnet import hinted_batch
+
+        labels, cond, _ = hinted_batch(pipe, hints, n, labels)
+    sampler, steps = _check_sampling(pipe, req.sampling)
+    cache, deep_cache = _cache(pipe, req.cache, sampler, steps)
+    grid = class_grid_options(pipe, labels) if req.grid_per_class else {}
+    tag = _tag(req, sampler, steps, labels is not None, hints is not None)
+    return _Plan(pipe, dev, n, labels, cond, hints, sampler, steps, cache, deep_cache, tag, grid)
+
+
+def _check_sampling(pipe: Pipeline, sampling: Sampling) -> tuple[str, int]:
+    """(sampler, steps) for ``pipe``: the model's default sampler and steps where none is
+    named; UsageError for a sampler, step count or option the model does not take."""
+    sampler = sampling.sampler or pipe.DEFAULT_SAMPLER
+    try:
+        steps = pipe.check(sampler, sampling.steps)
+    except ValueError as exc:
+        raise UsageError(f"--sampler/--steps: {exc}") from None
+    try:
+        pipe.options(sampler, sampling.options())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return sampler, steps
+
+
+def _cache(pipe: Pipeline, req: CacheRequest, sampler: str, steps: int):
+    """(CacheConfig, DeepCache) for ``req``, or (None, None) when it is off."""
+    if req.interval <= 1:
+        return None, None
+    from diffkit.accel.deepcache import DeepCache
+
+    cache = req.config()
+    try:
+        return cache, DeepCache.of(pipe, cache, sampler, steps)  # refused now, if at all
+    except ValueError as exc:
+        raise UsageError(f"--cache-*: {exc}") from None
+
+
+def _tag(req: SampleRequest, sampler: str, steps: int, labelled: bool, hinted_: bool) -> str:
+    """The default folder name's head: ``ddim-50``, then what sets these images apart."""
+    s, spec = req.sampling, _spec(sampler)
+    tag = spec.tag(steps)
+    tag += f"-eta{s.eta:g}" if "eta" in spec.options and s.eta else ""
+    tag += f"-w{req.guidance:g}" if labelled or req.guidance != 1.0 else ""
+    tag += f"-cs{req.hint.scale:g}" if hinted_ and req.hint.scale != 1.0 else ""
+    tag += f"-cache{req.cache.interval}" if req.cache.interval > 1 else ""
+    return tag
+
+
+def _write(req: SampleRequest, settings: Settings, plan: _Plan, out: Path, report: Reporter):
+    """Sample batch by batch into a SampleWriter and publish it; sample.json's contents."""
+    import torch
+
+    from diffkit.runs.samples import SampleWriter
+
+    writer = SampleWriter(out, overwrite=req.overwrite, **plan.grid)
+    nfes: list[int] = []
+    dc = plan.deep_cache
+    try:
+        total = progress_total(plan.sampler, plan.steps, plan.n, req.batch_size)
+        label = f"{plan.tag}, {plan.n} images"
+        with report.steps(label, total) as advance, dc or nullcontext():
+            start = time.perf_counter()
+            for batch in plan.pipe.sample_batches(
+                plan.n, sampler=plan.sampler, steps=plan.steps, **req.sampling.options(),
+                seed=_seed(req), batch_size=req.batch_size, labels=plan.labels,
+                cond=plan.cond, guidance=req.guidance, on_step=advance,
+                on_batch_start=dc.reset if dc is not None else None,
+            ):  # fmt: skip
+                writer.add(batch.images, batch.labels)
+                nfes.append(batch.nfe)
+            if plan.device.type == "cuda":
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - start
+        meta = _meta(req, settings, plan, sum(nfes) / len(nfes), wall)
+        writer.publish(meta, nrow=None)
+        meta |= {"files": writer.files}  # as sample.json has it
+    except BaseException:
+        writer.discard()  # nothing half-written is left; an older --out folder is intact
+        raise
+    return meta
+
+
+def _meta(req: SampleRequest, settings: Settings, plan: _Plan, nfe: float, wall: float):
+    """sample.json: what was drawn, how, and what it cost."""
+    pipe, spec, s, hints = plan.pipe, _spec(plan.sampler), req.sampling, plan.hints
+    labels = plan.labels
+    control = {**req.hint.control(), "hint_is_edges": req.hint.is_edges}
+    return {
+        "source": str(req.source),
+        # what the images imitate (a diffusers model does not say)
+        "data": pipe.config.data.model_dump(mode="json") if pipe.config else None,
+        "sampler": plan.sampler,
+        "steps": None if spec.adaptive else plan.steps,
+        "nfe": nfe,
+        "full_nfe": plan.deep_cache.mean_full if plan.deep_cache is not None else nfe,
+        "cache": asdict(plan.cache) if plan.cache is not None else None,
+        "rtol": s.rtol if "rtol" in spec.options else None,
+        "atol": s.atol if "atol" in spec.options else None,
+        "eta": s.eta,
+        "spacing": s.spacing or getattr(pipe.model, "spacing", None),
+        "variance": s.variance or getattr(pipe.model, "variance", None),
+        "n": plan.n,
+        "classes": sorted(set(labels.tolist())) if labels is not None else None,
+        "guidance": req.guidance if labels is not None or hints is not None else None,
+        "hint": req.hint.spec,
+        "control": control if hints is not None else None,
+        "seed": _seed(req),
+        "ema": req.use_ema if pipe.config is not None else None,  # diffusers: one set
+        "device": str(plan.device),
+        "compiled": pipe.net.active if settings.compile else None,  # False: fell back
+        "batch_size": req.batch_size,
+        "wall_seconds": wall,
+        "ms_per_image": 1000 * wall / plan.n,
+    }
+
+
+def default_out(source: Path, name: str) -> Path:
+    """``<run>/samples/<name>`` for a run or a file inside one, else ``./samples/<name>``;
+    a numeric suffix keeps earlier outputs from being overwritten."""
+    from diffkit.runs.layout import run_folder_of
+
+    run = run_folder_of(source)
+    base = (run if (run / "config.json").is_file() else Path.cwd()) / "samples" / name
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return path
+
+
+def sample_labels(pipe: Pipeline, classes: list[str], grid_per_class: bool, n: int | None):
+    """(labels (n,) or None, n) for the requested classes: images cycle through them, or
+    ``n`` (default 10) of each, class by class, for a class grid."""
+    import torch
+
+    if not classes and not grid_per_class:
+        return None, n or 64
+    k = pipe.num_classes
+    dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
+    picked = parse_classes(classes or ["all"], dataset, k, model_class_names(pipe))
+    if grid_per_class:  # n images of each class (default 10), class by class
+        labels = torch.tensor(picked).repeat_interleave(n or 10)
+        return labels, labels.numel()
+    n = n or 64
+    return torch.tensor(picked)[torch.arange(n) % len(picked)], n
+
+
+def class_grid_options(pipe: Pipeline, labels) -> dict[str, Any]:
+    """SampleWriter's options for a class grid: one column per requested class, headed by
+    its name, as the training previews are, with as many of each class as fit in
+    GRID_MAX images (the shards still hold all of them)."""
+    from diffkit.runs.samples import GRID_MAX
+
+    k = len(set(labels.tolist()))
+    per = labels.numel() // k
+    return {"class_names": model_class_names(pipe), "grid_rows": min(per, max(1, GRID_MAX // k))}
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """An existing --out is replaced only when asked to, and only if it is a samples
+    folder (never a run folder or some other file)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if not overwrite:
+        raise UsageError(f"--out {out} already exists; pass --overwrite to replace it, or "
+                         "leave --out unset for a fresh folder")  # fmt: skip
+    if any(out.iterdir()) and not (out / "sample.json").is_file():
+        raise UsageError(f"--out {out} is not a samples folder (no sample.json); "
+                         "--overwrite replaces only samples folders")  # fmt: skip
+
+
+def _check_room(pipe: Pipeline, n: int, batch_size: int, out: Path) -> None:
+    """Refuse a request whose output cannot fit on disk, or one batch of it in memory."""
+    from diffkit.data.registry import image_shape
+    from diffkit.resources import check_disk, check_memory
+
+    if pipe.config is not None:
+        channels, size = image_shape(pipe.config.data)
+        per_image = 4 * channels * size * size  # float32 on disk and in memory
+    else:  # a foreign model samples pixels
+        per_image = 4 * math.prod(pipe.model.sample_shape)
+    per_latent = 4 * math.prod(pipe.model.sample_shape)
+    check_disk(n * per_image, out.parent, f"-n {n} ({per_image} bytes per image)")
+    # One batch: noise, the sampler's few working copies and the decoded images.
+    check_memory(min(n, batch_size) * (8 * per_latent + 2 * per_image),
+                 f"--batch-size {batch_size}")  # fmt: skip
