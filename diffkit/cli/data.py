@@ -48,6 +48,7 @@ def prepare(
     from diffkit.config.resolve import validate
     from diffkit.config.run import DataConfig
     from diffkit.data.prepare import prepare as prepare_dataset
+    from diffkit.data.prepared import with_manifest_shape
     from diffkit.data.registry import image_shape
 
     if channels not in (None, 1, 3):
@@ -58,7 +59,8 @@ def prepare(
                          "folder: datasets")  # fmt: skip
     settings = machine_settings(data_dir, None, None)
     fields = {"dataset": dataset} | ({"image_size": size} if size else {})
-    cfg = validate(DataConfig, fields | ({"channels": channels} if channels else {}))
+    fields |= {"channels": channels} if channels else {}
+    cfg = validate(DataConfig, with_manifest_shape(fields))
     c, side = image_shape(cfg)
     if out is None:
         name = Path(dataset.removeprefix("folder:")).name if is_folder else dataset

@@ -28,6 +28,7 @@ def resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
     import json
 
     from diffkit.config.resolve import validate
+    from diffkit.data.prepared import with_manifest_shape
     from diffkit.methods.registry import METHODS
 
     run = RunDir(run_path)
@@ -52,6 +53,8 @@ def resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
     stored.setdefault("train", {}).update(
         {k.split(".")[1]: v for k, v in flags.items() if k in RESUMABLE and v is not None}
     )
+    if "data" in stored:  # a prepared folder re-prepared at another shape is refused
+        stored["data"] = with_manifest_shape(stored["data"])
     return run, validate(kind, stored)
 
 

@@ -160,7 +160,8 @@ def resolve_run_config(
     ``flags`` maps dotted field paths to values; ``None`` means "not given". ``fixed`` holds
     values decided by something other than the user (a latent model's shape and data are
     its VAE's, named by ``fixed_by``): they replace the dataset-shape layer, sit on top of
-    every layer, and a user value that contradicts one is an error.
+    every layer, and a user value that contradicts one is an error. A prepared dataset's
+    shape is read from its manifest here, before the config validates (which reads no file).
     """
     top = deep_merge(read_config_file(config_file) if config_file else {}, nest(flags))
     env = env_layer(model, environ)
@@ -178,7 +179,8 @@ def resolve_run_config(
     layers = deep_merge(deep_merge(base, env), top)
     if fixed is not None:
         _check_fixed(deep_merge(env, top), fixed, fixed_by)
-        return validate(model, deep_merge(layers, fixed))
+        return validate(model, _with_prepared_shape(deep_merge(layers, fixed)))
+    layers = _with_prepared_shape(layers)
     data = validate(model, layers).data  # type: ignore[attr-defined]
     from diffkit.data.registry import image_shape
 
@@ -192,6 +194,16 @@ def resolve_run_config(
             )
     shape_layer = {"model": {"in_channels": channels, "image_size": size}}
     return validate(model, deep_merge(shape_layer, layers))
+
+
+def _with_prepared_shape(layers: Mapping[str, Any]) -> dict[str, Any]:
+    """``layers`` (a run config, before validation) whose data section, when it names a
+    prepared dataset, carries its manifest's shape (read by the data layer)."""
+    from diffkit.data.prepared import with_manifest_shape
+
+    if "data" not in layers:
+        return dict(layers)
+    return {**layers, "data": with_manifest_shape(layers["data"])}
 
 
 def _check_fixed(given: Mapping[str, Any], fixed: Mapping[str, Any], by: str, at: str = "") -> None:

@@ -59,7 +59,10 @@ class DiffusionConfig(Frozen):
 
 
 class DataConfig(Frozen):
-    """Which dataset to train on; see :mod:`diffkit.data.registry` for names."""
+    """Which dataset to train on; see :mod:`diffkit.data.registry` for names. A prepared
+    dataset's ``channels`` and ``image_size`` are its manifest's, filled in where a run's
+    config is made (:func:`diffkit.data.prepared.with_manifest_shape`): validating a config
+    reads no file."""
 
     dataset: str = "mnist"
     limit: int | None = Field(None, ge=1, description="use only the first N training images")
@@ -76,26 +79,6 @@ class DataConfig(Frozen):
         from diffkit.data.registry import check_name
 
         return check_name(name)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _prepared_shape(cls, data: Any) -> Any:
-        """A prepared dataset's image shape is its manifest's: recorded in the config (so a
-        run knows it when the folder is gone) and checked against any value given."""
-        if not isinstance(data, dict) or not str(data.get("dataset", "")).startswith("prepared:"):
-            return data
-        from diffkit.data.prepared import prepared_shape
-
-        shape = prepared_shape(str(data["dataset"]).removeprefix("prepared:"))
-        if shape is None:  # gone: the recorded values stand
-            return data
-        out = dict(data)
-        for key, want in zip(("channels", "image_size"), shape, strict=True):
-            if key in data and data[key] is not None and int(data[key]) != want:
-                raise ValueError(f"data.{key}={data[key]} differs from {data['dataset']}'s "
-                                 f"images ({shape[0]}x{shape[1]}x{shape[1]})")  # fmt: skip
-            out[key] = want
-        return out
 
     @field_validator("class_names")
     @classmethod

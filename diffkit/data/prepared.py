@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from diffkit.data.images import ImageData, to_unit_range
 from diffkit.data.loader import epoch_order
-from diffkit.errors import DataError
+from diffkit.errors import ConfigError, DataError
 from diffkit.resources import available_memory, human_bytes
 
 FORMAT = "diffkit-prepared-1"
@@ -68,14 +68,35 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def prepared_shape(folder: str | Path) -> tuple[int, int] | None:
-    """(channels, size) of a prepared folder's images, or None when it has no readable
-    manifest (the config then keeps the values it recorded)."""
+def with_manifest_shape(section: Any) -> Any:
+    """A config's data section (a mapping, before validation) with a ``prepared:DIR``
+    dataset's image shape, its manifest's: recorded in the config (so a run knows it when
+    the folder is gone) and checked against any value given (one-line ConfigError). Other
+    datasets, and a folder without a readable manifest (its recorded values stand), come
+    back unchanged.
+
+    The config validates without reading the disk; this is the disk's part, applied where
+    a run's config is made (:func:`diffkit.config.resolve.resolve_run_config`) or resumed.
+    """
+    if not isinstance(section, Mapping) or not str(section.get("dataset", "")).startswith(PREFIX):
+        return section
     try:
-        c, size, _ = read_manifest(Path(folder))["shape"]
-        return int(c), int(size)
-    except (DataError, KeyError, TypeError, ValueError):
-        return None
+        c, size, _ = read_manifest(Path(str(section["dataset"]).removeprefix(PREFIX)))["shape"]
+        shape = int(c), int(size)
+    except (DataError, KeyError, TypeError, ValueError):  # gone: the recorded values stand
+        return section
+    out = dict(section)
+    for key, want in zip(("channels", "image_size"), shape, strict=True):
+        given = section.get(key)
+        try:
+            differs = given is not None and int(given) != want
+        except ValueError as exc:  # not a number: said as the config's validation said it
+            raise ConfigError(f"invalid data: {exc}") from None
+        if differs:
+            raise ConfigError(f"invalid data: data.{key}={given} differs from {section['dataset']}"
+                              f"'s images ({shape[0]}x{shape[1]}x{shape[1]})")  # fmt: skip
+        out[key] = want
+    return out
 
 
 def load_prepared(folder: Path, split: str, in_memory: bool | None = None) -> ImageData:

@@ -1,7 +1,7 @@
 """A pretrained diffusers ``AutoencoderKL`` as a latent codec (``--vae hf:ORG/NAME | DIR``).
 
-:class:`PretrainedCodec` offers what a latent model asks of diffkit's own
-:class:`~diffkit.methods.vae.LatentCodec`: ``encode`` to scaled latents ``(z - shift) *
+:class:`PretrainedCodec` is a :class:`~diffkit.models.codec.Codec`, as diffkit's own
+:class:`~diffkit.methods.vae.LatentCodec` is: ``encode`` to scaled latents ``(z - shift) *
 scale``, ``decode`` back, ``latent_shape``, ``image_shape``, ``digest``. ``scale`` and
 ``shift`` are the autoencoder's own ``scaling_factor`` and ``shift_factor`` (0 when it has
 none): the numbers its diffusion models were trained with, so a latent made here is the
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from diffkit.config.run import LatentConfig, PretrainedVAEConfig
 from diffkit.data.loader import to_unit_range
 from diffkit.errors import CheckpointError, ConfigError
+from diffkit.models.codec import batched, check_shape
 
 BATCH = 64  # images per forward pass: an SD VAE at 256 px holds ~1 GB of activations each
 
@@ -69,10 +70,9 @@ class PretrainedCodec:
     ) -> Tensor:
         """images: (B, C, H, W) float in [-1, 1] (or uint8) -> scaled latents (B, *latent_shape),
         float32 on the images' device: the posterior mean, or with ``sample`` a sample."""
-        _check(images, self.image_shape, "images", self.source)
-        out = [images.new_zeros((0, *self.latent_shape), dtype=torch.float32)]
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].to(self.device)
+        check_shape(images, self.image_shape, "images", f"autoencoder {self.source}")
+
+        def step(x: Tensor) -> Tensor:  # (b, C, H, W) on the autoencoder's device
             x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
             if x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)  # (b, 1, H, W) -> (b, 3, H, W)
@@ -82,22 +82,23 @@ class PretrainedCodec:
                 where = generator.device if generator is not None else z.device
                 eps = torch.randn(z.shape, generator=generator, device=where).to(z.device)
                 z = z + posterior.std * eps
-            out.append(((z.float() - self.shift) * self.scale).to(images.device))
-        return torch.cat(out)
+            return (z.float() - self.shift) * self.scale
+
+        return batched(step, images, self.latent_shape, batch_size, self.device)
 
     @torch.no_grad()
     def decode(self, latents: Tensor, *, batch_size: int = BATCH) -> Tensor:
         """Scaled latents (B, *latent_shape) -> images (B, C, H, W) float in [-1, 1]."""
-        _check(latents, self.latent_shape, "latents", self.source)
-        out = [latents.new_zeros((0, *self.image_shape), dtype=torch.float32)]
-        for start in range(0, latents.shape[0], batch_size):
-            z = latents[start : start + batch_size].to(self.device).float()
-            z = z / self.scale + self.shift
+        check_shape(latents, self.latent_shape, "latents", f"autoencoder {self.source}")
+
+        def step(z: Tensor) -> Tensor:  # (b, *latent_shape) on the autoencoder's device
+            z = z.float() / self.scale + self.shift
             x = self.net.decode(z.to(self.dtype)).sample.float()  # (b, 3, H, W)
             if self.image_channels == 1:
                 x = x.mean(1, keepdim=True)  # (b, 3, H, W) -> (b, 1, H, W)
-            out.append(x.to(latents.device))
-        return torch.cat(out)
+            return x
+
+        return batched(step, latents, self.image_shape, batch_size, self.device)
 
     def latent_section(self) -> dict[str, Any]:
         """The ``latent`` config section of a model trained on these latents."""
@@ -203,9 +204,3 @@ def codec_of(latent: LatentConfig, device: torch.device | str = "cpu") -> Pretra
             f"{codec.latent_shape}, not {tuple(p.latent_shape)}"
         )
     return codec
-
-
-def _check(x: Tensor, want: tuple[int, ...], what: str, source: str) -> None:
-    if tuple(x.shape[1:]) != tuple(want):
-        raise ConfigError(f"{what} of shape {tuple(x.shape[1:])} do not fit the autoencoder "
-                          f"{source} (wants {want})")  # fmt: skip

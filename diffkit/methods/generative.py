@@ -51,7 +51,7 @@ from diffkit.training.hardware import resolve_device, resolve_precision
 from diffkit.training.resume import load_resume
 
 if TYPE_CHECKING:
-    from diffkit.methods.vae import LatentCodec
+    from diffkit.models.codec import Codec
 
 
 def objective_for(cfg: GenerativeRunConfig, paired: bool = False):
@@ -85,7 +85,7 @@ def _training_data(
     cfg: GenerativeRunConfig,
     settings: Settings,
     dist: DistInfo,
-    codec: LatentCodec | None,
+    codec: Codec | None,
     pairs: ImageData | None,
     on_event: Callable[[TrainEvent], None],
 ) -> ImageData:
@@ -119,7 +119,7 @@ def _evaluation(
     settings: Settings,
     device: torch.device,
     classifier: Path | None,
-    codec: LatentCodec | None,
+    codec: Codec | None,
     on_event: Callable[[TrainEvent], None],
 ) -> Callable[[nn.Module, int], dict] | None:
     """The in-training evaluation callback, or None when ``train.eval_every`` is 0. Loads the
@@ -161,7 +161,7 @@ def train_generative(
     resume: RunDir | None = None,
     dist: DistInfo = DistInfo(),
     classifier: Path | None = None,
-    codec: LatentCodec | None = None,
+    codec: Codec | None = None,
     pairs: ImageData | None = None,
     init_from: Path | None = None,
     on_event: Callable[[TrainEvent], None] | None = None,
@@ -254,7 +254,7 @@ def train_generative(
 
 
 def _preview(
-    cfg: GenerativeRunConfig, device: torch.device, codec: LatentCodec | None, run: RunDir | None
+    cfg: GenerativeRunConfig, device: torch.device, codec: Codec | None, run: RunDir | None
 ) -> Callable[[nn.Module, int], Path]:
     """The preview callback: a grid of samples; for a class-conditional model one column
     per class, its name above it."""

@@ -1,4 +1,4 @@
-"""Latent diffusion glue: a DDPM's view of its VAE (:class:`LatentCodec`).
+"""Latent diffusion glue: a DDPM's view of its autoencoder (a :class:`Codec`).
 
 The latent model's config takes shape, data and the ``latent`` section from the VAE
 (:func:`latent_fixed_layer`); the training set is encoded once (:func:`encode_dataset`);
@@ -12,7 +12,6 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
 
 import torch
 from torch import Tensor
@@ -20,6 +19,7 @@ from torch import Tensor
 from diffkit.config.run import LatentConfig
 from diffkit.data.registry import ImageData
 from diffkit.methods.vae import LatentCodec
+from diffkit.models.codec import Codec
 from diffkit.nn.build import meta_model
 from diffkit.runs.checkpoint import (
     CheckpointError,
@@ -28,11 +28,6 @@ from diffkit.runs.checkpoint import (
     load_checkpoint,
     read_checkpoint_header,
 )
-
-if TYPE_CHECKING:
-    from diffkit.external.vae import PretrainedCodec
-
-Codec = Union[LatentCodec, "PretrainedCodec"]  # what a latent model encodes and decodes with
 
 
 def codec_from_checkpoint(

@@ -35,7 +35,7 @@ from diffkit.objectives.vae import VAEObjective
 from diffkit.schedules import DDPMSchedule, make_schedule
 
 if TYPE_CHECKING:
-    from diffkit.methods.vae import LatentCodec
+    from diffkit.models.codec import Codec
 
 Space = Literal["pixel", "latent", "any"]
 
@@ -53,7 +53,7 @@ class Method:
     command: str
     space: Space = "pixel"
     objective: Callable[[Any, bool], Any] | None = None
-    model: Callable[[Any, nn.Module, LatentCodec | None], Model] | None = None
+    model: Callable[[Any, nn.Module, Codec | None], Model] | None = None
 
     def runs_folder(self, cfg: Any) -> str:
         """The ``runs/`` sub-folder of a run of this method; a reflowed or distilled flow
@@ -84,18 +84,18 @@ def _flow_objective(cfg: FlowRunConfig, paired: bool) -> FlowObjective:
                          cfg.train.cond_drop, paired=paired, distill_steps=distill)  # fmt: skip
 
 
-def _common(cfg: GenerativeRunConfig, net: nn.Module, codec: LatentCodec | None) -> dict:
+def _common(cfg: GenerativeRunConfig, net: nn.Module, codec: Codec | None) -> dict:
     return {"net": net, "sample_shape": cfg.sample_shape, "codec": codec,
             "conditioning": "class" if cfg.num_classes else "none",
             "num_classes": cfg.num_classes, "name": cfg.method}  # fmt: skip
 
 
-def _ddpm_model(cfg: DDPMRunConfig, net: nn.Module, codec: LatentCodec | None) -> DDPMModel:
+def _ddpm_model(cfg: DDPMRunConfig, net: nn.Module, codec: Codec | None) -> DDPMModel:
     return DDPMModel(**_common(cfg, net, codec), schedule=schedule_of(cfg),
                      prediction=cfg.diffusion.prediction, clip=codec is None)  # fmt: skip
 
 
-def _flow_model(cfg: FlowRunConfig, net: nn.Module, codec: LatentCodec | None) -> FlowModel:
+def _flow_model(cfg: FlowRunConfig, net: nn.Module, codec: Codec | None) -> FlowModel:
     distill = cfg.reflow.distill_steps if cfg.reflow is not None else None
     return FlowModel(**_common(cfg, net, codec), steps=distill or 50)
 

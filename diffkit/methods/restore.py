@@ -31,7 +31,7 @@ from diffkit.runs.checkpoint import (
 )
 
 if TYPE_CHECKING:
-    from diffkit.methods.vae import LatentCodec
+    from diffkit.models.codec import Codec
 
 PIPELINES: dict[Family, type[Pipeline]] = {"ddpm": DDPMPipeline, "flow": FlowPipeline}
 """The sampling side of each model family."""
@@ -44,7 +44,7 @@ def pipeline_of(model: Model, device: torch.device, config: GenerativeRunConfig 
 
 
 def pipeline_for(
-    cfg: GenerativeRunConfig, net: nn.Module, device: torch.device, codec: LatentCodec | None = None
+    cfg: GenerativeRunConfig, net: nn.Module, device: torch.device, codec: Codec | None = None
 ) -> Pipeline:
     """A diffkit run's network as a pipeline: its method makes the model (:data:`METHODS`)."""
     make = METHODS[cfg.method].model

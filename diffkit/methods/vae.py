@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from diffkit.config.resolve import ConfigError, validate
+from diffkit.config.resolve import validate
 from diffkit.config.run import VAERunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.batching import make_batches
@@ -27,6 +27,7 @@ from diffkit.data.registry import ImageData
 from diffkit.eval.features import tensor_digest
 from diffkit.methods.common import finish_run, load_splits
 from diffkit.methods.registry import method_of
+from diffkit.models.codec import batched, check_shape
 from diffkit.nn.build import check_trainable, meta_model
 from diffkit.nn.vae import VAE, build_vae
 from diffkit.objectives.vae import Perceptual, VAEObjective, kl_divergence
@@ -119,10 +120,9 @@ class LatentCodec:
         The posterior mean, or with ``sample`` a posterior sample (noise from ``generator``),
         then ``(z - shift) * scale``.
         """
-        _check_shape(images, self.image_shape, "images", self.source)
-        out = [images.new_zeros((0, *self.latent_shape), dtype=torch.float32)]
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].to(self.device)
+        check_shape(images, self.image_shape, "images", f"VAE {self.source}")
+
+        def step(x: Tensor) -> Tensor:  # (b, C, H, W) on the VAE's device
             x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
             mu, logvar = self.net.encode(x)  # (b, *latent_shape) each
             z = mu
@@ -130,19 +130,19 @@ class LatentCodec:
                 where = generator.device if generator is not None else mu.device
                 eps = torch.randn(mu.shape, generator=generator, device=where).to(mu.device)
                 z = mu + torch.exp(0.5 * logvar) * eps
-            out.append(((z.float() - self.shift) * self.scale).to(images.device))
-        return torch.cat(out)
+            return (z.float() - self.shift) * self.scale
+
+        return batched(step, images, self.latent_shape, batch_size, self.device)
 
     @torch.no_grad()
     def decode(self, latents: Tensor, *, batch_size: int = BATCH) -> Tensor:
         """latents: (B, *latent_shape), scaled -> images (B, C, H, W) float in [-1, 1]."""
-        _check_shape(latents, self.latent_shape, "latents", self.source)
-        out = [latents.new_zeros((0, *self.image_shape), dtype=torch.float32)]
-        for start in range(0, latents.shape[0], batch_size):
-            z = latents[start : start + batch_size].to(self.device).float()
-            z = z / self.scale + self.shift
-            out.append(self.net.decode(z).float().to(latents.device))
-        return torch.cat(out)
+        check_shape(latents, self.latent_shape, "latents", f"VAE {self.source}")
+
+        def step(z: Tensor) -> Tensor:  # (b, *latent_shape) on the VAE's device
+            return self.net.decode(z.float() / self.scale + self.shift).float()
+
+        return batched(step, latents, self.image_shape, batch_size, self.device)
 
     def to_parts(self) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]]:
         """(run config JSON, weights on the CPU without prefix, ``{"shift", "scale",
@@ -181,13 +181,6 @@ class LatentCodec:
         except RuntimeError:
             raise CheckpointError(f"{source}: weights do not match the VAE config") from None
         return cls(cfg, net.to(device).eval(), shift, scale, source, digest)
-
-
-def _check_shape(x: Tensor, want: tuple[int, ...], what: str, source: str) -> None:
-    if tuple(x.shape[1:]) != tuple(want):
-        raise ConfigError(
-            f"{what} of shape {tuple(x.shape[1:])} do not fit the VAE {source} (wants {want})"
-        )
 
 
 def load_codec(path: Path, device: torch.device | str = "cpu") -> LatentCodec:

@@ -31,7 +31,7 @@ from diffkit.schedules.spacing import Spacing
 Variance = Literal["fixed_small", "fixed_large", "learned_range"]
 
 if TYPE_CHECKING:
-    from diffkit.methods.vae import LatentCodec
+    from diffkit.models.codec import Codec
     from diffkit.samplers.common import DynamicThreshold
 
 Family = Literal["ddpm", "flow"]
@@ -46,7 +46,7 @@ class Model:
     sample_shape: tuple[int, ...]  # one sample the network generates: (C, H, W) or a latent
     conditioning: ConditionKind = "none"
     num_classes: int | None = None
-    codec: LatentCodec | None = None  # decodes latents to images; None: pixel space
+    codec: Codec | None = None  # decodes latents to images; None: pixel space
     name: str = "model"  # what it is, for messages ("ddpm", "diffusers DDPMPipeline", ...)
 
     family: ClassVar[Family]

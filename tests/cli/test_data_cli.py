@@ -85,3 +85,30 @@ def test_a_prepared_folder_refuses_another_shape(prepared: Path, tmp_path: Path)
     result = invoke("train", "ddpm", *TINY, "--dataset", f"prepared:{prepared}", "--config",
                     config, "--runs-dir", tmp_path)  # fmt: skip
     assert result.exit_code == 2 and "differs from" in result.output
+
+
+def test_configs_read_no_files_and_runs_refuse_them_at_the_start(prepared: Path, tmp_path: Path,
+                                                                   monkeypatch):  # fmt: skip
+    """Validating a config names folders without opening them: a prepared folder given
+    another shape, and folders that do not exist, all validate; the training command still
+    refuses each with its one line, exit 2, before writing a run folder."""
+    from diffkit.config.run import DDPMRunConfig, VAERunConfig
+
+    cases = [
+        ({"dataset": f"prepared:{prepared}", "image_size": 32}, "differs from"),
+        ({"dataset": f"prepared:{tmp_path / 'gone'}"}, "is not a prepared dataset"),
+        ({"dataset": f"folder:{tmp_path / 'gone'}"}, "image folder not found"),
+    ]
+    with monkeypatch.context() as m:
+        for name in ("stat", "open", "read_text", "read_bytes", "iterdir"):
+            m.setattr(Path, name, lambda *a, **k: pytest.fail("a config touched the disk"))
+        for data, _ in cases:
+            DDPMRunConfig.model_validate({"data": data})
+            VAERunConfig.model_validate({"data": data})
+    for data, message in cases:
+        config = tmp_path / "c.toml"
+        config.write_text("[data]\n" + "".join(f"{k} = {v!r}\n" for k, v in data.items()))
+        result = invoke("train", "ddpm", *TINY, "--config", config, "--runs-dir",
+                        tmp_path / "runs")  # fmt: skip
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()

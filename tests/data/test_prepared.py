@@ -20,8 +20,10 @@ from diffkit.data.prepared import (
     MappedImageData,
     load_prepared,
     read_manifest,
+    with_manifest_shape,
 )
 from diffkit.data.registry import DataError, load_dataset
+from diffkit.errors import ConfigError
 
 MNIST = DataConfig(dataset="mnist", limit=300)
 
@@ -102,3 +104,16 @@ def test_damaged_files_are_refused(prepared: Path, tmp_path: Path):
         read_manifest(copy)
     with pytest.raises(DataError, match="is not a prepared dataset"):
         read_manifest(tmp_path)
+
+
+def test_a_prepared_section_takes_its_manifest_shape(prepared: Path, tmp_path: Path):
+    name = f"prepared:{prepared}"
+    assert with_manifest_shape({"dataset": name}) == {"dataset": name, "channels": 1,
+                                                      "image_size": 28}  # fmt: skip
+    assert with_manifest_shape({"dataset": name, "channels": "1"})["channels"] == 1
+    with pytest.raises(ConfigError, match=rf"^invalid data: data.image_size=32 differs from "
+                       rf"{name}'s images \(1x28x28\)$"):  # fmt: skip
+        with_manifest_shape({"dataset": name, "image_size": 32})
+    gone = {"dataset": f"prepared:{tmp_path / 'gone'}", "image_size": 5}
+    for section in ({"dataset": "mnist", "image_size": 5}, gone, None):
+        assert with_manifest_shape(section) == section  # as given: the recorded values stand
