@@ -277,215 +277,289 @@ def train(
     weights, and so the checkpoints, are those of ``model`` itself. A compiler failure
     falls back to eager with a ``warning`` event.
     """
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg)
-    ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
-    pos = _Position()
-    if resume is not None:
-        pos = _restore(resume, model, ema, optimizer, scaler, cfg, world=dist.world,
-                       batches=len(batches))  # fmt: skip
-    ddp = DistributedDataParallel(model) if dist.enabled else None
-    net = compiled(model if ddp is None else ddp, compile_backend, lambda message: on_event(
-        TrainEvent("warning", pos.step, pos.epoch, {"message": message})))  # fmt: skip
-    generator = torch.Generator(device)
-    # The run's length, and so the span of the LR schedule: max_steps when given (a run
-    # may then end mid-epoch, or go on past cfg.epochs), else every batch of cfg.epochs.
-    total = schedule_steps = run_length(cfg, len(batches))
-    metrics = MetricsWriter(run.metrics) if run is not None and dist.is_main else None
-    on_disk = run.last_checkpoint if run is not None and dist.is_main else None
-    saved = on_disk if on_disk is not None and on_disk.is_file() else None
-    # Post-hoc EMA (training/snapshots.py): the mean raw weights every N steps and at each
-    # checkpoint, so a resume from the last checkpoint misses no step.
-    snapshots = None
-    if cfg.snapshot_every_steps and run is not None and dist.is_main:
-        snapshots = SnapshotWriter(run.snapshots, model, pos.step)
+    hooks = _Hooks(preview, evaluate, on_event, extra_tensors or {})
+    where = _Where(device, autocast_dtype, run, run_config, dist, compile_backend)
+    return Trainer(model, objective, batches, cfg, where, hooks, resume).run()
 
-    def checkpoint(epoch_file: bool) -> None:
-        nonlocal saved
-        if run is None or not dist.is_main:
-            return
-        if snapshots is not None:
-            snapshots.flush()
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        tensors |= {f"ema.{k}": v for k, v in ema.shadow.state_dict().items()}
-        tensors |= _optimizer_tensors(optimizer) | extra
-        state = {"position": pos.__dict__, "world_size": dist.world, "scaler": scaler.state_dict()}
-        ckpt = Checkpoint(run_config, tensors, state)
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a run trains and writes: device and precision, its folder (None: nowhere),
+    the config stored in every checkpoint, the process group, the compiler backend."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    run: RunDir | None
+    run_config: dict[str, Any]
+    dist: DistInfo
+    compile_backend: str | None
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """What a recipe plugs in: ``preview(ema_model, tag)``, ``evaluate(ema_model, epoch)``,
+    the event sink, and tensors written unchanged into every checkpoint."""
+
+    preview: Callable[[nn.Module, str], Path | None] | None
+    evaluate: Callable[[nn.Module, int], dict[str, Any]] | None
+    on_event: Callable[[TrainEvent], None]
+    extra: dict[str, Tensor]
+
+
+class Trainer:
+    """The training loop, one method per named step: :meth:`data` (the batches left in
+    the epoch), :meth:`step` (one optimizer step), :meth:`observe` (previews and
+    evaluations where due), :meth:`checkpoint` and the stop checks of :meth:`_epoch`.
+    :func:`train` builds one and runs it; see its docstring for what each option does."""
+
+    def __init__(self, model: nn.Module, objective: Objective, batches: TensorBatches,
+                 cfg: TrainConfig, where: _Where, hooks: _Hooks,
+                 resume: Checkpoint | None = None) -> None:  # fmt: skip
+        self.model, self.objective, self.batches, self.cfg = model, objective, batches, cfg
+        self.where, self.hooks, dist = where, hooks, where.dist
+        model.to(where.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(model, cfg)
+        self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
+        fp16 = where.autocast_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(where.device.type, enabled=fp16)
+        self.pos = _Position()
+        if resume is not None:
+            self.pos = _restore(resume, model, self.ema, self.optimizer, self.scaler, cfg,
+                                world=dist.world, batches=len(batches))  # fmt: skip
+        self.ddp = DistributedDataParallel(model) if dist.enabled else None
+        self.net = compiled(model if self.ddp is None else self.ddp, where.compile_backend,
+                            lambda message: self.emit("warning", {"message": message}))  # fmt: skip
+        self.generator = torch.Generator(where.device)
+        # The run's length, and so the span of the LR schedule: max_steps when given (a run
+        # may then end mid-epoch, or go on past cfg.epochs), else every batch of cfg.epochs.
+        self.total = run_length(cfg, len(batches))
+        run, main = where.run, dist.is_main
+        self.metrics = MetricsWriter(run.metrics) if run is not None and main else None
+        on_disk = run.last_checkpoint if run is not None and main else None
+        self.saved = on_disk if on_disk is not None and on_disk.is_file() else None
+        # Post-hoc EMA (training/snapshots.py): the mean raw weights every N steps and at
+        # each checkpoint, so a resume from the last checkpoint misses no step.
+        self.snapshots = None
+        if cfg.snapshot_every_steps and run is not None and main:
+            self.snapshots = SnapshotWriter(run.snapshots, model, self.pos.step)
+        self.best = (_BestKeeper(run, where.run_config, hooks.extra)
+                     if cfg.keep_best and run is not None else None)  # fmt: skip
+        self.previews_on = bool(cfg.sample_every or cfg.sample_every_steps)
+        self.evals_on = bool(cfg.eval_every or cfg.eval_every_steps)
+        self.seen = {"preview": -1, "eval": -1}  # the step each was last made at: never twice
+        self.last_loss: float | None = None
+
+    def emit(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        self.hooks.on_event(TrainEvent(kind, self.pos.step, self.pos.epoch, data or {}))
+
+    def run(self) -> TrainResult:
+        """Train to the run's length, a stop signal or a non-finite loss."""
+        pos, batches = self.pos, self.batches
+        if pos.step >= self.total:  # a resumed run that already ran its length
+            self.emit("stop", {"reason": "nothing_to_do"})
+            return TrainResult("nothing_to_do", pos.step, pos.epoch, None, pos.elapsed, 0.0,
+                               self.saved, None, None, pos.step / len(batches))  # fmt: skip
+        self.emit("start", {"total_steps": self.total})
+        self.reason: StopReason = "finished"
+        self.window = _LossWindow(self.where.device)
+        self.clock = time.perf_counter() - pos.elapsed
+        self.net.train()
+        dtype = self.where.autocast_dtype
+        self.autocast = torch.autocast(self.where.device.type, dtype=dtype) if dtype else (
+            nullcontext())  # fmt: skip
+        self.lr = lr_at(pos.step, self.cfg, self.total)  # the latest step's LR, for the log
+        flag = _StopFlag()
+        with flag.installed() as stop:
+            mid_epoch_end = False
+            while pos.step < self.total and self.reason == "finished" and not mid_epoch_end:
+                mid_epoch_end = self._epoch(stop)
+            self._finish(mid_epoch_end)
+        if self.metrics is not None:
+            self.metrics.close()
+        self.emit("stop", {"reason": self.reason})
+        ips = pos.images / max(pos.elapsed, 1e-9)
+        ran_compiled = self.net.active if isinstance(self.net, CompiledNet) else None
+        return TrainResult(self.reason, pos.step, pos.epoch, self.last_loss, pos.elapsed, ips,
+                           self.saved, flag.signal, ran_compiled,
+                           pos.step / len(batches))  # fmt: skip
+
+    def data(self):
+        """The batches ``(x, y)`` left in the current epoch, from the position's batch."""
+        return self.batches.epoch(self.pos.epoch, start=self.pos.batch)
+
+    def _epoch(self, stop: _StopFlag) -> bool:
+        """The rest of one epoch, step by step; True if max_steps ended the run in it."""
+        pos, cfg, n = self.pos, self.cfg, len(self.batches)
+        for x, y in self.data():
+            if pos.step >= self.total:  # max_steps ends the run within this epoch
+                return True
+            loss = self.step(x, y)
+            pos.batch += 1
+            pos.images += x.shape[0] * self.where.dist.world
+            self.window.add(loss, x.shape[0] * self.where.dist.world)
+            at_log = pos.step % cfg.log_every == 0 or pos.batch == n
+            if at_log and not self._log():
+                self.reason = "non_finite"
+                return False
+            if (cfg.sample_every_steps or cfg.eval_every_steps) and pos.batch < n:
+                self.observe(_due(cfg.sample_every_steps, pos.step),
+                             _due(cfg.eval_every_steps, pos.step))  # fmt: skip
+            if stop_agreed(stop.set, pos.step, self.where.dist, self.where.device):
+                self.reason = "interrupted"
+                return False
+        pos.epoch += 1
+        pos.batch = 0
+        pos.elapsed = time.perf_counter() - self.clock
+        self._end_of_epoch()
+        return False
+
+    def step(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """One optimizer step on the batch ``x`` (labels ``y``), seeded by its position;
+        the EMA and the post-hoc snapshots follow. Returns the batch's loss."""
+        cfg, pos = self.cfg, self.pos
+        seed = _step_seed(cfg.seed, self.where.dist.rank, pos.step)
+        torch.manual_seed(seed)
+        self.generator.manual_seed(seed)
+        if cfg.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.lr = lr_at(pos.step, cfg, self.total)
+        set_lr(self.optimizer, self.lr)
         try:
-            save_checkpoint(run.last_checkpoint, ckpt)
-            saved = run.last_checkpoint
-            if epoch_file and cfg.keep_last_n > 0:
-                save_checkpoint(run.epoch_checkpoint(pos.epoch), ckpt)
-                prune_epoch_checkpoints(run, cfg.keep_last_n)
-        except OSError as exc:  # e.g. a full disk: the atomic write kept the old file
-            kept = f"{saved} is intact" if saved is not None else "no checkpoint was written"
-            raise OutputError(exc.errno, f"cannot write a checkpoint at step {pos.step} in "
-                              f"{run.checkpoints} ({exc.strerror or exc}); {kept}",
-                              str(run.checkpoints)) from None  # fmt: skip
-        on_event(TrainEvent("checkpoint", pos.step, pos.epoch, {"path": str(run.last_checkpoint)}))
+            loss = self._forward_backward(x, y)
+        except Exception as exc:
+            if not (isinstance(self.net, CompiledNet) and self.net.active):
+                raise
+            # e.g. the backward graph, compiled lazily: the same step again, eager
+            loss = self.net.retry_eagerly(exc, partial(self._forward_backward, x, y, seed))
+        if cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.ema.update(self.model, pos.step)
+        pos.step += 1
+        if self.snapshots is not None:
+            self.snapshots.add()
+            if pos.step % cfg.snapshot_every_steps == 0:
+                self.snapshots.flush()
+        return loss
 
-    extra = extra_tensors or {}
-    best = _BestKeeper(run, run_config, extra) if cfg.keep_best and run is not None else None
-
-    def end_of_epoch() -> None:
-        checkpoint(epoch_file=True)
-        on_event(TrainEvent("epoch", pos.step, pos.epoch, {"loss": last_loss}))
-        last = pos.step >= total  # the run's end: a preview and an evaluation if they are on
-        # An epoch's last step may also be due by steps: made here, named by the epoch.
-        at_step = _due(cfg.sample_every_steps, pos.step), _due(cfg.eval_every_steps, pos.step)
-        observe(_due(cfg.sample_every, pos.epoch) or at_step[0] or (last and previews_on),
-                _due(cfg.eval_every, pos.epoch) or at_step[1] or (last and evals_on))  # fmt: skip
-
-    previews_on = bool(cfg.sample_every or cfg.sample_every_steps)
-    evals_on = bool(cfg.eval_every or cfg.eval_every_steps)
-    seen = {"preview": -1, "eval": -1}  # the step each was last made at: never twice
-
-    def observe(previews: bool, evaluates: bool) -> None:
-        """The preview grid and the evaluation, where due."""
-        if not dist.is_main:
-            return
-        if preview and previews and seen["preview"] < pos.step:
-            seen["preview"] = pos.step
-            # Mid-epoch (by steps, or a run's end) a grid is named by its step, so it never
-            # replaces the grid of the epoch before.
-            tag = f"step-{pos.step:07d}" if pos.batch else f"epoch-{pos.epoch:04d}"
-            grid = preview(ema.shadow, tag)
-            shown = {"image": str(grid)} if grid is not None else {}
-            on_event(TrainEvent("preview", pos.step, pos.epoch, shown))
-        if evaluate and evaluates and seen["eval"] < pos.step:
-            seen["eval"] = pos.step
-            scores = evaluate(ema.shadow, pos.epoch)
-            record = {"event": "eval", "step": pos.step, "epoch": pos.epoch, **scores}
-            if metrics is not None:
-                metrics.write(record)
-            if best is not None and best.offer(scores["fid"], model, ema.shadow, pos):
-                record["best"] = True
-            on_event(TrainEvent("eval", pos.step, pos.epoch, record))
-
-    if pos.step >= total:  # a resumed run that already ran its length
-        on_event(TrainEvent("stop", pos.step, pos.epoch, {"reason": "nothing_to_do"}))
-        return TrainResult("nothing_to_do", pos.step, pos.epoch, None, pos.elapsed, 0.0, saved,
-                           None, None, pos.step / len(batches))  # fmt: skip
-    on_event(TrainEvent("start", pos.step, pos.epoch, {"total_steps": total}))
-    reason: StopReason = "finished"
-    last_loss: float | None = None
-    window = _LossWindow(device)
-    clock = time.perf_counter() - pos.elapsed
-    net.train()
-    autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
-    )
-
-    def log(lr: float) -> bool:
-        """Write a metrics record for the window; False if its loss is not finite."""
-        nonlocal last_loss
-        flushed = window.flush(dist)
-        if flushed is None:
-            return True
-        mean, ips = flushed
-        if not math.isfinite(mean):
-            return False
-        pos.elapsed = time.perf_counter() - clock
-        record = {
-            "step": pos.step, "epoch": pos.epoch + pos.batch / len(batches), "loss": mean,
-            "lr": lr, "img_per_sec": ips, "elapsed": pos.elapsed,
-        }  # fmt: skip
-        last_loss = mean
-        if metrics is not None:
-            metrics.write(record)
-        on_event(TrainEvent("log", pos.step, pos.epoch, record))
-        return True
-
-    def forward_backward(x: Tensor, y: Tensor | None, reseed: int | None = None) -> Tensor:
+    def _forward_backward(self, x: Tensor, y: Tensor | None, reseed: int | None = None):
         """The step's gradients, summed over ``cfg.grad_accum`` micro-batches (each loss
         divided by their number, so the sum is the whole batch's gradient); returns the
         batch's loss, their mean. The objective draws its random numbers per micro-batch,
         one after the other from the step's generator."""
         if reseed is not None:  # a retried step draws the numbers of the failed attempt
             torch.manual_seed(reseed)
-            generator.manual_seed(reseed)
-        optimizer.zero_grad(set_to_none=True)
-        parts = _micro_batches(x, y, cfg.grad_accum)
+            self.generator.manual_seed(reseed)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts = _micro_batches(x, y, self.cfg.grad_accum)
         losses = []
         for i, (xi, yi) in enumerate(parts):
             # DDP all-reduces in the backward of the last micro-batch only. no_sync covers
             # the forward too: that is where DDP decides whether the next backward reduces.
             last = i == len(parts) - 1
-            with ddp.no_sync() if ddp is not None and not last else nullcontext():
-                with autocast:
-                    loss = objective(net, xi, yi, generator)
-                scaler.scale(loss / len(parts) if len(parts) > 1 else loss).backward()
+            with self.ddp.no_sync() if self.ddp is not None and not last else nullcontext():
+                with self.autocast:
+                    loss = self.objective(self.net, xi, yi, self.generator)
+                self.scaler.scale(loss / len(parts) if len(parts) > 1 else loss).backward()
             losses.append(loss.detach())
         return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
 
-    lr = lr_at(pos.step, cfg, schedule_steps)  # the LR of the latest step, for the log
-    flag = _StopFlag()
-    with flag.installed() as stop:
-        mid_epoch_end = False
-        while pos.step < total and reason == "finished":
-            for x, y in batches.epoch(pos.epoch, start=pos.batch):
-                if pos.step >= total:  # max_steps ends the run within this epoch
-                    mid_epoch_end = True
-                    break
-                seed = _step_seed(cfg.seed, dist.rank, pos.step)
-                torch.manual_seed(seed)
-                generator.manual_seed(seed)
-                if cfg.channels_last and x.ndim == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                lr = lr_at(pos.step, cfg, schedule_steps)
-                set_lr(optimizer, lr)
-                try:
-                    loss = forward_backward(x, y)
-                except Exception as exc:
-                    if not (isinstance(net, CompiledNet) and net.active):
-                        raise
-                    # e.g. the backward graph, compiled lazily: the same step again, eager
-                    loss = net.retry_eagerly(exc, partial(forward_backward, x, y, seed))
-                if cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                ema.update(model, pos.step)
-                pos.step += 1
-                if snapshots is not None:
-                    snapshots.add()
-                    if pos.step % cfg.snapshot_every_steps == 0:
-                        snapshots.flush()
-                pos.batch += 1
-                pos.images += x.shape[0] * dist.world
-                window.add(loss, x.shape[0] * dist.world)
-                at_log = pos.step % cfg.log_every == 0 or pos.batch == len(batches)
-                if at_log and not log(lr):
-                    reason = "non_finite"
-                    break
-                if (cfg.sample_every_steps or cfg.eval_every_steps) and pos.batch < len(batches):
-                    observe(_due(cfg.sample_every_steps, pos.step),
-                            _due(cfg.eval_every_steps, pos.step))  # fmt: skip
-                if stop_agreed(stop.set, pos.step, dist, device):
-                    reason = "interrupted"
-                    break
-            else:
-                pos.epoch += 1
-                pos.batch = 0
-                pos.elapsed = time.perf_counter() - clock
-                end_of_epoch()
-        stopped_mid_epoch = reason == "interrupted" or (reason == "finished" and mid_epoch_end)
-        if stopped_mid_epoch and not log(lr):
-            reason = "non_finite"
-        pos.elapsed = time.perf_counter() - clock
-        if reason in ("finished", "interrupted") and stopped_mid_epoch:
-            checkpoint(epoch_file=False)
-            if reason == "finished":  # the run's end: its last preview and evaluation
-                observe(previews_on, evals_on)
+    def _log(self) -> bool:
+        """Write a metrics record for the loss window; False if its loss is not finite."""
+        flushed = self.window.flush(self.where.dist)
+        if flushed is None:
+            return True
+        mean, ips = flushed
+        if not math.isfinite(mean):
+            return False
+        pos = self.pos
+        pos.elapsed = time.perf_counter() - self.clock
+        record = {
+            "step": pos.step, "epoch": pos.epoch + pos.batch / len(self.batches), "loss": mean,
+            "lr": self.lr, "img_per_sec": ips, "elapsed": pos.elapsed,
+        }  # fmt: skip
+        self.last_loss = mean
+        if self.metrics is not None:
+            self.metrics.write(record)
+        self.emit("log", record)
+        return True
 
-    if metrics is not None:
-        metrics.close()
-    on_event(TrainEvent("stop", pos.step, pos.epoch, {"reason": reason}))
-    ips = pos.images / max(pos.elapsed, 1e-9)
-    ran_compiled = net.active if isinstance(net, CompiledNet) else None
-    return TrainResult(reason, pos.step, pos.epoch, last_loss, pos.elapsed, ips, saved,
-                       flag.signal, ran_compiled, pos.step / len(batches))  # fmt: skip
+    def _end_of_epoch(self) -> None:
+        cfg, pos = self.cfg, self.pos
+        self.checkpoint(epoch_file=True)
+        self.emit("epoch", {"loss": self.last_loss})
+        last = pos.step >= self.total  # the run's end: a preview and an evaluation if on
+        # An epoch's last step may also be due by steps: made here, named by the epoch.
+        at_step = _due(cfg.sample_every_steps, pos.step), _due(cfg.eval_every_steps, pos.step)
+        previews = _due(cfg.sample_every, pos.epoch) or at_step[0] or (last and self.previews_on)
+        evaluates = _due(cfg.eval_every, pos.epoch) or at_step[1] or (last and self.evals_on)
+        self.observe(previews, evaluates)
+
+    def _finish(self, mid_epoch_end: bool) -> None:
+        """After the last step: a run that stopped mid-epoch logs, checkpoints and, at its
+        end, makes its last preview and evaluation."""
+        reason = self.reason
+        stopped_mid_epoch = reason == "interrupted" or (reason == "finished" and mid_epoch_end)
+        if stopped_mid_epoch and not self._log():
+            self.reason = reason = "non_finite"
+        self.pos.elapsed = time.perf_counter() - self.clock
+        if reason in ("finished", "interrupted") and stopped_mid_epoch:
+            self.checkpoint(epoch_file=False)
+            if reason == "finished":  # the run's end: its last preview and evaluation
+                self.observe(self.previews_on, self.evals_on)
+
+    def observe(self, previews: bool, evaluates: bool) -> None:
+        """The preview grid and the evaluation, where due (rank 0 only)."""
+        if not self.where.dist.is_main:
+            return
+        pos, hooks = self.pos, self.hooks
+        if hooks.preview and previews and self.seen["preview"] < pos.step:
+            self.seen["preview"] = pos.step
+            # Mid-epoch (by steps, or a run's end) a grid is named by its step, so it never
+            # replaces the grid of the epoch before.
+            tag = f"step-{pos.step:07d}" if pos.batch else f"epoch-{pos.epoch:04d}"
+            grid = hooks.preview(self.ema.shadow, tag)
+            self.emit("preview", {"image": str(grid)} if grid is not None else {})
+        if hooks.evaluate and evaluates and self.seen["eval"] < pos.step:
+            self.seen["eval"] = pos.step
+            scores = hooks.evaluate(self.ema.shadow, pos.epoch)
+            record = {"event": "eval", "step": pos.step, "epoch": pos.epoch, **scores}
+            if self.metrics is not None:
+                self.metrics.write(record)
+            if self.best is not None and self.best.offer(scores["fid"], self.model,
+                                                         self.ema.shadow, pos):  # fmt: skip
+                record["best"] = True
+            self.emit("eval", record)
+
+    def checkpoint(self, epoch_file: bool) -> None:
+        """``last.safetensors`` (and with ``epoch_file`` the epoch's own, pruned to
+        ``keep_last_n``), written atomically on rank 0; a failed write keeps the old file."""
+        run = self.where.run
+        if run is None or not self.where.dist.is_main:
+            return
+        if self.snapshots is not None:
+            self.snapshots.flush()
+        pos = self.pos
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors |= {f"ema.{k}": v for k, v in self.ema.shadow.state_dict().items()}
+        tensors |= _optimizer_tensors(self.optimizer) | self.hooks.extra
+        state = {"position": pos.__dict__, "world_size": self.where.dist.world,
+                 "scaler": self.scaler.state_dict()}  # fmt: skip
+        ckpt = Checkpoint(self.where.run_config, tensors, state)
+        try:
+            save_checkpoint(run.last_checkpoint, ckpt)
+            self.saved = run.last_checkpoint
+            if epoch_file and self.cfg.keep_last_n > 0:
+                save_checkpoint(run.epoch_checkpoint(pos.epoch), ckpt)
+                prune_epoch_checkpoints(run, self.cfg.keep_last_n)
+        except OSError as exc:  # e.g. a full disk: the atomic write kept the old file
+            kept = f"{self.saved} is intact" if self.saved is not None else (
+                "no checkpoint was written")  # fmt: skip
+            raise OutputError(exc.errno, f"cannot write a checkpoint at step {pos.step} in "
+                              f"{run.checkpoints} ({exc.strerror or exc}); {kept}",
+                              str(run.checkpoints)) from None  # fmt: skip
+        self.emit("checkpoint", {"path": str(run.last_checkpoint)})
