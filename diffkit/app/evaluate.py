@@ -1,0 +1,586 @@
+"""Score a model or saved samples: FID / KID / IS / precision-recall against the test split,
+beside the real-vs-real floor, once (``<stamp>.json``) or over a sweep (``<stamp>-sweep/``).
+
+What is scored: a run folder or checkpoint (sampled here), a diffusers model (its data
+named by the request), a samples folder or file (its provenance in ``sample.json``), or a
+VAE run (its reconstructions of test images).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diffkit.app.common import ControlRequest, check_steps, free_path, progress_total, source_name
+from diffkit.app.report import QUIET, Reporter
+from diffkit.errors import UsageError
+from diffkit.runs.layout import run_folder_of
+
+if TYPE_CHECKING:
+    from diffkit.config.settings import Settings
+    from diffkit.eval.evaluate import Evaluator
+    from diffkit.eval.features import FeatureExtractor
+    from diffkit.eval.sweep import Setting, SweepPoint
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to score and how (``diffkit eval``'s options; the machine is in Settings).
+
+    Built, it has been checked for what needs no model: ``n`` and ``batch_size``, and
+    that ``source`` exists."""
+
+    source: Path
+    n: int = 10000  # images to generate (a model) or at most to read (saved samples)
+    sampler: str | None = None  # default: the model's
+    steps: int | None = None  # default: T for ddpm, else 50
+    eta: float = 0.0
+    spacing: str | None = None
+    rtol: float = 1e-3
+    atol: float = 1e-3
+    guidance: float = 1.0
+    seed: int = 0
+    batch_size: int = 500
+    features: str = "classifier"
+    classifier: Path | None = None
+    lpips: bool = False  # also LPIPS: diversity of samples, distance to a VAE's inputs
+    lpips_net: str = "alex"
+    dataset: str | None = None  # of a samples file without provenance, or a foreign model
+    sweep: str | None = None  # steps=..., guidance=... or control_scale=...
+    samplers: str | None = None  # of a sweep, comma separated
+    out: Path | None = None  # default: SOURCE/eval
+    control: ControlRequest = field(default_factory=ControlRequest)
+    use_ema: bool = True
+    compile: bool | None = None  # as asked (the settings say what is done); samples refuse it
+
+    def __post_init__(self) -> None:
+        from diffkit.eval.evaluate import MIN_SAMPLES
+        from diffkit.external import is_foreign
+
+        if self.n < MIN_SAMPLES or self.batch_size < 1:
+            raise UsageError(f"-n must be at least {MIN_SAMPLES} and --batch-size at least 1")
+        if not self.source.exists() and not is_foreign(self.source):
+            raise UsageError(f"no run, checkpoint or samples at {self.source}")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One evaluation: the report written to ``path`` (``metrics`` beside the real ``floor``)."""
+
+    path: Path
+    report: dict[str, Any]
+
+    @property
+    def reconstructions(self) -> bool:
+        """Whether a VAE's reconstructions were scored (rather than samples)."""
+        return self.report.get("kind") == "vae-reconstruction"
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A sweep: ``folder`` holds sweep.json (``report``), sweep.png and a grid per point."""
+
+    folder: Path
+    report: dict[str, Any]
+    points: list[SweepPoint]
+
+    @property
+    def edges(self) -> bool:
+        """Whether the points were scored for edge consistency with hints (a ControlNet)."""
+        return "hint" in self.report
+
+
+def evaluate(
+    request: EvalRequest, settings: Settings, report: Reporter = QUIET
+) -> EvalResult | SweepResult:
+    """Score ``request.source`` and write the report: SOURCE/eval/<stamp>.json, or with a
+    sweep SOURCE/eval/<stamp>-sweep/ (the folder of a samples file; ``request.out``)."""
+    from diffkit.training.hardware import resolve_device
+
+    dev = resolve_device(settings.device)
+    perceptual = None
+    if request.lpips:  # loaded first: a missing package or backbone file fails before any work
+        from diffkit.eval.lpips import load_lpips
+
+        perceptual = load_lpips(request.lpips_net, settings.lpips_weights, dev)
+    if is_vae(request.source):
+        if request.sweep or request.control.hint is not None:
+            raise UsageError("a VAE run is scored on its reconstructions: no --sweep or --hint")
+        return _evaluate_vae(request, settings, dev, perceptual, report)
+    src, hints = _open(request, settings, dev, report)
+    plan = _sweep_plan(src, request, hints) if request.sweep else None
+    sampler, steps = request.sampler, request.steps
+    if src.pipe is not None and plan is None:
+        sampler = sampler or src.pipe.DEFAULT_SAMPLER
+        steps = check_steps(src.pipe, sampler, steps)
+        if request.guidance != 1.0 and src.pipe.num_classes is None and hints is None:
+            raise UsageError("--guidance needs a class-conditional model")
+    out = request.out or src.folder / "eval"
+    _check_writable(out)  # a read-only folder fails now, not after the scoring
+    extractor = load_features(request.features, src.data.dataset, request.classifier,
+                              settings, dev)  # fmt: skip
+    count = request.n if src.pipe is not None else src.images.shape[0]
+    _check_labels(src, extractor.num_classes)
+    _check_memory(src, count, extractor)
+    report.info(f"reference: {src.data.dataset} test split, {request.features} features "
+                f"(sha256 {extractor.digest[:12]})")  # fmt: skip
+    evaluator = scorer(extractor, src.data, settings, request.seed, report)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    common = _common(request, src, extractor, dev, hints is not None)
+    if perceptual is not None:
+        common["lpips"] = perceptual.about()
+    if plan is not None:
+        if perceptual is not None:
+            raise UsageError("--lpips scores one evaluation, not a --sweep")
+        folder = free_path(out / f"{stamp}-sweep")
+        return _run_sweep(src.pipe, evaluator, plan, request, folder, common, hints, report)
+    floor = evaluator.floor(count)  # first: too few real images fails before sampling
+    images, labels = src.images, src.labels
+    if src.pipe is not None:
+        images, labels, generated = _generate(src.pipe, request, sampler, steps, hints, report)
+        common |= generated
+        if settings.compile:  # False: torch.compile failed and sampling fell back to eager
+            common["compiled"] = src.pipe.net.active
+    report.info(f"scoring {images.shape[0]} images ...")
+    metrics = _scorer(evaluator, src.pipe, hints)(images, labels)
+    if perceptual is not None:
+        metrics["lpips_diversity"], floor["lpips_diversity"] = _diversity(
+            perceptual, images, src.data, settings, request.seed, report
+        )
+    return _write(out / f"{stamp}.json",
+                  common | {"n": images.shape[0], "metrics": metrics, "floor": floor})  # fmt: skip
+
+
+def load_features(features: str, dataset: str, classifier: Path | None, settings: Settings,
+                  device) -> FeatureExtractor:  # fmt: skip
+    """The feature network ``features`` of ``dataset`` (``classifier``: a classifier run to
+    use), with the Inception weights the settings name."""
+    from diffkit.eval.features import load_extractor
+
+    return load_extractor(features, dataset, settings.runs_dir, device, classifier=classifier,
+                          inception_weights=settings.inception_weights,
+                          tf_inception_weights=settings.tf_inception_weights)  # fmt: skip
+
+
+def scorer(extractor: FeatureExtractor, data, settings: Settings, seed: int,
+           report: Reporter) -> Evaluator:  # fmt: skip
+    """An Evaluator of ``data``'s test split in ``extractor``'s features; then the feature
+    network is reported (after the reference: that may have measured its accuracy)."""
+    from diffkit.eval.evaluate import Evaluator
+
+    evaluator = Evaluator(data.dataset, extractor, settings, data=data, seed=seed,
+                          track=report.steps)  # fmt: skip
+    report.features(extractor.about())
+    return evaluator
+
+
+def _check_writable(folder: Path) -> None:
+    from diffkit.runs.layout import check_writable
+
+    check_writable(folder)
+
+
+def _write(path: Path, record: dict[str, Any]) -> EvalResult:
+    from diffkit.runs.layout import write_json
+
+    path = free_path(path)
+    write_json(path, record)
+    return EvalResult(path, record)
+
+
+def _common(request: EvalRequest, src: _Source, extractor: FeatureExtractor, dev,
+            hinted: bool) -> dict[str, Any]:  # fmt: skip
+    """What every report of this request records: source, data, features, seed, device;
+    with hints, the hint and control."""
+    common = {
+        "source": str(request.source), "dataset": src.data.dataset,
+        "features": request.features, "feature_sha256": extractor.digest,
+        "feature_net": extractor.about(), "seed": request.seed, "device": str(dev),
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }  # fmt: skip
+    if hinted:
+        common |= {"hint": request.control.hint, "control": request.control.recorded()}
+    return common
+
+
+def is_checkpoint(path: Path) -> bool:
+    """A run folder or a diffkit checkpoint file (as opposed to a samples file/folder)."""
+    from safetensors import SafetensorError, safe_open
+
+    from diffkit.external import is_foreign
+    from diffkit.runs.checkpoint import FORMAT
+
+    if is_foreign(path):  # a diffusers pipeline folder or hf:ORG/NAME
+        return True
+    if path.is_dir():
+        from diffkit.eval.evaluate import SAMPLES_FILE
+        from diffkit.runs.samples import sample_shards
+
+        samples = (path / "sample.json").exists() or (path / SAMPLES_FILE).exists()
+        return (path / "config.json").is_file() and not (samples or sample_shards(path))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("diffkit.format") == FORMAT
+    except (SafetensorError, OSError):
+        return False
+
+
+def is_vae(source: Path) -> bool:
+    """A `diffkit train vae` run folder or its vae.safetensors."""
+    from diffkit.methods.vae import VAE_FILE
+
+    return (source / VAE_FILE).is_file() if source.is_dir() else source.name == VAE_FILE
+
+
+def _dataset_of_samples(file: Path) -> tuple[str | None, dict]:
+    """The dataset a samples folder was drawn for: sample.json's ``data`` (or its source
+    run's config)."""
+    try:
+        meta = json.loads((file.parent / "sample.json").read_text())
+        if isinstance(meta.get("data"), dict) and "dataset" in meta["data"]:
+            data = meta["data"]
+        else:
+            src = Path(meta["source"])
+            data = json.loads((run_folder_of(src) / "config.json").read_text())["data"]
+        name = data["dataset"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unknown provenance
+        return None, {}
+    return (name, data) if isinstance(name, str) and isinstance(data, dict) else (None, {})
+
+
+def _subset(total: int, n: int, seed: int):
+    """``min(n, total)`` random indices of ``total``, the same for the same seed."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(total, generator=g)[: min(n, total)]
+
+
+def _diversity(perceptual, images, data, settings: Settings, seed: int, report: Reporter):
+    """LPIPS diversity of the samples and, as its floor, of as many real test images."""
+    from diffkit.data.registry import load_dataset
+
+    real = load_dataset(data, settings.data_dir, "test", download=settings.download).images
+    pick = _subset(real.shape[0], images.shape[0], seed)
+    report.info(f"LPIPS ({perceptual.net}) diversity of {images.shape[0]} samples ...")
+    return perceptual.diversity(images, seed=seed), perceptual.diversity(real[pick], seed=seed)
+
+
+def _evaluate_vae(request: EvalRequest, settings: Settings, dev, perceptual,
+                  report: Reporter) -> EvalResult:  # fmt: skip
+    """Score an autoencoder by its reconstructions of ``n`` random test images: MSE, PSNR,
+    LPIPS to the input (with lpips) and FID/KID/IS/precision/recall of the
+    reconstructions against the test split (rFID), beside the real floor."""
+    from diffkit.data.loader import to_uint8
+    from diffkit.data.registry import load_dataset
+    from diffkit.eval.evaluate import MIN_SAMPLES
+    from diffkit.methods.vae import load_codec
+
+    source, batch_size = request.source, request.batch_size
+    codec = load_codec(source, dev)
+    data = codec.config.data
+    test = load_dataset(data, settings.data_dir, "test", download=settings.download).images
+    images = test[_subset(test.shape[0], request.n, request.seed)]
+    if images.shape[0] < MIN_SAMPLES:
+        raise UsageError(f"the {data.dataset} test split has {images.shape[0]} images; "
+                         f"need {MIN_SAMPLES}")  # fmt: skip
+    out = request.out or run_folder_of(source) / "eval"
+    _check_writable(out)
+    extractor = load_features(request.features, data.dataset, request.classifier, settings, dev)
+    evaluator = scorer(extractor, data, settings, request.seed, report)
+    floor = evaluator.floor(images.shape[0])
+    report.info(f"reconstructing {images.shape[0]} test images ...")
+    x = images.float().div(127.5).sub(1)
+    recon = codec.decode(codec.encode(x, batch_size=batch_size), batch_size=batch_size)
+    recon = recon.clamp(-1, 1)
+    mse = float((recon - x).pow(2).mean())
+    metrics = evaluator.score_images(to_uint8(recon)) | {
+        "recon_mse": mse, "psnr": 10 * math.log10(4 / max(mse, 1e-12)),  # peak-to-peak 2
+    }  # fmt: skip
+    if perceptual is not None:
+        d = perceptual.distance(x, recon)
+        metrics["lpips"] = {"mean": float(d.mean()), "std": float(d.std()), "pairs": len(d)}
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    record = {
+        "source": str(source), "kind": "vae-reconstruction", "dataset": data.dataset,
+        "split": "test", "n": images.shape[0], "seed": request.seed,
+        "features": request.features, "feature_sha256": extractor.digest,
+        "feature_net": extractor.about(), "vae_sha256": codec.digest, "device": str(dev),
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "metrics": metrics, "floor": floor,
+    }  # fmt: skip
+    if perceptual is not None:
+        record["lpips"] = perceptual.about()
+    return _write(out / f"{stamp}.json", record)
+
+
+def _scorer(evaluator, pipe, hints):
+    """``score(images, labels) -> metrics``: the evaluator's, plus edge consistency with
+    the hints for a ControlNet (image i had hint i mod len(hints))."""
+    if hints is None:
+        return evaluator.score_images
+    import torch
+
+    from diffkit.eval.edges import edge_scores
+
+    def score(images, labels):
+        rows = torch.arange(images.shape[0]) % len(hints)
+        edges = edge_scores(images, hints, rows, pipe.model.hint_config)
+        return evaluator.score_images(images, labels) | {"edges": edges}
+
+    return score
+
+
+@dataclass
+class _Source:
+    """What ``diffkit eval`` scores: a model to sample (``pipe``) or stored ``images``."""
+
+    data: Any  # DataConfig of the dataset the images imitate
+    folder: Path  # where eval/ goes by default
+    pipe: Any = None
+    images: Any = None
+    labels: Any = None
+
+    @classmethod
+    def open(cls, source: Path, dataset: str | None, n: int, device, use_ema: bool) -> _Source:
+        from diffkit.config.resolve import ConfigError, validate
+        from diffkit.config.run import DataConfig
+        from diffkit.eval.evaluate import MIN_SAMPLES, load_samples
+
+        if is_checkpoint(source):
+            from diffkit.methods.load import load_pipeline
+
+            pipe = load_pipeline(source, device, use_ema=use_ema)
+            if pipe.config is None:  # a foreign model: the data it imitates must be named
+                return cls(_foreign_data(dataset, pipe, source), Path.cwd(), pipe=pipe)
+            if dataset is not None and dataset != pipe.config.data.dataset:
+                raise UsageError(
+                    f"--dataset {dataset} differs from the model's {pipe.config.data.dataset}"
+                )
+            return cls(pipe.config.data, run_folder_of(source), pipe=pipe)
+        images, labels, file = load_samples(source, limit=n)
+        found, stored = _dataset_of_samples(file)
+        name = dataset or found
+        if name is None:
+            raise UsageError(f"cannot tell which dataset {file} imitates; pass --dataset")
+        if images.shape[0] < MIN_SAMPLES:
+            raise UsageError(f"{file} holds {images.shape[0]} samples; need {MIN_SAMPLES}")
+        try:
+            data = validate(DataConfig, stored if found == name else {"dataset": name})
+        except ConfigError as exc:
+            where = "--dataset" if found != name else str(file.parent / "sample.json")
+            raise ConfigError(f"{where}: {exc}") from None
+        return cls(data, file.parent, images=images, labels=labels)
+
+
+def _open(request: EvalRequest, settings: Settings, dev, report: Reporter):
+    """(the source, ready to sample: steered by the hints and compiled as asked; the hints
+    or None)."""
+    src = _Source.open(request.source, request.dataset, request.n, dev, request.use_ema)
+    hints = None
+    if src.pipe is not None:
+        src.pipe, hints = request.control.steer(src.pipe, settings.data_dir)
+    elif request.control.hint is not None:
+        raise UsageError("--hint scores a ControlNet run as it samples, not saved samples")
+    if src.pipe is not None:
+        src.pipe = src.pipe.compiled(settings.compile_with, report.warning)
+    elif request.compile:
+        raise UsageError("--compile applies to a model that samples, not to saved samples")
+    return src, hints
+
+
+def _foreign_data(dataset: str | None, pipe, source: Path):
+    """The data a foreign model's samples are scored against: ``--dataset``, whose images
+    must have the model's shape."""
+    from diffkit.config.resolve import validate
+    from diffkit.config.run import DataConfig
+    from diffkit.data.registry import image_shape
+
+    if dataset is None:
+        raise UsageError(f"{source} does not say which data it imitates; pass --dataset")
+    channels, h, w = pipe.model.sample_shape
+    data = validate(DataConfig, {"dataset": dataset, "channels": min(channels, 3),
+                                 "image_size": h})  # fmt: skip
+    if image_shape(data) != (channels, h) or h != w:
+        c, size = image_shape(data)
+        raise UsageError(f"{source} draws {channels}x{h}x{w} images; {dataset} has "
+                         f"{c}x{size}x{size}")  # fmt: skip
+    return data
+
+
+def _check_labels(src: _Source, num_classes: int) -> None:
+    """Stored class labels must index the feature network's classes, or class accuracy
+    would fail (or be nonsense) after the whole scoring."""
+    if src.labels is None or len(src.labels) == 0:
+        return
+    low, high = int(src.labels.min()), int(src.labels.max())
+    bad = low if low < 0 else high if high >= num_classes else None
+    if bad is not None:
+        raise UsageError(f"samples in {src.folder}: label {bad} is outside the feature "
+                         f"network's classes 0..{num_classes - 1}")  # fmt: skip
+
+
+def _check_memory(src: _Source, n: int, extractor: FeatureExtractor) -> None:
+    """Refuse an ``n`` whose images and features cannot fit in RAM, before allocating any.
+
+    A model's samples exist as the float32 batches and their concatenation (after the
+    initial noise in its own space); the samples' and the real floor's features follow."""
+    from diffkit.data.registry import image_shape
+    from diffkit.resources import check_memory
+
+    per_image = 2 * 4 * (extractor.feature_dim + extractor.num_classes)
+    if src.pipe is not None:
+        channels, size = image_shape(src.data)
+        per_image += 4 * math.prod(src.pipe.model.sample_shape) + 2 * 4 * channels * size**2
+    what = f"{'generating and ' if src.pipe is not None else ''}scoring {n} images"
+    check_memory(n * per_image, what)
+
+
+def _conditioning(pipe, hints, n: int):
+    """(labels, cond) of ``n`` images: every class equally often for a class-conditional
+    model, or with hints each hint (cycling) and its source class."""
+    from diffkit.methods.pipeline import cycle_labels
+
+    if hints is None:
+        return cycle_labels(pipe.num_classes, n), None
+    from diffkit.methods.controlnet import hinted_batch
+
+    labels, cond, _ = hinted_batch(pipe, hints, n)
+    return labels, cond
+
+
+def _options(pipe, sampler: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The sampler options of ``given`` that ``sampler`` reads, those set."""
+    return {k: v for k, v in given.items() if k in pipe.reads(sampler) and v is not None}
+
+
+def _generate(pipe, request: EvalRequest, sampler: str, steps: int, hints, report: Reporter):
+    """(images, labels, what the report records of the sampling) of ``request.n`` images."""
+    import time
+
+    from diffkit.samplers.table import SAMPLERS
+
+    n, r = request.n, request
+    steps = check_steps(pipe, sampler, steps)
+    labels, cond = _conditioning(pipe, hints, n)
+    total = progress_total(sampler, steps, n, r.batch_size)
+    options = _options(pipe, sampler, {"eta": r.eta, "spacing": r.spacing, "rtol": r.rtol,
+                                       "atol": r.atol})  # fmt: skip
+    with report.steps(f"{sampler}-{steps}, {n} images", total) as advance:
+        start = time.perf_counter()
+        result = pipe.sample(n, sampler=sampler, steps=steps, seed=r.seed,
+                             batch_size=r.batch_size, on_step=advance, labels=labels, cond=cond,
+                             guidance=r.guidance, **options)  # fmt: skip
+        wall = time.perf_counter() - start
+    spec = SAMPLERS[sampler]
+    info = {"sampler": sampler, "steps": None if spec.adaptive else steps,
+            "nfe": result.nfe, "eta": r.eta,
+            **({"spacing": r.spacing} if "spacing" in options else {}),
+            **({"rtol": r.rtol, "atol": r.atol} if "rtol" in spec.options else {}),
+            "sample_seconds": wall, "ms_per_image": 1000 * wall / n}  # fmt: skip
+    if labels is not None or hints is not None:
+        info["guidance"] = r.guidance
+    return result.images, labels, info
+
+
+@dataclass
+class _Plan:
+    key: str  # "steps", "guidance" or "control_scale"
+    samplers: list[str]
+    settings: list[Setting]
+
+
+def _sweep_plan(src: _Source, request: EvalRequest, hints=None) -> _Plan:
+    """Step counts at ``guidance`` (for a conditional model), or guidance scales at
+    ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
+    from diffkit.eval.sweep import Setting, parse_sweep
+    from diffkit.samplers.table import fixed_step
+
+    if src.pipe is None:
+        raise UsageError("--sweep needs a run or checkpoint, not saved samples")
+    try:
+        key, values = parse_sweep(request.sweep or "")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    pipe, samplers, steps = src.pipe, request.samplers, request.steps
+    if samplers is None:
+        samplers = "ddpm,ddim" if "ddpm" in pipe.SAMPLERS else pipe.DEFAULT_SAMPLER
+    names = [s.strip() for s in samplers.split(",") if s.strip()]
+    sweepable = fixed_step(pipe.SAMPLERS)  # an adaptive solver has no step count to sweep
+    bad = [s for s in names if s not in sweepable]
+    if bad or not names:
+        raise UsageError(f"--samplers: cannot sweep {', '.join(bad) or '(none)'} here; use "
+                         f"{','.join(sweepable)}")  # fmt: skip
+    conditional = pipe.num_classes is not None or hints is not None
+    w = request.guidance if conditional else None
+    if key == "guidance":
+        if not conditional:
+            raise UsageError("--sweep guidance=... needs a class-conditional model")
+        s = check_steps(pipe, names[0], steps)
+        return _Plan(key, names, [Setting(s, v) for v in values])
+    if key == "control_scale":
+        if hints is None:
+            raise UsageError("--sweep control_scale=... needs a ControlNet run and --hint")
+        s = check_steps(pipe, names[0], steps)
+        return _Plan(key, names, [Setting(s, w, v) for v in values])
+    for s in values:
+        check_steps(pipe, names[0], int(s))
+    return _Plan(key, names, [Setting(int(s), w) for s in values])
+
+
+def _sweep_line(p: SweepPoint) -> str:
+    """One point of a sweep as it is reported when measured."""
+    w = f" w={p.guidance:g}" if p.guidance is not None else ""
+    w += f" control={p.control_scale:g}" if p.control_scale is not None else ""
+    f1 = f"  edge F1 {p.metrics['edges']['f1']:.3f}" if "edges" in p.metrics else ""
+    acc = f"{p.metrics['class_accuracy']['all']:.3f}" if "class_accuracy" in p.metrics else "-"
+    return (f"{p.sampler:>5} {p.steps:>5} steps{w}: FID {p.metrics['fid']:8.3f}  "
+            f"KID {p.metrics['kid']:9.4g}  acc {acc}{f1}  {p.wall_seconds:8.1f} s")  # fmt: skip
+
+
+def _run_sweep(pipe, evaluator: Evaluator, plan: _Plan, request: EvalRequest, folder: Path,
+               common: dict[str, Any], hints, report: Reporter) -> SweepResult:  # fmt: skip
+    """Sample and score every (sampler, setting) of ``plan`` from the same noise; write
+    ``folder``/sweep.json, sweep.png and the points' grids."""
+    from diffkit.data.registry import class_names, class_names_of
+    from diffkit.eval.sweep import plot_sweep, run_sweep
+    from diffkit.methods.controlnet import with_control
+    from diffkit.runs.layout import write_json
+
+    n, batch_size = request.n, request.batch_size
+    labels, cond = _conditioning(pipe, hints, n)
+    given = {"eta": request.eta, "spacing": request.spacing}
+
+    def sample(sampler: str, s: Setting):
+        w = s.guidance
+        tag = f"{sampler}-{s.steps}" + (f" w={w:g}" if w is not None else "")
+        steered = pipe
+        if s.control_scale is not None:
+            tag += f" control={s.control_scale:g}"
+            steered = with_control(pipe, replace(pipe.model.control, scale=s.control_scale))
+        with report.steps(tag, progress_total(sampler, s.steps, n, batch_size)) as advance:
+            result = steered.sample(n, sampler=sampler, steps=s.steps, seed=request.seed,
+                                    **_options(pipe, sampler, given), batch_size=batch_size,
+                                    on_step=advance, labels=labels, cond=cond,
+                                    guidance=1.0 if w is None else w)  # fmt: skip
+        return result.images, labels
+
+    floor = evaluator.floor(n)
+    report.info(f"real floor at n={n}: FID {floor['fid']:.3f}")
+    names = (class_names_of(evaluator.data) if evaluator.data is not None
+             else class_names(evaluator.dataset))  # fmt: skip
+    points = run_sweep(sample, _scorer(evaluator, pipe, hints), plan.samplers, plan.settings,
+                       folder, class_names=names,
+                       on_point=lambda p: report.info(_sweep_line(p)))  # fmt: skip
+    record = common | {"n": n, "eta": request.eta, "spacing": request.spacing,
+                       "swept": plan.key, "floor": floor,
+                       "points": [p.as_dict() for p in points]}  # fmt: skip
+    write_json(folder / "sweep.json", record)
+    plot_sweep(points, floor["fid"], folder / "sweep.png", key=plan.key,
+               run=source_name(request.source), features=request.features,
+               feature_sha256=common["feature_sha256"])  # fmt: skip
+    return SweepResult(folder, record, points)
