@@ -8,7 +8,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diffkit.app.common import check_steps, free_path, model_class_names, source_name
+from diffkit.app.common import (
+    check_source,
+    check_steps,
+    free_path,
+    model_class_names,
+    source_name,
+)
 from diffkit.app.report import QUIET, Reporter
 from diffkit.errors import UsageError
 
@@ -44,13 +50,11 @@ class CacheBenchRequest:
 
     def __post_init__(self) -> None:
         from diffkit.eval.evaluate import MIN_SAMPLES
-        from diffkit.external import is_foreign
 
         least = MIN_SAMPLES if self.fid else 1
         if self.n < least or self.batch_size < 1:
             raise UsageError(f"-n must be at least {least} and --batch-size >= 1")
-        if not self.source.exists() and not is_foreign(self.source):
-            raise UsageError(f"no run or checkpoint at {self.source}")
+        check_source(self.source, "run or checkpoint")
 
 
 @dataclass(frozen=True)

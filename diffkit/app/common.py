@@ -27,6 +27,14 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
+def check_source(source: Path, what: str) -> None:
+    """Refuse a ``source`` that is neither a path here nor a hub model (hf:ORG/NAME)."""
+    from diffkit.external import is_foreign
+
+    if not source.exists() and not is_foreign(source):
+        raise UsageError(f"no {what} at {source}")
+
+
 def source_name(source: Path) -> str:
     """A short name for a plot's title: the run folder's name, ``run/checkpoint`` for a
     checkpoint inside a run, else the file, folder or hub model's own name."""

@@ -15,7 +15,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diffkit.app.common import ControlRequest, check_steps, free_path, progress_total, source_name
+from diffkit.app.common import (
+    ControlRequest,
+    check_source,
+    check_steps,
+    free_path,
+    progress_total,
+    source_name,
+)
 from diffkit.app.report import QUIET, Reporter
 from diffkit.errors import UsageError
 from diffkit.runs.layout import run_folder_of
@@ -59,12 +66,10 @@ class EvalRequest:
 
     def __post_init__(self) -> None:
         from diffkit.eval.evaluate import MIN_SAMPLES
-        from diffkit.external import is_foreign
 
         if self.n < MIN_SAMPLES or self.batch_size < 1:
             raise UsageError(f"-n must be at least {MIN_SAMPLES} and --batch-size at least 1")
-        if not self.source.exists() and not is_foreign(self.source):
-            raise UsageError(f"no run, checkpoint or samples at {self.source}")
+        check_source(self.source, "run, checkpoint or samples")
 
 
 @dataclass(frozen=True)
@@ -111,48 +116,56 @@ def evaluate(
         if request.sweep or request.control.hint is not None:
             raise UsageError("a VAE run is scored on its reconstructions: no --sweep or --hint")
         return _evaluate_vae(request, settings, dev, perceptual, report)
-    src, hints = _open(request, settings, dev, report)
-    plan = _sweep_plan(src, request, hints) if request.sweep else None
+    src = _open(request, settings, dev, report)
+    plan = _sweep_plan(src, request) if request.sweep else None
     sampler, steps = request.sampler, request.steps
     if src.pipe is not None and plan is None:
         sampler = sampler or src.pipe.DEFAULT_SAMPLER
         steps = check_steps(src.pipe, sampler, steps)
-        if request.guidance != 1.0 and src.pipe.num_classes is None and hints is None:
+        if request.guidance != 1.0 and src.pipe.num_classes is None and src.hints is None:
             raise UsageError("--guidance needs a class-conditional model")
     out = request.out or src.folder / "eval"
     _check_writable(out)  # a read-only folder fails now, not after the scoring
     extractor = load_features(request.features, src.data.dataset, request.classifier,
                               settings, dev)  # fmt: skip
-    count = request.n if src.pipe is not None else src.images.shape[0]
     _check_labels(src, extractor.num_classes)
-    _check_memory(src, count, extractor)
+    _check_memory(src, src.count(request.n), extractor)
     report.info(f"reference: {src.data.dataset} test split, {request.features} features "
                 f"(sha256 {extractor.digest[:12]})")  # fmt: skip
     evaluator = scorer(extractor, src.data, settings, request.seed, report)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    common = _common(request, src, extractor, dev, hints is not None)
+    common = _common(request, src, extractor, dev)
     if perceptual is not None:
         common["lpips"] = perceptual.about()
     if plan is not None:
         if perceptual is not None:
             raise UsageError("--lpips scores one evaluation, not a --sweep")
         folder = free_path(out / f"{stamp}-sweep")
-        return _run_sweep(src.pipe, evaluator, plan, request, folder, common, hints, report)
-    floor = evaluator.floor(count)  # first: too few real images fails before sampling
-    images, labels = src.images, src.labels
+        return _run_sweep(src, evaluator, plan, request, folder, common, report)
+    n, metrics, floor, generated = _score_once(src, evaluator, request, (sampler, steps),
+                                               settings, perceptual, report)  # fmt: skip
+    record = common | generated | {"n": n, "metrics": metrics, "floor": floor}
+    return _write(out / f"{stamp}.json", record)
+
+
+def _score_once(src: _Source, evaluator: Evaluator, request: EvalRequest, sampling,
+                settings: Settings, perceptual, report: Reporter):  # fmt: skip
+    """(images scored, metrics, the real floor, what the report records of the sampling)
+    of one evaluation: the floor first (too few real images fails before sampling), then
+    the images sampled (``sampling``: sampler, steps) or stored, then their scores."""
+    floor = evaluator.floor(src.count(request.n))
+    images, labels, generated = src.images, src.labels, {}
     if src.pipe is not None:
-        images, labels, generated = _generate(src.pipe, request, sampler, steps, hints, report)
-        common |= generated
+        images, labels, generated = _generate(src, request, *sampling, report)
         if settings.compile:  # False: torch.compile failed and sampling fell back to eager
-            common["compiled"] = src.pipe.net.active
+            generated["compiled"] = src.pipe.net.active
     report.info(f"scoring {images.shape[0]} images ...")
-    metrics = _scorer(evaluator, src.pipe, hints)(images, labels)
+    metrics = _scorer(evaluator, src)(images, labels)
     if perceptual is not None:
         metrics["lpips_diversity"], floor["lpips_diversity"] = _diversity(
             perceptual, images, src.data, settings, request.seed, report
         )
-    return _write(out / f"{stamp}.json",
-                  common | {"n": images.shape[0], "metrics": metrics, "floor": floor})  # fmt: skip
+    return images.shape[0], metrics, floor, generated
 
 
 def load_features(features: str, dataset: str, classifier: Path | None, settings: Settings,
@@ -192,8 +205,8 @@ def _write(path: Path, record: dict[str, Any]) -> EvalResult:
     return EvalResult(path, record)
 
 
-def _common(request: EvalRequest, src: _Source, extractor: FeatureExtractor, dev,
-            hinted: bool) -> dict[str, Any]:  # fmt: skip
+def _common(request: EvalRequest, src: _Source, extractor: FeatureExtractor,
+            dev) -> dict[str, Any]:  # fmt: skip
     """What every report of this request records: source, data, features, seed, device;
     with hints, the hint and control."""
     common = {
@@ -202,7 +215,7 @@ def _common(request: EvalRequest, src: _Source, extractor: FeatureExtractor, dev
         "feature_net": extractor.about(), "seed": request.seed, "device": str(dev),
         "created": datetime.now().isoformat(timespec="seconds"),
     }  # fmt: skip
-    if hinted:
+    if src.hints is not None:
         common |= {"hint": request.control.hint, "control": request.control.recorded()}
     return common
 
@@ -318,9 +331,10 @@ def _evaluate_vae(request: EvalRequest, settings: Settings, dev, perceptual,
     return _write(out / f"{stamp}.json", record)
 
 
-def _scorer(evaluator, pipe, hints):
+def _scorer(evaluator: Evaluator, src: _Source):
     """``score(images, labels) -> metrics``: the evaluator's, plus edge consistency with
     the hints for a ControlNet (image i had hint i mod len(hints))."""
+    hints = src.hints
     if hints is None:
         return evaluator.score_images
     import torch
@@ -329,7 +343,7 @@ def _scorer(evaluator, pipe, hints):
 
     def score(images, labels):
         rows = torch.arange(images.shape[0]) % len(hints)
-        edges = edge_scores(images, hints, rows, pipe.model.hint_config)
+        edges = edge_scores(images, hints, rows, src.pipe.model.hint_config)
         return evaluator.score_images(images, labels) | {"edges": edges}
 
     return score
@@ -337,13 +351,19 @@ def _scorer(evaluator, pipe, hints):
 
 @dataclass
 class _Source:
-    """What ``diffkit eval`` scores: a model to sample (``pipe``) or stored ``images``."""
+    """What ``diffkit eval`` scores: a model to sample (``pipe``, steered by ``hints``
+    for a ControlNet) or stored ``images``."""
 
     data: Any  # DataConfig of the dataset the images imitate
     folder: Path  # where eval/ goes by default
     pipe: Any = None
     images: Any = None
     labels: Any = None
+    hints: Any = None
+
+    def count(self, n: int) -> int:
+        """How many images are scored: ``n`` sampled, or those stored."""
+        return n if self.pipe is not None else self.images.shape[0]
 
     @classmethod
     def open(cls, source: Path, dataset: str | None, n: int, device, use_ema: bool) -> _Source:
@@ -377,20 +397,18 @@ class _Source:
         return cls(data, file.parent, images=images, labels=labels)
 
 
-def _open(request: EvalRequest, settings: Settings, dev, report: Reporter):
-    """(the source, ready to sample: steered by the hints and compiled as asked; the hints
-    or None)."""
+def _open(request: EvalRequest, settings: Settings, dev, report: Reporter) -> _Source:
+    """The source, a model ready to sample: steered by the hints and compiled as asked."""
     src = _Source.open(request.source, request.dataset, request.n, dev, request.use_ema)
-    hints = None
     if src.pipe is not None:
-        src.pipe, hints = request.control.steer(src.pipe, settings.data_dir)
+        src.pipe, src.hints = request.control.steer(src.pipe, settings.data_dir)
     elif request.control.hint is not None:
         raise UsageError("--hint scores a ControlNet run as it samples, not saved samples")
     if src.pipe is not None:
         src.pipe = src.pipe.compiled(settings.compile_with, report.warning)
     elif request.compile:
         raise UsageError("--compile applies to a model that samples, not to saved samples")
-    return src, hints
+    return src
 
 
 def _foreign_data(dataset: str | None, pipe, source: Path):
@@ -458,13 +476,13 @@ def _options(pipe, sampler: str, given: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in given.items() if k in pipe.reads(sampler) and v is not None}
 
 
-def _generate(pipe, request: EvalRequest, sampler: str, steps: int, hints, report: Reporter):
+def _generate(src: _Source, request: EvalRequest, sampler: str, steps: int, report: Reporter):
     """(images, labels, what the report records of the sampling) of ``request.n`` images."""
     import time
 
     from diffkit.samplers.table import SAMPLERS
 
-    n, r = request.n, request
+    n, r, pipe, hints = request.n, request, src.pipe, src.hints
     steps = check_steps(pipe, sampler, steps)
     labels, cond = _conditioning(pipe, hints, n)
     total = progress_total(sampler, steps, n, r.batch_size)
@@ -494,7 +512,7 @@ class _Plan:
     settings: list[Setting]
 
 
-def _sweep_plan(src: _Source, request: EvalRequest, hints=None) -> _Plan:
+def _sweep_plan(src: _Source, request: EvalRequest) -> _Plan:
     """Step counts at ``guidance`` (for a conditional model), or guidance scales at
     ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
     from diffkit.eval.sweep import Setting, parse_sweep
@@ -506,7 +524,7 @@ def _sweep_plan(src: _Source, request: EvalRequest, hints=None) -> _Plan:
         key, values = parse_sweep(request.sweep or "")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    pipe, samplers, steps = src.pipe, request.samplers, request.steps
+    pipe, hints, samplers, steps = src.pipe, src.hints, request.samplers, request.steps
     if samplers is None:
         samplers = "ddpm,ddim" if "ddpm" in pipe.SAMPLERS else pipe.DEFAULT_SAMPLER
     names = [s.strip() for s in samplers.split(",") if s.strip()]
@@ -542,8 +560,8 @@ def _sweep_line(p: SweepPoint) -> str:
             f"KID {p.metrics['kid']:9.4g}  acc {acc}{f1}  {p.wall_seconds:8.1f} s")  # fmt: skip
 
 
-def _run_sweep(pipe, evaluator: Evaluator, plan: _Plan, request: EvalRequest, folder: Path,
-               common: dict[str, Any], hints, report: Reporter) -> SweepResult:  # fmt: skip
+def _run_sweep(src: _Source, evaluator: Evaluator, plan: _Plan, request: EvalRequest,
+               folder: Path, common: dict[str, Any], report: Reporter) -> SweepResult:  # fmt: skip
     """Sample and score every (sampler, setting) of ``plan`` from the same noise; write
     ``folder``/sweep.json, sweep.png and the points' grids."""
     from diffkit.data.registry import class_names, class_names_of
@@ -551,8 +569,8 @@ def _run_sweep(pipe, evaluator: Evaluator, plan: _Plan, request: EvalRequest, fo
     from diffkit.methods.controlnet import with_control
     from diffkit.runs.layout import write_json
 
-    n, batch_size = request.n, request.batch_size
-    labels, cond = _conditioning(pipe, hints, n)
+    n, batch_size, pipe = request.n, request.batch_size, src.pipe
+    labels, cond = _conditioning(pipe, src.hints, n)
     given = {"eta": request.eta, "spacing": request.spacing}
 
     def sample(sampler: str, s: Setting):
@@ -573,7 +591,7 @@ def _run_sweep(pipe, evaluator: Evaluator, plan: _Plan, request: EvalRequest, fo
     report.info(f"real floor at n={n}: FID {floor['fid']:.3f}")
     names = (class_names_of(evaluator.data) if evaluator.data is not None
              else class_names(evaluator.dataset))  # fmt: skip
-    points = run_sweep(sample, _scorer(evaluator, pipe, hints), plan.samplers, plan.settings,
+    points = run_sweep(sample, _scorer(evaluator, src), plan.samplers, plan.settings,
                        folder, class_names=names,
                        on_point=lambda p: report.info(_sweep_line(p)))  # fmt: skip
     record = common | {"n": n, "eta": request.eta, "spacing": request.spacing,

@@ -78,19 +78,50 @@ def _rows(metrics: dict[str, Any], floor: dict[str, Any] | None) -> list[list[st
     return rows
 
 
+BatchSize = Annotated[int, typer.Option(help="Images per forward pass.")]
+Source = Annotated[
+    Path,
+    typer.Argument(
+        help="Run folder, checkpoint, samples folder / one of its .safetensors shards, or "
+        "a VAE run.",
+        show_default=False,
+    ),
+]
+NumImages = Annotated[int, typer.Option("-n", "--num-images", help="Images to generate and score.")]
+Steps = Annotated[
+    int | None,
+    typer.Option(help="Sampling steps (default: T for ddpm, else 50).", show_default=False),
+]
+InceptionWeights = Annotated[
+    Path | None,
+    typer.Option(
+        help="InceptionV3 .pth (env DIFFKIT_INCEPTION_WEIGHTS; default: torch hub cache).",
+        show_default=False,
+    ),
+]
+SamplesDataset = Annotated[
+    str | None,
+    typer.Option(help="Dataset of a samples file without provenance.", show_default=False),
+]
+Sweep = Annotated[
+    str | None,
+    typer.Option(
+        help="Sweep step counts (steps=1,2,5,10,20,50,100,1000), for class-conditional "
+        "models guidance scales (guidance=0,1,2,3,5,7) at --steps, or for ControlNet "
+        "runs control scales (control_scale=0,0.5,1,1.5,2).",
+        show_default=False,
+    ),
+]
+EvalOut = Annotated[
+    Path | None,
+    typer.Option(help="Folder for results (default: SOURCE/eval).", show_default=False),
+]
+
+
 @handle_errors
 def evaluate(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="Run folder, checkpoint, samples folder / one of its .safetensors shards, or "
-            "a VAE run.",
-            show_default=False,
-        ),
-    ],
-    n: Annotated[
-        int, typer.Option("-n", "--num-images", help="Images to generate and score.")
-    ] = 10000,
+    source: Source,
+    n: NumImages = 10000,
     sampler: Annotated[
         SamplerName | None,
         typer.Option(
@@ -101,43 +132,23 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option(help="Sampling steps (default: T for ddpm, else 50).", show_default=False),
-    ] = None,
+    steps: Steps = None,
     eta: Eta = 0.0,
     spacing: SpacingOpt = None,
     rtol: Rtol = 1e-3,
     atol: Atol = 1e-3,
     guidance: Guidance = 1.0,
     seed: Seed = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 500,
+    batch_size: BatchSize = 500,
     features: FeatureNet = "classifier",
     classifier: ClassifierPath = None,
-    inception_weights: Annotated[
-        Path | None,
-        typer.Option(
-            help="InceptionV3 .pth (env DIFFKIT_INCEPTION_WEIGHTS; default: torch hub cache).",
-            show_default=False,
-        ),
-    ] = None,
+    inception_weights: InceptionWeights = None,
     tf_inception_weights: TFInceptionWeights = None,
     lpips: Lpips = False,
     lpips_net: LpipsNet = "alex",
     lpips_weights: LpipsWeights = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(help="Dataset of a samples file without provenance.", show_default=False),
-    ] = None,
-    sweep: Annotated[
-        str | None,
-        typer.Option(
-            help="Sweep step counts (steps=1,2,5,10,20,50,100,1000), for class-conditional "
-            "models guidance scales (guidance=0,1,2,3,5,7) at --steps, or for ControlNet "
-            "runs control scales (control_scale=0,0.5,1,1.5,2).",
-            show_default=False,
-        ),
-    ] = None,
+    dataset: SamplesDataset = None,
+    sweep: Sweep = None,
     samplers: Annotated[
         str | None,
         typer.Option(
@@ -146,10 +157,7 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Folder for results (default: SOURCE/eval).", show_default=False),
-    ] = None,
+    out: EvalOut = None,
     hint: HintSpec = None,
     hint_is_edges: HintIsEdges = False,
     control_scale: ControlScale = 1.0,
