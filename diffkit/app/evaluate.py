@@ -8,7 +8,6 @@ VAE run (its reconstructions of test images).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -24,6 +23,7 @@ from diffkit.app.common import (
     source_name,
 )
 from diffkit.app.report import QUIET, Reporter
+from diffkit.app.sources import Source, check_labels, check_memory, is_vae
 from diffkit.errors import UsageError
 from diffkit.runs.layout import run_folder_of
 
@@ -104,6 +104,7 @@ def evaluate(
 ) -> EvalResult | SweepResult:
     """Score ``request.source`` and write the report: SOURCE/eval/<stamp>.json, or with a
     sweep SOURCE/eval/<stamp>-sweep/ (the folder of a samples file; ``request.out``)."""
+    from diffkit.runs.layout import check_writable
     from diffkit.training.hardware import resolve_device
 
     dev = resolve_device(settings.device)
@@ -125,11 +126,11 @@ def evaluate(
         if request.guidance != 1.0 and src.pipe.num_classes is None and src.hints is None:
             raise UsageError("--guidance needs a class-conditional model")
     out = request.out or src.folder / "eval"
-    _check_writable(out)  # a read-only folder fails now, not after the scoring
+    check_writable(out)  # a read-only folder fails now, not after the scoring
     extractor = load_features(request.features, src.data.dataset, request.classifier,
                               settings, dev)  # fmt: skip
-    _check_labels(src, extractor.num_classes)
-    _check_memory(src, src.count(request.n), extractor)
+    check_labels(src, extractor.num_classes)
+    check_memory(src, src.count(request.n), extractor)
     report.info(f"reference: {src.data.dataset} test split, {request.features} features "
                 f"(sha256 {extractor.digest[:12]})")  # fmt: skip
     evaluator = scorer(extractor, src.data, settings, request.seed, report)
@@ -148,7 +149,7 @@ def evaluate(
     return _write(out / f"{stamp}.json", record)
 
 
-def _score_once(src: _Source, evaluator: Evaluator, request: EvalRequest, sampling,
+def _score_once(src: Source, evaluator: Evaluator, request: EvalRequest, sampling,
                 settings: Settings, perceptual, report: Reporter):  # fmt: skip
     """(images scored, metrics, the real floor, what the report records of the sampling)
     of one evaluation: the floor first (too few real images fails before sampling), then
@@ -191,12 +192,6 @@ def scorer(extractor: FeatureExtractor, data, settings: Settings, seed: int,
     return evaluator
 
 
-def _check_writable(folder: Path) -> None:
-    from diffkit.runs.layout import check_writable
-
-    check_writable(folder)
-
-
 def _write(path: Path, record: dict[str, Any]) -> EvalResult:
     from diffkit.runs.layout import write_json
 
@@ -205,7 +200,7 @@ def _write(path: Path, record: dict[str, Any]) -> EvalResult:
     return EvalResult(path, record)
 
 
-def _common(request: EvalRequest, src: _Source, extractor: FeatureExtractor,
+def _common(request: EvalRequest, src: Source, extractor: FeatureExtractor,
             dev) -> dict[str, Any]:  # fmt: skip
     """What every report of this request records: source, data, features, seed, device;
     with hints, the hint and control."""
@@ -218,51 +213,6 @@ def _common(request: EvalRequest, src: _Source, extractor: FeatureExtractor,
     if src.hints is not None:
         common |= {"hint": request.control.hint, "control": request.control.recorded()}
     return common
-
-
-def is_checkpoint(path: Path) -> bool:
-    """A run folder or a diffkit checkpoint file (as opposed to a samples file/folder)."""
-    from safetensors import SafetensorError, safe_open
-
-    from diffkit.external import is_foreign
-    from diffkit.runs.checkpoint import FORMAT
-
-    if is_foreign(path):  # a diffusers pipeline folder or hf:ORG/NAME
-        return True
-    if path.is_dir():
-        from diffkit.eval.evaluate import SAMPLES_FILE
-        from diffkit.runs.samples import sample_shards
-
-        samples = (path / "sample.json").exists() or (path / SAMPLES_FILE).exists()
-        return (path / "config.json").is_file() and not (samples or sample_shards(path))
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("diffkit.format") == FORMAT
-    except (SafetensorError, OSError):
-        return False
-
-
-def is_vae(source: Path) -> bool:
-    """A `diffkit train vae` run folder or its vae.safetensors."""
-    from diffkit.methods.vae import VAE_FILE
-
-    return (source / VAE_FILE).is_file() if source.is_dir() else source.name == VAE_FILE
-
-
-def _dataset_of_samples(file: Path) -> tuple[str | None, dict]:
-    """The dataset a samples folder was drawn for: sample.json's ``data`` (or its source
-    run's config)."""
-    try:
-        meta = json.loads((file.parent / "sample.json").read_text())
-        if isinstance(meta.get("data"), dict) and "dataset" in meta["data"]:
-            data = meta["data"]
-        else:
-            src = Path(meta["source"])
-            data = json.loads((run_folder_of(src) / "config.json").read_text())["data"]
-        name = data["dataset"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unknown provenance
-        return None, {}
-    return (name, data) if isinstance(name, str) and isinstance(data, dict) else (None, {})
 
 
 def _subset(total: int, n: int, seed: int):
@@ -292,6 +242,7 @@ def _evaluate_vae(request: EvalRequest, settings: Settings, dev, perceptual,
     from diffkit.data.registry import load_dataset
     from diffkit.eval.evaluate import MIN_SAMPLES
     from diffkit.methods.vae import load_codec
+    from diffkit.runs.layout import check_writable
 
     source, batch_size = request.source, request.batch_size
     codec = load_codec(source, dev)
@@ -302,7 +253,7 @@ def _evaluate_vae(request: EvalRequest, settings: Settings, dev, perceptual,
         raise UsageError(f"the {data.dataset} test split has {images.shape[0]} images; "
                          f"need {MIN_SAMPLES}")  # fmt: skip
     out = request.out or run_folder_of(source) / "eval"
-    _check_writable(out)
+    check_writable(out)
     extractor = load_features(request.features, data.dataset, request.classifier, settings, dev)
     evaluator = scorer(extractor, data, settings, request.seed, report)
     floor = evaluator.floor(images.shape[0])
@@ -331,7 +282,7 @@ def _evaluate_vae(request: EvalRequest, settings: Settings, dev, perceptual,
     return _write(out / f"{stamp}.json", record)
 
 
-def _scorer(evaluator: Evaluator, src: _Source):
+def _scorer(evaluator: Evaluator, src: Source):
     """``score(images, labels) -> metrics``: the evaluator's, plus edge consistency with
     the hints for a ControlNet (image i had hint i mod len(hints))."""
     hints = src.hints
@@ -349,57 +300,9 @@ def _scorer(evaluator: Evaluator, src: _Source):
     return score
 
 
-@dataclass
-class _Source:
-    """What ``diffkit eval`` scores: a model to sample (``pipe``, steered by ``hints``
-    for a ControlNet) or stored ``images``."""
-
-    data: Any  # DataConfig of the dataset the images imitate
-    folder: Path  # where eval/ goes by default
-    pipe: Any = None
-    images: Any = None
-    labels: Any = None
-    hints: Any = None
-
-    def count(self, n: int) -> int:
-        """How many images are scored: ``n`` sampled, or those stored."""
-        return n if self.pipe is not None else self.images.shape[0]
-
-    @classmethod
-    def open(cls, source: Path, dataset: str | None, n: int, device, use_ema: bool) -> _Source:
-        from diffkit.config.resolve import ConfigError, validate
-        from diffkit.config.run import DataConfig
-        from diffkit.eval.evaluate import MIN_SAMPLES, load_samples
-
-        if is_checkpoint(source):
-            from diffkit.methods.load import load_pipeline
-
-            pipe = load_pipeline(source, device, use_ema=use_ema)
-            if pipe.config is None:  # a foreign model: the data it imitates must be named
-                return cls(_foreign_data(dataset, pipe, source), Path.cwd(), pipe=pipe)
-            if dataset is not None and dataset != pipe.config.data.dataset:
-                raise UsageError(
-                    f"--dataset {dataset} differs from the model's {pipe.config.data.dataset}"
-                )
-            return cls(pipe.config.data, run_folder_of(source), pipe=pipe)
-        images, labels, file = load_samples(source, limit=n)
-        found, stored = _dataset_of_samples(file)
-        name = dataset or found
-        if name is None:
-            raise UsageError(f"cannot tell which dataset {file} imitates; pass --dataset")
-        if images.shape[0] < MIN_SAMPLES:
-            raise UsageError(f"{file} holds {images.shape[0]} samples; need {MIN_SAMPLES}")
-        try:
-            data = validate(DataConfig, stored if found == name else {"dataset": name})
-        except ConfigError as exc:
-            where = "--dataset" if found != name else str(file.parent / "sample.json")
-            raise ConfigError(f"{where}: {exc}") from None
-        return cls(data, file.parent, images=images, labels=labels)
-
-
-def _open(request: EvalRequest, settings: Settings, dev, report: Reporter) -> _Source:
+def _open(request: EvalRequest, settings: Settings, dev, report: Reporter) -> Source:
     """The source, a model ready to sample: steered by the hints and compiled as asked."""
-    src = _Source.open(request.source, request.dataset, request.n, dev, request.use_ema)
+    src = Source.open(request.source, request.dataset, request.n, dev, request.use_ema)
     if src.pipe is not None:
         src.pipe, src.hints = request.control.steer(src.pipe, settings.data_dir)
     elif request.control.hint is not None:
@@ -409,53 +312,6 @@ def _open(request: EvalRequest, settings: Settings, dev, report: Reporter) -> _S
     elif request.compile:
         raise UsageError("--compile applies to a model that samples, not to saved samples")
     return src
-
-
-def _foreign_data(dataset: str | None, pipe, source: Path):
-    """The data a foreign model's samples are scored against: ``--dataset``, whose images
-    must have the model's shape."""
-    from diffkit.config.resolve import validate
-    from diffkit.config.run import DataConfig
-    from diffkit.data.registry import image_shape
-
-    if dataset is None:
-        raise UsageError(f"{source} does not say which data it imitates; pass --dataset")
-    channels, h, w = pipe.model.sample_shape
-    data = validate(DataConfig, {"dataset": dataset, "channels": min(channels, 3),
-                                 "image_size": h})  # fmt: skip
-    if image_shape(data) != (channels, h) or h != w:
-        c, size = image_shape(data)
-        raise UsageError(f"{source} draws {channels}x{h}x{w} images; {dataset} has "
-                         f"{c}x{size}x{size}")  # fmt: skip
-    return data
-
-
-def _check_labels(src: _Source, num_classes: int) -> None:
-    """Stored class labels must index the feature network's classes, or class accuracy
-    would fail (or be nonsense) after the whole scoring."""
-    if src.labels is None or len(src.labels) == 0:
-        return
-    low, high = int(src.labels.min()), int(src.labels.max())
-    bad = low if low < 0 else high if high >= num_classes else None
-    if bad is not None:
-        raise UsageError(f"samples in {src.folder}: label {bad} is outside the feature "
-                         f"network's classes 0..{num_classes - 1}")  # fmt: skip
-
-
-def _check_memory(src: _Source, n: int, extractor: FeatureExtractor) -> None:
-    """Refuse an ``n`` whose images and features cannot fit in RAM, before allocating any.
-
-    A model's samples exist as the float32 batches and their concatenation (after the
-    initial noise in its own space); the samples' and the real floor's features follow."""
-    from diffkit.data.registry import image_shape
-    from diffkit.resources import check_memory
-
-    per_image = 2 * 4 * (extractor.feature_dim + extractor.num_classes)
-    if src.pipe is not None:
-        channels, size = image_shape(src.data)
-        per_image += 4 * math.prod(src.pipe.model.sample_shape) + 2 * 4 * channels * size**2
-    what = f"{'generating and ' if src.pipe is not None else ''}scoring {n} images"
-    check_memory(n * per_image, what)
 
 
 def _conditioning(pipe, hints, n: int):
@@ -476,7 +332,7 @@ def _options(pipe, sampler: str, given: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in given.items() if k in pipe.reads(sampler) and v is not None}
 
 
-def _generate(src: _Source, request: EvalRequest, sampler: str, steps: int, report: Reporter):
+def _generate(src: Source, request: EvalRequest, sampler: str, steps: int, report: Reporter):
     """(images, labels, what the report records of the sampling) of ``request.n`` images."""
     import time
 
@@ -512,7 +368,7 @@ class _Plan:
     settings: list[Setting]
 
 
-def _sweep_plan(src: _Source, request: EvalRequest) -> _Plan:
+def _sweep_plan(src: Source, request: EvalRequest) -> _Plan:
     """Step counts at ``guidance`` (for a conditional model), or guidance scales at
     ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
     from diffkit.eval.sweep import Setting, parse_sweep
@@ -560,7 +416,7 @@ def _sweep_line(p: SweepPoint) -> str:
             f"KID {p.metrics['kid']:9.4g}  acc {acc}{f1}  {p.wall_seconds:8.1f} s")  # fmt: skip
 
 
-def _run_sweep(src: _Source, evaluator: Evaluator, plan: _Plan, request: EvalRequest,
+def _run_sweep(src: Source, evaluator: Evaluator, plan: _Plan, request: EvalRequest,
                folder: Path, common: dict[str, Any], report: Reporter) -> SweepResult:  # fmt: skip
     """Sample and score every (sampler, setting) of ``plan`` from the same noise; write
     ``folder``/sweep.json, sweep.png and the points' grids."""

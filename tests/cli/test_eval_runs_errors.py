@@ -135,7 +135,7 @@ def test_eval_of_a_read_only_samples_folder(tmp_path: Path, runs: Path):
 
 
 def test_a_samples_folder_is_not_a_run(tmp_path: Path, runs: Path):
-    from diffkit.app.evaluate import is_checkpoint
+    from diffkit.app.sources import is_checkpoint
 
     run = runs / "ddpm" / "20240101-000000-tiny"
     assert is_checkpoint(run) and is_checkpoint(run / "checkpoints" / "last.safetensors")
