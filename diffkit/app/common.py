@@ -3,7 +3,9 @@ sampler checks, progress lengths, free output names."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from diffkit.errors import UsageError
 from diffkit.runs.layout import run_folder_of
@@ -23,6 +25,14 @@ def free_path(path: Path) -> Path:
     while candidate.exists():
         candidate, i = path.with_name(f"{path.stem}-{i}{path.suffix}"), i + 1
     return candidate
+
+
+def check_source(source: Path, what: str) -> None:
+    """Refuse a ``source`` that is neither a path here nor a hub model (hf:ORG/NAME)."""
+    from diffkit.external import is_foreign
+
+    if not source.exists() and not is_foreign(source):
+        raise UsageError(f"no {what} at {source}")
 
 
 def source_name(source: Path) -> str:
@@ -105,3 +115,30 @@ def hinted(pipe, hint: str | None, is_edges: bool, control: dict, data_dir: Path
     hints = load_hints(hint, (channels, size, size), pipe.model.hint_config, data_dir,
                        is_edges=is_edges)  # fmt: skip
     return pipe, hints
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """A ControlNet's hint and control options as a request gives them (the defaults: no
+    hint, the control as trained). Any other model refuses all but the defaults."""
+
+    hint: str | None = None  # an image, a folder or dataset items (mnist:test:0..63)
+    hint_is_edges: bool = False
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    guess: bool = False
+
+    @property
+    def control(self) -> dict[str, Any]:
+        """The fields of :class:`~diffkit.methods.controlnet.Control`, as :func:`hinted`
+        reads them."""
+        return {"scale": self.scale, "start": self.start, "end": self.end, "guess": self.guess}
+
+    def recorded(self) -> dict[str, Any]:
+        """The control as a report records it: its fields, then ``hint_is_edges``."""
+        return self.control | {"hint_is_edges": self.hint_is_edges}
+
+    def steer(self, pipe, data_dir: Path):
+        """:func:`hinted` with these options: (the pipeline, the hints or None)."""
+        return hinted(pipe, self.hint, self.hint_is_edges, self.control, data_dir)

@@ -135,16 +135,16 @@ def test_eval_of_a_read_only_samples_folder(tmp_path: Path, runs: Path):
 
 
 def test_a_samples_folder_is_not_a_run(tmp_path: Path, runs: Path):
-    from diffkit.cli.eval import _is_checkpoint
+    from diffkit.app.sources import is_checkpoint
 
     run = runs / "ddpm" / "20240101-000000-tiny"
-    assert _is_checkpoint(run) and _is_checkpoint(run / "checkpoints" / "last.safetensors")
+    assert is_checkpoint(run) and is_checkpoint(run / "checkpoints" / "last.safetensors")
     src = samples_folder(tmp_path / "s")
     (src / "config.json").write_text("{}")
-    assert not _is_checkpoint(src)
+    assert not is_checkpoint(src)
     (src / "sample.json").unlink()
-    assert not _is_checkpoint(src)  # the shards alone say so
-    assert not _is_checkpoint(src / "samples-00000.safetensors")
+    assert not is_checkpoint(src)  # the shards alone say so
+    assert not is_checkpoint(src / "samples-00000.safetensors")
 
 
 def test_runs_lists_every_run_and_marks_the_damaged_ones(tmp_path: Path, monkeypatch):
