@@ -1,17 +1,26 @@
 """`diffkit edit`: image editing with a diffusion model, on diffkit's own class-conditional
-runs (a prompt is a class) and on DeepFloyd IF (a prompt is text)."""
+runs (a prompt is a class) and on DeepFloyd IF (a prompt is text). Each command builds a
+request of :mod:`diffkit.app.edit.requests` and prints the folder its op writes."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import dataclasses
+import functools
+import inspect
+import typing
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
-from diffkit.app.common import hinted, model_class_names, parse_classes, progress_total
+from diffkit.app.edit.requests import (
+    DEFAULT_MODEL,
+    DEFAULT_STYLE,
+    DEFAULT_TEXT_PROMPT,
+    DEFAULT_UPSCALER,
+)
 from diffkit.cli import console
-from diffkit.cli.errors import UsageError, handle_errors
+from diffkit.cli.errors import handle_errors
 from diffkit.cli.options import (
     ControlScale,
     DataDir,
@@ -29,13 +38,6 @@ app = typer.Typer(
     help="Edit images with a diffusion model: visual anagrams, hybrids, SDEdit, inpainting.",
     no_args_is_help=True,
 )
-
-DEFAULT_MODEL = "hf:DeepFloyd/IF-I-M-v1.0"
-DEFAULT_UPSCALER = "hf:DeepFloyd/IF-II-M-v1.0"
-DEFAULT_STYLE = "an oil painting of"  # anagrams and hybrids on text models (docs/editing.md)
-DEFAULT_TEXT_PROMPT = "a high quality photo"  # the seeds' prompt for SDEdit and denoising
-TEXT_GUIDANCE = 7.0  # the seeds' w on IF stage I
-UPSCALE_STEPS, UPSCALE_GUIDANCE = 50, 4.0  # diffusers' IF stage II defaults
 
 ModelSource = Annotated[
     str,
@@ -108,239 +110,118 @@ Upscaler = Annotated[
 ]
 
 
-def _open(source: str, device, data_dir, runs_dir, no_ema: bool, *, views: bool,
-          dtype: str | None = None, offload: bool = False, hints: bool = False):  # fmt: skip
-    """The pipeline of ``source`` (diffkit run or diffusers pipeline) and the settings; a
-    ControlNet run only for the ops that take a hint (``hints``)."""
-    from diffkit.training.hardware import resolve_device
-
-    settings = machine_settings(data_dir, runs_dir, device)
-    where = resolve_device(settings.device)
-    if _foreign(source):
-        from diffkit.external.diffusers import load_diffusers
-
-        pipe = load_diffusers(source, where, dtype=dtype or "fp32",
-                              cache_dir=settings.cache_dir, offload=offload)  # fmt: skip
-        return pipe, settings
-    if dtype is not None or offload:
-        raise UsageError("--dtype and --offload are for diffusers models; diffkit runs use "
-                         "the precision they were trained in")  # fmt: skip
-    if not Path(source).exists():
-        raise UsageError(f"--model {source}: no such run, checkpoint or pipeline folder")
-    from diffkit.methods.load import load_pipeline
-
-    pipe = load_pipeline(Path(source), where, use_ema=not no_ema)
-    from diffkit.methods.controlnet import is_controlled
-
-    if is_controlled(pipe.model) and not hints:
-        raise UsageError(f"{source} is a ControlNet: sdedit and inpaint take its --hint; this "
-                         "op would need a hint per view or prompt (use the base run)")  # fmt: skip
-    if pipe.model.codec is not None:
-        why = ("views and filters act on pixels, and a VAE is not equivariant to flips"
-               if views else "editing latent models is not supported yet")  # fmt: skip
-        raise UsageError(f"{source} is a latent model: {why}")
-    return pipe, settings
+Images = Annotated[int, typer.Option("-n", "--num-images", help="Images.", min=1)]
+Kernel = Annotated[int, typer.Option(help="Blur kernel size (odd).", min=1)]
 
 
-def _text(pipe) -> bool:
-    return pipe.model.conditioning == "text"
+def grouped(command):
+    """Let ``command`` take option groups: a parameter annotated with a dataclass of
+    options (a group; groups nest) is declared to Typer as the group's options, in its
+    place, and reaches the command as one instance of it. The options several commands
+    share are declared once, and each body receives them as one typed value."""
+    signature = inspect.signature(command, eval_str=True)
+    groups = {p.name: p.annotation for p in signature.parameters.values()
+              if dataclasses.is_dataclass(p.annotation)}  # fmt: skip
+
+    def flat(name: str, annotation: Any, default: Any) -> list[inspect.Parameter]:
+        if not dataclasses.is_dataclass(annotation):
+            return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                      annotation=annotation)]  # fmt: skip
+        hints = typing.get_type_hints(annotation, include_extras=True)
+        return [q for f in dataclasses.fields(annotation)
+                for q in flat(f.name, hints[f.name], f.default)]  # fmt: skip
+
+    def build(cls: Any, values: dict[str, Any]) -> Any:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        return cls(**{f.name: build(hints[f.name], values) if f.name not in values
+                      else values.pop(f.name) for f in dataclasses.fields(cls)})  # fmt: skip
+
+    @functools.wraps(command)
+    def run(**values: Any) -> Any:
+        built = {name: build(cls, values) for name, cls in groups.items()}
+        return command(**values, **built)
+
+    params = [q for p in signature.parameters.values()
+              for q in flat(p.name, p.annotation, p.default)]  # fmt: skip
+    run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    return run
 
 
-def _defaults(pipe, sampler: str | None, guidance: float | None, class_guidance: float):
-    """The sampler and guidance scale an op uses when not told."""
-    sampler = sampler or ("ddpm" if _text(pipe) else "ddim")
-    if guidance is None:
-        guidance = TEXT_GUIDANCE if _text(pipe) else class_guidance
-    return sampler, guidance
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """Where the model runs and how it is held: the options every sampling edit ends with."""
+
+    dtype: Dtype = None
+    offload: Offload = False
+    data_dir: DataDir = None
+    runs_dir: RunsDir = None
+    device: Device = None
+    no_ema: NoEma = False
+
+    def settings(self):
+        return machine_settings(self.data_dir, self.runs_dir, self.device)
+
+    def held(self) -> dict[str, Any]:
+        """The request fields of these options."""
+        return {"dtype": self.dtype, "offload": self.offload, "no_ema": self.no_ema}
 
 
-def _styled(prompt: str, style: str | None) -> str:
-    return f"{style} {prompt}" if style else prompt
+@dataclasses.dataclass(frozen=True)
+class Drawing:
+    """The options after --sampler of the edits that draw from prompts alone (anagram,
+    hybrid, sample)."""
+
+    guidance: Guidance = None
+    style: Style = None
+    upscale: Upscale = False
+    upscaler: Upscaler = DEFAULT_UPSCALER
+    seed: Seed = None
+    out: Out = None
+    machine: Machine = Machine()
+
+    def request(self) -> dict[str, Any]:
+        return {"guidance": self.guidance, "style": self.style, "upscale": self.upscale,
+                "upscaler": self.upscaler, "seed": self.seed or 0, "out": self.out,
+                **self.machine.held()}  # fmt: skip
 
 
-def _cond(pipe, prompts: list[str], n: int, style: str | None = None):
-    """Each prompt as a condition of ``n`` rows: its text embeddings (text models, with
-    ``style`` prefixed) or its class."""
-    import torch
+@dataclasses.dataclass(frozen=True)
+class Hinting:
+    """The options after --sampler of the edits of one image that a ControlNet steers
+    (sdedit, inpaint)."""
 
-    from diffkit.models.conditioning import Cond
+    guidance: Guidance = None
+    style: Style = None
+    seed: Seed = None
+    out: Out = None
+    hint: HintSpec = None
+    hint_is_edges: HintIsEdges = False
+    control_scale: ControlScale = 1.0
+    machine: Machine = Machine()
 
-    if _text(pipe):
-        texts = [_styled(p, style) for p in prompts]
-        embeds = pipe.model.prompts.embed(texts)  # (P, L, D): one encoder load for all
-        return [Cond(tokens=embeds.tokens[i : i + 1].expand(n, -1, -1),
-                     mask=embeds.mask[i : i + 1].expand(n, -1))  # type: ignore[index]
-                for i in range(len(texts))]  # fmt: skip
-    if style is not None:
-        raise UsageError("--style is for text models; this model's prompts are its classes")
-    if pipe.num_classes is None:
-        raise UsageError("this model is unconditional; it takes no prompt")
-    dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
-    out = []
-    for p in prompts:
-        picked = parse_classes([p], dataset, pipe.num_classes, model_class_names(pipe))
-        if len(picked) != 1:
-            raise UsageError(f"prompt {p!r} names {len(picked)} classes; give one")
-        out.append(Cond(labels=torch.full((n,), picked[0], dtype=torch.long)))
-    return out
+    def request(self) -> dict[str, Any]:
+        return {"guidance": self.guidance, "style": self.style, "seed": self.seed or 0,
+                "out": self.out, "hint": self.hint, "hint_is_edges": self.hint_is_edges,
+                "control_scale": self.control_scale, **self.machine.held()}  # fmt: skip
 
 
-def _prompt(pipe, prompt: str | None) -> str | None:
-    """An op's optional prompt; text models always need one."""
-    return DEFAULT_TEXT_PROMPT if prompt is None and _text(pipe) else prompt
+def _command(name: str):
+    """Declare an edit command: its option groups flattened (:func:`grouped`), its
+    refusals turned into one ``error:`` line."""
+
+    def declare(command):
+        return app.command(name)(handle_errors(grouped(command)))
+
+    return declare
 
 
-def _hinted(pipe, hint: str | None, is_edges: bool, scale: float, data_dir):
-    """The pipeline steered at ``scale`` and the one hint of ``--hint`` (a ControlNet run),
-    or None; hints steer one image, so a SPEC naming several is refused."""
-    control = {"scale": scale, "start": 0.0, "end": 1.0, "guess": False}
-    pipe, hints = hinted(pipe, hint, is_edges, control, data_dir)
-    if hints is not None and len(hints) != 1:
-        raise UsageError(f"--hint {hint} names {len(hints)} images; an edit takes one")
-    return pipe, hints
+def _done(result) -> None:
+    """Print the folder an op wrote: the command's one line on stdout."""
+    console.out.print(str(result.folder))
 
 
-def _with_hint(cond, hints, n: int):
-    """``cond`` (or none) with the hint in each of its ``n`` rows."""
-    from dataclasses import replace
-
-    from diffkit.models.conditioning import Cond
-
-    if hints is None:
-        return cond
-    maps = hints.maps[:1].expand(n, -1, -1, -1)  # (n, 1, H, W)
-    return Cond(hint=maps) if cond is None else replace(cond, hint=maps)
-
-
-def _resident(pipe, offload: bool):
-    """The context a sampling loop runs in: the UNet moved to the device for it under
-    ``--offload``."""
-    if not offload:
-        return nullcontext()
-    from diffkit.external.diffusers import on_device
-
-    return on_device(pipe.model, pipe.device)
-
-
-def _check_sampler(pipe, sampler: str, steps: int) -> None:
-    try:
-        pipe.check(sampler, steps)
-        pipe.options(sampler, {})
-    except ValueError as exc:
-        raise UsageError(f"--sampler/--steps: {exc}") from None
-
-
-def _publish(
-    op: str,
-    out: Path | None,
-    runs_dir: Path,
-    grid,
-    nrow: int,
-    samples,
-    meta,
-    labels=None,
-    columns=None,
-) -> Path:
-    """grid.png, one PNG per sample, samples.safetensors and edit.json, written beside and
-    moved in whole."""
-    import shutil
-    from datetime import datetime
-
-    from safetensors.torch import save_file
-    from torchvision.utils import save_image
-
-    from diffkit.app.common import free_path
-    from diffkit.runs.layout import write_json
-    from diffkit.runs.plots import save_grid
-
-    folder = out or free_path(runs_dir / "edit" / f"{datetime.now():%Y%m%d-%H%M%S}-{op}")
-    if folder.exists():
-        raise UsageError(f"--out {folder} already exists")
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_grid(grid, tmp / "grid.png", nrow=nrow, row_labels=labels, col_labels=columns)
-    for i, image in enumerate(samples):
-        save_image((image.float() + 1) / 2, tmp / f"{i:03d}.png")
-    save_file({"samples": samples.float().contiguous()}, str(tmp / "samples.safetensors"))
-    write_json(tmp / "edit.json", meta)
-    tmp.rename(folder)
-    return folder
-
-
-def _integrate(pipe, net, sampler: str, steps: int, n: int, seed: int, label: str,
-               offload: bool = False):  # fmt: skip
-    """``n`` images from seeded noise under a combined network, (n, C, H, W) in [-1, 1]."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(n, *pipe.model.sample_shape, generator=g).to(pipe.device)
-    gen = torch.Generator(pipe.device).manual_seed(seed + 1)
-    opts = pipe.options(sampler, {})
-    with (
-        _resident(pipe, offload),
-        console.steps(label, progress_total(sampler, steps, 1, 1)) as tick,
-    ):
-        x, _ = pipe.integrate(net, noise, sampler, steps, opts, gen, tick)
-    return x.float().cpu().clamp(-1, 1)
-
-
-def _composed(pipe, combine, prompts: list[str], *, n: int, steps: int, sampler: str | None,
-              guidance: float | None, style: str | None, seed: int, offload: bool,
-              label: str):  # fmt: skip
-    """The shared body of the composing ops (anagram, hybrid, factorize): the model's
-    defaults, one condition per prompt (text models: the default style unless told), the
-    guided model combined by ``combine(net, conds)``, and ``n`` images. Returns the images
-    and the resolved sampler, guidance and style."""
-    from diffkit.edit.compose import with_guidance
-
-    sampler, guidance = _defaults(pipe, sampler, guidance, 3.0)
-    _check_sampler(pipe, sampler, steps)
-    style = DEFAULT_STYLE if style is None and _text(pipe) else style
-    conds = [c.to(pipe.device) for c in _cond(pipe, prompts, n, style)]
-    net = combine(with_guidance(pipe.model.raw, pipe.model.unconditional, guidance), conds)
-    images = _integrate(pipe, net, sampler, steps, n, seed, f"{label}, {n} images", offload)
-    return images, sampler, guidance, style
-
-
-def _single(net, conds):
-    """The combination of one prompt: the guided model itself, steered to ``conds[0]``."""
-    return lambda x, t, _=None: net(x, t, conds[0])
-
-
-def _upscale(stage1, images, prompts: list[str], style: str | None, combine, *, upscaler: str,
-             seed: int, offload: bool, dtype: str | None, settings):  # fmt: skip
-    """Stage I ``images`` (n, 3, 64, 64) -> IF stage II's (n, 3, 256, 256), under the
-    same prompts and composition: ``combine(net, conds)`` builds the stage II network
-    from the guided UNet and one condition per prompt (each carrying the upscaled image)."""
-    import torch
-
-    from diffkit.edit.compose import with_guidance
-    from diffkit.external.diffusers import DiffusersUpscaler, load_diffusers, upscale_condition
-
-    if not _text(stage1):
-        raise UsageError("--upscale is for DeepFloyd IF stage I models")
-    if not _foreign(upscaler):
-        raise UsageError(f"--upscaler {upscaler}: not a diffusers folder or hf:ORG/NAME")
-    if offload:
-        stage1.model.net.to("cpu")  # stage I is done
-    pipe = load_diffusers(upscaler, stage1.device, dtype=dtype or "fp32",
-                          cache_dir=settings.cache_dir, offload=offload)  # fmt: skip
-    model = pipe.model
-    if not isinstance(model, DiffusersUpscaler):
-        raise UsageError(f"--upscaler {upscaler} is a {model.name}, not IF stage II")
-    n = images.shape[0]
-    g = torch.Generator().manual_seed(seed + 2)
-    hint_noise = torch.randn(n, *model.sample_shape, generator=g)
-    conds = [upscale_condition(model, images, c, hint_noise).to(pipe.device)
-             for c in _cond(pipe, prompts, n, style)]  # fmt: skip
-    net = combine(with_guidance(model.raw, model.unconditional, UPSCALE_GUIDANCE), conds)
-    return _integrate(pipe, net, "ddpm", UPSCALE_STEPS, n, seed + 3, f"stage II, {n} images",
-                      offload)  # fmt: skip
-
-
-@app.command("anagram")
-@handle_errors
+@_command("anagram")
 def anagram(
     prompts: Annotated[list[str], typer.Argument(help="One prompt per view.", show_default=False)],
     views: Annotated[
@@ -351,123 +232,41 @@ def anagram(
         ),
     ] = "identity,flip",
     model: ModelSource = DEFAULT_MODEL,
-    n: Annotated[int, typer.Option("-n", "--num-images", help="Images.", min=1)] = 4,
+    n: Images = 4,
     steps: Steps = 50,
     sampler: Sampler = None,
-    guidance: Guidance = None,
-    style: Style = None,
-    upscale: Upscale = False,
-    upscaler: Upscaler = DEFAULT_UPSCALER,
-    seed: Seed = None,
-    out: Out = None,
-    dtype: Dtype = None,
-    offload: Offload = False,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    device: Device = None,
-    no_ema: NoEma = False,
+    drawing: Drawing = Drawing(),
 ) -> None:
     """A visual anagram: one image that reads as each prompt under its view."""
-    import torch
+    from diffkit.app.edit import compose, requests
 
-    from diffkit.edit.compose import anagram as combine
-    from diffkit.edit.views import check_orthogonal, view
-
-    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=True, dtype=dtype,
-                           offload=offload)  # fmt: skip
-    names = [v.strip() for v in views.split(",")]
-    if len(names) != len(prompts):
-        raise UsageError(f"--views gives {len(names)} views for {len(prompts)} prompts")
-    try:
-        chosen = [view(v) for v in names]
-        for v in chosen:
-            check_orthogonal(v, pipe.model.sample_shape)
-    except (ValueError, RuntimeError) as exc:
-        raise UsageError(f"--views: {exc}") from None
-    seed = seed or 0
-    images, sampler, guidance, style = _composed(
-        pipe, lambda net, conds: combine(net, conds, chosen), prompts, n=n, steps=steps,
-        sampler=sampler, guidance=guidance, style=style, seed=seed, offload=offload,
-        label="anagram")  # fmt: skip
-    if upscale:
-
-        def viewed(net, conds):  # stage II sees each view of the upscaled image too
-            from dataclasses import replace
-
-            conds = [replace(c, hint=v.apply(c.hint)) for c, v in zip(conds, chosen, strict=True)]
-            return combine(net, conds, chosen)
-
-        images = _upscale(pipe, images, prompts, style, viewed, upscaler=upscaler, seed=seed,
-                          offload=offload, dtype=dtype, settings=settings)  # fmt: skip
-    grid = torch.cat([v.apply(images) for v in chosen])  # row k: the images under view k
-    meta = {"op": "anagram", "model": model, "prompts": prompts, "style": style,
-            "views": names, "n": n, "steps": steps, "sampler": sampler, "guidance": guidance,
-            "upscaler": upscaler if upscale else None, "seed": seed}  # fmt: skip
-    labels = [f"{v}: {p}" for v, p in zip(names, prompts, strict=True)]
-    path = _publish("anagram", out, settings.runs_dir, grid, n, images, meta, labels)
-    console.out.print(str(path))
+    req = requests.AnagramRequest(prompts=tuple(prompts), views=views, model=model, n=n,
+                                  steps=steps, sampler=sampler, **drawing.request())  # fmt: skip
+    _done(compose.anagram(req, drawing.machine.settings(), console))
 
 
-@app.command("hybrid")
-@handle_errors
+@_command("hybrid")
 def hybrid(
     low: Annotated[str, typer.Argument(help="Prompt seen from afar (low frequencies).")],
     high: Annotated[str, typer.Argument(help="Prompt seen up close (high frequencies).")],
     model: ModelSource = DEFAULT_MODEL,
     sigma: Annotated[float, typer.Option(help="Gaussian blur sigma, pixels.", min=0.1)] = 2.0,
-    kernel: Annotated[int, typer.Option(help="Blur kernel size (odd).", min=1)] = 33,
-    n: Annotated[int, typer.Option("-n", "--num-images", help="Images.", min=1)] = 4,
+    kernel: Kernel = 33,
+    n: Images = 4,
     steps: Steps = 50,
     sampler: Sampler = None,
-    guidance: Guidance = None,
-    style: Style = None,
-    upscale: Upscale = False,
-    upscaler: Upscaler = DEFAULT_UPSCALER,
-    seed: Seed = None,
-    out: Out = None,
-    dtype: Dtype = None,
-    offload: Offload = False,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    device: Device = None,
-    no_ema: NoEma = False,
+    drawing: Drawing = Drawing(),
 ) -> None:
     """A hybrid image: the low frequencies of one prompt, the high ones of another."""
-    import torch
+    from diffkit.app.edit import compose, requests
 
-    from diffkit.edit.compose import factorized
-    from diffkit.edit.filters import highpass, lowpass
-
-    if kernel % 2 == 0:
-        raise UsageError("--kernel must be odd")
-    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=True, dtype=dtype,
-                           offload=offload)  # fmt: skip
-    lo, hi = lowpass(sigma, kernel), highpass(sigma, kernel)
-    seed = seed or 0
-    images, sampler, guidance, style = _composed(
-        pipe, lambda net, conds: factorized(net, conds, [lo, hi]), [low, high], n=n,
-        steps=steps, sampler=sampler, guidance=guidance, style=style, seed=seed,
-        offload=offload, label="hybrid")  # fmt: skip
-    if upscale:  # the same bands, in stage II's pixels (sigma scaled with the image)
-        scale = 4  # 64 -> 256 px
-        k = 4 * kernel + (1 - (4 * kernel) % 2)  # odd, covering the same extent
-        bands = [lowpass(sigma * scale, k), highpass(sigma * scale, k)]
-        images = _upscale(pipe, images, [low, high], style,
-                          lambda net, conds: factorized(net, conds, bands), upscaler=upscaler,
-                          seed=seed, offload=offload, dtype=dtype, settings=settings)  # fmt: skip
-        lo = bands[0]
-    grid = torch.cat([images, lo(images)])  # row 2: what the eye sees from afar
-    meta = {"op": "hybrid", "model": model, "low": low, "high": high, "style": style,
-            "sigma": sigma, "kernel": kernel, "n": n, "steps": steps, "sampler": sampler,
-            "guidance": guidance, "upscaler": upscaler if upscale else None,
-            "seed": seed}  # fmt: skip
-    labels = [f"{high} (near)", f"{low} (far)"]
-    path = _publish("hybrid", out, settings.runs_dir, grid, n, images, meta, labels)
-    console.out.print(str(path))
+    req = requests.HybridRequest(low=low, high=high, model=model, sigma=sigma, kernel=kernel,
+                                 n=n, steps=steps, sampler=sampler,
+                                 **drawing.request())  # fmt: skip
+    _done(compose.hybrid(req, drawing.machine.settings(), console))
 
 
-@app.command("factorize")
-@handle_errors
+@_command("factorize")
 def factorize(
     prompts: Annotated[
         list[str], typer.Argument(help="One prompt per part, coarsest first.", show_default=False)
@@ -481,62 +280,29 @@ def factorize(
     sigmas: Annotated[
         str, typer.Option(help="bands: strictly decreasing blur sigmas, one fewer than prompts.")
     ] = "4,1",
-    kernel: Annotated[int, typer.Option(help="Blur kernel size (odd).", min=1)] = 33,
+    kernel: Kernel = 33,
     model: ModelSource = DEFAULT_MODEL,
-    n: Annotated[int, typer.Option("-n", "--num-images", help="Images.", min=1)] = 4,
+    n: Images = 4,
     steps: Steps = 50,
     sampler: Sampler = None,
     guidance: Guidance = None,
     style: Style = None,
     seed: Seed = None,
     out: Out = None,
-    dtype: Dtype = None,
-    offload: Offload = False,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    device: Device = None,
-    no_ema: NoEma = False,
+    machine: Machine = Machine(),
 ) -> None:
     """Factorized diffusion: each prompt controls one part of a split of the image into
     parts that sum to it (frequency bands, or grayscale and colour)."""
-    import torch
+    from diffkit.app.edit import compose, requests
 
-    from diffkit.edit.compose import factorized
-    from diffkit.edit.filters import bands, check_partition, color_split
-
-    if kernel % 2 == 0:
-        raise UsageError("--kernel must be odd")
-    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=True, dtype=dtype,
-                           offload=offload)  # fmt: skip
-    try:
-        if split == "color":
-            if pipe.model.sample_shape[0] != 3:
-                raise ValueError("a colour split needs an RGB model")
-            parts = color_split()
-        else:
-            parts = bands([float(v) for v in sigmas.split(",")], kernel)
-        check_partition(parts, pipe.model.sample_shape)
-    except ValueError as exc:
-        raise UsageError(f"--{'split' if split == 'color' else 'sigmas'}: {exc}") from None
-    if len(parts) != len(prompts):
-        raise UsageError(f"the {split} split has {len(parts)} parts for {len(prompts)} prompts")
-    seed = seed or 0
-    images, sampler, guidance, style = _composed(
-        pipe, lambda net, conds: factorized(net, conds, parts), prompts, n=n, steps=steps,
-        sampler=sampler, guidance=guidance, style=style, seed=seed, offload=offload,
-        label="factorize")  # fmt: skip
-    grid = torch.cat([images, *(f(images) for f in parts)])  # the image, then each part
-    meta = {"op": "factorize", "model": model, "prompts": prompts, "split": split,
-            "sigmas": sigmas if split == "bands" else None, "kernel": kernel, "style": style,
-            "n": n, "steps": steps, "sampler": sampler, "guidance": guidance,
-            "seed": seed}  # fmt: skip
-    labels = ["image", *(f"part {i + 1}: {p}" for i, p in enumerate(prompts))]
-    path = _publish("factorize", out, settings.runs_dir, grid, n, images, meta, labels)
-    console.out.print(str(path))
+    req = requests.FactorizeRequest(prompts=tuple(prompts), split=split, sigmas=sigmas,
+                                    kernel=kernel, model=model, n=n, steps=steps,
+                                    sampler=sampler, guidance=guidance, style=style,
+                                    seed=seed or 0, out=out, **machine.held())  # fmt: skip
+    _done(compose.factorize(req, machine.settings(), console))
 
 
-@app.command("sdedit")
-@handle_errors
+@_command("sdedit")
 def sdedit(
     image: Image,
     model: ModelSource = DEFAULT_MODEL,
@@ -546,63 +312,18 @@ def sdedit(
     prompt: Prompt = None,
     steps: Steps = 30,
     sampler: Sampler = None,
-    guidance: Guidance = None,
-    style: Style = None,
-    seed: Seed = None,
-    out: Out = None,
-    hint: HintSpec = None,
-    hint_is_edges: HintIsEdges = False,
-    control_scale: ControlScale = 1.0,
-    dtype: Dtype = None,
-    offload: Offload = False,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    device: Device = None,
-    no_ema: NoEma = False,
+    hinting: Hinting = Hinting(),
 ) -> None:
     """SDEdit: noise an image part-way and denoise it, optionally towards --prompt (and, for
     a ControlNet run, along --hint's edges)."""
-    import torch
+    from diffkit.app.edit import images, requests
 
-    from diffkit.edit.images import load_image
-    from diffkit.edit.loops import sdedit as run
-
-    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
-                           offload=offload, hints=True)  # fmt: skip
-    sampler, guidance = _defaults(pipe, sampler, guidance, 1.0)
-    _check_sampler(pipe, sampler, steps)
-    try:
-        starts = [int(s) for s in start.split(",")]
-    except ValueError:
-        raise UsageError(f"--start {start}: expected comma-separated integers") from None
-    pipe, hints = _hinted(pipe, hint, hint_is_edges, control_scale, settings.data_dir)
-    x = load_image(image, pipe.model.sample_shape, settings.data_dir)
-    prompt = _prompt(pipe, prompt)
-    cond = _cond(pipe, [prompt], 1, style)[0] if prompt is not None else None
-    cond = _with_hint(cond, hints, 1)
-    outs = []
-    for k in starts:
-        total = progress_total(sampler, steps - k, 1, 1)
-        with _resident(pipe, offload), console.steps(f"sdedit from {k}", total) as tick:
-            try:
-                outs.append(run(pipe, x, k, sampler=sampler, steps=steps, cond=cond,
-                                guidance=guidance, seed=seed or 0, on_step=tick))  # fmt: skip
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-    samples = torch.cat(outs).clamp(-1, 1)
-    meta = {"op": "sdedit", "model": model, "image": image, "starts": starts,
-            "prompt": prompt, "style": style, "steps": steps, "sampler": sampler,
-            "guidance": guidance, "seed": seed or 0, "hint": hint,
-            "control_scale": control_scale if hints is not None else None}  # fmt: skip
-    grid = torch.cat([x, samples])
-    columns = ["original", *(f"start {k}" for k in starts)]
-    path = _publish("sdedit", out, settings.runs_dir, grid, len(starts) + 1, samples, meta,
-                    columns=columns)  # fmt: skip
-    console.out.print(str(path))
+    req = requests.SdeditRequest(image=image, model=model, start=start, prompt=prompt,
+                                 steps=steps, sampler=sampler, **hinting.request())  # fmt: skip
+    _done(images.sdedit(req, hinting.machine.settings(), console))
 
 
-@app.command("inpaint")
-@handle_errors
+@_command("inpaint")
 def inpaint(
     image: Image,
     model: ModelSource = DEFAULT_MODEL,
@@ -626,76 +347,19 @@ def inpaint(
     n: Annotated[int, typer.Option("-n", "--num-images", help="Completions.", min=1)] = 4,
     steps: Steps = 50,
     sampler: Sampler = None,
-    guidance: Guidance = None,
-    style: Style = None,
-    seed: Seed = None,
-    out: Out = None,
-    hint: HintSpec = None,
-    hint_is_edges: HintIsEdges = False,
-    control_scale: ControlScale = 1.0,
-    dtype: Dtype = None,
-    offload: Offload = False,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    device: Device = None,
-    no_ema: NoEma = False,
+    hinting: Hinting = Hinting(),
 ) -> None:
     """Inpainting: regenerate a masked region; outside it the output equals the input. A
     ControlNet run draws the region along --hint's edges."""
-    import torch
+    from diffkit.app.edit import images, requests
 
-    from diffkit.edit.images import box_mask, file_mask, load_image
-    from diffkit.edit.loops import inpaint as replace
-    from diffkit.edit.loops import repaint
-    from diffkit.edit.repaint import jump_schedule
-
-    if (mask is None) == (box is None):
-        raise UsageError("give exactly one of --mask and --box")
-    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
-                           offload=offload, hints=True)  # fmt: skip
-    sampler, guidance = _defaults(pipe, sampler, guidance, 1.0)
-    _check_sampler(pipe, sampler, steps)
-    shape = pipe.model.sample_shape
-    m = file_mask(mask, shape) if mask is not None else box_mask(box, shape)  # type: ignore[arg-type]
-    pipe, hints = _hinted(pipe, hint, hint_is_edges, control_scale, settings.data_dir)
-    x = load_image(image, shape, settings.data_dir).expand(n, *shape)
-    prompt = _prompt(pipe, prompt)
-    cond = _cond(pipe, [prompt], n, style)[0] if prompt is not None else None
-    cond = _with_hint(cond, hints, n)
-    common = {"steps": steps, "cond": cond, "guidance": guidance, "seed": seed or 0}
-    try:
-        if resample is not None:
-            jump, count = (int(v) for v in resample.split(","))
-            moves = len(jump_schedule(steps, jump, count))
-            with (
-                _resident(pipe, offload),
-                console.steps(f"repaint, {n} completions", moves) as tick,
-            ):
-                samples = repaint(pipe, x, m, jump=jump, resample=count, on_step=tick, **common)
-        else:
-            total = progress_total(sampler, steps, 1, 1)
-            with (
-                _resident(pipe, offload),
-                console.steps(f"inpaint, {n} completions", total) as tick,
-            ):
-                samples = replace(pipe, x, m, sampler=sampler, on_step=tick, **common)
-    except ValueError as exc:
-        raise UsageError(f"--resample {resample}: {exc}" if resample else str(exc)) from None
-    samples = samples.clamp(-1, 1)
-    meta = {"op": "inpaint", "model": model, "image": image, "mask": mask, "box": box,
-            "resample": resample, "prompt": prompt, "style": style, "n": n, "steps": steps,
-            "sampler": "ddpm" if resample else sampler, "guidance": guidance,
-            "seed": seed or 0, "hint": hint,
-            "control_scale": control_scale if hints is not None else None}  # fmt: skip
-    grid = torch.cat([x[:1], x[:1] * (1 - m) - m, samples])  # original, masked (black), outputs
-    columns = ["original", "masked", *(f"#{i + 1}" for i in range(n))]
-    path = _publish("inpaint", out, settings.runs_dir, grid, n + 2, samples, meta,
-                    columns=columns)  # fmt: skip
-    console.out.print(str(path))
+    req = requests.InpaintRequest(image=image, model=model, mask=mask, box=box,
+                                  resample=resample, prompt=prompt, n=n, steps=steps,
+                                  sampler=sampler, **hinting.request())  # fmt: skip
+    _done(images.inpaint(req, hinting.machine.settings(), console))
 
 
-@app.command("noise")
-@handle_errors
+@_command("noise")
 def noise(
     image: Image,
     model: ModelSource = DEFAULT_MODEL,
@@ -714,47 +378,14 @@ def noise(
     device: Device = None,
 ) -> None:
     """The forward process q(x_t | x_0) of an image at chosen noise levels."""
-    import torch
+    from diffkit.app.edit import images, requests
 
-    from diffkit.edit.images import load_image
-    from diffkit.edit.loops import noised
-    from diffkit.models.contract import DDPMModel
-
-    # The forward process needs only the schedule: the UNet stays on the CPU.
-    pipe, settings = _open(model, device, data_dir, runs_dir, False, views=False, dtype=dtype,
-                           offload=_foreign(model))  # fmt: skip
-    points = _levels(at, pipe.model.max_steps() if isinstance(pipe.model, DDPMModel) else None)
-    x = load_image(image, pipe.model.sample_shape, settings.data_dir)
-    g = torch.Generator().manual_seed(seed or 0)
-    samples = torch.cat([noised(pipe, x, p, torch.randn(x.shape, generator=g)) for p in points])
-    meta = {"op": "noise", "model": model, "image": image, "at": points, "seed": seed or 0}
-    grid = torch.cat([x, samples.clamp(-1, 1)])
-    columns = ["original", *(f"t={p:g}" for p in points)]
-    console.out.print(str(_publish("noise", out, settings.runs_dir, grid, len(points) + 1,
-                                   samples, meta, columns=columns)))  # fmt: skip
+    req = requests.NoiseRequest(image=image, model=model, at=at, seed=seed or 0, out=out,
+                                dtype=dtype)  # fmt: skip
+    _done(images.noise(req, machine_settings(data_dir, runs_dir, device), console))
 
 
-def _foreign(model: str) -> bool:
-    from diffkit.external import is_foreign
-
-    return is_foreign(model)
-
-
-def _levels(spec: str, num_steps: int | None) -> list[float]:
-    """Noise levels: integers below T for a DDPM, times in [0, 1) for a flow."""
-    try:
-        values = [float(v) for v in spec.split(",")]
-    except ValueError:
-        raise UsageError(f"--at {spec}: expected comma-separated numbers") from None
-    if num_steps is not None and not all(v.is_integer() and 0 <= v < num_steps for v in values):
-        raise UsageError(f"--at {spec}: a DDPM's levels are timesteps 0..{num_steps - 1}")
-    if num_steps is None and not all(0 <= v < 1 for v in values):
-        raise UsageError(f"--at {spec}: a flow's levels are times in [0, 1)")
-    return [int(v) if num_steps is not None else v for v in values]
-
-
-@app.command("denoise")
-@handle_errors
+@_command("denoise")
 def denoise(
     image: Image,
     model: ModelSource = DEFAULT_MODEL,
@@ -767,108 +398,36 @@ def denoise(
     guidance: Guidance = None,
     seed: Seed = None,
     out: Out = None,
-    dtype: Dtype = None,
-    offload: Offload = False,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    device: Device = None,
-    no_ema: NoEma = False,
+    machine: Machine = Machine(),
 ) -> None:
     """Noise an image to one grid point, then compare: the best Gaussian blur, the
     one-step x0 estimate and iterative denoising over the rest of the grid."""
-    import torch
+    from diffkit.app.edit import images, requests
 
-    from diffkit.edit.images import load_image
-    from diffkit.edit.loops import noised
-    from diffkit.edit.ops import best_blur, one_step_x0
-
-    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
-                           offload=offload)  # fmt: skip
-    sampler, guidance = _defaults(pipe, sampler, guidance, 1.0)
-    _check_sampler(pipe, sampler, steps)
-    if not 0 <= start < steps:
-        raise UsageError(f"--start must be between 0 and {steps - 1} for {steps} steps")
-    x = load_image(image, pipe.model.sample_shape, settings.data_dir)
-    prompt = _prompt(pipe, prompt)
-    cond = _cond(pipe, [prompt], 1)[0] if prompt is not None else None
-    point = pipe.grid(steps)[start]
-    g = torch.Generator().manual_seed(seed or 0)
-    noisy = noised(pipe, x, point, torch.randn(x.shape, generator=g))
-    blurred, sigma = best_blur(noisy, x)
-    gen = torch.Generator(pipe.device).manual_seed((seed or 0) + 1)
-    total = progress_total(sampler, steps - start, 1, 1)
-    with _resident(pipe, offload):
-        one = one_step_x0(pipe, noisy, float(point), cond, guidance)
-        with console.steps(f"denoise from point {start}", total) as tick:
-            many, _ = pipe.generate(noisy, sampler, steps, cond=cond, guidance=guidance,
-                                    generator=gen, start=start, on_step=tick)  # fmt: skip
-    methods = {"blur": blurred, "one_step": one, "iterative": many.float().cpu()}
-    mse = {k: float((v.clamp(-1, 1) - x).pow(2).mean()) for k, v in methods.items()}
-    samples = torch.cat([noisy, *methods.values()]).clamp(-1, 1)
-    meta = {"op": "denoise", "model": model, "image": image, "start": start,
-            "level": float(point), "prompt": prompt, "steps": steps, "sampler": sampler,
-            "guidance": guidance, "blur_sigma": sigma, "mse": mse,
-            "seed": seed or 0}  # fmt: skip
-    console.info("MSE to the original: " + ", ".join(f"{k} {v:.4f}" for k, v in mse.items()))
-    grid = torch.cat([x, samples])  # original | noisy | blur | one step | iterative
-    columns = ["original", "noisy", f"blur {sigma:g}", "one step", "iterative"]
-    path = _publish("denoise", out, settings.runs_dir, grid, 5, samples, meta, columns=columns)
-    console.out.print(str(path))
+    req = requests.DenoiseRequest(image=image, model=model, start=start, prompt=prompt,
+                                  steps=steps, sampler=sampler, guidance=guidance,
+                                  seed=seed or 0, out=out, **machine.held())  # fmt: skip
+    _done(images.denoise(req, machine.settings(), console))
 
 
-@app.command("sample")
-@handle_errors
+@_command("sample")
 def sample(
     prompts: Annotated[list[str], typer.Argument(help="Prompts to draw.", show_default=False)],
     model: ModelSource = DEFAULT_MODEL,
     n: Annotated[int, typer.Option("-n", "--num-images", help="Images per prompt.", min=1)] = 4,
     steps: Steps = 50,
     sampler: Sampler = None,
-    guidance: Guidance = None,
-    style: Style = None,
-    upscale: Upscale = False,
-    upscaler: Upscaler = DEFAULT_UPSCALER,
-    seed: Seed = None,
-    out: Out = None,
-    dtype: Dtype = None,
-    offload: Offload = False,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    device: Device = None,
-    no_ema: NoEma = False,
+    drawing: Drawing = Drawing(),
 ) -> None:
     """Prompts -> images with classifier-free guidance: one row per prompt."""
-    import torch
+    from diffkit.app.edit import prompting, requests
 
-    pipe, settings = _open(model, device, data_dir, runs_dir, no_ema, views=False, dtype=dtype,
-                           offload=offload)  # fmt: skip
-    sampler, guidance = _defaults(pipe, sampler, guidance, 3.0)
-    _check_sampler(pipe, sampler, steps)
-    conds = _cond(pipe, prompts, n, style)
-    cond = conds[0]
-    for c in conds[1:]:
-        cond = cond.cat(c)  # (P * n) rows, prompt by prompt
-    total = progress_total(sampler, steps, 1, 1)
-    with _resident(pipe, offload), console.steps(f"sample, {len(prompts)} x {n}", total) as tick:
-        result = pipe.sample(len(prompts) * n, cond=cond, guidance=guidance, sampler=sampler,
-                             steps=steps, seed=seed or 0, on_step=tick)  # fmt: skip
-    images = result.images.clamp(-1, 1)
-    if upscale:
-        ups = [_upscale(pipe, images[i * n : (i + 1) * n], [p], style,
-                        _single,
-                        upscaler=upscaler, seed=(seed or 0) + i, offload=offload, dtype=dtype,
-                        settings=settings) for i, p in enumerate(prompts)]  # fmt: skip
-        images = torch.cat(ups)
-    meta = {"op": "sample", "model": model, "prompts": prompts, "style": style, "n": n,
-            "steps": steps, "sampler": sampler, "guidance": guidance,
-            "upscaler": upscaler if upscale else None, "seed": seed or 0,
-            "seconds_per_image": result.seconds_per_image}  # fmt: skip
-    path = _publish("sample", out, settings.runs_dir, images, n, images, meta, list(prompts))
-    console.out.print(str(path))
+    req = requests.SampleRequest(prompts=tuple(prompts), model=model, n=n, steps=steps,
+                                 sampler=sampler, **drawing.request())  # fmt: skip
+    _done(prompting.sample(req, drawing.machine.settings(), console))
 
 
-@app.command("embed")
-@handle_errors
+@_command("embed")
 def embed(
     prompts: Annotated[list[str], typer.Argument(help="Prompts to embed.", show_default=False)],
     model: ModelSource = DEFAULT_MODEL,
@@ -880,16 +439,11 @@ def embed(
     """Embed prompts with a text model's encoder into the embedding cache, so that later
     edits need no encoder (prompts are stored as given, with --style if set; anagrams and
     hybrids prefix the default style themselves)."""
-    if not _foreign(model):
-        raise UsageError(f"--model {model} is not a text model; its prompts are classes")
-    pipe, _ = _open(model, device, None, runs_dir, False, views=False, dtype=dtype,
-                    offload=True)  # the UNet is not needed; it stays on the CPU  # fmt: skip
-    if not _text(pipe):
-        raise UsageError(f"--model {model} is not a text model; it takes no prompts")
-    texts = [_styled(p, style) for p in prompts]
-    encoder = pipe.model.prompts
-    fresh = [t for t in texts if not encoder.cached(t)]
-    encoder.embed(texts)
-    for t in texts:
-        console.info(f"{'embedded' if t in fresh else 'cached'}: {t!r}")
-    console.out.print(str(encoder.dir))
+    from diffkit.app.edit import prompting, requests
+
+    req = requests.EmbedRequest(prompts=tuple(prompts), model=model, style=style,
+                                dtype=dtype)  # fmt: skip
+    result = prompting.embed(req, machine_settings(None, runs_dir, device))
+    for text, fresh in result.texts:
+        console.info(f"{'embedded' if fresh else 'cached'}: {text!r}")
+    console.out.print(str(result.folder))
