@@ -18,11 +18,22 @@ def sampler_names(family: str | None = None) -> Any:
     return Literal[registry.names(family)]  # type: ignore[valid-type]
 
 
-def family_defaults() -> str:
-    """``ddim for DDPMs, euler for flows``: the default sampler of each family."""
+def family_defaults(family: str | None = None) -> str:
+    """``ddim for DDPMs, euler for flows``: the default sampler of each family (or only
+    that of ``family``)."""
     from diffkit.samplers import registry
 
+    if family is not None:
+        return registry.default(family)
     return f"{registry.default('ddpm')} for DDPMs, {registry.default('flow')} for flows"
+
+
+def ddpm_samplers() -> list[str]:
+    """The samplers only DDPMs take (the ddpm family), in listing order."""
+    from diffkit.samplers import registry
+
+    solvers = registry.names("flow")
+    return [n for n in registry.names("ddpm") if n not in solvers]
 
 
 def sampler_help() -> str:
@@ -31,6 +42,5 @@ def sampler_help() -> str:
     from diffkit.samplers import registry
 
     solvers = registry.names("flow")
-    ddpm_only = [n for n in registry.names("ddpm") if n not in solvers]
-    return (f"{' | '.join(ddpm_only)} (DDPM models), or an ODE solver: {' | '.join(solvers)} "
+    return (f"{' | '.join(ddpm_samplers())} (DDPM models), or an ODE solver: {' | '.join(solvers)} "
             f"(any model; default: {family_defaults()}).")  # fmt: skip

@@ -14,12 +14,14 @@ from typing import Annotated, Any, Literal
 import typer
 
 from diffkit.app.edit.requests import (
+    ANCESTRAL,
     DEFAULT_MODEL,
     DEFAULT_STYLE,
     DEFAULT_TEXT_PROMPT,
     DEFAULT_UPSCALER,
 )
 from diffkit.cli import console
+from diffkit.cli.choices import ddpm_samplers, family_defaults
 from diffkit.cli.errors import handle_errors
 from diffkit.cli.options import (
     ControlScale,
@@ -51,8 +53,9 @@ Steps = Annotated[int, typer.Option(help="Sampler steps.", min=1)]
 Sampler = Annotated[
     str | None,
     typer.Option(
-        help="Sampler (ddpm, ddim, dpm++2m or an ODE solver; default ddpm on text models, "
-        "as IF's pipeline, ddim otherwise).",
+        help=f"Sampler ({', '.join(ddpm_samplers())} or an ODE solver; default "
+        f"{ANCESTRAL} on text models, as IF's pipeline, {family_defaults('ddpm')} "
+        "otherwise).",
         show_default=False,
     ),
 ]

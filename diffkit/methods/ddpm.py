@@ -34,8 +34,8 @@ class DDPMPipeline(Pipeline):
 
     def options(self, sampler: str, options: dict) -> SampleOptions:
         opts = super().options(sampler, options)
-        if "variance" in self.reads(sampler) and opts.variance is None and (
-                self.model.variance is None):
+        learned = opts.variance is None and self.model.variance is None
+        if "variance" in self.reads(sampler) and learned:
             raise ValueError(f"this {self.model.name} model learned its reverse variance, "
                              "which diffkit does not use; choose variance fixed_small or "
                              "fixed_large for the ddpm sampler, or another sampler")  # fmt: skip

@@ -7,7 +7,6 @@ import torch
 
 from diffkit.app.common import progress_total
 from diffkit.app.edit.pipeline import (
-    ANCESTRAL,
     defaults,
     hinted_condition,
     open_model,
@@ -17,6 +16,7 @@ from diffkit.app.edit.pipeline import (
 )
 from diffkit.app.edit.publish import publish
 from diffkit.app.edit.requests import (
+    ANCESTRAL,
     DenoiseRequest,
     EditResult,
     GuidedRequest,

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from diffkit.app.common import hinted, model_class_names, parse_classes, progress_total
-from diffkit.app.edit.requests import DEFAULT_TEXT_PROMPT
+from diffkit.app.edit.requests import ANCESTRAL, DEFAULT_TEXT_PROMPT
 from diffkit.app.report import Reporter
 from diffkit.config.settings import Settings
 from diffkit.errors import UsageError
@@ -18,7 +18,6 @@ from diffkit.external import is_foreign
 from diffkit.models.conditioning import Cond
 
 TEXT_GUIDANCE = 7.0  # the seeds' w on IF stage I
-ANCESTRAL = "ddpm"  # IF's pipeline samples with it; stage II and RePaint always do
 
 
 def open_model(source: str, settings: Settings, *, views: bool, dtype: str | None = None,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from diffkit.errors import UsageError
 
 DEFAULT_MODEL = "hf:DeepFloyd/IF-I-M-v1.0"
+ANCESTRAL = "ddpm"  # IF's pipeline samples with it; stage II and RePaint always do
 DEFAULT_UPSCALER = "hf:DeepFloyd/IF-II-M-v1.0"
 DEFAULT_STYLE = "an oil painting of"  # anagrams and hybrids on text models (docs/editing.md)
 DEFAULT_TEXT_PROMPT = "a high quality photo"  # the seeds' prompt for SDEdit and denoising

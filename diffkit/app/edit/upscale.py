@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from diffkit.app.edit.pipeline import ANCESTRAL, conditions, integrate, is_text
+from diffkit.app.edit.pipeline import conditions, integrate, is_text
+from diffkit.app.edit.requests import ANCESTRAL
 from diffkit.app.report import Reporter
 from diffkit.config.settings import Settings
 from diffkit.errors import UsageError
