@@ -57,24 +57,8 @@ SUMMARY = {
 }
 """The command lists' one line per command (``--help`` of the command has the rest)."""
 
-# Option name -> panel, for commands that train a model ...
-_TRAIN_PANELS = {
-    "Model": ("preset", "cond", "cond_routes", "cond_drop", "mid_block", "transformer_depth",
-              "transformer_heads", "latent", "vae", "schedule", "prediction", "time_sampling",
-              "latent_dim", "latent_channels", "kl_weight", "recon_loss", "lpips_weight",
-              "lpips_net", "lpips_weights", "net", "base",
-              "unlock_decoder", "embed_base", "objective", "init_from", "scratch", "distill"),
-    "Data": ("dataset", "limit_data", "data_dir"),
-    "Optimisation": ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "lr_schedule",
-                     "lr_final", "grad_clip", "seed", "precision", "compile_net",
-                     "snapshot_every_steps"),
-    "Previews and evaluation": ("sample_every", "eval_every", "sample_every_steps",
-                                "eval_every_steps", "eval_n", "keep_best",
-                                "classifier", "straightness_n"),
-    "Run folder": ("name", "config", "print_config", "resume", "runs_dir", "loggers"),
-    "Machine": ("device",),
-}  # fmt: skip
-# ... and for every other command (sampling, editing, evaluating).
+# Option name -> panel for the commands that do not train (a training command's options
+# say their panels themselves, diffkit.cli.flags).
 _USE_PANELS = {
     "Model": ("no_ema", "dtype", "offload", "model", "upscale", "upscaler", "compile_net"),
     "Sampler": ("sampler", "solver", "steps", "rtol", "atol", "eta", "spacing", "variance",
@@ -94,8 +78,7 @@ def _by_option(panels: dict[str, tuple[str, ...]]) -> dict[str, str]:
     return {name: panel for panel, names in panels.items() for name in names}
 
 
-TRAIN_PANELS, USE_PANELS = _by_option(_TRAIN_PANELS), _by_option(_USE_PANELS)
-_TRAINING_COMMANDS = ("train", "reflow train")
+USE_PANELS = _by_option(_USE_PANELS)
 
 
 def polish(group: Any, path: str = "") -> None:
@@ -110,10 +93,8 @@ def polish(group: Any, path: str = "") -> None:
             polish(command, where)
             continue
         _quiet_help_option(command)
-        training = where.startswith(_TRAINING_COMMANDS)
-        panels = TRAIN_PANELS if training else USE_PANELS
         for param in command.params:
-            _polish_param(param, panels)
+            _polish_param(param, USE_PANELS)
 
 
 def polish_params(params: list[Any]) -> list[Any]:

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from diffkit.cli import console
 from diffkit.cli.choices import sampler_names
 from diffkit.cli.errors import UsageError, handle_errors, interrupted
-from diffkit.cli.options import (
-    Compile,
-    DataDir,
-    Device,
-    GradAccum,
-    Guidance,
-    Loggers,
-    PrintConfig,
-    RunsDir,
-    Seed,
-    machine_settings,
+from diffkit.cli.flags import (
+    BATCH_SIZE,
+    CLOSING,
+    DATA_DIR,
+    DEVICE,
+    EPOCHS,
+    GRAD_ACCUM,
+    LR,
+    MAX_STEPS,
+    MODEL,
+    NAME,
+    PREVIEW,
+    RESUME,
+    RUNS_DIR,
+    SAMPLE_EVERY,
+    SAMPLE_EVERY_STEPS,
+    SEED,
+    Flag,
+    config_flags,
+    option,
+    takes,
 )
+from diffkit.cli.options import Device, Guidance, RunsDir, Seed, machine_settings
 
 app = typer.Typer(
     help="Reflow: pairs from a flow's ODE, a straighter flow trained on them, and S.",
@@ -130,111 +141,47 @@ def make_pairs(
     console.out.print(str(folder))
 
 
+REFLOW_TRAIN = (
+    Flag("pairs", Path | None, typer.Argument(
+        help="Pair set from `reflow make-pairs` (not with --resume).", show_default=False),
+        None),
+    option("init_from", Path | None, "Run or checkpoint whose EMA weights start training "
+           "(default: the flow that made the pairs).", MODEL),
+    Flag("scratch", bool, typer.Option("--scratch", help="Start from random weights."), MODEL,
+         default=False),
+    option("distill", int | None, "Distil into a k-step model: train only at t = 0, 1/k, ... "
+           "(k=1: one step).", MODEL, None, "--distill"),
+    EPOCHS.but("Passes over the pairs (default: the source's)."),
+    BATCH_SIZE.but("Pairs per step."), GRAD_ACCUM, LR, MAX_STEPS, SAMPLE_EVERY,
+    SAMPLE_EVERY_STEPS,
+    Flag("straightness_n", int, typer.Option(
+        help="Paths for the final straightness S (0 = skip)."), PREVIEW, default=500),
+    NAME.but("Run name (default 2rf, 3rf, ... or distillK-...)."), SEED,
+    RESUME.but("Continue this reflow run where it stopped."), DATA_DIR, RUNS_DIR, DEVICE,
+    *CLOSING,
+)  # fmt: skip
+
+
 @app.command("train")
 @handle_errors
-def train(
-    pairs: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Pair set from `reflow make-pairs` (not with --resume).", show_default=False
-        ),
-    ] = None,
-    init_from: Annotated[
-        Path | None,
-        _opt(
-            "Run or checkpoint whose EMA weights start training (default: the flow that "
-            "made the pairs)."
-        ),
-    ] = None,
-    scratch: Annotated[bool, typer.Option("--scratch", help="Start from random weights.")] = False,
-    distill: Annotated[
-        int | None,
-        _opt(
-            "Distil into a k-step model: train only at t = 0, 1/k, ... (k=1: one step).",
-            "--distill",
-        ),
-    ] = None,
-    epochs: Annotated[int | None, _opt("Passes over the pairs (default: the source's).")] = None,
-    batch_size: Annotated[int | None, _opt("Pairs per step.")] = None,
-    grad_accum: GradAccum = None,
-    lr: Annotated[float | None, _opt("Peak learning rate.")] = None,
-    max_steps: Annotated[int | None, _opt("Stop after this many steps.")] = None,
-    sample_every: Annotated[int | None, _opt("Preview grid every N epochs (0 = never).")] = None,
-    sample_every_steps: Annotated[int | None, _opt("Also a preview grid every N steps.")] = None,
-    straightness_n: Annotated[
-        int, typer.Option(help="Paths for the final straightness S (0 = skip).")
-    ] = 500,
-    name: Annotated[str | None, _opt("Run name (default 2rf, 3rf, ... or distillK-...).")] = None,
-    seed: Seed = None,
-    resume: Annotated[Path | None, _opt("Continue this reflow run where it stopped.")] = None,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    device: Device = None,
-    loggers: Loggers = None,
-    compile_net: Compile = None,
-    print_config: PrintConfig = False,
-) -> None:
+@takes(REFLOW_TRAIN)
+def train(**o: Any) -> None:
     """Train the next rectified flow on fixed pairs (Liu et al. 2022, Sec. 2.3), or with
     --distill a k-step model; the run goes to RUNS_DIR/reflow/. Repeatable: pairs of a
     2-RF train a 3-RF."""
-    from diffkit.cli.shared import latent_codec, logger_names, show_config, train_diffusion
-    from diffkit.methods.reflow import load_pairs, reflow_config
-    from diffkit.runs.layout import check_writable
+    from diffkit.app.train import ReflowRequest, reflow
+    from diffkit.cli.shared import begin, logger_names, train_diffusion
 
-    if distill is not None and distill < 1:
-        raise UsageError("--distill takes k >= 1")
-    if scratch and init_from is not None:
-        raise UsageError("--scratch and --init-from exclude each other")
-    names = logger_names(loggers)
-    settings = machine_settings(data_dir, runs_dir, device, compile_net)
-    overrides = {"train.epochs": epochs, "train.batch_size": batch_size,
-                 "train.grad_accum": grad_accum, "train.lr": lr,
-                 "train.max_steps": max_steps, "train.sample_every": sample_every,
-                 "train.sample_every_steps": sample_every_steps,
-                 "train.seed": seed, "name": name}  # fmt: skip
-    run = None
-    if resume is not None:
-        if pairs is not None or init_from is not None or distill is not None or scratch:
-            raise UsageError("--resume continues a reflow run as configured; give only "
-                             "--epochs or --max-steps with it")  # fmt: skip
-        run, cfg = _resumed(resume, overrides)
-        pair_set = load_pairs(Path(cfg.reflow.pairs))
-        if pair_set.digest != cfg.reflow.pairs_digest:
-            raise UsageError(f"{cfg.reflow.pairs} changed since {resume} started")
-        init = None
-    else:
-        if pairs is None:
-            raise UsageError("give the pair set (PAIRS) or --resume RUN")
-        pair_set = load_pairs(pairs)
-        init = None if scratch else (init_from or Path(pair_set.config.source))
-        cfg = reflow_config(pair_set, distill_steps=distill,
-                            init_from=None if init is None else str(init),
-                            overrides=overrides)  # fmt: skip
-    # A latent flow's autoencoder travels in its checkpoints: the run's own on resume.
-    source = run.last_checkpoint if run is not None else Path(pair_set.config.source)
-    codec = latent_codec(source, cfg, settings.device)
-    console.info(f"{len(pair_set.data)} pairs from {pair_set.config.source} "
-                 f"({pair_set.config.solver}-{pair_set.config.steps})")  # fmt: skip
-    show_config(cfg, print_config)
-    check_writable(run.path if run is not None else settings.runs_dir)
-    out = train_diffusion(cfg, run, settings, None, codec, names, pairs=pair_set.data,
-                          init_from=init)  # fmt: skip
-    if out is not None and straightness_n > 0:
-        _report_straightness(out, straightness_n, device)
-
-
-def _resumed(path: Path, overrides: dict):
-    from diffkit.cli.shared import resume_config
-    from diffkit.config.run import FlowRunConfig
-
-    flags = {k: v for k, v in overrides.items() if k in ("train.epochs", "train.max_steps")}
-    extra = [k for k, v in overrides.items() if v is not None and k not in flags]
-    if extra:
-        raise UsageError(f"--resume cannot change {', '.join(sorted(extra))}")
-    run, cfg = resume_config(path, flags, FlowRunConfig)
-    if cfg.reflow is None:
-        raise UsageError(f"{path} is not a reflow run; resume it with `diffkit train rf`")
-    return run, cfg
+    request = ReflowRequest(o["pairs"], init_from=o["init_from"], scratch=o["scratch"],
+                            distill=o["distill"], overrides=config_flags(REFLOW_TRAIN, o),
+                            resume=o["resume"])  # fmt: skip
+    loggers = logger_names(o["loggers"])
+    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    plan = reflow(request, settings.device, console)
+    begin(plan, settings, o["print_config"])
+    out = train_diffusion(plan, settings, loggers=loggers)
+    if out is not None and o["straightness_n"] > 0:
+        _report_straightness(out, o["straightness_n"], o["device"])
 
 
 def _report_straightness(run, n: int, device: str | None) -> None:

@@ -13,49 +13,10 @@ import typer
 from diffkit.cli import console
 from diffkit.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from diffkit.cli.signals import EXIT_TERMINATED
-from diffkit.runs.layout import RunDir
+from diffkit.runs.layout import RunDir, check_writable
 
 if TYPE_CHECKING:
-    from diffkit.config.run import GenerativeRunConfig
-
-# Flags that may accompany --resume: they extend or relocate a run without changing it.
-RESUMABLE = {"train.epochs", "train.max_steps"}
-
-
-def resume_config(run_path: Path, flags: dict, kind: type[GenerativeRunConfig]):
-    """The run folder and stored config of ``--resume RUN``, with only the RESUMABLE
-    ``flags`` applied; any other flag, or a run of another method, is a UsageError."""
-    import json
-
-    from diffkit.config.resolve import validate
-    from diffkit.data.prepared import with_manifest_shape
-    from diffkit.methods.registry import METHODS
-
-    run = RunDir(run_path)
-    if not run.config.is_file() or not run.last_checkpoint.is_file():
-        raise UsageError(
-            f"cannot resume {run_path}: not a run folder with checkpoints/last.safetensors"
-        )
-    changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE)
-    if changed:
-        raise UsageError(
-            f"--resume continues a run as configured; cannot change {', '.join(changed)}"
-        )
-    try:
-        stored = json.loads(run.config.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot resume {run_path}: unreadable config.json ({exc})") from None
-    method = METHODS.get(stored.get("method")) if isinstance(stored, dict) else None
-    if method is None or method.config is not kind:
-        name = stored.get("method") if isinstance(stored, dict) else None
-        how = f"resume it with `diffkit {method.command} --resume`" if method else "not a run"
-        raise UsageError(f"{run_path} is a {name} run; {how}")
-    stored.setdefault("train", {}).update(
-        {k.split(".")[1]: v for k, v in flags.items() if k in RESUMABLE and v is not None}
-    )
-    if "data" in stored:  # a prepared folder re-prepared at another shape is refused
-        stored["data"] = with_manifest_shape(stored["data"])
-    return run, validate(kind, stored)
+    from diffkit.app.train import Planned
 
 
 def logger_names(values: list[str] | None) -> tuple[str, ...]:
@@ -97,14 +58,15 @@ def train_hooks(
         sinks.close()
 
 
+def begin(plan: Planned, settings, print_config: bool) -> None:
+    """``--print-config`` (print and exit), else check that the run's folder (a resumed
+    run's own, or RUNS_DIR) is writable before any training starts."""
+    show_config(plan.cfg, print_config)
+    check_writable(plan.writes_to or settings.runs_dir)
+
+
 def train_diffusion(
-    cfg: GenerativeRunConfig,
-    run: RunDir | None,
-    settings,
-    classifier: Path | None,
-    codec,
-    loggers: tuple[str, ...] = (),
-    **extra,
+    plan: Planned, settings, classifier: Path | None = None, loggers: tuple[str, ...] = ()
 ) -> RunDir | None:
     """Train (or resume) a pixel or latent DDPM or flow and report how it ended; the run
     folder on the main process after a finished run."""
@@ -117,8 +79,9 @@ def train_diffusion(
     try:
         with train_hooks(loggers, enabled=dist.is_main) as (on_event, on_run_dir):
             run, result = train_generative(
-                cfg, settings, resume=run, dist=dist, classifier=classifier, codec=codec,
-                on_event=on_event, on_run_dir=on_run_dir, **extra,
+                plan.cfg, settings, resume=plan.run, dist=dist, classifier=classifier,
+                codec=plan.codec, pairs=plan.pairs, init_from=plan.init_from,
+                on_event=on_event, on_run_dir=on_run_dir,
             )  # fmt: skip
     finally:
         destroy()
@@ -167,15 +130,3 @@ def report_stop(run: RunDir, result) -> RunDir:
 def stop_code(result) -> int:
     """130 after Ctrl-C, 143 after SIGTERM: what a shell expects of a stopped job."""
     return EXIT_TERMINATED if result.stop_signal == "SIGTERM" else EXIT_INTERRUPTED
-
-
-def latent_codec(checkpoint: Path, cfg: GenerativeRunConfig, device: str):
-    """A latent model's autoencoder, from the ``vae.*`` tensors a checkpoint of it embeds
-    (not the VAE folder); None for a pixel model."""
-    from diffkit.methods.latent import codec_from_file
-    from diffkit.runs.checkpoint import resolve_checkpoint
-    from diffkit.training.hardware import resolve_device
-
-    if cfg.latent is None:
-        return None
-    return codec_from_file(cfg.latent, resolve_checkpoint(checkpoint), resolve_device(device))

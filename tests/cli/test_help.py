@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from diffkit.cli.app import app
-from diffkit.cli.help import COMMAND_ORDER, SUMMARY, TRAIN_PANELS, USE_PANELS
+from diffkit.cli.help import COMMAND_ORDER, SUMMARY, USE_PANELS
 
 runner = CliRunner()
 
@@ -63,7 +63,12 @@ def test_options_sit_in_their_panels():
     train = _help("train", "ddpm")
     assert "Previews and evaluation" in train and "Optimisation" in train
     # A panel name is the same for the same option in every command that has it.
-    assert set(TRAIN_PANELS) & set(USE_PANELS) >= {"seed", "classifier", "device"}
+    training = [c for p, c in ALL if p[0] == "train" or p == ("reflow", "train")]
+    panels = {
+        (o.name, o.rich_help_panel) for c in training for o in c.params if o.opts[0][0] == "-"
+    }
+    assert len({name for name, _ in panels}) == len(panels)
+    assert {name for name, _ in panels} & set(USE_PANELS) >= {"seed", "classifier", "device"}
 
 
 def test_number_of_images_is_n_or_num_images_everywhere():
