@@ -35,17 +35,71 @@ from diffkit.cli.options import (
     machine_settings,
 )
 
+Source = Annotated[
+    Path,
+    typer.Argument(
+        help="Run folder, .safetensors checkpoint, a saved diffusers DDPM/DDIM pipeline "
+        "folder, or hf:ORG/NAME (the Hugging Face cache; needs the diffusers extra).",
+        show_default=False,
+    ),
+]
+Steps = Annotated[
+    int | None,
+    typer.Option(
+        help="Steps (default: T for ddpm, 50 otherwise; a distilled flow's own k).",
+        show_default=False,
+    ),
+]
+Variance = Annotated[
+    Literal["fixed_small", "fixed_large", "learned_range"] | None,
+    typer.Option(
+        help="DDPM reverse variance (default: the model's; fixed_small for diffkit runs, "
+        "learned_range for a network that learned it).",
+        show_default=False,
+    ),
+]
+NumImages = Annotated[
+    int | None,
+    typer.Option(
+        "-n",
+        "--num-images",
+        help="Number of images (64), or per class with --grid-per-class (10).",
+        show_default=False,
+    ),
+]
+Classes = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--class",
+        help="Class(es) to draw: index, range (0..9), name or 'all'; repeatable or comma "
+        "separated; images cycle through them.",
+        show_default=False,
+    ),
+]
+GridPerClass = Annotated[
+    bool,
+    typer.Option(
+        "--grid-per-class",
+        help="grid.png with one column per class, its name above it (with --class: those classes).",
+    ),
+]
+Out = Annotated[
+    Path | None,
+    typer.Option(
+        help="Output folder (default RUN/samples/SAMPLER-STEPS-seedSEED, never overwritten).",
+        show_default=False,
+    ),
+]
+CacheInterval = Annotated[
+    int,
+    typer.Option(help="DeepCache: run the whole UNet every N network calls (1 = off).", min=1),
+]
+BatchSize = Annotated[int, typer.Option(help="Images per forward pass.", min=1)]
+
 
 @handle_errors
 def sample(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="Run folder, .safetensors checkpoint, a saved diffusers DDPM/DDIM pipeline "
-            "folder, or hf:ORG/NAME (the Hugging Face cache; needs the diffusers extra).",
-            show_default=False,
-        ),
-    ],
+    source: Source,
     sampler: Annotated[
         sampler_names() | None,
         typer.Option(
@@ -55,66 +109,21 @@ def sample(
             show_default=False,
         ),
     ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            help="Steps (default: T for ddpm, 50 otherwise; a distilled flow's own k).",
-            show_default=False,
-        ),
-    ] = None,
+    steps: Steps = None,
     rtol: Rtol = 1e-3,
     atol: Atol = 1e-3,
     eta: Eta = 0.0,
     spacing: SpacingOpt = None,
-    variance: Annotated[
-        Literal["fixed_small", "fixed_large", "learned_range"] | None,
-        typer.Option(
-            help="DDPM reverse variance (default: the model's; fixed_small for diffkit runs, "
-            "learned_range for a network that learned it).",
-            show_default=False,
-        ),
-    ] = None,
-    n: Annotated[
-        int | None,
-        typer.Option(
-            "-n",
-            "--num-images",
-            help="Number of images (64), or per class with --grid-per-class (10).",
-            show_default=False,
-        ),
-    ] = None,
-    classes: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--class",
-            help="Class(es) to draw: index, range (0..9), name or 'all'; repeatable or comma "
-            "separated; images cycle through them.",
-            show_default=False,
-        ),
-    ] = None,
+    variance: Variance = None,
+    n: NumImages = None,
+    classes: Classes = None,
     guidance: Guidance = 1.0,
-    grid_per_class: Annotated[
-        bool,
-        typer.Option(
-            "--grid-per-class",
-            help="grid.png with one column per class, its name above it (with --class: "
-            "those classes).",
-        ),
-    ] = False,
+    grid_per_class: GridPerClass = False,
     seed: Seed = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 256,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Output folder (default RUN/samples/SAMPLER-STEPS-seedSEED, never overwritten).",
-            show_default=False,
-        ),
-    ] = None,
+    batch_size: BatchSize = 256,
+    out: Out = None,
     overwrite: Overwrite = False,
-    cache_interval: Annotated[
-        int,
-        typer.Option(help="DeepCache: run the whole UNet every N network calls (1 = off).", min=1),
-    ] = 1,
+    cache_interval: CacheInterval = 1,
     cache_branch: CacheBranch = 1,
     cache_schedule: CacheSchedule = "uniform",
     cache_center: CacheCenter = 0.0,

@@ -214,36 +214,19 @@ def train_generative(
             ckpt, state = load_resume(resume.last_checkpoint, cfg.model, cfg.train,
                                       world=dist.world, batches=len(batches))  # fmt: skip
         model = _initial_model(cfg, init_from if resume is None else None)
-        evaluate = (
-            _evaluation(cfg, settings, device, classifier, codec, on_event)
-            if dist.is_main
-            else None
-        )
-        run: RunDir | None = None
-        if dist.is_main:  # everything above validated the inputs; only now touch the disk
-            step = state.position.step if state is not None else None
-            folder = METHODS[cfg.method].runs_folder(cfg)
-            run = open_run(settings.runs_dir, folder, cfg, held, resume, step, len(batches))
-            on_run_dir(run)
-        run = broadcast_object(run, dist)  # type: ignore[assignment]
+        evaluate = None
+        if dist.is_main:
+            evaluate = _evaluation(cfg, settings, device, classifier, codec, on_event)
+        # everything above validated the inputs; only now touch the disk
+        run = _run_folder(cfg, settings, dist, held, resume, state, len(batches), on_run_dir)
         t0 = time.time()
         result = train(
-            model,
-            objective_for(cfg, paired=pairs is not None),
-            batches,
-            cfg.train,
-            device=device,
-            autocast_dtype=autocast_dtype,
-            run=run if dist.is_main else None,
-            run_config=cfg.model_dump(mode="json"),
-            dist=dist,
-            resume=ckpt,
-            preview=_preview(cfg, device, codec, run),
-            evaluate=evaluate,
-            on_event=on_event,
-            extra_tensors=codec_tensors(codec),
-            compile_backend=settings.compile_with,
-        )
+            model, objective_for(cfg, paired=pairs is not None), batches, cfg.train,
+            device=device, autocast_dtype=autocast_dtype, run=run if dist.is_main else None,
+            run_config=cfg.model_dump(mode="json"), dist=dist, resume=ckpt,
+            preview=_preview(cfg, device, codec, run), evaluate=evaluate, on_event=on_event,
+            extra_tensors=codec_tensors(codec), compile_backend=settings.compile_with,
+        )  # fmt: skip
         if dist.is_main and run is not None:
             finish_run(
                 run, result, device=device, autocast_dtype=autocast_dtype, model=model,
@@ -251,6 +234,20 @@ def train_generative(
                 train_images=len(data),
             )  # fmt: skip
     return run, result
+
+
+def _run_folder(cfg: GenerativeRunConfig, settings: Settings, dist: DistInfo, held: ExitStack,
+                resume: RunDir | None, state, batches: int,
+                on_run_dir: Callable[[RunDir], None]) -> RunDir | None:  # fmt: skip
+    """The run folder, made (or reopened for ``resume``) on rank 0 and shared with every
+    rank; ``state`` is the resume checkpoint's, whose step the reopened run is at."""
+    run: RunDir | None = None
+    if dist.is_main:
+        step = state.position.step if state is not None else None
+        folder = METHODS[cfg.method].runs_folder(cfg)
+        run = open_run(settings.runs_dir, folder, cfg, held, resume, step, batches)
+        on_run_dir(run)
+    return broadcast_object(run, dist)  # type: ignore[return-value]
 
 
 def _preview(
