@@ -22,12 +22,7 @@ from diffkit.models.contract import DDPMModel
 def noised(pipe: Pipeline, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
     """q(x_t | x_0) at one grid point: a DDPM timestep (``sqrt(abar) x0 + sqrt(1 - abar)
     eps``, DDPM Eq. 4) or a flow time (``t x_1 + (1 - t) x_0``, noise at t = 0)."""
-    model = pipe.model
-    if isinstance(model, DDPMModel):
-        t = torch.full((images.shape[0],), int(point), dtype=torch.long)
-        return model.schedule.q_sample(images, t, noise)
-    tau = float(point)
-    return tau * images + (1 - tau) * noise
+    return pipe.noised(images, point, noise)
 
 
 def _seeded(pipe: Pipeline, shape: torch.Size, seed: int):

@@ -9,7 +9,6 @@ from torch import Tensor
 from diffkit.edit.filters import lowpass
 from diffkit.methods.pipeline import Pipeline
 from diffkit.models.conditioning import Cond
-from diffkit.models.contract import DDPMModel
 
 
 @torch.no_grad()
@@ -19,14 +18,8 @@ def one_step_x0(
     """The model's estimate of x_0 from ``xt`` at one grid point, in one network call:
     Tweedie's ``(x_t - sqrt(1 - abar) eps) / sqrt(abar)`` for a DDPM (timestep
     ``point``), ``x_t + (1 - t) v`` for a flow (time ``point``)."""
-    x = xt.to(pipe.device)
-    if isinstance(pipe.model, DDPMModel):
-        t = torch.full((x.shape[0],), int(point), device=pipe.device, dtype=torch.long)
-        x0 = pipe.denoiser(pipe.network(cond, guidance))(x, t)[1]  # type: ignore[attr-defined]
-        return x0.float().cpu()
-    velocity = pipe.velocity(cond, guidance)  # type: ignore[attr-defined]
-    tau = torch.full((x.shape[0],), float(point), device=pipe.device)
-    return (x + (1 - float(point)) * velocity(x, tau)).float().cpu()
+    x0 = pipe.one_step_x0(xt.to(pipe.device), point, pipe.network(cond, guidance))
+    return x0.float().cpu()
 
 
 def best_blur(

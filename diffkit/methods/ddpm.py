@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
 from diffkit.methods.pipeline import Pipeline, SampleOptions
@@ -74,6 +75,16 @@ class DDPMPipeline(Pipeline):
         if spec.family == "ode":  # the solver to the last grid step, then one DDIM step
             return spec.calls_per_step * (steps - 1) + 1
         return spec.calls_per_step * steps
+
+    def noised(self, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
+        """sqrt(abar) x0 + sqrt(1 - abar) eps at timestep ``point`` (DDPM Eq. 4)."""
+        t = torch.full((images.shape[0],), int(point), dtype=torch.long)
+        return self.schedule.q_sample(images, t, noise)
+
+    def one_step_x0(self, xt: Tensor, point: float, net) -> Tensor:
+        """Tweedie's ``(x_t - sqrt(1 - abar) eps) / sqrt(abar)`` at timestep ``point``."""
+        t = torch.full((xt.shape[0],), int(point), device=xt.device, dtype=torch.long)
+        return self.denoiser(net)(xt, t)[1]
 
     def grid(self, steps: int, spacing: str | None = None) -> Tensor:
         """Grid points of a ``steps``-step run, as the steering of :meth:`generate` counts

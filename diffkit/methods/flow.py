@@ -44,6 +44,17 @@ class FlowPipeline(Pipeline):
         x = noise.to(self.device)
         return euler_straightness(self.velocity(cond, guidance), x, flow_time_grid(steps))
 
+    def noised(self, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
+        """``t x_1 + (1 - t) x_0`` at time ``point`` (noise x_0 at t = 0)."""
+        tau = float(point)
+        return tau * images + (1 - tau) * noise
+
+    def one_step_x0(self, xt: Tensor, point: float, net) -> Tensor:
+        """``x_t + (1 - t) v``: one Euler step to t = 1."""
+        velocity = make_velocity(net, time_scale=self.model.time_scale)
+        tau = torch.full((xt.shape[0],), float(point), device=xt.device)
+        return xt + (1 - float(point)) * velocity(xt, tau)
+
     def grid(self, steps: int, spacing: str | None = None) -> Tensor:
         """Grid points of a ``steps``-step run: the flow times (steps + 1,), noise first."""
         return flow_time_grid(steps)

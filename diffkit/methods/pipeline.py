@@ -161,6 +161,16 @@ class Pipeline:
         """Network evaluations one batch will take (None: adaptive, dopri5)."""
         raise NotImplementedError
 
+    def noised(self, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
+        """q(x_t | x_0) of ``images`` (B, ...) with ``noise`` at one grid point of the
+        family's (:meth:`grid`): a DDPM timestep or a flow time."""
+        raise NotImplementedError
+
+    def one_step_x0(self, xt: Tensor, point: float, net: Net) -> Tensor:
+        """The estimate of x_0 from ``xt`` (B, ...) at one grid point in one call of
+        ``net(x, t, _)`` (the model, guided as wanted), on the pipeline's device."""
+        raise NotImplementedError
+
     def integrate(
         self,
         net: Net,
