@@ -6,8 +6,7 @@ which the CLI does at start-up, does not import torch through the checkpoint mod
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from diffkit.lazy import lazy_attributes
 
 _WHERE = {
     "Checkpoint": "checkpoint", "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint",
@@ -18,8 +17,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'diffkit.runs' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"diffkit.runs.{_WHERE[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)

@@ -16,8 +16,7 @@ without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from diffkit.lazy import lazy_attributes
 
 _WHERE = {
     "Denoiser": "common", "make_denoiser": "common", "make_velocity": "common",
@@ -29,8 +28,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'diffkit.samplers' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"diffkit.samplers.{_WHERE[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)
