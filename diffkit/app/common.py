@@ -142,3 +142,23 @@ class ControlRequest:
     def steer(self, pipe, data_dir: Path):
         """:func:`hinted` with these options: (the pipeline, the hints or None)."""
         return hinted(pipe, self.hint, self.hint_is_edges, self.control, data_dir)
+
+
+@dataclass(frozen=True)
+class CacheRequest:
+    """DeepCache (:class:`~diffkit.accel.CacheConfig`); ``interval`` 1 is off."""
+
+    interval: int = 1
+    branch: int = 1
+    schedule: str = "uniform"
+    center: float = 0.0
+    mode: str = "linear"
+
+    def config(self):
+        from diffkit.accel import CacheConfig
+
+        try:
+            return CacheConfig(self.interval, self.branch, self.schedule, self.center,
+                               self.mode)  # type: ignore[arg-type]  # fmt: skip
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None

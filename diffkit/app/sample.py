@@ -19,9 +19,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diffkit.app.common import hinted, model_class_names, parse_classes, progress_total
+from diffkit.app.common import (
+    CacheRequest,
+    ControlRequest,
+    check_steps,
+    model_class_names,
+    parse_classes,
+    progress_total,
+)
 from diffkit.app.report import QUIET, Reporter
 from diffkit.errors import UsageError
+from diffkit.samplers.registry import sampler_spec
 
 if TYPE_CHECKING:
     from diffkit.config.settings import Settings
@@ -47,42 +55,6 @@ class Sampling:
 
 
 @dataclass(frozen=True)
-class HintRequest:
-    """A ControlNet's hint (an image, a folder, or ``DATASET:SPLIT[:A..B]``; None: no hint)
-    and how the ControlNet steers (:class:`~diffkit.methods.controlnet.Control`)."""
-
-    spec: str | None = None
-    is_edges: bool = False
-    scale: float = 1.0
-    start: float = 0.0
-    end: float = 1.0
-    guess: bool = False
-
-    def control(self) -> dict[str, Any]:
-        return {"scale": self.scale, "start": self.start, "end": self.end, "guess": self.guess}
-
-
-@dataclass(frozen=True)
-class CacheRequest:
-    """DeepCache (:class:`~diffkit.accel.CacheConfig`); ``interval`` 1 is off."""
-
-    interval: int = 1
-    branch: int = 1
-    schedule: str = "uniform"
-    center: float = 0.0
-    mode: str = "linear"
-
-    def config(self):
-        from diffkit.accel import CacheConfig
-
-        try:
-            return CacheConfig(self.interval, self.branch, self.schedule, self.center,
-                               self.mode)  # type: ignore[arg-type]  # fmt: skip
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-
-
-@dataclass(frozen=True)
 class SampleRequest:
     """``n`` images (None: 64, or 10 per class with ``grid_per_class``, or one per hint) of
     ``classes`` (``--class`` values) from ``source`` (a run, checkpoint, diffusers folder or
@@ -99,7 +71,7 @@ class SampleRequest:
     out: Path | None = None
     overwrite: bool = False
     cache: CacheRequest = field(default_factory=CacheRequest)
-    hint: HintRequest = field(default_factory=HintRequest)
+    hint: ControlRequest = field(default_factory=ControlRequest)
     use_ema: bool = True
 
 
@@ -143,7 +115,7 @@ def sample(req: SampleRequest, settings: Settings, report: Reporter = QUIET) -> 
     check_writable(out.parent)
     plan.pipe = plan.pipe.compiled(settings.compile_with, report.warning)
     meta = _write(req, settings, plan, out, report)
-    spec = _spec(plan.sampler)
+    spec = sampler_spec(plan.sampler)
     what = f"{meta['nfe']:g} evaluations" if spec.adaptive else f"{plan.steps} steps"
     if plan.cache is not None:
         what += f", DeepCache {meta['full_nfe']:g} full"
@@ -157,12 +129,6 @@ def _seed(req: SampleRequest) -> int:
     return 0 if req.seed is None else req.seed
 
 
-def _spec(sampler: str):
-    from diffkit.samplers.registry import sampler_spec
-
-    return sampler_spec(sampler)
-
-
 def _plan(req: SampleRequest, settings: Settings) -> _Plan:
     """Load the model and check the request against it, in the order a user fixes things:
     the model, its hint and classes, the sampler and steps, its options, the cache."""
@@ -174,8 +140,7 @@ def _plan(req: SampleRequest, settings: Settings) -> _Plan:
                          "changes the network from call to call")  # fmt: skip
     dev = resolve_device(settings.device)
     pipe = load_pipeline(req.source, dev, use_ema=req.use_ema)
-    pipe, hints = hinted(pipe, req.hint.spec, req.hint.is_edges, req.hint.control(),
-                         settings.data_dir)  # fmt: skip
+    pipe, hints = req.hint.steer(pipe, settings.data_dir)
     n = req.n or (len(hints) if hints is not None else None)
     classes = list(req.classes)
     if req.guidance != 1.0 and not classes and not req.grid_per_class and hints is None:
@@ -197,10 +162,7 @@ def _check_sampling(pipe: Pipeline, sampling: Sampling) -> tuple[str, int]:
     """(sampler, steps) for ``pipe``: the model's default sampler and steps where none is
     named; UsageError for a sampler, step count or option the model does not take."""
     sampler = sampling.sampler or pipe.DEFAULT_SAMPLER
-    try:
-        steps = pipe.check(sampler, sampling.steps)
-    except ValueError as exc:
-        raise UsageError(f"--sampler/--steps: {exc}") from None
+    steps = check_steps(pipe, sampler, sampling.steps)
     try:
         pipe.options(sampler, sampling.options())
     except ValueError as exc:
@@ -223,7 +185,7 @@ def _cache(pipe: Pipeline, req: CacheRequest, sampler: str, steps: int):
 
 def _tag(req: SampleRequest, sampler: str, steps: int, labelled: bool, hinted_: bool) -> str:
     """The default folder name's head: ``ddim-50``, then what sets these images apart."""
-    s, spec = req.sampling, _spec(sampler)
+    s, spec = req.sampling, sampler_spec(sampler)
     tag = spec.tag(steps)
     tag += f"-eta{s.eta:g}" if "eta" in spec.options and s.eta else ""
     tag += f"-w{req.guidance:g}" if labelled or req.guidance != 1.0 else ""
@@ -268,9 +230,8 @@ def _write(req: SampleRequest, settings: Settings, plan: _Plan, out: Path, repor
 
 def _meta(req: SampleRequest, settings: Settings, plan: _Plan, nfe: float, wall: float):
     """sample.json: what was drawn, how, and what it cost."""
-    pipe, spec, s, hints = plan.pipe, _spec(plan.sampler), req.sampling, plan.hints
+    pipe, spec, s, hints = plan.pipe, sampler_spec(plan.sampler), req.sampling, plan.hints
     labels = plan.labels
-    control = {**req.hint.control(), "hint_is_edges": req.hint.is_edges}
     return {
         "source": str(req.source),
         # what the images imitate (a diffusers model does not say)
@@ -288,8 +249,8 @@ def _meta(req: SampleRequest, settings: Settings, plan: _Plan, nfe: float, wall:
         "n": plan.n,
         "classes": sorted(set(labels.tolist())) if labels is not None else None,
         "guidance": req.guidance if labels is not None or hints is not None else None,
-        "hint": req.hint.spec,
-        "control": control if hints is not None else None,
+        "hint": req.hint.hint,
+        "control": req.hint.recorded() if hints is not None else None,
         "seed": _seed(req),
         "ema": req.use_ema if pipe.config is not None else None,  # diffusers: one set
         "device": str(plan.device),

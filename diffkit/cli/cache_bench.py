@@ -9,6 +9,7 @@ import typer
 
 from diffkit.app.bench import BenchResult, CacheBenchRequest
 from diffkit.app.bench import cache_bench as bench_cache
+from diffkit.app.common import CacheRequest
 from diffkit.cli import console
 from diffkit.cli.choices import family_defaults, sampler_names
 from diffkit.cli.errors import UsageError, handle_errors
@@ -25,7 +26,6 @@ from diffkit.cli.options import (
     NoEma,
     RunsDir,
     Seed,
-    cache_config,
     machine_settings,
 )
 
@@ -95,7 +95,7 @@ def cache_bench(
     ratio, MSE to the uncached images, FID/KID; writes cache-bench.json, cache-bench.png
     (speedup vs FID) and a grid per configuration."""
     request = CacheBenchRequest(
-        source, cache_config(2, cache_branch, cache_schedule, cache_center, cache_mode),
+        source, CacheRequest(2, cache_branch, cache_schedule, cache_center, cache_mode).config(),
         intervals=tuple(_intervals(intervals)), sampler=sampler, steps=steps, n=n,
         baseline=baseline, fid=fid, guidance=guidance, seed=0 if seed is None else seed,
         batch_size=batch_size, features=features, classifier=classifier, out=out,

@@ -262,17 +262,6 @@ CacheMode = Annotated[
 ]
 
 
-def cache_config(interval: int, branch: int, schedule: str, center: float, mode: str):
-    """A validated DeepCacheConfig from the CLI's cache options (UsageError if invalid)."""
-    from diffkit.accel import CacheConfig
-    from diffkit.cli.errors import UsageError
-
-    try:
-        return CacheConfig(interval, branch, schedule, center, mode)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
 HintSpec = Annotated[
     str | None,
     typer.Option(

@@ -142,7 +142,8 @@ def sample(
     """Sample images: writes grid.png (up to 256), samples-NNNNN.safetensors shards and
     sample.json; the folder appears when it is complete. A ControlNet run samples with
     --hint: one image per hint by default, hints cycling when -n is larger."""
-    from diffkit.app.sample import CacheRequest, HintRequest, SampleRequest, Sampling
+    from diffkit.app.common import CacheRequest, ControlRequest
+    from diffkit.app.sample import SampleRequest, Sampling
     from diffkit.app.sample import sample as draw
 
     if n is not None and n < 1:
@@ -152,7 +153,8 @@ def sample(
         source, Sampling(sampler, steps, eta, spacing, variance, rtol, atol), n,
         tuple(classes or ()), guidance, grid_per_class, seed, batch_size, out, overwrite,
         CacheRequest(cache_interval, cache_branch, cache_schedule, cache_center, cache_mode),
-        HintRequest(hint, hint_is_edges, control_scale, control_start, control_end, guess_mode),
+        ControlRequest(hint, hint_is_edges, control_scale, control_start, control_end,
+                       guess_mode),
         use_ema=not no_ema,
     )  # fmt: skip
     result = draw(request, settings, report=console)

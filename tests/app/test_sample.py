@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffkit.app.sample import CacheRequest, SampleRequest, Sampling, sample
+from diffkit.app.common import CacheRequest
+from diffkit.app.sample import SampleRequest, Sampling, sample
 from diffkit.config.settings import Settings
 from diffkit.errors import UsageError
 from diffkit.runs.samples import read_samples
