@@ -96,11 +96,13 @@ def _clean(obj):
 
 def file_print(path: Path) -> str:
     if path.suffix == ".safetensors":
+        import torch
         from safetensors.torch import load_file
 
-        tensors = load_file(path)
-        return _digest({k: hashlib.sha256(v.contiguous().view(-1).view(dtype=__import__(
-            "torch").uint8).numpy().tobytes()).hexdigest() for k, v in tensors.items()})
+        def raw(t: torch.Tensor) -> bytes:  # the bytes of any dtype, bfloat16 included
+            return t.contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+
+        return _digest({k: hashlib.sha256(raw(v)).hexdigest() for k, v in load_file(path).items()})
     if path.name in ("cache-bench.png", "sweep.png", "loss.png"):
         return "present"  # plots of measured speed
     if path.suffix == ".png":
