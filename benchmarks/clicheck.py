@@ -32,6 +32,7 @@ VOLATILE = re.compile(r"time|second|_s$|date|created|elapsed|per_s|img_s|speed|p
 def commands(r: Path, data: Path) -> dict[str, list[str]]:
     d, clf = ["--data-dir", str(data)], ["--classifier", str(r / "clf")]
     img = ["--image", "mnist:test:0", *d]
+    # fmt: off
     return {
         "sample-default": ["sample", r / "ddpm-eps", "-n", "6", "--steps", "4", "--seed", "1"],
         "sample-dpm": ["sample", r / "ddpm-cls", "-n", "5", "--steps", "4", "--sampler",
@@ -80,6 +81,7 @@ def commands(r: Path, data: Path) -> dict[str, list[str]]:
         "denoise-bench": ["denoise-bench", r / "den", "-n", "8", *clf, *d],
         "export": ["export", r / "ddpm-eps"],
     }
+    # fmt: on
 
 
 def _digest(obj) -> str:
@@ -138,8 +140,8 @@ def fingerprint(runs: Path, data: Path) -> dict[str, object]:
             folder = Path(tmp) / name
             argv = [str(a) for a in args]
             argv += [str(folder)] if name == "export" else ["--out", str(folder)]
-            argv += ["--runs-dir", str(Path(tmp) / f"{name}-runs")] if "bench" in name or (
-                name.startswith("eval")) else []
+            if "bench" in name or name.startswith("eval"):  # they write into RUNS_DIR too
+                argv += ["--runs-dir", str(Path(tmp) / f"{name}-runs")]
             result = CliRunner().invoke(app, argv)
             files = {}
             for base in (folder, Path(tmp) / f"{name}-runs"):
@@ -163,8 +165,9 @@ def main() -> None:
                 if a[k][part] != b.get(k, {}).get(part):
                     print(f"  {k}: {part} differs:\n    {a[k][part]}\n    {b.get(k, {}).get(part)}")
         same = len(a) - len(differ) - len(missing)
-        print(f"{same} of {len(a)} commands identical" + (f"; differ: {differ}" if differ else "")
-              + (f"; not run: {missing}" if missing else ""))
+        said = f"; differ: {differ}" if differ else ""
+        said += f"; not run: {missing}" if missing else ""
+        print(f"{same} of {len(a)} commands identical{said}")
         sys.exit(1 if differ else 0)
     result = fingerprint(Path(sys.argv[2]), Path(sys.argv[3]))
     Path(sys.argv[1]).write_text(json.dumps(result, indent=1, sort_keys=True))
