@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from diffkit.cli.signals import Terminated, exit_code, install_sigterm
+from diffkit.cli import signals
+from diffkit.cli.signals import Terminated, exit_code, exit_while_starting, install_sigterm
 
 
 def main() -> None:
@@ -20,7 +21,11 @@ def main() -> None:
     except KeyboardInterrupt as exc:  # before a command's own handler was in place
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"error: {what} while starting; nothing was written", file=sys.stderr)
-        sys.exit(exit_code(exc))
+        exit_while_starting(exit_code(exc))
+    except SystemExit as exc:  # the root group reported a signal Typer swallowed
+        if signals.state["starting"]:
+            exit_while_starting(exc.code if isinstance(exc.code, int) else 1)
+        raise
 
 
 if __name__ == "__main__":

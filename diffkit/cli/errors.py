@@ -153,6 +153,7 @@ class DiffkitGroup(TyperGroup):
         if received and not signals.state["reported"]:  # Typer swallowed it while parsing
             word = "terminated" if received == "SIGTERM" else "interrupted"
             console.error(f"{word} while starting; nothing was written")
+            signals.state["starting"] = True
             code = EXIT_TERMINATED if received == "SIGTERM" else EXIT_INTERRUPTED
         if standalone_mode:
             sys.exit(code)
