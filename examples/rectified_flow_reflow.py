@@ -1,6 +1,11 @@
-"""The seeds' Task 4: a rectified flow on pixels, one reflow, and the 1/2/5/10/100-step grid.
+"""A rectified flow on pixels, one reflow, and the 1/2/5/10/100-step grid.
 
-    python examples/task4_rectified_flow.py --data-dir ../shared/data   # CPU: about 25 min
+Rectified flow and reflow as in Liu et al. 2023 ("Flow Straight and Fast"), on MNIST.
+
+    python examples/rectified_flow_reflow.py --data-dir ../shared/data   # CPU: tens of minutes
+
+On 2 CPU cores the 1-RF, its 12,000 pairs and the 2-RF took tens of minutes together
+(docs/benchmarks.md, section 7.1).
 
 This script uses the library calls behind `diffkit train rf`, `diffkit reflow make-pairs`
 and `diffkit reflow train`. It draws 16 images from the same noise with the 1-RF and with
@@ -35,12 +40,12 @@ def main() -> None:
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
 
     cfg = resolve_run_config(FlowRunConfig, {"preset": "small", "train.epochs": args.epochs,
-                                             "name": "task4-1rf"})  # fmt: skip
+                                             "name": "rectified-flow-1rf"})  # fmt: skip
     rf1, _ = train_generative(cfg, settings)
     ckpt = rf1.last_checkpoint
     pairs_cfg = PairsConfig(source=str(rf1.path), source_sha256=file_sha256(ckpt),
                             n=args.pairs, steps=8, solver="rk4")  # fmt: skip
-    folder = RunDir.create(settings.runs_dir, "pairs", "task4", subfolders=False).path
+    folder = RunDir.create(settings.runs_dir, "pairs", "rectified-flow", subfolders=False).path
     make_pairs(pairs_cfg, diffkit.load(rf1.path), folder)
     pairs = load_pairs(folder)
     recipe = {"train.epochs": args.reflow_epochs, "train.lr": 5e-4}
@@ -52,8 +57,8 @@ def main() -> None:
         print(f"{name}: S = {straightness(model, n=200)['straightness']:.4f}")
         steps = (1, 2, 5, 10, 100)
         grids = [model.sample(16, sampler="euler", steps=s, seed=0).images for s in steps]
-        save_grid(torch.cat(grids), run.path / "task4-steps.png", nrow=16)
-        print(f"{name}: rows = 1, 2, 5, 10, 100 Euler steps -> {run.path / 'task4-steps.png'}")
+        save_grid(torch.cat(grids), run.path / "euler-steps.png", nrow=16)
+        print(f"{name}: rows = 1, 2, 5, 10, 100 Euler steps -> {run.path / 'euler-steps.png'}")
 
 
 if __name__ == "__main__":
