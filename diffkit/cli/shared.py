@@ -1,9 +1,9 @@
-"""Helpers shared by several commands (train and reflow; eval and cache-bench), so that
-no command module imports another's private functions."""
+"""Helpers shared by several commands (train and reflow; sample, eval and cache-bench), so
+that no command module imports another's private functions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,24 @@ from diffkit.cli.signals import EXIT_TERMINATED
 from diffkit.runs.layout import RunDir, check_writable
 
 if TYPE_CHECKING:
+    from diffkit.app.common import CacheRequest, ControlRequest
     from diffkit.app.train import Planned
+
+
+def control_request(o: Mapping[str, Any]) -> ControlRequest:
+    """The ControlNet options (:data:`diffkit.cli.flags.CONTROL`) as the request takes them."""
+    from diffkit.app.common import ControlRequest
+
+    return ControlRequest(o["hint"], o["hint_is_edges"], o["control_scale"], o["control_start"],
+                          o["control_end"], o["guess_mode"])  # fmt: skip
+
+
+def cache_request(o: Mapping[str, Any], interval: int) -> CacheRequest:
+    """DeepCache's options (:data:`diffkit.cli.flags.CACHE_OPTIONS`) at ``interval``."""
+    from diffkit.app.common import CacheRequest
+
+    return CacheRequest(interval, o["cache_branch"], o["cache_schedule"], o["cache_center"],
+                        o["cache_mode"])  # fmt: skip
 
 
 def logger_names(values: list[str] | None) -> tuple[str, ...]:

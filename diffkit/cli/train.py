@@ -16,7 +16,6 @@ from diffkit.cli.flags import (
     COND_DROP,
     COND_OPTIONS,
     CONFIG,
-    DATA_DIR,
     DATASET,
     DEVICE,
     EPOCHS,
@@ -38,13 +37,14 @@ from diffkit.cli.flags import (
     PREVIEWS,
     REQUIRED,
     RESUME,
-    RUNS_DIR,
     SAMPLE_EVERY,
     SAMPLE_EVERY_STEPS,
     SCHEDULE,
-    SEED,
     SNAPSHOT_EVERY_STEPS,
     TIME_SAMPLING,
+    TRAIN_DATA_DIR,
+    TRAIN_RUNS_DIR,
+    TRAIN_SEED,
     TRANSFORMER_DEPTH,
     TRANSFORMER_HEADS,
     Flag,
@@ -143,9 +143,9 @@ def _generative(method: str, flags: tuple[Flag, ...], o: dict[str, Any], latent:
 CLASSIFIER = (
     Flag("dataset", str, typer.Option(help="mnist | fashion-mnist | cifar10 (labelled datasets)."),
          DATASET.panel, "data.dataset", default="mnist"),
-    EPOCHS.but("Passes over the data (recipe: 4)."), GRAD_ACCUM, SEED, LIMIT_DATA, MAX_STEPS,
-    NAME.but("Run name (default: the dataset).", key=None), CONFIG, DATA_DIR, RUNS_DIR, DEVICE,
-    *CLOSING,
+    EPOCHS.but("Passes over the data (recipe: 4)."), GRAD_ACCUM, TRAIN_SEED, LIMIT_DATA,
+    MAX_STEPS, NAME.but("Run name (default: the dataset).", key=None), CONFIG, TRAIN_DATA_DIR,
+    TRAIN_RUNS_DIR, DEVICE, *CLOSING,
 )  # fmt: skip
 
 
@@ -211,9 +211,9 @@ VAE = (
     option("lpips_weights", Path | None,
            "torchvision's ImageNet backbone .pth for --lpips-weight (env "
            "DIFFKIT_LPIPS_WEIGHTS; default: torch hub cache). Never downloaded.", MODEL),
-    EPOCHS.but("Passes over the data (recipe: 10)."), BATCH_SIZE, GRAD_ACCUM, LR, SEED,
+    EPOCHS.but("Passes over the data (recipe: 10)."), BATCH_SIZE, GRAD_ACCUM, LR, TRAIN_SEED,
     LIMIT_DATA, MAX_STEPS, SAMPLE_EVERY.but("Reconstruction grid every N epochs (0 = never)."),
-    NAME, CONFIG, DATA_DIR, RUNS_DIR, DEVICE, *CLOSING,
+    NAME, CONFIG, TRAIN_DATA_DIR, TRAIN_RUNS_DIR, DEVICE, *CLOSING,
 )  # fmt: skip
 
 
