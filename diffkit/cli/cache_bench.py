@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from diffkit.app.bench import BenchResult, CacheBenchRequest
+from diffkit.app.bench import CacheBenchRequest
 from diffkit.app.bench import cache_bench as bench_cache
+from diffkit.app.tables import cache_bench_table
 from diffkit.cli import console
 from diffkit.cli.choices import family_defaults
 from diffkit.cli.errors import UsageError, handle_errors
@@ -27,11 +28,10 @@ from diffkit.cli.flags import (
     argument,
     flag,
     option,
-    picked,
     takes,
 )
-from diffkit.cli.options import machine_settings
-from diffkit.cli.shared import cache_request
+from diffkit.cli.options import settings_of
+from diffkit.cli.shared import cache_request, picked
 
 
 def _intervals(spec: str) -> list[int]:
@@ -42,15 +42,6 @@ def _intervals(spec: str) -> list[int]:
     if not values or values[0] < 1:
         raise UsageError("--intervals: every interval must be at least 1")
     return values
-
-
-def _row(p) -> list[str]:
-    m = p.metrics or {}
-    fid = f"{m['fid']:.3f}" if "fid" in m else "-"
-    kid = f"{m['kid']:.4g}" if "kid" in m else "-"
-    return [p.label, str(p.steps), f"{p.full_nfe:g}/{p.nfe:g}", f"{p.seconds:.2f}",
-            f"{p.speedup:.2f}x", f"{p.macs / 1e9:.3f}", f"{p.mac_ratio:.2f}x", f"{p.mse:.3g}",
-            fid, kid]  # fmt: skip
 
 
 CACHE_BENCH = (
@@ -79,18 +70,7 @@ def cache_bench(**o: Any) -> None:
     request = picked(CacheBenchRequest, o, cache=cache_request(o, 2).config(),
                      intervals=tuple(_intervals(o["intervals"])), seed=o["seed"] or 0,
                      use_ema=not o["no_ema"])  # fmt: skip
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"])
+    settings = settings_of(o)
     result = bench_cache(request, settings, console)
-    _table(result)
+    console.table(*cache_bench_table(result))
     console.out.print(str(result.folder))
-
-
-def _table(result: BenchResult) -> None:
-    r, cache = result.report, result.report["cache"]
-    console.table(
-        f"DeepCache on {r['sampler']}-{r['steps']}: {r['n']} images, branch {cache['branch']}, "
-        f"{cache['schedule']} schedule, {cache['mode']} features",
-        ["config", "steps", "full/calls", "seconds", "speedup", "GMAC/img", "MAC ratio",
-         "MSE", "FID", "KID"],
-        [_row(p) for p in result.points],
-    )  # fmt: skip

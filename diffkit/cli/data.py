@@ -9,8 +9,9 @@ import typer
 
 from diffkit.cli import console
 from diffkit.cli.errors import handle_errors
-from diffkit.cli.flags import DATA_DIR, OUTPUT, argument, option, picked, takes
-from diffkit.cli.options import machine_settings
+from diffkit.cli.flags import DATA_DIR, OUTPUT, argument, option, takes
+from diffkit.cli.options import settings_of
+from diffkit.cli.shared import picked
 
 app = typer.Typer(help="Prepare datasets.", no_args_is_help=True)
 
@@ -35,6 +36,6 @@ def prepare(**o: Any) -> None:
     from diffkit.app.prepare import prepare as prepare_dataset
 
     request = picked(PrepareRequest, o)
-    result = prepare_dataset(request, machine_settings(o["data_dir"], None, None), console)
+    result = prepare_dataset(request, settings_of(o), console)
     console.info(f"train with --dataset prepared:{result.folder}")
     console.out.print(str(result.folder))

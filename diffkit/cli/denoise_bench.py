@@ -6,8 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from diffkit.app.bench import BenchResult, DenoiseBenchRequest
+from diffkit.app.bench import DenoiseBenchRequest
 from diffkit.app.bench import denoise_bench as bench_denoisers
+from diffkit.app.tables import denoise_bench_table
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.flags import (
@@ -20,10 +21,10 @@ from diffkit.cli.flags import (
     SEED,
     argument,
     flag,
-    picked,
     takes,
 )
-from diffkit.cli.options import machine_settings
+from diffkit.cli.options import settings_of
+from diffkit.cli.shared import picked
 
 SEED_SIGMAS = "0,0.2,0.4,0.5,0.6,0.8,1.0"
 
@@ -71,15 +72,7 @@ def denoise_bench(**o: Any) -> None:
                      sigmas=tuple(parse_sigmas(o["sigmas"])),
                      baselines=tuple(b for b in baselines if b and b != "none"),
                      seed=o["seed"] or 0)  # fmt: skip
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"])
+    settings = settings_of(o)
     result = bench_denoisers(request, settings, console)
-    _table(result)
+    console.table(*denoise_bench_table(result))
     console.out.print(str(result.folder))
-
-
-def _table(result: BenchResult) -> None:
-    r, points = result.report, result.points
-    names = list(dict.fromkeys(p.model for p in points))
-    table = [[m] + [f"{p.psnr:.2f}" for p in points if p.model == m] for m in names]
-    console.table(f"PSNR (dB), {r['n']} {r['dataset']} test images", ["model",
-                  *(f"σ={s:g}" for s in r["sigmas"])], table)  # fmt: skip

@@ -37,10 +37,10 @@ from diffkit.cli.flags import (
     argument,
     flag,
     option,
-    picked,
     takes,
 )
-from diffkit.cli.options import in_range, machine_settings
+from diffkit.cli.options import in_range, settings_of
+from diffkit.cli.shared import picked
 
 app = typer.Typer(
     help="Edit images with a diffusion model: visual anagrams, hybrids, SDEdit, inpainting.",
@@ -111,10 +111,6 @@ def _request(cls: Any, o: dict[str, Any]) -> Any:
     return picked(cls, o, **({"seed": o["seed"] or 0} if "seed" in o else {}))
 
 
-def _settings(o: dict[str, Any]):
-    return machine_settings(o.get("data_dir"), o.get("runs_dir"), o["device"])
-
-
 def _done(result) -> None:
     """Print the folder an op wrote: the command's one line on stdout."""
     console.out.print(str(result.folder))
@@ -130,7 +126,7 @@ def anagram(**o: Any) -> None:
     """A visual anagram: one image that reads as each prompt under its view."""
     from diffkit.app.edit import compose, requests
 
-    _done(compose.anagram(_request(requests.AnagramRequest, o), _settings(o), console))
+    _done(compose.anagram(_request(requests.AnagramRequest, o), settings_of(o), console))
 
 
 @_command("hybrid", (
@@ -143,7 +139,7 @@ def hybrid(**o: Any) -> None:
     """A hybrid image: the low frequencies of one prompt, the high ones of another."""
     from diffkit.app.edit import compose, requests
 
-    _done(compose.hybrid(_request(requests.HybridRequest, o), _settings(o), console))
+    _done(compose.hybrid(_request(requests.HybridRequest, o), settings_of(o), console))
 
 
 @_command("factorize", (
@@ -159,7 +155,7 @@ def factorize(**o: Any) -> None:
     parts that sum to it (frequency bands, or grayscale and colour)."""
     from diffkit.app.edit import compose, requests
 
-    _done(compose.factorize(_request(requests.FactorizeRequest, o), _settings(o), console))
+    _done(compose.factorize(_request(requests.FactorizeRequest, o), settings_of(o), console))
 
 
 @_command("sdedit", (
@@ -173,7 +169,7 @@ def sdedit(**o: Any) -> None:
     a ControlNet run, along --hint's edges)."""
     from diffkit.app.edit import images, requests
 
-    _done(images.sdedit(_request(requests.SdeditRequest, o), _settings(o), console))
+    _done(images.sdedit(_request(requests.SdeditRequest, o), settings_of(o), console))
 
 
 @_command("inpaint", (
@@ -189,7 +185,7 @@ def inpaint(**o: Any) -> None:
     ControlNet run draws the region along --hint's edges."""
     from diffkit.app.edit import images, requests
 
-    _done(images.inpaint(_request(requests.InpaintRequest, o), _settings(o), console))
+    _done(images.inpaint(_request(requests.InpaintRequest, o), settings_of(o), console))
 
 
 @_command("noise", (
@@ -202,7 +198,7 @@ def noise(**o: Any) -> None:
     """The forward process q(x_t | x_0) of an image at chosen noise levels."""
     from diffkit.app.edit import images, requests
 
-    _done(images.noise(_request(requests.NoiseRequest, o), _settings(o), console))
+    _done(images.noise(_request(requests.NoiseRequest, o), settings_of(o), console))
 
 
 @_command("denoise", (
@@ -215,7 +211,7 @@ def denoise(**o: Any) -> None:
     one-step x0 estimate and iterative denoising over the rest of the grid."""
     from diffkit.app.edit import images, requests
 
-    _done(images.denoise(_request(requests.DenoiseRequest, o), _settings(o), console))
+    _done(images.denoise(_request(requests.DenoiseRequest, o), settings_of(o), console))
 
 
 @_command("sample", (
@@ -226,7 +222,7 @@ def sample(**o: Any) -> None:
     """Prompts -> images with classifier-free guidance: one row per prompt."""
     from diffkit.app.edit import prompting, requests
 
-    _done(prompting.sample(_request(requests.SampleRequest, o), _settings(o), console))
+    _done(prompting.sample(_request(requests.SampleRequest, o), settings_of(o), console))
 
 
 @_command("embed", (
@@ -239,7 +235,7 @@ def embed(**o: Any) -> None:
     hybrids prefix the default style themselves)."""
     from diffkit.app.edit import prompting, requests
 
-    result = prompting.embed(_request(requests.EmbedRequest, o), _settings(o))
+    result = prompting.embed(_request(requests.EmbedRequest, o), settings_of(o))
     for text, fresh in result.texts:
         console.info(f"{'embedded' if fresh else 'cached'}: {text!r}")
     console.out.print(str(result.folder))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from diffkit.app.edit.requests import ANCESTRAL
-from diffkit.app.evaluate import EvalRequest, EvalResult, SweepResult
+from diffkit.app.evaluate import EvalRequest, SweepResult
 from diffkit.app.evaluate import evaluate as score_source
+from diffkit.app.tables import eval_table, sweep_table
 from diffkit.cli import console
 from diffkit.cli.choices import family_defaults
 from diffkit.cli.errors import handle_errors
@@ -39,48 +40,10 @@ from diffkit.cli.flags import (
     argument,
     flag,
     option,
-    picked,
     takes,
 )
-from diffkit.cli.options import machine_settings
-from diffkit.cli.shared import control_request
-
-if TYPE_CHECKING:
-    from diffkit.eval.sweep import SweepPoint
-
-
-def _rows(metrics: dict[str, Any], floor: dict[str, Any] | None) -> list[list[str]]:
-    def fmt(m: dict[str, Any] | None, key: str) -> str:
-        if m is None or key not in m:
-            return "-"
-        if key == "kid":
-            return f"{m[key]:.4g} ± {m[key + '_std']:.2g}"
-        if key == "is":
-            return f"{m[key]:.3f} ± {m[key + '_std']:.3f}"
-        return f"{m[key]:.4f}" if key in ("precision", "recall") else f"{m[key]:.3f}"
-
-    names = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision",
-             "recall": "recall"}  # fmt: skip
-    rows = [[label, fmt(metrics, k), fmt(floor, k)] for k, label in names.items()]
-    for key, label in (("recon_mse", "reconstruction MSE"), ("psnr", "PSNR (dB)")):
-        if key in metrics:
-            rows.append([label, f"{metrics[key]:.4g}", "-"])
-
-    def spread(m: dict[str, Any] | None) -> str:
-        return "-" if m is None else f"{m['mean']:.4f} ± {m['std']:.3f}"
-
-    for key, label in (("lpips_diversity", "LPIPS diversity"), ("lpips", "LPIPS to input")):
-        if key in metrics:
-            rows.append([label, spread(metrics[key]), spread((floor or {}).get(key))])
-    for cls, acc in metrics.get("class_accuracy", {}).items():
-        rows.append([f"class accuracy [{cls}]", f"{acc:.4f}", "-"])
-    edges = metrics.get("edges", {})
-    for key, label in (("f1", "edge F1 (1 px)"), ("f1_exact", "edge F1 (exact)"),
-                       ("precision", "edge precision"),
-                       ("recall", "edge recall"), ("sobel_l1", "Sobel L1")):  # fmt: skip
-        if key in edges:
-            rows.append([label, f"{edges[key]:.4f}", "-"])
-    return rows
+from diffkit.cli.options import settings_of
+from diffkit.cli.shared import control_request, picked
 
 
 def _sweep_samplers() -> Any:
@@ -123,46 +86,12 @@ def evaluate(**o: Any) -> None:
     reconstructions of -n test images (MSE, PSNR, rFID; LPIPS with --lpips)."""
     request = picked(EvalRequest, o, seed=o["seed"] or 0, control=control_request(o),
                      use_ema=not o["no_ema"], compile=o["compile_net"])  # fmt: skip
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     settings = settings.model_copy(update={k: o[k] for k in WEIGHTS if o[k] is not None})
     result = score_source(request, settings, console)
     if isinstance(result, SweepResult):
-        _sweep_table(result)
+        console.table(*sweep_table(result))
         console.out.print(str(result.folder))
     else:
-        _table(o["source"], result)
+        console.table(*eval_table(o["source"], result))
         console.out.print(str(result.path))
-
-
-def _table(source: Path, result: EvalResult) -> None:
-    r = result.report
-    what, column = ("reconstructions",) * 2 if result.reconstructions else ("images", "samples")
-    title = f"{source.name}: {r['n']} {what} vs {r['dataset']} test ({r['features']})"
-    console.table(title, ["metric", column, "real floor"], _rows(r["metrics"], r["floor"]))
-
-
-def _acc(m: dict[str, Any]) -> str:
-    return f"{m['class_accuracy']['all']:.3f}" if "class_accuracy" in m else "-"
-
-
-def _sweep_table(result: SweepResult) -> None:
-    edges, floor = result.edges, result.report["floor"]
-
-    def row(p: SweepPoint) -> list:
-        m = p.metrics
-        return [p.sampler, p.steps, "-" if p.guidance is None else f"{p.guidance:g}",
-                *([f"{p.control_scale:g}", f"{m['edges']['f1']:.3f}"] if edges else []),
-                f"{m['fid']:.3f}", f"{m['kid']:.4g}", f"{m['is']:.3f}",
-                f"{m['precision']:.3f}", f"{m['recall']:.3f}", _acc(m),
-                f"{p.wall_seconds:.2f}", f"{p.ms_per_image:.2f}"]  # fmt: skip
-
-    rows = [row(p) for p in result.points]
-    rows.append(["real floor", "-", "-", *(["-", "-"] if edges else []), f"{floor['fid']:.3f}",
-                 f"{floor['kid']:.4g}", f"{floor['is']:.3f}", f"{floor['precision']:.3f}",
-                 f"{floor['recall']:.3f}", "-", "-", "-"])  # fmt: skip
-    console.table(
-        f"sweep: {result.report['n']} images per point vs {result.report['dataset']} test",
-        ["sampler", "steps", "w", *(["control", "edge F1"] if edges else []), "FID", "KID",
-         "IS", "precision", "recall", "class acc", "seconds", "ms/img"],
-        rows,
-    )  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.flags import DEVICE, NO_EMA, OVERWRITE, argument, flag, takes
-from diffkit.cli.options import machine_settings
+from diffkit.cli.options import settings_of
 
 EXPORT = (
     argument("source", Path, "Run folder or .safetensors checkpoint (ddpm, ldm or rf)."),
@@ -35,7 +35,7 @@ def export(**o: Any) -> None:
         raise UsageError(f"{out} already exists; pass --overwrite to replace an earlier "
                          "export")  # fmt: skip
     check_writable(out.parent)
-    settings = machine_settings(None, None, o["device"])
+    settings = settings_of(o)
     result = export_run(source, out, fmt=o["fmt"], use_ema=not o["no_ema"],
                         overwrite=o["overwrite"],
                         device=resolve_device(settings.device))  # fmt: skip

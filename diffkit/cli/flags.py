@@ -127,16 +127,6 @@ def config_flags(flags: Sequence[Flag], options: Mapping[str, Any]) -> dict[str,
     return {f.key: options[f.name] for f in flags if f.key is not None}
 
 
-def picked(cls: Any, options: Mapping[str, Any], **values: Any) -> Any:
-    """A request dataclass ``cls`` from the options that are its fields (lists as tuples)
-    and ``values``."""
-    from dataclasses import fields
-
-    given = {f.name: options[f.name] for f in fields(cls) if f.name in options}
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-    return cls(**(given | values))
-
-
 def any_sampler(help: Callable[[], str]) -> Deferred:
     """``--sampler``/``--solver``: any registered sampler, ``help`` read with the choices."""
     from diffkit.cli.choices import sampler_names

@@ -4,8 +4,9 @@ options themselves are declared in :mod:`diffkit.cli.flags`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -74,6 +75,12 @@ def machine_settings(
     if computes:  # `diffkit runs` only reads files: no torch for it
         _set_threads(settings.threads)
     return settings
+
+
+def settings_of(options: Mapping[str, Any], *, computes: bool = True) -> Settings:
+    """:func:`machine_settings` from a command's options (one it does not have: not given)."""
+    names = ("data_dir", "runs_dir", "device", "compile_net")
+    return machine_settings(*(options.get(n) for n in names), computes=computes)
 
 
 def _set_threads(threads: int | None) -> None:

@@ -37,10 +37,10 @@ from diffkit.cli.flags import (
     config_flags,
     flag,
     option,
-    picked,
     takes,
 )
-from diffkit.cli.options import machine_settings
+from diffkit.cli.options import machine_settings, settings_of
+from diffkit.cli.shared import picked
 
 app = typer.Typer(
     help="Reflow: pairs from a flow's ODE, a straighter flow trained on them, and S.",
@@ -89,7 +89,7 @@ def make_pairs(**o: Any) -> None:
     safetensors shards into RUNS_DIR/pairs/<stamp>-<name>; resumable shard by shard."""
     from diffkit.app.reflow import PairsRequest, pairs_summary, plan_pairs, write_pairs
 
-    settings = machine_settings(None, o["runs_dir"], o["device"])
+    settings = settings_of(o)
     request = picked(PairsRequest, o, seed=o["seed"] or 0)
     plan = plan_pairs(request, settings, lambda source, ema: _flow(source, o["device"], ema))
     console.info(f"pair set: {plan.folder}")
@@ -137,7 +137,7 @@ def train(**o: Any) -> None:
                             distill=o["distill"], overrides=config_flags(REFLOW_TRAIN, o),
                             resume=o["resume"])  # fmt: skip
     loggers = logger_names(o["loggers"])
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     plan = reflow(request, settings.device, console)
     begin(plan, settings, o["print_config"])
     out = train_diffusion(plan, settings, loggers=loggers)

@@ -7,7 +7,7 @@ from typing import Any
 from diffkit.cli import console
 from diffkit.cli.errors import handle_errors
 from diffkit.cli.flags import RUNS_DIR, takes
-from diffkit.cli.options import machine_settings
+from diffkit.cli.options import settings_of
 
 
 @handle_errors
@@ -20,7 +20,7 @@ def runs(**o: Any) -> None:
 
     from diffkit.app.runs import COLUMNS, runs_table
 
-    root = machine_settings(None, o["runs_dir"], None, computes=False).runs_dir
+    root = settings_of(o, computes=False).runs_dir
     rows = runs_table(root)
     if not rows:
         console.info(f"no runs under {root}")

@@ -30,11 +30,10 @@ from diffkit.cli.flags import (
     argument,
     flag,
     option,
-    picked,
     takes,
 )
-from diffkit.cli.options import machine_settings
-from diffkit.cli.shared import cache_request, control_request
+from diffkit.cli.options import settings_of
+from diffkit.cli.shared import cache_request, control_request, picked
 
 SAMPLE = (
     argument("source", Path, "Run folder, .safetensors checkpoint, a saved diffusers DDPM/DDIM "
@@ -76,7 +75,7 @@ def sample(**o: Any) -> None:
 
     if o["n"] is not None and o["n"] < 1:
         raise UsageError("-n must be at least 1")
-    settings = machine_settings(o["data_dir"], None, o["device"], o["compile_net"])
+    settings = settings_of(o)
     request = picked(SampleRequest, o, sampling=picked(Sampling, o),
                      classes=tuple(o["classes"] or ()), cache=cache_request(o, o["cache_interval"]),
                      hint=control_request(o), use_ema=not o["no_ema"])  # fmt: skip

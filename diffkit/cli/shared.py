@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,14 @@ from diffkit.runs.layout import RunDir, check_writable
 if TYPE_CHECKING:
     from diffkit.app.common import CacheRequest, ControlRequest
     from diffkit.app.train import Planned
+
+
+def picked(cls: Any, options: Mapping[str, Any], **values: Any) -> Any:
+    """A request dataclass ``cls`` from the options that are its fields (lists as tuples)
+    and ``values``."""
+    given = {f.name: options[f.name] for f in fields(cls) if f.name in options}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    return cls(**(given | values))
 
 
 def control_request(o: Mapping[str, Any]) -> ControlRequest:

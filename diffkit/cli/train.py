@@ -52,7 +52,7 @@ from diffkit.cli.flags import (
     option,
     takes,
 )
-from diffkit.cli.options import machine_settings
+from diffkit.cli.options import settings_of
 from diffkit.cli.shared import (
     begin,
     logger_names,
@@ -131,7 +131,7 @@ def _generative(method: str, flags: tuple[Flag, ...], o: dict[str, Any], latent:
         config_flags(flags, o), cond=o["cond"], cond_routes=o["cond_routes"],
         cond_drop=o["cond_drop"], latent=latent, config=o["config"], resume=o["resume"],
     )  # fmt: skip
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     loggers = logger_names(o["loggers"])
     from diffkit.methods.registry import METHODS
 
@@ -159,11 +159,8 @@ def classifier(**o: Any) -> None:
     name = o["name"] or o["dataset"].replace(":", "-").replace("/", "-")[:64]
     flags = config_flags(CLASSIFIER, o) | {"name": name}
     loggers = logger_names(o["loggers"])
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
-    plan = plans.classifier(flags, o["config"])
-    begin(plan, settings, o["print_config"])
-    with train_hooks(loggers) as (on_event, on_run_dir):
-        res = train_classifier(plan.cfg, settings, on_event=on_event, on_run_dir=on_run_dir)
+    settings = settings_of(o)
+    res = _train(plans.classifier(flags, o["config"]), settings, o, loggers, train_classifier)
     _report_end(res, "no classifier written", " (train it again, ~minutes)")
     console.info(
         f"test accuracy {100 * res.test_accuracy:.2f} % after {res.train.step} steps "
@@ -226,13 +223,10 @@ def vae(**o: Any) -> None:
 
     request = plans.VAERequest(config_flags(VAE, o), o["net"], o["config"])
     loggers = logger_names(o["loggers"])
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     if o["lpips_weights"] is not None:
         settings = settings.model_copy(update={"lpips_weights": o["lpips_weights"]})
-    plan = plans.vae(request)
-    begin(plan, settings, o["print_config"])
-    with train_hooks(loggers) as (on_event, on_run_dir):
-        res = train_vae(plan.cfg, settings, on_event=on_event, on_run_dir=on_run_dir)
+    res = _train(plans.vae(request), settings, o, loggers, train_vae)
     _report_end(res, "no vae.safetensors written", " (train it again)")
     lpips = "" if res.lpips is None else f", LPIPS {res.lpips:.4f}"
     console.info(
@@ -276,15 +270,11 @@ def controlnet(**o: Any) -> None:
     from diffkit.methods.controlnet import train_controlnet
 
     loggers = logger_names(o["loggers"])
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     plan = plans.controlnet(config_flags(CONTROLNET, o), o["base"], embed_base=o["embed_base"],
                             config=o["config"], resume=o["resume"])  # fmt: skip
-    begin(plan, settings, o["print_config"])
-    with train_hooks(loggers) as (on_event, on_run_dir):
-        run, result = train_controlnet(plan.cfg, settings, resume=plan.run,
-                                       classifier=o["classifier"], on_event=on_event,
-                                       on_run_dir=on_run_dir)  # fmt: skip
-    report_stop(run, result)
+    report_stop(*_train(plan, settings, o, loggers, train_controlnet, resume=plan.run,
+                        classifier=o["classifier"]))  # fmt: skip
 
 
 DENOISER = (
@@ -320,10 +310,15 @@ def denoiser(**o: Any) -> None:
         config=o["config"], resume=o["resume"],
     )  # fmt: skip
     loggers = logger_names(o["loggers"])
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     plan = plans.denoiser(request)
+    report_stop(*_train(plan, settings, o, loggers, train_denoiser, resume=plan.run))
+
+
+def _train(plan: plans.Planned, settings, o: dict[str, Any], loggers: tuple[str, ...], train,
+           **kwargs: Any):  # fmt: skip
+    """``--print-config`` or the check that the run's folder is writable, then ``train`` (a
+    method's training function) with the progress bar and ``loggers``; what it returns."""
     begin(plan, settings, o["print_config"])
     with train_hooks(loggers) as (on_event, on_run_dir):
-        run, result = train_denoiser(plan.cfg, settings, resume=plan.run, on_event=on_event,
-                                     on_run_dir=on_run_dir)  # fmt: skip
-    report_stop(run, result)
+        return train(plan.cfg, settings, on_event=on_event, on_run_dir=on_run_dir, **kwargs)
