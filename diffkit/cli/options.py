@@ -53,25 +53,10 @@ def machine_settings(
 
     This is the CLI's edge, so the process-wide ones are applied here, once: the thread
     count (``DIFFKIT_THREADS``). Library functions never change global torch state."""
-    from pydantic import ValidationError
-
-    from diffkit.config.resolve import ConfigError, format_validation_error
-    from diffkit.config.settings import Settings
-
-    overrides = {"data_dir": data_dir, "runs_dir": runs_dir, "device": device,
-                 "compile": compile}  # fmt: skip
-    try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+    from diffkit.app.machine import machine_settings as settings_from_env
     from diffkit.cli import console
-    from diffkit.config import run
-    from diffkit.config.resolve import env_names, unknown_env
 
-    configs = (run.DDPMRunConfig, run.FlowRunConfig, run.ClassifierRunConfig, run.VAERunConfig,
-               run.ControlNetRunConfig, run.DenoiserRunConfig, run.PairsConfig)  # fmt: skip
-    for line in unknown_env(env_names(configs, Settings)):
-        console.warning(line)
+    settings = settings_from_env(data_dir, runs_dir, device, compile, report=console)
     if computes:  # `diffkit runs` only reads files: no torch for it
         _set_threads(settings.threads)
     return settings

@@ -96,24 +96,10 @@ def train_diffusion(
 ) -> RunDir | None:
     """Train (or resume) a pixel or latent DDPM or flow and report how it ended; the run
     folder on the main process after a finished run."""
-    from diffkit.methods.generative import train_generative
-    from diffkit.training.distributed import destroy, dist_from_env, init_process_group
-    from diffkit.training.hardware import resolve_device
+    from diffkit.app.machine import train_diffusion as train
 
-    dist = dist_from_env()
-    init_process_group(dist, resolve_device(settings.device, dist.local_rank))
-    try:
-        with train_hooks(loggers, enabled=dist.is_main) as (on_event, on_run_dir):
-            run, result = train_generative(
-                plan.cfg, settings, resume=plan.run, dist=dist, classifier=classifier,
-                codec=plan.codec, pairs=plan.pairs, init_from=plan.init_from,
-                on_event=on_event, on_run_dir=on_run_dir,
-            )  # fmt: skip
-    finally:
-        destroy()
-    if not dist.is_main:
-        return None
-    return report_stop(run, result)
+    ended = train(plan, settings, lambda main: train_hooks(loggers, enabled=main), classifier)
+    return None if ended is None else report_stop(*ended)
 
 
 def show_config(cfg, requested: bool) -> None:
