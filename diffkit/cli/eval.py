@@ -60,7 +60,7 @@ EVAL = (
     flag("n", int, 10000, "Images to generate and score.", None, "-n", "--num-images"),
     any_sampler(lambda: "Sampler or ODE solver for runs (see `diffkit sample --help`; "
                 f"default: {family_defaults()})."),
-    option("steps", int | None, "Sampling steps (default: T for ddpm, else 50).", SAMPLER),
+    option("steps", int | None, f"Sampling steps (default: T for {ANCESTRAL}, else 50).", SAMPLER),
     ETA, SPACING, RTOL, ATOL, GUIDANCE_SCALE, SEED, BATCH, FEATURES, CLASSIFIER_PATH,
     option("inception_weights", Path | None, "InceptionV3 .pth (env DIFFKIT_INCEPTION_WEIGHTS; "
            "default: torch hub cache).", METRICS),

@@ -368,6 +368,9 @@ TIME_SAMPLING = option("time_sampling", Literal["uniform", "logit_normal"] | Non
                        "Training times: logit_normal (default; more weight mid-path) or uniform.",
                        MODEL, "flow.time_sampling")  # fmt: skip
 
+OPTIMISATION = (EPOCHS, BATCH_SIZE, GRAD_ACCUM, LR)
+SCHEDULES = (LR_SCHEDULE, LR_FINAL, GRAD_CLIP)
+DIFFUSION = (SCHEDULE, PREDICTION, NOISE_LEVELS)
 COND_OPTIONS = (COND, COND_ROUTES, COND_DROP)
 MACHINE_OPTIONS = (TRAIN_DATA_DIR, TRAIN_RUNS_DIR, NAME, CONFIG, DEVICE, PRECISION, TRAIN_SEED,
                    MAX_STEPS, LIMIT_DATA)  # fmt: skip
