@@ -230,17 +230,19 @@ def vae(**o: Any) -> None:
     )
 
 
+def _edges(name: str, help: str, key: str) -> Flag:
+    """A setting of the edge maps a ControlNet trains on (the config's ``hint.KEY``)."""
+    return option(name, float | None, help, OPTIONS, f"hint.{key}")
+
+
 CONTROLNET = (
     option("base", Path | None, "The frozen DDPM or flow (run folder or checkpoint, UNet) to "
            "steer; required unless --resume.", MODEL),
     option("hint", Literal["canny", "sobel"] | None,
            "Edge map made from each image (default canny).", OPTIONS, "hint.kind"),
-    option("canny_low", float | None, "Canny weak-edge threshold (default 0.1).", OPTIONS,
-           "hint.low"),
-    option("canny_high", float | None, "Canny strong-edge threshold (default 0.2).", OPTIONS,
-           "hint.high"),
-    option("canny_sigma", float | None, "Canny smoothing sigma (default 1).", OPTIONS,
-           "hint.sigma"),
+    _edges("canny_low", "Canny weak-edge threshold (default 0.1).", "low"),
+    _edges("canny_high", "Canny strong-edge threshold (default 0.2).", "high"),
+    _edges("canny_sigma", "Canny smoothing sigma (default 1).", "sigma"),
     option("objective", Literal["base", "recon"] | None,
            "base: the base's own loss with the hint (default); recon: the seeds' "
            "baseline, L1 reconstruction from a blank input.", MODEL, "objective"),
