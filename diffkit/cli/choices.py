@@ -19,8 +19,8 @@ def sampler_names(family: str | None = None) -> Any:
 
 
 def family_defaults(family: str | None = None) -> str:
-    """``ddim for DDPMs, euler for flows``: the default sampler of each family (or only
-    that of ``family``)."""
+    """``<sampler> for DDPMs, <solver> for flows``: the default sampler of each family (or
+    only that of ``family``)."""
     from diffkit.samplers import registry
 
     if family is not None:

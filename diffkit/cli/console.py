@@ -51,23 +51,6 @@ def features(about: dict[str, Any]) -> None:
         warning(message)
 
 
-def busy_machine_note() -> str | None:
-    """A hint when other jobs keep every core busy and torch runs several threads: its
-    threads then wait for each other at every operation (docs/getting-started.md)."""
-    import os
-
-    import torch
-
-    from diffkit.resources import available_cpus
-
-    cores, threads = available_cpus(), torch.get_num_threads()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if threads < 2 or load < cores + 1 or os.environ.get("DIFFKIT_THREADS"):
-        return None
-    return (f"note: the machine is busy (load {load:.1f} on {cores} cores); if training "
-            f"is slow, try DIFFKIT_THREADS=1 (now {threads} threads)")  # fmt: skip
-
-
 class TrainProgress:
     """Renders training events as a progress bar with loss, img/s and ETA."""
 
@@ -103,6 +86,8 @@ class TrainProgress:
             case "features":  # the in-training evaluation's feature network, before start
                 features(event.data)
             case "start":
+                from diffkit.app.machine import busy_machine_note
+
                 note = busy_machine_note()
                 if note:
                     err.print(note, markup=False)

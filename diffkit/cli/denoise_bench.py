@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
-
-from diffkit.app.bench import BenchResult, DenoiseBenchRequest
+from diffkit.app.bench import DenoiseBenchRequest
 from diffkit.app.bench import denoise_bench as bench_denoisers
+from diffkit.app.tables import denoise_bench_table
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
-from diffkit.cli.options import ClassifierPath, DataDir, Device, RunsDir, Seed, machine_settings
+from diffkit.cli.flags import (
+    CLASSIFIER_PATH,
+    DATA_DIR,
+    DEVICE,
+    OUTPUT,
+    RUNS_DIR,
+    SAMPLER,
+    SEED,
+    argument,
+    flag,
+    takes,
+)
+from diffkit.cli.options import settings_of
+from diffkit.cli.shared import picked
 
 SEED_SIGMAS = "0,0.2,0.4,0.5,0.6,0.8,1.0"
 
@@ -32,56 +44,35 @@ def parse_sigmas(spec: str) -> list[float]:
     return values
 
 
+DENOISE_BENCH = (
+    argument("runs", list[Path] | None, "Denoiser, pixel DDPM or rectified-flow runs (DDPMs and "
+             "flows denoise through Tweedie's formula).", None),
+    flag("sigmas", str, SEED_SIGMAS, "Noise levels, images in [0, 1] (the seeds' units).", None),
+    flag("baselines", str, "blur,oracle",
+         "Comma-separated: blur (best Gaussian per sigma), oracle, none.", None),
+    flag("pure_noise", bool, False, "Also denoise pure noise: distance to the mean digit.", None,
+         "--pure-noise"),
+    flag("n", int, 1000, "Test images per noise level.", None, "-n", "--num-images", min=1),
+    CLASSIFIER_PATH,
+    flag("out", Path, Path("denoise-bench"), "Folder for bench.json, psnr.png and the grids.",
+         OUTPUT),
+    SEED, flag("batch_size", int, 500, "Images per forward pass.", SAMPLER, min=1),
+    DATA_DIR, RUNS_DIR, DEVICE,
+)  # fmt: skip
+
+
 @handle_errors
-def denoise_bench(
-    runs: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Denoiser, pixel DDPM or rectified-flow runs (DDPMs and flows denoise "
-            "through Tweedie's formula).",
-            show_default=False,
-        ),
-    ] = None,
-    sigmas: Annotated[
-        str, typer.Option(help="Noise levels, images in [0, 1] (the seeds' units).")
-    ] = SEED_SIGMAS,
-    baselines: Annotated[
-        str, typer.Option(help="Comma-separated: blur (best Gaussian per sigma), oracle, none.")
-    ] = "blur,oracle",
-    pure_noise: Annotated[
-        bool,
-        typer.Option("--pure-noise", help="Also denoise pure noise: distance to the mean digit."),
-    ] = False,
-    n: Annotated[
-        int, typer.Option("-n", "--num-images", help="Test images per noise level.", min=1)
-    ] = 1000,
-    classifier: ClassifierPath = None,
-    out: Annotated[
-        Path, typer.Option(help="Folder for bench.json, psnr.png and the grids.")
-    ] = Path("denoise-bench"),
-    seed: Seed = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 500,
-    data_dir: DataDir = None,
-    runs_dir: RunsDir = None,
-    device: Device = None,
-) -> None:
+@takes(DENOISE_BENCH)
+def denoise_bench(**o: Any) -> None:
     """Denoise the test split at each sigma: PSNR and MSE per model, classifier accuracy of
     the denoised digits, a PSNR-vs-sigma plot (the out-of-distribution curve) and a grid per
     sigma; JSON + table + plot into --out."""
-    request = DenoiseBenchRequest(
-        tuple(runs or ()), tuple(parse_sigmas(sigmas)),
-        tuple(b.strip() for b in baselines.split(",") if b.strip() and b.strip() != "none"),
-        pure_noise=pure_noise, n=n, classifier=classifier, out=out, seed=seed or 0,
-        batch_size=batch_size,
-    )  # fmt: skip
-    result = bench_denoisers(request, machine_settings(data_dir, runs_dir, device), console)
-    _table(result)
+    baselines = (b.strip() for b in o["baselines"].split(","))
+    request = picked(DenoiseBenchRequest, o, runs=tuple(o["runs"] or ()),
+                     sigmas=tuple(parse_sigmas(o["sigmas"])),
+                     baselines=tuple(b for b in baselines if b and b != "none"),
+                     seed=o["seed"] or 0)  # fmt: skip
+    settings = settings_of(o)
+    result = bench_denoisers(request, settings, console)
+    console.table(*denoise_bench_table(result))
     console.out.print(str(result.folder))
-
-
-def _table(result: BenchResult) -> None:
-    r, points = result.report, result.points
-    names = list(dict.fromkeys(p.model for p in points))
-    table = [[m] + [f"{p.psnr:.2f}" for p in points if p.model == m] for m in names]
-    console.table(f"PSNR (dB), {r['n']} {r['dataset']} test images", ["model",
-                  *(f"σ={s:g}" for s in r["sigmas"])], table)  # fmt: skip

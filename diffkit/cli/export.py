@@ -3,44 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
-
-import typer
+from typing import Any, Literal
 
 from diffkit.cli import console
 from diffkit.cli.errors import UsageError, handle_errors
-from diffkit.cli.options import Device, NoEma, machine_settings
+from diffkit.cli.flags import DEVICE, NO_EMA, OVERWRITE, argument, flag, takes
+from diffkit.cli.options import settings_of
+
+EXPORT = (
+    argument("source", Path, "Run folder or .safetensors checkpoint (ddpm, ldm or rf)."),
+    argument("out", Path, "Folder to write (refused if it exists, unless --overwrite)."),
+    flag("fmt", Literal["diffusers"], "diffusers", "diffusers: a folder "
+         "DiffusionPipeline.from_pretrained(OUT, trust_remote_code=True) loads (needs the "
+         "diffusers extra).", None, "--format"),
+    NO_EMA, OVERWRITE.but("Replace OUT if it is an earlier export."), DEVICE,
+)  # fmt: skip
 
 
 @handle_errors
-def export(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="Run folder or .safetensors checkpoint (ddpm, ldm or rf).", show_default=False
-        ),
-    ],
-    out: Annotated[
-        Path,
-        typer.Argument(
-            help="Folder to write (refused if it exists, unless --overwrite).", show_default=False
-        ),
-    ],
-    fmt: Annotated[
-        Literal["diffusers"],
-        typer.Option(
-            "--format",
-            help="diffusers: a folder DiffusionPipeline.from_pretrained(OUT, "
-            "trust_remote_code=True) loads (needs the diffusers extra).",
-        ),
-    ] = "diffusers",
-    no_ema: NoEma = False,
-    overwrite: Annotated[
-        bool,
-        typer.Option("--overwrite", help="Replace OUT if it is an earlier export."),
-    ] = False,
-    device: Device = None,
-) -> None:
+@takes(EXPORT)
+def export(**o: Any) -> None:
     """Export a run: unet/ (diffkit's network code and weights, EMA by default),
     scheduler/, vae/ for latent models, the DiffkitPipeline, a README.md model card
     (config, metrics) and samples.png (the newest preview grid, or a new one)."""
@@ -48,12 +30,14 @@ def export(
     from diffkit.runs.layout import check_writable
     from diffkit.training.hardware import resolve_device
 
-    if (out.exists() or out.is_symlink()) and not overwrite:
+    source, out = o["source"], o["out"]
+    if (out.exists() or out.is_symlink()) and not o["overwrite"]:
         raise UsageError(f"{out} already exists; pass --overwrite to replace an earlier "
                          "export")  # fmt: skip
     check_writable(out.parent)
-    settings = machine_settings(None, None, device)
-    result = export_run(source, out, fmt=fmt, use_ema=not no_ema, overwrite=overwrite,
+    settings = settings_of(o)
+    result = export_run(source, out, fmt=o["fmt"], use_ema=not o["no_ema"],
+                        overwrite=o["overwrite"],
                         device=resolve_device(settings.device))  # fmt: skip
     grid = "sampled now" if result.grid == "generated" else f"copied from {result.grid}"
     console.info(f"exported the {result.weights} weights of {source} as a diffusers "

@@ -6,7 +6,7 @@ command follows the same conventions without repeating them in each option decla
 - commands in the order a user meets them (train, sample, edit, eval, reflow, ...);
 - the command list shows one short line per command (the first sentence of its help);
 - options grouped into panels by what they are about (model, sampler, guidance, cache,
-  output, machine, ...), the same panel for the same option in every command;
+  output, machine, ...): each option's declaration names its panel (diffkit.cli.flags);
 - flags show no type, values show ``INT``, ``FLOAT``, ``PATH``, ``TEXT`` or their choices
   (``a|b|c``) instead of ``<bool>``, ``<int range>`` and the like; arguments are written
   ``SOURCE`` in the usage line, not ``{source}``.
@@ -57,29 +57,6 @@ SUMMARY = {
 }
 """The command lists' one line per command (``--help`` of the command has the rest)."""
 
-# Option name -> panel for the commands that do not train (a training command's options
-# say their panels themselves, diffkit.cli.flags).
-_USE_PANELS = {
-    "Model": ("no_ema", "dtype", "offload", "model", "upscale", "upscaler", "compile_net"),
-    "Sampler": ("sampler", "solver", "steps", "rtol", "atol", "eta", "spacing", "variance",
-                "seed", "batch_size"),
-    "Guidance": ("guidance", "classes", "style", "hint", "hint_is_edges", "control_scale",
-                 "control_start", "control_end", "guess_mode"),
-    "DeepCache": ("cache_interval", "cache_branch", "cache_schedule", "cache_center",
-                  "cache_mode"),
-    "Metrics": ("features", "classifier", "inception_weights", "tf_inception_weights",
-                "lpips", "lpips_net", "lpips_weights", "dataset"),
-    "Output": ("out", "overwrite", "grid_per_class", "name", "resume"),
-    "Machine": ("data_dir", "runs_dir", "device"),
-}  # fmt: skip
-
-
-def _by_option(panels: dict[str, tuple[str, ...]]) -> dict[str, str]:
-    return {name: panel for panel, names in panels.items() for name in names}
-
-
-USE_PANELS = _by_option(_USE_PANELS)
-
 
 def polish(group: Any, path: str = "") -> None:
     """Apply the conventions above to ``group`` and every command below it."""
@@ -94,13 +71,13 @@ def polish(group: Any, path: str = "") -> None:
             continue
         _quiet_help_option(command)
         for param in command.params:
-            _polish_param(param, USE_PANELS)
+            _polish_param(param)
 
 
 def polish_params(params: list[Any]) -> list[Any]:
     """The root group's own options (--version, --help, the completion ones)."""
     for param in params:
-        _polish_param(param, {})
+        _polish_param(param)
         _bool_default(param)
     return params
 
@@ -127,7 +104,7 @@ def _quiet_help_option(command: Any) -> None:
     command.get_help_option = get_help_option
 
 
-def _polish_param(param: Any, panels: dict[str, str]) -> None:
+def _polish_param(param: Any) -> None:
     if param.param_type_name == "argument":
         # Typer writes a required argument as {name} in the usage line; click's own
         # convention, and every man page's, is the upper-case name.
@@ -138,8 +115,6 @@ def _polish_param(param: Any, panels: dict[str, str]) -> None:
         param._usage_display_name = lambda: label + many
         param.display_type_rich = lambda ctx: kind  # the types column: PATH, not <path>
         return
-    if getattr(param, "rich_help_panel", None) is None and param.name in panels:
-        param.rich_help_panel = panels[param.name]
     if param.metavar is not None:
         return
     if getattr(param, "is_flag", False) or getattr(param, "count", False):

@@ -1,10 +1,11 @@
-"""Helpers shared by several commands (train and reflow; eval and cache-bench), so that
-no command module imports another's private functions."""
+"""Helpers shared by several commands (train and reflow; sample, eval and cache-bench), so
+that no command module imports another's private functions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,32 @@ from diffkit.cli.signals import EXIT_TERMINATED
 from diffkit.runs.layout import RunDir, check_writable
 
 if TYPE_CHECKING:
+    from diffkit.app.common import CacheRequest, ControlRequest
     from diffkit.app.train import Planned
+
+
+def picked(cls: Any, options: Mapping[str, Any], **values: Any) -> Any:
+    """A request dataclass ``cls`` from the options that are its fields (lists as tuples)
+    and ``values``."""
+    given = {f.name: options[f.name] for f in fields(cls) if f.name in options}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    return cls(**(given | values))
+
+
+def control_request(o: Mapping[str, Any]) -> ControlRequest:
+    """The ControlNet options (:data:`diffkit.cli.flags.CONTROL`) as the request takes them."""
+    from diffkit.app.common import ControlRequest
+
+    return ControlRequest(o["hint"], o["hint_is_edges"], o["control_scale"], o["control_start"],
+                          o["control_end"], o["guess_mode"])  # fmt: skip
+
+
+def cache_request(o: Mapping[str, Any], interval: int) -> CacheRequest:
+    """DeepCache's options (:data:`diffkit.cli.flags.CACHE_OPTIONS`) at ``interval``."""
+    from diffkit.app.common import CacheRequest
+
+    return CacheRequest(interval, o["cache_branch"], o["cache_schedule"], o["cache_center"],
+                        o["cache_mode"])  # fmt: skip
 
 
 def logger_names(values: list[str] | None) -> tuple[str, ...]:
@@ -70,24 +96,10 @@ def train_diffusion(
 ) -> RunDir | None:
     """Train (or resume) a pixel or latent DDPM or flow and report how it ended; the run
     folder on the main process after a finished run."""
-    from diffkit.methods.generative import train_generative
-    from diffkit.training.distributed import destroy, dist_from_env, init_process_group
-    from diffkit.training.hardware import resolve_device
+    from diffkit.app.machine import train_diffusion as train
 
-    dist = dist_from_env()
-    init_process_group(dist, resolve_device(settings.device, dist.local_rank))
-    try:
-        with train_hooks(loggers, enabled=dist.is_main) as (on_event, on_run_dir):
-            run, result = train_generative(
-                plan.cfg, settings, resume=plan.run, dist=dist, classifier=classifier,
-                codec=plan.codec, pairs=plan.pairs, init_from=plan.init_from,
-                on_event=on_event, on_run_dir=on_run_dir,
-            )  # fmt: skip
-    finally:
-        destroy()
-    if not dist.is_main:
-        return None
-    return report_stop(run, result)
+    ended = train(plan, settings, lambda main: train_hooks(loggers, enabled=main), classifier)
+    return None if ended is None else report_stop(*ended)
 
 
 def show_config(cfg, requested: bool) -> None:

@@ -16,35 +16,32 @@ from diffkit.cli.flags import (
     COND_DROP,
     COND_OPTIONS,
     CONFIG,
-    DATA_DIR,
     DATASET,
     DEVICE,
+    DIFFUSION,
     EPOCHS,
     GRAD_ACCUM,
-    GRAD_CLIP,
     LIMIT_DATA,
     LR,
-    LR_FINAL,
-    LR_SCHEDULE,
     MACHINE_OPTIONS,
     MAX_STEPS,
     MID_BLOCK,
     MODEL,
     NAME,
-    NOISE_LEVELS,
+    OPTIMISATION,
     OPTIONS,
-    PREDICTION,
     PRESET,
     PREVIEWS,
     REQUIRED,
     RESUME,
-    RUNS_DIR,
     SAMPLE_EVERY,
     SAMPLE_EVERY_STEPS,
-    SCHEDULE,
-    SEED,
+    SCHEDULES,
     SNAPSHOT_EVERY_STEPS,
     TIME_SAMPLING,
+    TRAIN_DATA_DIR,
+    TRAIN_RUNS_DIR,
+    TRAIN_SEED,
     TRANSFORMER_DEPTH,
     TRANSFORMER_HEADS,
     Flag,
@@ -52,7 +49,7 @@ from diffkit.cli.flags import (
     option,
     takes,
 )
-from diffkit.cli.options import machine_settings
+from diffkit.cli.options import settings_of
 from diffkit.cli.shared import (
     begin,
     logger_names,
@@ -66,9 +63,6 @@ app = typer.Typer(
     help="Train a model; each run writes a self-describing run folder.", no_args_is_help=True
 )
 
-OPTIMISATION = (EPOCHS, BATCH_SIZE, GRAD_ACCUM, LR)
-SCHEDULES = (LR_SCHEDULE, LR_FINAL, GRAD_CLIP)
-DIFFUSION = (SCHEDULE, PREDICTION, NOISE_LEVELS)
 DDPM = (
     *OPTIMISATION, *SCHEDULES, PRESET, DATASET, *COND_OPTIONS, MID_BLOCK, TRANSFORMER_DEPTH,
     TRANSFORMER_HEADS,
@@ -131,7 +125,7 @@ def _generative(method: str, flags: tuple[Flag, ...], o: dict[str, Any], latent:
         config_flags(flags, o), cond=o["cond"], cond_routes=o["cond_routes"],
         cond_drop=o["cond_drop"], latent=latent, config=o["config"], resume=o["resume"],
     )  # fmt: skip
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     loggers = logger_names(o["loggers"])
     from diffkit.methods.registry import METHODS
 
@@ -143,9 +137,9 @@ def _generative(method: str, flags: tuple[Flag, ...], o: dict[str, Any], latent:
 CLASSIFIER = (
     Flag("dataset", str, typer.Option(help="mnist | fashion-mnist | cifar10 (labelled datasets)."),
          DATASET.panel, "data.dataset", default="mnist"),
-    EPOCHS.but("Passes over the data (recipe: 4)."), GRAD_ACCUM, SEED, LIMIT_DATA, MAX_STEPS,
-    NAME.but("Run name (default: the dataset).", key=None), CONFIG, DATA_DIR, RUNS_DIR, DEVICE,
-    *CLOSING,
+    EPOCHS.but("Passes over the data (recipe: 4)."), GRAD_ACCUM, TRAIN_SEED, LIMIT_DATA,
+    MAX_STEPS, NAME.but("Run name (default: the dataset).", key=None), CONFIG, TRAIN_DATA_DIR,
+    TRAIN_RUNS_DIR, DEVICE, *CLOSING,
 )  # fmt: skip
 
 
@@ -159,11 +153,8 @@ def classifier(**o: Any) -> None:
     name = o["name"] or o["dataset"].replace(":", "-").replace("/", "-")[:64]
     flags = config_flags(CLASSIFIER, o) | {"name": name}
     loggers = logger_names(o["loggers"])
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
-    plan = plans.classifier(flags, o["config"])
-    begin(plan, settings, o["print_config"])
-    with train_hooks(loggers) as (on_event, on_run_dir):
-        res = train_classifier(plan.cfg, settings, on_event=on_event, on_run_dir=on_run_dir)
+    settings = settings_of(o)
+    res = _train(plans.classifier(flags, o["config"]), settings, o, loggers, train_classifier)
     _report_end(res, "no classifier written", " (train it again, ~minutes)")
     console.info(
         f"test accuracy {100 * res.test_accuracy:.2f} % after {res.train.step} steps "
@@ -211,9 +202,9 @@ VAE = (
     option("lpips_weights", Path | None,
            "torchvision's ImageNet backbone .pth for --lpips-weight (env "
            "DIFFKIT_LPIPS_WEIGHTS; default: torch hub cache). Never downloaded.", MODEL),
-    EPOCHS.but("Passes over the data (recipe: 10)."), BATCH_SIZE, GRAD_ACCUM, LR, SEED,
+    EPOCHS.but("Passes over the data (recipe: 10)."), BATCH_SIZE, GRAD_ACCUM, LR, TRAIN_SEED,
     LIMIT_DATA, MAX_STEPS, SAMPLE_EVERY.but("Reconstruction grid every N epochs (0 = never)."),
-    NAME, CONFIG, DATA_DIR, RUNS_DIR, DEVICE, *CLOSING,
+    NAME, CONFIG, TRAIN_DATA_DIR, TRAIN_RUNS_DIR, DEVICE, *CLOSING,
 )  # fmt: skip
 
 
@@ -226,13 +217,10 @@ def vae(**o: Any) -> None:
 
     request = plans.VAERequest(config_flags(VAE, o), o["net"], o["config"])
     loggers = logger_names(o["loggers"])
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     if o["lpips_weights"] is not None:
         settings = settings.model_copy(update={"lpips_weights": o["lpips_weights"]})
-    plan = plans.vae(request)
-    begin(plan, settings, o["print_config"])
-    with train_hooks(loggers) as (on_event, on_run_dir):
-        res = train_vae(plan.cfg, settings, on_event=on_event, on_run_dir=on_run_dir)
+    res = _train(plans.vae(request), settings, o, loggers, train_vae)
     _report_end(res, "no vae.safetensors written", " (train it again)")
     lpips = "" if res.lpips is None else f", LPIPS {res.lpips:.4f}"
     console.info(
@@ -242,17 +230,19 @@ def vae(**o: Any) -> None:
     )
 
 
+def _edges(name: str, help: str, key: str) -> Flag:
+    """A setting of the edge maps a ControlNet trains on (the config's ``hint.KEY``)."""
+    return option(name, float | None, help, OPTIONS, f"hint.{key}")
+
+
 CONTROLNET = (
     option("base", Path | None, "The frozen DDPM or flow (run folder or checkpoint, UNet) to "
            "steer; required unless --resume.", MODEL),
     option("hint", Literal["canny", "sobel"] | None,
            "Edge map made from each image (default canny).", OPTIONS, "hint.kind"),
-    option("canny_low", float | None, "Canny weak-edge threshold (default 0.1).", OPTIONS,
-           "hint.low"),
-    option("canny_high", float | None, "Canny strong-edge threshold (default 0.2).", OPTIONS,
-           "hint.high"),
-    option("canny_sigma", float | None, "Canny smoothing sigma (default 1).", OPTIONS,
-           "hint.sigma"),
+    _edges("canny_low", "Canny weak-edge threshold (default 0.1).", "low"),
+    _edges("canny_high", "Canny strong-edge threshold (default 0.2).", "high"),
+    _edges("canny_sigma", "Canny smoothing sigma (default 1).", "sigma"),
     option("objective", Literal["base", "recon"] | None,
            "base: the base's own loss with the hint (default); recon: the seeds' "
            "baseline, L1 reconstruction from a blank input.", MODEL, "objective"),
@@ -276,15 +266,11 @@ def controlnet(**o: Any) -> None:
     from diffkit.methods.controlnet import train_controlnet
 
     loggers = logger_names(o["loggers"])
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     plan = plans.controlnet(config_flags(CONTROLNET, o), o["base"], embed_base=o["embed_base"],
                             config=o["config"], resume=o["resume"])  # fmt: skip
-    begin(plan, settings, o["print_config"])
-    with train_hooks(loggers) as (on_event, on_run_dir):
-        run, result = train_controlnet(plan.cfg, settings, resume=plan.run,
-                                       classifier=o["classifier"], on_event=on_event,
-                                       on_run_dir=on_run_dir)  # fmt: skip
-    report_stop(run, result)
+    report_stop(*_train(plan, settings, o, loggers, train_controlnet, resume=plan.run,
+                        classifier=o["classifier"]))  # fmt: skip
 
 
 DENOISER = (
@@ -320,10 +306,15 @@ def denoiser(**o: Any) -> None:
         config=o["config"], resume=o["resume"],
     )  # fmt: skip
     loggers = logger_names(o["loggers"])
-    settings = machine_settings(o["data_dir"], o["runs_dir"], o["device"], o["compile_net"])
+    settings = settings_of(o)
     plan = plans.denoiser(request)
+    report_stop(*_train(plan, settings, o, loggers, train_denoiser, resume=plan.run))
+
+
+def _train(plan: plans.Planned, settings, o: dict[str, Any], loggers: tuple[str, ...], train,
+           **kwargs: Any):  # fmt: skip
+    """``--print-config`` or the check that the run's folder is writable, then ``train`` (a
+    method's training function) with the progress bar and ``loggers``; what it returns."""
     begin(plan, settings, o["print_config"])
     with train_hooks(loggers) as (on_event, on_run_dir):
-        run, result = train_denoiser(plan.cfg, settings, resume=plan.run, on_event=on_event,
-                                     on_run_dir=on_run_dir)  # fmt: skip
-    report_stop(run, result)
+        return train(plan.cfg, settings, on_event=on_event, on_run_dir=on_run_dir, **kwargs)

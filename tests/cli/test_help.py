@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from diffkit.cli.app import app
-from diffkit.cli.help import COMMAND_ORDER, SUMMARY, USE_PANELS
+from diffkit.cli.help import COMMAND_ORDER, SUMMARY
 
 runner = CliRunner()
 
@@ -68,7 +68,15 @@ def test_options_sit_in_their_panels():
         (o.name, o.rich_help_panel) for c in training for o in c.params if o.opts[0][0] == "-"
     }
     assert len({name for name, _ in panels}) == len(panels)
-    assert {name for name, _ in panels} & set(USE_PANELS) >= {"seed", "classifier", "device"}
+    # So is it in every command that does not train, and those share options with training.
+    using = [c for p, c in ALL if c not in training and not isinstance(c, TyperGroup)]
+    used = {(o.name, o.rich_help_panel) for c in using for o in c.params if o.opts[0][0] == "-"}
+    assert len({name for name, _ in used}) == len(used)
+    assert {name for name, _ in panels} & {name for name, _ in used} >= {
+        "seed",
+        "classifier",
+        "device",
+    }
 
 
 def test_number_of_images_is_n_or_num_images_everywhere():
