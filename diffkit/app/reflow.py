@@ -1,10 +1,8 @@
 """``diffkit reflow make-pairs`` and ``straightness``: pairs from a flow's ODE, and how
-straight its paths are. The flow comes from a loader the caller passes (``load(source,
-use_ema)``), which refuses anything that is not a rectified flow."""
+straight its paths are. Both refuse a source that is not a rectified flow."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +14,19 @@ if TYPE_CHECKING:
     from diffkit.config.run import PairsConfig
     from diffkit.config.settings import Settings
 
-Loader = Callable[[Path, bool], Any]
+
+def load_flow(source: Path, settings: Settings, use_ema: bool = True) -> Any:
+    """The flow pipeline of ``source`` on the settings' device; a DDPM or anything else is
+    a usage error."""
+    from diffkit.methods.flow import FlowPipeline
+    from diffkit.methods.load import load_pipeline
+    from diffkit.training.hardware import resolve_device
+
+    pipe = load_pipeline(source, resolve_device(settings.device), use_ema=use_ema)
+    if not isinstance(pipe, FlowPipeline):
+        raise UsageError(f"{source} is a {pipe.model.name} model; reflow needs a "
+                         "rectified flow (`diffkit train rf`)")  # fmt: skip
+    return pipe
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ class PairsPlan:
     resume: bool
 
 
-def plan_pairs(req: PairsRequest, settings: Settings, load: Loader) -> PairsPlan:
+def plan_pairs(req: PairsRequest, settings: Settings) -> PairsPlan:
     """Check ``req``, load its flow and make (or find) the pair set's folder."""
     from diffkit.methods.reflow import file_sha256
     from diffkit.runs.checkpoint import resolve_checkpoint
@@ -55,7 +65,7 @@ def plan_pairs(req: PairsRequest, settings: Settings, load: Loader) -> PairsPlan
 
     cfg, folder, source = _pairs_config(req)
     check_writable(folder or settings.runs_dir)  # before any sampling, not after
-    pipe = load(source, cfg.use_ema)
+    pipe = load_flow(source, settings, cfg.use_ema)
     if req.resume is not None and file_sha256(resolve_checkpoint(source)) != cfg.source_sha256:
         raise UsageError(f"{source} changed since {req.resume} was started (sha256 differs)")
     if req.guidance != 1.0 and pipe.num_classes is None:
@@ -140,14 +150,14 @@ class StraightnessRequest:
             raise UsageError("-n must be at least 2 and --steps at least 1")
 
 
-def straightness(req: StraightnessRequest, load: Loader) -> dict[str, Any]:
+def straightness(req: StraightnessRequest, settings: Settings) -> dict[str, Any]:
     """S = int E||(x1 - x0) - v(x_t, t)||^2 dt / d (0 = straight lines; Liu et al. 2022,
     Eq. 5) and its spread; written to the run's straightness.json when ``source`` is in a
     run folder."""
     from diffkit.methods.reflow import straightness as measure
     from diffkit.runs.layout import run_folder_of, write_json
 
-    pipe = load(req.source, True)
+    pipe = load_flow(req.source, settings)
     if req.guidance != 1.0 and pipe.num_classes is None:
         raise UsageError("--guidance needs a class-conditional flow")
     s = measure(pipe, n=req.n, steps=req.steps, seed=req.seed, guidance=req.guidance)

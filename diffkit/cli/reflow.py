@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from diffkit.cli import console
-from diffkit.cli.errors import UsageError, handle_errors, interrupted
+from diffkit.cli.errors import handle_errors, interrupted
 from diffkit.cli.flags import (
     BATCH_SIZE,
     CLOSING,
@@ -39,28 +39,13 @@ from diffkit.cli.flags import (
     option,
     takes,
 )
-from diffkit.cli.options import machine_settings, settings_of
+from diffkit.cli.options import settings_of
 from diffkit.cli.shared import picked
 
 app = typer.Typer(
     help="Reflow: pairs from a flow's ODE, a straighter flow trained on them, and S.",
     no_args_is_help=True,
 )
-
-
-def _flow(source: Path, device: str | None, use_ema: bool = True):
-    """The flow pipeline of ``source``; a DDPM or anything else is a usage error."""
-
-    from diffkit.methods.flow import FlowPipeline
-    from diffkit.methods.load import load_pipeline
-    from diffkit.training.hardware import resolve_device
-
-    settings = machine_settings(None, None, device)
-    pipe = load_pipeline(source, resolve_device(settings.device), use_ema=use_ema)
-    if not isinstance(pipe, FlowPipeline):
-        raise UsageError(f"{source} is a {pipe.model.name} model; reflow needs a "
-                         "rectified flow (`diffkit train rf`)")  # fmt: skip
-    return pipe
 
 
 def _solver() -> Flag:
@@ -91,7 +76,7 @@ def make_pairs(**o: Any) -> None:
 
     settings = settings_of(o)
     request = picked(PairsRequest, o, seed=o["seed"] or 0)
-    plan = plan_pairs(request, settings, lambda source, ema: _flow(source, o["device"], ema))
+    plan = plan_pairs(request, settings)
     console.info(f"pair set: {plan.folder}")
     try:
         manifest = write_pairs(plan, console)
@@ -142,14 +127,15 @@ def train(**o: Any) -> None:
     begin(plan, settings, o["print_config"])
     out = train_diffusion(plan, settings, loggers=loggers)
     if out is not None and o["straightness_n"] > 0:
-        _report_straightness(out, o["straightness_n"], o["device"])
+        _report_straightness(out, o["straightness_n"], settings)
 
 
-def _report_straightness(run, n: int, device: str | None) -> None:
+def _report_straightness(run, n: int, settings) -> None:
+    from diffkit.app.reflow import load_flow
     from diffkit.methods.reflow import straightness
     from diffkit.runs.layout import write_json
 
-    s = straightness(_flow(run.path, device), n=n, steps=100)
+    s = straightness(load_flow(run.path, settings), n=n, steps=100)
     write_json(run.path / "straightness.json", s)
     console.info(f"straightness S = {s['straightness']:.4g} ± {s['straightness_std']:.2g} "
                  f"({n} paths, 100 Euler steps)")  # fmt: skip
@@ -171,7 +157,7 @@ def straightness_cmd(**o: Any) -> None:
     from diffkit.app.reflow import StraightnessRequest, straightness
 
     request = picked(StraightnessRequest, o, seed=o["seed"] or 0)
-    s = straightness(request, lambda source, ema: _flow(source, o["device"], ema))
+    s = straightness(request, settings_of(o))
     console.info(f"S = {s['straightness']:.4g} ± {s['straightness_std']:.2g} over {o['n']} "
                  f"paths, {o['steps']} Euler steps")  # fmt: skip
     console.out.print(f"{s['straightness']:.6f}")
