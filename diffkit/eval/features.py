@@ -153,7 +153,7 @@ def load_classifier(
     from diffkit.config.resolve import validate
     from diffkit.config.run import ClassifierRunConfig
     from diffkit.nn.build import build_model, meta_model
-    from diffkit.runs.checkpoint import check_state, read_header
+    from diffkit.runs.checkpoint import check_state, load_state, read_header
 
     path = Path(path)
     if path.is_dir():
@@ -182,10 +182,7 @@ def load_classifier(
     if tensor_digest(tensors) != stored:
         raise CheckpointError(f"{path}: weights do not match their recorded sha256 (modified?)")
     net = build_model(cfg.model)
-    try:
-        net.load_state_dict(tensors)
-    except RuntimeError:
-        raise CheckpointError(f"{path}: weights do not match the classifier config") from None
+    load_state(net, tensors, path, "weights do not match the classifier config")
     device = torch.device(device)
     # the validated config, defaults filled in: a hand-edited one may lack keys used later
     config = cfg.model_dump(mode="json")

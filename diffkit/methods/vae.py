@@ -36,6 +36,7 @@ from diffkit.runs.checkpoint import (
     CheckpointError,
     check_state,
     load_checkpoint,
+    load_state,
     read_checkpoint_header,
     save_checkpoint,
 )
@@ -143,10 +144,7 @@ class LatentCodec(NetCodec):
         if latent.get("sha256") and latent["sha256"] != digest:
             raise CheckpointError(f"{source}: VAE weights do not match their sha256 (modified?)")
         net = build_vae(cfg.model)
-        try:
-            net.load_state_dict(tensors)
-        except RuntimeError:
-            raise CheckpointError(f"{source}: weights do not match the VAE config") from None
+        load_state(net, tensors, source, "weights do not match the VAE config")
         return cls(cfg, net.to(device).eval(), shift, scale, source, digest)
 
 
