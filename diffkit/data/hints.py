@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from diffkit.data.edges import edge_maps
+from diffkit.data.images import open_sized
 from diffkit.data.registry import DataError
 
 if TYPE_CHECKING:
@@ -110,24 +111,16 @@ def _files(spec: str, shape, is_edges: bool) -> Tensor:
 
 def _read(path: Path, shape, is_edges: bool) -> Tensor:
     """One file as uint8 (C, H, W): C = 1 for an edge map, else the model's channels."""
-    from PIL import Image, UnidentifiedImageError
-
     channels, h, w = shape
-    try:
-        with Image.open(path) as img:
-            if img.size != (w, h):
-                raise HintError(f"--hint {path} is {img.width}x{img.height}; the model's images "
-                                f"are {w}x{h}")  # fmt: skip
-            bands = len(img.getbands())
-            if is_edges:
-                array = np.asarray(img.convert("RGB" if bands >= 3 else "L"))
-                if array.ndim == 3 and not (array == array[..., :1]).all():
-                    raise HintError(f"--hint {path} has {bands} different channels; an edge "
-                                    "map has one (save it as grayscale)")  # fmt: skip
-                array = array[..., 0] if array.ndim == 3 else array
-            else:
-                array = np.asarray(img.convert("L" if channels == 1 else "RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise HintError(f"--hint {path}: cannot read it as an image ({exc})") from None
+    with open_sized(path, (w, h), "--hint", HintError) as img:
+        bands = len(img.getbands())
+        if is_edges:
+            array = np.asarray(img.convert("RGB" if bands >= 3 else "L"))
+            if array.ndim == 3 and not (array == array[..., :1]).all():
+                raise HintError(f"--hint {path} has {bands} different channels; an edge "
+                                "map has one (save it as grayscale)")  # fmt: skip
+            array = array[..., 0] if array.ndim == 3 else array
+        else:
+            array = np.asarray(img.convert("L" if channels == 1 else "RGB"))
     x = torch.from_numpy(array.copy()).to(torch.uint8)
     return x.reshape(h, w, -1).permute(2, 0, 1)  # (C, H, W)

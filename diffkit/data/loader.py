@@ -22,6 +22,15 @@ def epoch_order(seed: int, epoch: int, n: int, rank: int = 0, world: int = 1) ->
     return torch.randperm(n, generator=g)[rank::world]
 
 
+def full_batches(n: int, batch_size: int, world: int) -> int:
+    """The full batches of ``batch_size`` each of ``world`` ranks gets from ``n`` items,
+    the same for every rank; DataError when a rank's share is less than one batch."""
+    per_rank = n // world
+    if per_rank < batch_size:
+        raise DataError(f"batch size {batch_size} is larger than the {per_rank} images per process")
+    return per_rank // batch_size
+
+
 class TensorBatches:
     """Shuffled, sharded mini-batches of an :class:`ImageData` held on ``device``.
 
@@ -40,15 +49,10 @@ class TensorBatches:
         rank: int = 0,
         world: int = 1,
     ) -> None:
-        per_rank = len(data) // world
-        if per_rank < batch_size:
-            raise DataError(
-                f"batch size {batch_size} is larger than the {per_rank} images per process"
-            )
+        self.batches_per_epoch = full_batches(len(data), batch_size, world)
         self.images = data.images.to(device)
         self.labels = data.labels.to(device) if data.labels is not None else None
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
-        self.batches_per_epoch = per_rank // batch_size
 
     def __len__(self) -> int:
         return self.batches_per_epoch

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from diffkit.data.images import ImageData, to_unit_range
-from diffkit.data.loader import epoch_order
+from diffkit.data.loader import epoch_order, full_batches
 from diffkit.errors import ConfigError, DataError
 from diffkit.resources import available_memory, human_bytes
 
@@ -180,16 +180,11 @@ class MappedBatches:
     def __init__(self, data: MappedImageData, batch_size: int, *, seed: int,
                  device: torch.device, rank: int = 0, world: int = 1,
                  workers: int | None = None) -> None:  # fmt: skip
-        per_rank = len(data) // world
-        if per_rank < batch_size:
-            raise DataError(
-                f"batch size {batch_size} is larger than the {per_rank} images per process"
-            )
+        self.batches_per_epoch = full_batches(len(data), batch_size, world)
         self.rows = _Rows(data.path, tuple(data.images.shape), data.labels)
         self.n = len(data)
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.device = device
-        self.batches_per_epoch = per_rank // batch_size
         self.workers = default_workers(device) if workers is None else workers
 
     def __len__(self) -> int:

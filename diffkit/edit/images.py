@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from diffkit.data.images import open_sized
 from diffkit.errors import ImageError
 
 ITEM = re.compile(r"^(?P<dataset>[\w-]+):(?P<split>train|test):(?P<index>\d+)$")
@@ -72,15 +73,7 @@ def box_mask(box: str, shape: tuple[int, ...]) -> Tensor:
 
 def file_mask(path: str, shape: tuple[int, ...]) -> Tensor:
     """A mask image (white: regenerate) of the model's size exactly, as (1, 1, H, W) 0/1."""
-    from PIL import Image, UnidentifiedImageError
-
     _, h, w = shape
-    try:
-        with Image.open(path) as img:
-            if img.size != (w, h):
-                raise ImageError(f"--mask {path} is {img.width}x{img.height}; the model's "
-                                 f"images are {w}x{h}")  # fmt: skip
-            array = np.asarray(img.convert("L"), dtype=np.float32)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ImageError(f"--mask {path}: cannot read it as an image ({exc})") from None
+    with open_sized(path, (w, h), "--mask", ImageError) as img:
+        array = np.asarray(img.convert("L"), dtype=np.float32)
     return torch.from_numpy((array > 127).astype(np.float32)).reshape(1, 1, h, w)

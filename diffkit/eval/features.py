@@ -153,7 +153,7 @@ def load_classifier(
     from diffkit.config.resolve import validate
     from diffkit.config.run import ClassifierRunConfig
     from diffkit.nn.build import build_model, meta_model
-    from diffkit.runs.checkpoint import check_state, read_header
+    from diffkit.runs.checkpoint import check_state, load_state, read_header
 
     path = Path(path)
     if path.is_dir():
@@ -182,10 +182,7 @@ def load_classifier(
     if tensor_digest(tensors) != stored:
         raise CheckpointError(f"{path}: weights do not match their recorded sha256 (modified?)")
     net = build_model(cfg.model)
-    try:
-        net.load_state_dict(tensors)
-    except RuntimeError:
-        raise CheckpointError(f"{path}: weights do not match the classifier config") from None
+    load_state(net, tensors, path, "weights do not match the classifier config")
     device = torch.device(device)
     # the validated config, defaults filled in: a hand-edited one may lack keys used later
     config = cfg.model_dump(mode="json")
@@ -249,13 +246,9 @@ def load_inception(weights: Path | None, device: torch.device | str = "cpu") -> 
     """InceptionV3 from a local state dict; a missing file is a one-line ConfigError."""
     from torchvision.models import inception_v3
 
-    path = Path(weights) if weights is not None else default_inception_path()
-    if not path.is_file():
-        raise ConfigError(
-            f"InceptionV3 weights not found at {path}; diffkit never downloads them. Copy "
-            f"torchvision's {INCEPTION_FILE} there (or set DIFFKIT_INCEPTION_WEIGHTS / "
-            "--inception-weights), or use --features classifier"
-        )
+    fetch = (f"Copy torchvision's {INCEPTION_FILE} there (or set DIFFKIT_INCEPTION_WEIGHTS /"
+             " --inception-weights)")  # fmt: skip
+    path = _local_weights(weights, default_inception_path(), "InceptionV3 weights", fetch)
     state = read_state_dict(path)
     net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
     try:
@@ -266,6 +259,16 @@ def load_inception(weights: Path | None, device: torch.device | str = "cpu") -> 
         ) from None
     device = torch.device(device)
     return InceptionFeatures(net.to(device).eval(), _file_sha256(path), device, path)
+
+
+def _local_weights(weights: Path | None, default: Path, what: str, fetch: str) -> Path:
+    """``weights``, else ``default``: a file of published ``what`` that diffkit never
+    downloads; a missing one is a one-line ConfigError that says how to ``fetch`` it."""
+    path = Path(weights) if weights is not None else default
+    if not path.is_file():
+        raise ConfigError(f"{what} not found at {path}; diffkit never downloads them. "
+                          f"{fetch}, or use --features classifier")  # fmt: skip
+    return path
 
 
 def _file_sha256(path: Path, what: str = "InceptionV3 weights") -> str:
@@ -330,16 +333,12 @@ def load_tf_inception(
 ) -> TFInceptionFeatures:
     """TF-Inception from a local file through torch-fidelity (the ``fid`` extra); a missing
     file or package is a one-line ConfigError / DependencyError."""
-    path = Path(weights) if weights is not None else default_tf_inception_path()
-    if not path.is_file():
-        raise ConfigError(
-            f"TF-Inception weights not found at {path}; diffkit never downloads them. Fetch "
-            f"{TF_INCEPTION_URL} to that path (or point DIFFKIT_TF_INCEPTION_WEIGHTS / "
-            "--tf-inception-weights at a copy), or use --features classifier"
-        )
+    what = "TF-Inception weights"
+    fetch = (f"Fetch {TF_INCEPTION_URL} to that path (or point DIFFKIT_TF_INCEPTION_WEIGHTS"
+             " / --tf-inception-weights at a copy)")  # fmt: skip
+    path = _local_weights(weights, default_tf_inception_path(), what, fetch)
     from diffkit.eval.fidelity import build_tf_inception
 
-    what = "TF-Inception weights"
     read_state_dict(path, what)  # torch-fidelity unpickles the file in full: only a plain one
     net = build_tf_inception(path)
     device = torch.device(device)

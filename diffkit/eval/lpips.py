@@ -135,6 +135,7 @@ def load_lpips(
     """LPIPS with the ImageNet backbone read from a local torchvision file. A missing file
     or package, or a file that is not exactly the backbone, is one line (exit 2)."""
     from diffkit.eval.features import read_state_dict
+    from diffkit.runs.checkpoint import load_state
 
     if net not in BACKBONE_FILES:
         raise ConfigError(f"unknown LPIPS network {net!r}; use alex or vgg")
@@ -156,10 +157,8 @@ def load_lpips(
         raise CheckpointError(f"{path} does not hold torchvision's {net} backbone "
                               f"(missing {', '.join(missing) or 'nothing'}; "
                               f"{len(set(ours) - set(keys))} unexpected tensors)")  # fmt: skip
-    try:
-        module.net.load_state_dict({keys[k]: v for k, v in ours.items()})
-    except RuntimeError:  # right names, wrong shapes
-        raise CheckpointError(f"{path}: tensor shapes do not match the {net} backbone") from None
+    renamed = {keys[k]: v for k, v in ours.items()}  # right names; the shapes may be wrong
+    load_state(module.net, renamed, path, f"tensor shapes do not match the {net} backbone")
     with path.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     device = torch.device(device)

@@ -23,17 +23,19 @@ import torch
 from torch import Tensor, nn
 
 from diffkit.config.run import LatentConfig, PretrainedVAEConfig
-from diffkit.data.loader import to_unit_range
 from diffkit.errors import CheckpointError, ConfigError
-from diffkit.models.codec import batched, check_shape
+from diffkit.models.codec import NetCodec
 
 BATCH = 64  # images per forward pass: an SD VAE at 256 px holds ~1 GB of activations each
 
 
 @dataclass
-class PretrainedCodec:
-    """A frozen ``AutoencoderKL`` (eval mode, on one device) and its latent scaling."""
+class PretrainedCodec(NetCodec):
+    """A frozen ``AutoencoderKL`` (eval mode, on one device) and its latent scaling.
+    ``encode`` and ``decode`` (:class:`NetCodec`) run ``BATCH`` images a slice."""
 
+    BATCH = BATCH
+    KIND = "autoencoder"
     net: nn.Module  # diffusers.AutoencoderKL
     shift: float
     scale: float
@@ -52,53 +54,20 @@ class PretrainedCodec:
         return (self.image_channels, self.image_size, self.image_size)
 
     @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    @property
     def dtype(self) -> torch.dtype:
         return next(self.net.parameters()).dtype
 
-    @torch.no_grad()
-    def encode(
-        self,
-        images: Tensor,
-        *,
-        sample: bool = False,
-        generator: torch.Generator | None = None,
-        batch_size: int = BATCH,
-    ) -> Tensor:
-        """images: (B, C, H, W) float in [-1, 1] (or uint8) -> scaled latents (B, *latent_shape),
-        float32 on the images' device: the posterior mean, or with ``sample`` a sample."""
-        check_shape(images, self.image_shape, "images", f"autoencoder {self.source}")
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)  # (b, 1, H, W) -> (b, 3, H, W)
+        posterior = self.net.encode(x.to(self.dtype)).latent_dist
+        return posterior.mean, posterior.std
 
-        def step(x: Tensor) -> Tensor:  # (b, C, H, W) on the autoencoder's device
-            x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
-            if x.shape[1] == 1:
-                x = x.expand(-1, 3, -1, -1)  # (b, 1, H, W) -> (b, 3, H, W)
-            posterior = self.net.encode(x.to(self.dtype)).latent_dist
-            z = posterior.mean
-            if sample:
-                where = generator.device if generator is not None else z.device
-                eps = torch.randn(z.shape, generator=generator, device=where).to(z.device)
-                z = z + posterior.std * eps
-            return (z.float() - self.shift) * self.scale
-
-        return batched(step, images, self.latent_shape, batch_size, self.device)
-
-    @torch.no_grad()
-    def decode(self, latents: Tensor, *, batch_size: int = BATCH) -> Tensor:
-        """Scaled latents (B, *latent_shape) -> images (B, C, H, W) float in [-1, 1]."""
-        check_shape(latents, self.latent_shape, "latents", f"autoencoder {self.source}")
-
-        def step(z: Tensor) -> Tensor:  # (b, *latent_shape) on the autoencoder's device
-            z = z.float() / self.scale + self.shift
-            x = self.net.decode(z.to(self.dtype)).sample.float()  # (b, 3, H, W)
-            if self.image_channels == 1:
-                x = x.mean(1, keepdim=True)  # (b, 3, H, W) -> (b, 1, H, W)
-            return x
-
-        return batched(step, latents, self.image_shape, batch_size, self.device)
+    def decode_slice(self, z: Tensor) -> Tensor:
+        x = self.net.decode(z.to(self.dtype)).sample.float()  # (b, 3, H, W)
+        if self.image_channels == 1:
+            x = x.mean(1, keepdim=True)  # (b, 3, H, W) -> (b, 1, H, W)
+        return x
 
     def latent_section(self) -> dict[str, Any]:
         """The ``latent`` config section of a model trained on these latents."""

@@ -25,10 +25,10 @@ from diffkit.models.contract import Model
 from diffkit.nn.compile import CompiledNet
 from diffkit.runs.checkpoint import (
     MISMATCH,
-    CheckpointError,
     TensorSpec,
     check_specs,
     check_state,
+    load_state,
     module_specs,
     tensor_spec,
 )
@@ -373,7 +373,4 @@ def load_weights(net: nn.Module, weights: dict[str, Tensor], source: Path) -> No
     renamed = {_current_name(k): v for k, v in weights.items()}
     found = {k: tensor_spec(v) for k, v in renamed.items()}
     check_specs(module_specs(net), found, f"{source}: {MISMATCH}")
-    try:
-        net.load_state_dict(renamed)
-    except RuntimeError:
-        raise CheckpointError(f"{source}: {MISMATCH}") from None
+    load_state(net, renamed, source)

@@ -27,7 +27,7 @@ from diffkit.data.registry import ImageData
 from diffkit.eval.features import tensor_digest
 from diffkit.methods.common import finish_run, load_splits
 from diffkit.methods.registry import method_of
-from diffkit.models.codec import batched, check_shape
+from diffkit.models.codec import NetCodec
 from diffkit.nn.build import check_trainable, meta_model
 from diffkit.nn.vae import VAE, build_vae
 from diffkit.objectives.vae import Perceptual, VAEObjective, kl_divergence
@@ -36,6 +36,7 @@ from diffkit.runs.checkpoint import (
     CheckpointError,
     check_state,
     load_checkpoint,
+    load_state,
     read_checkpoint_header,
     save_checkpoint,
 )
@@ -77,14 +78,16 @@ class VAEScores:
 
 
 @dataclass
-class LatentCodec:
+class LatentCodec(NetCodec):
     """A trained VAE (eval mode, on one device) plus its latent statistics.
 
     ``encode`` returns scaled latents ``(z - shift) * scale``; ``decode`` undoes the scaling
-    before decoding. Both batch internally, run under ``no_grad`` and return float32 on the
-    device of their input.
+    before decoding. Both batch internally (``BATCH`` images a slice), run under
+    ``no_grad`` and return float32 on the device of their input (:class:`NetCodec`).
     """
 
+    BATCH = BATCH
+    KIND = "VAE"
     config: VAERunConfig
     net: VAE
     shift: float
@@ -102,47 +105,12 @@ class LatentCodec:
         m = self.config.model
         return (m.in_channels, m.image_size, m.image_size)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.net.encode(x)  # (b, *latent_shape) each
+        return mu, torch.exp(0.5 * logvar)
 
-    @torch.no_grad()
-    def encode(
-        self,
-        images: Tensor,
-        *,
-        sample: bool = False,
-        generator: torch.Generator | None = None,
-        batch_size: int = BATCH,
-    ) -> Tensor:
-        """images: (B, C, H, W) float in [-1, 1] (or uint8) -> latents (B, *latent_shape).
-
-        The posterior mean, or with ``sample`` a posterior sample (noise from ``generator``),
-        then ``(z - shift) * scale``.
-        """
-        check_shape(images, self.image_shape, "images", f"VAE {self.source}")
-
-        def step(x: Tensor) -> Tensor:  # (b, C, H, W) on the VAE's device
-            x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
-            mu, logvar = self.net.encode(x)  # (b, *latent_shape) each
-            z = mu
-            if sample:
-                where = generator.device if generator is not None else mu.device
-                eps = torch.randn(mu.shape, generator=generator, device=where).to(mu.device)
-                z = mu + torch.exp(0.5 * logvar) * eps
-            return (z.float() - self.shift) * self.scale
-
-        return batched(step, images, self.latent_shape, batch_size, self.device)
-
-    @torch.no_grad()
-    def decode(self, latents: Tensor, *, batch_size: int = BATCH) -> Tensor:
-        """latents: (B, *latent_shape), scaled -> images (B, C, H, W) float in [-1, 1]."""
-        check_shape(latents, self.latent_shape, "latents", f"VAE {self.source}")
-
-        def step(z: Tensor) -> Tensor:  # (b, *latent_shape) on the VAE's device
-            return self.net.decode(z.float() / self.scale + self.shift).float()
-
-        return batched(step, latents, self.image_shape, batch_size, self.device)
+    def decode_slice(self, z: Tensor) -> Tensor:
+        return self.net.decode(z).float()
 
     def to_parts(self) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]]:
         """(run config JSON, weights on the CPU without prefix, ``{"shift", "scale",
@@ -176,10 +144,7 @@ class LatentCodec:
         if latent.get("sha256") and latent["sha256"] != digest:
             raise CheckpointError(f"{source}: VAE weights do not match their sha256 (modified?)")
         net = build_vae(cfg.model)
-        try:
-            net.load_state_dict(tensors)
-        except RuntimeError:
-            raise CheckpointError(f"{source}: weights do not match the VAE config") from None
+        load_state(net, tensors, source, "weights do not match the VAE config")
         return cls(cfg, net.to(device).eval(), shift, scale, source, digest)
 
 

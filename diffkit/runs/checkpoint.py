@@ -192,6 +192,17 @@ def check_state(
     check_memory(need, f"loading {source} ({type(module).__name__}, {n:,} parameters)")
 
 
+def load_state(
+    module: nn.Module, tensors: Mapping[str, torch.Tensor], source: object, mismatch: str = MISMATCH
+) -> None:
+    """Strict ``module.load_state_dict(tensors)``; missing, extra or mis-shaped tensors
+    -> CheckpointError ``source: mismatch``."""
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError:
+        raise CheckpointError(f"{source}: {mismatch}") from None
+
+
 def resolve_checkpoint(path: Path) -> Path:
     """A checkpoint file, or a run folder (its ``checkpoints/last.safetensors``)."""
     path = Path(path)

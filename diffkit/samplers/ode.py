@@ -70,6 +70,14 @@ def check_start(start: int, size: int, grid: str) -> int:
     return start
 
 
+def check_unsteered(solver: str, start: int, callback: object) -> None:
+    """An adaptive ``solver`` chooses its own steps: ValueError unless it runs the whole
+    span (``start`` 0) without a steering ``callback``."""
+    if start != 0 or callback is not None:
+        raise ValueError(f"{solver} is adaptive: it cannot start part-way (start) or be "
+                         "steered (callback); use a fixed-step solver")  # fmt: skip
+
+
 def steered(x: Tensor, out: object) -> Tensor:
     """The state after a steering callback returned ``out``: ``x`` for None, else ``out``,
     which must be a Tensor shaped like ``x``."""
@@ -188,9 +196,7 @@ def solve(
     only the end points of ``times`` and refuses both (ValueError)."""
     spec = load(solver)
     if spec.adaptive:
-        if start != 0 or callback is not None:
-            raise ValueError(f"{solver} is adaptive: it cannot start part-way (start) or be "
-                             "steered (callback); use a fixed-step solver")  # fmt: skip
+        check_unsteered(solver, start, callback)
         t0, t1 = float(times[0]), float(times[-1])
         return spec.fn(velocity, x, t0, t1, rtol=rtol, atol=atol, on_eval=on_step)
 

@@ -28,7 +28,14 @@ from diffkit.param import (
     x0_to_eps,
 )
 from diffkit.samplers.common import Clip, project_x0
-from diffkit.samplers.ode import OdeCallback, Velocity, check_start, solve, steered
+from diffkit.samplers.ode import (
+    OdeCallback,
+    Velocity,
+    check_start,
+    check_unsteered,
+    solve,
+    steered,
+)
 from diffkit.samplers.registry import sampler_spec
 from diffkit.schedules import DDPMSchedule
 from diffkit.schedules.ddpm import interpolate_timestep
@@ -131,9 +138,8 @@ def probability_flow_sample(
     ``callback`` (ValueError).
     """
     check_start(start, timesteps.shape[0], "timesteps")
-    if sampler_spec(solver).adaptive and (start != 0 or callback is not None):
-        raise ValueError(f"{solver} is adaptive: it cannot start part-way (start) or be "
-                         "steered (callback); use a fixed-step solver")  # fmt: skip
+    if sampler_spec(solver).adaptive:
+        check_unsteered(solver, start, callback)
     taus = ddpm_flow_times(schedule, timesteps)
 
     def steer(i: int, z: Tensor) -> Tensor | None:  # the callback, in x = z (a + s)
