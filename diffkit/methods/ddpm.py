@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -9,6 +10,7 @@ from torch import Tensor
 
 from diffkit.methods.pipeline import Pipeline, SampleOptions
 from diffkit.models.contract import DDPMModel
+from diffkit.objectives.denoise import image_sigma
 from diffkit.samplers import make_denoiser
 from diffkit.samplers.probability_flow import ddpm_velocity, probability_flow_sample
 from diffkit.samplers.registry import load, sampler_spec
@@ -26,6 +28,7 @@ class DDPMPipeline(Pipeline):
     """
 
     FAMILY: ClassVar[str] = "ddpm"
+    TITLE: ClassVar[str] = "DDPM"
     MODEL_OPTIONS: ClassVar[frozenset[str]] = frozenset({"spacing", "clip"})
     model: DDPMModel
 
@@ -86,6 +89,37 @@ class DDPMPipeline(Pipeline):
         t = torch.full((xt.shape[0],), int(point), device=xt.device, dtype=torch.long)
         return self.denoiser(net)(xt, t)[1]
 
+    def noise_levels(self, values: list[float]) -> list[float]:
+        """The forward process's levels: timesteps 0..T-1."""
+        T = self.model.max_steps()
+        if not all(v.is_integer() and 0 <= v < T for v in values):
+            raise ValueError(f"a DDPM's levels are timesteps 0..{T - 1}")
+        return [int(v) for v in values]
+
+    def posterior_mean(self, net, y: Tensor, sigma: float) -> Tensor:
+        """Tweedie: y scaled to x_t at the nearest timestep (:func:`ddpm_timestep`; exact on
+        the grid's noise levels, within half a grid step in log sigma between them), its x0
+        (clamped as the model samples)."""
+        sched = self.schedule
+        denoise = self.denoiser(net)
+        t = ddpm_timestep(sched, sigma)
+        ab = float(sched.alphas_cumprod[t])
+        ts = torch.full((y.shape[0],), t, device=y.device, dtype=torch.long)
+        return denoise(math.sqrt(ab) * y.to(self.device), ts)[1]
+
+    def resampler(self, steps: int):
+        """RePaint walks back along the forward process, over ancestral steps."""
+        from diffkit.edit.repaint import repaint_sample
+
+        self.check("ddpm", steps)
+        grid = self.grid(steps)
+
+        def resample(net, noise: Tensor, known: Tensor, mask: Tensor, **kwargs) -> Tensor:
+            return repaint_sample(self.denoiser(net), noise, grid, self.schedule, known, mask,
+                                  **kwargs)  # fmt: skip
+
+        return resample
+
     def grid(self, steps: int, spacing: str | None = None) -> Tensor:
         """Grid points of a ``steps``-step run, as the steering of :meth:`generate` counts
         them: the timesteps (S,); point S is clean data."""
@@ -113,6 +147,14 @@ class DDPMPipeline(Pipeline):
         x = spec.fn(self.denoiser(net, clip), x, ts, sched, start=start,
                     callback=_step_callback(on_step, callback), **kwargs)  # fmt: skip
         return x, steps - start
+
+
+def ddpm_timestep(schedule: DDPMSchedule, sigma: float) -> int:
+    """The timestep whose noise level is nearest ``image_sigma(sigma)`` in log space:
+    x_t / sqrt(abar_t) = x0 + sigma_t eps with sigma_t = sqrt((1 - abar_t) / abar_t)."""
+    ab = schedule.alphas_cumprod.double()
+    levels = ((1 - ab) / ab).sqrt().log()  # (T,) increasing
+    return int((levels - math.log(image_sigma(sigma))).abs().argmin())
 
 
 def _step_callback(on_step, callback):

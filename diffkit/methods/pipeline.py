@@ -105,6 +105,7 @@ class Pipeline:
     config: GenerativeRunConfig | None = None
 
     FAMILY: ClassVar[str] = ""  # the model family, as the sampler registry names it
+    TITLE: ClassVar[str] = ""  # the family in prose: "DDPM", "flow"
     SAMPLERS: ClassVar = _FamilySamplers()  # tuple[str, ...]
     DEFAULT_SAMPLER: ClassVar = _FamilyDefault()  # str
     MODEL_OPTIONS: ClassVar[frozenset[str]] = frozenset()  # read whatever the sampler
@@ -164,6 +165,24 @@ class Pipeline:
     def noised(self, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
         """q(x_t | x_0) of ``images`` (B, ...) with ``noise`` at one grid point of the
         family's (:meth:`grid`): a DDPM timestep or a flow time."""
+        raise NotImplementedError
+
+    def noise_levels(self, values: list[float]) -> list[float]:
+        """``values`` as grid points of :meth:`noised` (``edit noise --at``); ValueError
+        saying what the family's levels are if one is not."""
+        raise NotImplementedError
+
+    def posterior_mean(self, net: Net, y: Tensor, sigma: float) -> Tensor:
+        """The denoiser view (Tweedie's formula): E[x | y] for ``y = x + image_sigma(sigma)
+        eps`` (B, ...), the family's x0 estimate at that noise level through ``net(x, t, _)``
+        (:func:`~diffkit.objectives.denoise.image_sigma`: sigma in the seeds' units)."""
+        raise NotImplementedError
+
+    def resampler(self, steps: int) -> Callable[..., Tensor]:
+        """RePaint's resampling (Lugmayr et al. 2022) over a ``steps``-step grid, as
+        ``fn(net, noise, known, mask, *, jump, resample, generator, on_move)``
+        (:func:`~diffkit.edit.repaint.repaint_sample`); ValueError for a family without a
+        forward step to walk back with, or steps that do not fit."""
         raise NotImplementedError
 
     def one_step_x0(self, xt: Tensor, point: float, net: Net) -> Tensor:
