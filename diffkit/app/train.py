@@ -262,6 +262,7 @@ def controlnet(
     from diffkit.config.resolve import resolve_run_config
     from diffkit.config.run import ControlNetRunConfig
     from diffkit.methods.controlnet import base_reference
+    from diffkit.methods.registry import method_of
 
     if resume is not None:
         if base is not None or config is not None or embed_base:
@@ -278,10 +279,25 @@ def controlnet(
         "base": ref.model_dump(mode="json"),
         "data": {k: v for k, v in base_cfg["data"].items() if k in base_data},
     }
-    if base_cfg.get("method") == "rf":  # previews and evaluation with the flow's solver
-        fixed["train"] = {"preview_sampler": "euler", "eval_sampler": "euler"}
+    samplers = _base_samplers(method_of(base_cfg.get("method")).family)
+    if samplers:
+        fixed["train"] = samplers
     return Planned(resolve_run_config(ControlNetRunConfig, flags, config, fixed=fixed,
                                       fixed_by=f"the base {base}"))  # fmt: skip
+
+
+def _base_samplers(family: str | None) -> dict[str, str]:
+    """The previews' and evaluations' samplers a ControlNet over a ``family`` model takes
+    from its base: the family's default sampler where the config's default (a DDPM
+    sampler) does not fit the family, as with a flow."""
+    from diffkit.config.run import ControlNetRunConfig, TrainConfig
+    from diffkit.samplers import registry
+
+    assert family is not None  # the base is a generative run
+    fits, recipe = registry.names(family), ControlNetRunConfig.BASE["train"]
+    given = {k: recipe.get(k, TrainConfig.model_fields[k].default)
+             for k in ("preview_sampler", "eval_sampler")}  # fmt: skip
+    return {k: registry.default(family) for k, v in given.items() if v not in fits}
 
 
 @dataclass(frozen=True)
