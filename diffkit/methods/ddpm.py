@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -16,6 +16,9 @@ from diffkit.samplers.probability_flow import ddpm_velocity, probability_flow_sa
 from diffkit.samplers.registry import load, sampler_spec
 from diffkit.schedules import DDPMSchedule, spaced_timesteps
 from diffkit.schedules.spacing import karras_timesteps
+
+PREDICTION_TYPES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+"""diffusers' ``prediction_type`` of each of diffkit's predictions (EDM has none)."""
 
 
 class DDPMPipeline(Pipeline):
@@ -147,6 +150,44 @@ class DDPMPipeline(Pipeline):
         x = spec.fn(self.denoiser(net, clip), x, ts, sched, start=start,
                     callback=_step_callback(on_step, callback), **kwargs)  # fmt: skip
         return x, steps - start
+
+    # Export to diffusers (diffkit.external.export, which imports diffusers and passes it)
+
+    DIFFUSERS_TAG: ClassVar[str] = "ddpm"
+
+    def diffusers_scheduler(self, diffusers: Any) -> Any:
+        """A ``DDPMScheduler`` of the run's conventions: the training betas (named when
+        diffusers' schedule gives the same float32 values, else listed), prediction type,
+        x0 clipping (pixels) and diffkit's trailing spacing."""
+        model = self.model
+        d = self.config.diffusion  # type: ignore[union-attr]
+        betas = model.schedule.betas
+        common = {"num_train_timesteps": d.num_steps,
+                  "prediction_type": PREDICTION_TYPES[model.prediction],
+                  "clip_sample": model.clip, "clip_sample_range": 1.0,
+                  "variance_type": "fixed_small", "timestep_spacing": model.spacing,
+                  "steps_offset": model.steps_offset}  # fmt: skip
+        named = {"linear": {"beta_schedule": "linear", "beta_start": float(betas[0]),
+                            "beta_end": float(betas[-1])},
+                 "cosine": {"beta_schedule": "squaredcos_cap_v2"}}.get(d.schedule)  # fmt: skip
+        if named is not None:
+            sched = diffusers.DDPMScheduler(**common, **named)
+            if torch.allclose(sched.betas.double(), betas, rtol=1e-6, atol=1e-9):
+                return sched
+        return diffusers.DDPMScheduler(**common, trained_betas=betas.tolist())
+
+    def card_usage(self) -> tuple[str, list[str]]:
+        steps = f", num_inference_steps={min(50, self.max_steps())}"
+        swap = ["# DDIM instead of the ancestral DDPM steps (deterministic at eta = 0):",
+                "from diffusers import DDIMScheduler",
+                "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)"]  # fmt: skip
+        return steps, swap
+
+    def card_rows(self) -> list[tuple[str, str]]:
+        d = self.config.diffusion  # type: ignore[union-attr]
+        return [("schedule", f"{d.schedule}, T = {d.num_steps}"),
+                ("prediction", d.prediction), ("x0 clipped", "yes" if self.model.clip else "no"),
+                ("scheduler", "DDPMScheduler, trailing spacing")]  # fmt: skip
 
 
 def ddpm_timestep(schedule: DDPMSchedule, sigma: float) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -84,3 +84,20 @@ class FlowPipeline(Pipeline):
         velocity = make_velocity(net, time_scale=self.model.time_scale)
         return solve(sampler, velocity, x, times, rtol=opts.rtol, atol=opts.atol,
                      on_step=on_step, start=start, callback=callback)  # fmt: skip
+
+    # Export to diffusers (diffkit.external.export, which imports diffusers and passes it)
+
+    DIFFUSERS_TAG: ClassVar[str] = "rectified-flow"
+
+    def diffusers_scheduler(self, diffusers: Any) -> Any:
+        """diffusers' flow-matching Euler scheduler (the exported pipeline runs it on
+        diffkit's uniform grid)."""
+        return diffusers.FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=int(self.model.time_scale), shift=1.0)  # fmt: skip
+
+    def card_usage(self) -> tuple[str, list[str]]:
+        return "", []  # the steps default to the model's; no other scheduler to swap in
+
+    def card_rows(self) -> list[tuple[str, str]]:
+        return [("scheduler", "FlowMatchEulerDiscreteScheduler"),
+                ("default steps", str(self.model.default_steps(self.DEFAULT_SAMPLER)))]  # fmt: skip

@@ -207,6 +207,24 @@ class Pipeline:
         ``start`` and ``callback`` steer (see :meth:`generate`)."""
         raise NotImplementedError
 
+    # Export to diffusers (:mod:`diffkit.external.export`), for a run diffkit trained
+
+    DIFFUSERS_TAG: ClassVar[str] = ""  # the family's tag on the model card
+
+    def diffusers_scheduler(self, diffusers: Any) -> Any:
+        """The ``scheduler/`` of an export: a diffusers scheduler of the family's
+        conventions (``diffusers`` is the module, imported by the caller)."""
+        raise NotImplementedError
+
+    def card_usage(self) -> tuple[str, list[str]]:
+        """The model card's usage: the step argument of its ``pipe(...)`` call ("" for the
+        model's default) and lines to run after loading (e.g. another scheduler)."""
+        raise NotImplementedError
+
+    def card_rows(self) -> list[tuple[str, str]]:
+        """The family's rows of the model card's Model table."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def sample(self, n: int, *, progress: bool | None = None, **kwargs: Any) -> SampleResult:
         """Draw ``n`` images, all in memory; :meth:`sample_batches` takes the same
