@@ -43,17 +43,25 @@ class Planned:
 
 
 @dataclass(frozen=True)
-class GenerativeRequest:
-    """``train ddpm | rf | ldm``: ``flags`` by dotted config key, the ``--cond`` options,
-    the VAE or autoencoder of a latent model, and where the config comes from."""
+class ConfiguredRequest:
+    """What a training command that builds its config from flags is given: ``flags`` by
+    dotted config key, a ``config`` file under them, or a run to ``resume``; the command's
+    own options follow (by keyword)."""
 
     flags: dict[str, Any]
+    config: Path | None = None
+    resume: Path | None = None
+
+
+@dataclass(frozen=True)
+class GenerativeRequest(ConfiguredRequest):
+    """``train ddpm | rf | ldm``: the ``--cond`` options and the VAE or autoencoder of a
+    latent model."""
+
     cond: str | None = None
     cond_routes: str | None = None
     cond_drop: float | None = None
     latent: Path | None = None
-    config: Path | None = None
-    resume: Path | None = None
 
     def __post_init__(self) -> None:
         _cond_flags(self.cond, self.cond_routes, self.cond_drop)  # refused before any work
@@ -301,16 +309,13 @@ def _base_samplers(family: str | None) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class DenoiserRequest:
-    """``train denoiser``: ``flags`` by dotted config key, one noise level ``sigma`` or a
-    range ``sigma_range`` (``A:B``), ``net`` naming its UNet's fields, or a run to resume."""
+class DenoiserRequest(ConfiguredRequest):
+    """``train denoiser``: one noise level ``sigma`` or a range ``sigma_range`` (``A:B``),
+    and ``net`` naming its UNet's fields."""
 
-    flags: dict[str, Any]
     sigma: float | None = None
     sigma_range: str | None = None
     net: str | None = None
-    config: Path | None = None
-    resume: Path | None = None
 
     def __post_init__(self) -> None:
         self.levels()  # refused before any work
