@@ -43,17 +43,25 @@ class Planned:
 
 
 @dataclass(frozen=True)
-class GenerativeRequest:
-    """``train ddpm | rf | ldm``: ``flags`` by dotted config key, the ``--cond`` options,
-    the VAE or autoencoder of a latent model, and where the config comes from."""
+class ConfiguredRequest:
+    """What a training command that builds its config from flags is given: ``flags`` by
+    dotted config key, a ``config`` file under them, or a run to ``resume``; the command's
+    own options follow (by keyword)."""
 
     flags: dict[str, Any]
+    config: Path | None = None
+    resume: Path | None = None
+
+
+@dataclass(frozen=True)
+class GenerativeRequest(ConfiguredRequest):
+    """``train ddpm | rf | ldm``: the ``--cond`` options and the VAE or autoencoder of a
+    latent model."""
+
     cond: str | None = None
     cond_routes: str | None = None
     cond_drop: float | None = None
     latent: Path | None = None
-    config: Path | None = None
-    resume: Path | None = None
 
     def __post_init__(self) -> None:
         _cond_flags(self.cond, self.cond_routes, self.cond_drop)  # refused before any work
@@ -262,6 +270,7 @@ def controlnet(
     from diffkit.config.resolve import resolve_run_config
     from diffkit.config.run import ControlNetRunConfig
     from diffkit.methods.controlnet import base_reference
+    from diffkit.methods.registry import method_of
 
     if resume is not None:
         if base is not None or config is not None or embed_base:
@@ -278,23 +287,35 @@ def controlnet(
         "base": ref.model_dump(mode="json"),
         "data": {k: v for k, v in base_cfg["data"].items() if k in base_data},
     }
-    if base_cfg.get("method") == "rf":  # previews and evaluation with the flow's solver
-        fixed["train"] = {"preview_sampler": "euler", "eval_sampler": "euler"}
+    samplers = _base_samplers(method_of(base_cfg.get("method")).family)
+    if samplers:
+        fixed["train"] = samplers
     return Planned(resolve_run_config(ControlNetRunConfig, flags, config, fixed=fixed,
                                       fixed_by=f"the base {base}"))  # fmt: skip
 
 
-@dataclass(frozen=True)
-class DenoiserRequest:
-    """``train denoiser``: ``flags`` by dotted config key, one noise level ``sigma`` or a
-    range ``sigma_range`` (``A:B``), ``net`` naming its UNet's fields, or a run to resume."""
+def _base_samplers(family: str | None) -> dict[str, str]:
+    """The previews' and evaluations' samplers a ControlNet over a ``family`` model takes
+    from its base: the family's default sampler where the config's default (a DDPM
+    sampler) does not fit the family, as with a flow."""
+    from diffkit.config.run import ControlNetRunConfig, TrainConfig
+    from diffkit.samplers import registry
 
-    flags: dict[str, Any]
+    assert family is not None  # the base is a generative run
+    fits, recipe = registry.names(family), ControlNetRunConfig.BASE["train"]
+    given = {k: recipe.get(k, TrainConfig.model_fields[k].default)
+             for k in ("preview_sampler", "eval_sampler")}  # fmt: skip
+    return {k: registry.default(family) for k, v in given.items() if v not in fits}
+
+
+@dataclass(frozen=True)
+class DenoiserRequest(ConfiguredRequest):
+    """``train denoiser``: one noise level ``sigma`` or a range ``sigma_range`` (``A:B``),
+    and ``net`` naming its UNet's fields."""
+
     sigma: float | None = None
     sigma_range: str | None = None
     net: str | None = None
-    config: Path | None = None
-    resume: Path | None = None
 
     def __post_init__(self) -> None:
         self.levels()  # refused before any work

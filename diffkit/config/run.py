@@ -127,7 +127,7 @@ class TrainConfig(Frozen):
     sample_every_steps: int = Field(0, ge=0, description="also a preview every N steps")
     eval_every_steps: int = Field(0, ge=0, description="also an evaluation every N steps")
     eval_n: int = Field(1000, ge=10, description="images generated per evaluation")
-    eval_sampler: SamplerName = "ddim"
+    eval_sampler: SamplerName = registry.default("ddpm")  # a DDPM's default sampler, ddim
     eval_steps: int = Field(50, ge=1)
     keep_best: bool = Field(False, description="keep checkpoints/best.safetensors by lowest FID")
     cond_drop: float = Field(
@@ -284,8 +284,8 @@ class FlowConfig(Frozen):
 class FlowTrainConfig(TrainConfig):
     """A flow's training options: previews and evaluation use ODE solvers."""
 
-    preview_sampler: OdeSolverName = "euler"
-    eval_sampler: OdeSolverName = "euler"
+    preview_sampler: OdeSolverName = registry.default("flow")  # a flow's default, euler
+    eval_sampler: OdeSolverName = registry.default("flow")
 
 
 class ReflowConfig(Frozen):
@@ -447,6 +447,14 @@ PRESETS |= {
 }
 
 
+_BRIEF_NO_EMA: dict[str, Any] = {
+    "batch_size": 128, "lr": 2e-3, "warmup_steps": 100, "ema_decay": 0.0, "ema_warmup": False,
+    "log_every": 50,
+}  # fmt: skip
+"""What the recipes of the classifier and the VAE share: a short run of batches of 128 at
+lr 2e-3 after 100 warm-up steps, without EMA, logged every 50 steps."""
+
+
 class ClassifierRunConfig(Frozen):
     """``diffkit train classifier``: the feature network of the offline metrics.
 
@@ -454,22 +462,9 @@ class ClassifierRunConfig(Frozen):
     >= 99.3 % MNIST / ~92 % Fashion-MNIST test accuracy in a few CPU minutes.
     """
 
-    BASE: ClassVar[dict[str, Any]] = {
-        "train": {
-            "epochs": 4,
-            "batch_size": 128,
-            "lr": 2e-3,
-            "weight_decay": 5e-4,
-            "warmup_steps": 100,
-            "lr_final_factor": 0.01,
-            "grad_clip": None,
-            "ema_decay": 0.0,
-            "ema_warmup": False,
-            "sample_every": 0,
-            "keep_last_n": 0,
-            "log_every": 50,
-        }
-    }
+    BASE: ClassVar[dict[str, Any]] = {"train": _BRIEF_NO_EMA | {
+        "epochs": 4, "weight_decay": 5e-4, "lr_final_factor": 0.01, "grad_clip": None,
+        "sample_every": 0, "keep_last_n": 0}}  # fmt: skip
 
     method: Literal["classifier"] = "classifier"
     name: RunName = "run"
@@ -499,22 +494,9 @@ class VAERunConfig(Frozen):
     ``BASE`` is its recipe (the lowest config layer; flags and files override it).
     """
 
-    BASE: ClassVar[dict[str, Any]] = {
-        "train": {
-            "epochs": 10,
-            "batch_size": 128,
-            "lr": 2e-3,
-            "weight_decay": 0.0,
-            "warmup_steps": 100,
-            "lr_final_factor": 0.05,
-            "grad_clip": 1.0,
-            "ema_decay": 0.0,
-            "ema_warmup": False,
-            "keep_last_n": 1,
-            "log_every": 50,
-            "preview_n": 32,
-        }
-    }
+    BASE: ClassVar[dict[str, Any]] = {"train": _BRIEF_NO_EMA | {
+        "epochs": 10, "weight_decay": 0.0, "lr_final_factor": 0.05, "grad_clip": 1.0,
+        "keep_last_n": 1, "preview_n": 32}}  # fmt: skip
 
     method: Literal["vae"] = "vae"
     name: RunName = "run"
@@ -559,7 +541,7 @@ class PairsConfig(Frozen):
     source_sha256: str = Field(description="digest of that checkpoint file")
     n: int = Field(60_000, ge=1, description="number of pairs")
     steps: int = Field(100, ge=1, le=10_000, description="solver steps per pair")
-    solver: OdeSolverName = "euler"
+    solver: OdeSolverName = registry.default("flow")  # euler
     rtol: float = Field(1e-3, gt=0)
     atol: float = Field(1e-3, gt=0)
     shard_size: int = Field(5000, ge=1, description="pairs per safetensors shard")
@@ -610,7 +592,7 @@ class ControlNetRunConfig(Frozen):
             "ema_decay": 0.995,
             "cond_drop": 0.5,
             "preview_n": 32,
-            "preview_sampler": "ddim",
+            "preview_sampler": registry.default("ddpm"),  # ddim (app/train.py: a flow's own)
             "preview_steps": 30,
         }
     }

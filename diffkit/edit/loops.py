@@ -10,13 +10,13 @@ data. Images are (B, C, H, W) in [-1, 1] in the model's space (pixels).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypedDict, Unpack
 
 import torch
 from torch import Tensor
 
-from diffkit.methods.pipeline import Pipeline, SampleOptions
+from diffkit.methods.pipeline import Pipeline, SampleOptions, Steer
 from diffkit.models.conditioning import Cond
-from diffkit.models.contract import DDPMModel
 
 
 def noised(pipe: Pipeline, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
@@ -42,51 +42,59 @@ def _checked_start(pipe: Pipeline, steps: int, start: int) -> Tensor:
     return grid
 
 
-@torch.no_grad()
-def sdedit(
-    pipe: Pipeline,
-    images: Tensor,
-    start: int,
-    *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    cond: Cond | None = None,
-    guidance: float = 1.0,
-    seed: int = 0,
-    opts: SampleOptions | None = None,
-    on_step: Callable[[], None] | None = None,
-) -> Tensor:
-    """Image-to-image: noise ``images`` to grid point ``start`` and run the rest of the
-    grid. ``start = 0`` is plain sampling (the image is lost in pure noise); larger
-    ``start`` keeps more of it."""
-    grid = _checked_start(pipe, steps, start)
-    _, noise, gen = _seeded(pipe, images.shape, seed)
-    x = noise if start == 0 else noised(pipe, images.cpu(), grid[start], noise)
-    out, _ = pipe.generate(x, sampler, steps, cond=cond, guidance=guidance, opts=opts,
-                           generator=gen, start=start, on_step=on_step)  # fmt: skip
+class Sampling(TypedDict, total=False):
+    """How :func:`sdedit` and :func:`inpaint` sample, every key optional: ``sampler`` (the
+    pipeline's default), ``steps`` (50), ``cond`` and ``guidance`` (1: the plain
+    conditional model), ``seed`` (0), ``opts`` (:class:`SampleOptions`) and ``on_step()``
+    after every step."""
+
+    sampler: str | None
+    steps: int
+    cond: Cond | None
+    guidance: float
+    seed: int
+    opts: SampleOptions | None
+    on_step: Callable[[], None] | None
+
+
+STEPS = 50  # the steps of an editing loop when none are given
+
+
+def _generate(pipe: Pipeline, x: Tensor, gen: torch.Generator, run: Sampling, *,
+              start: int = 0, callback: Steer | None = None) -> Tensor:  # fmt: skip
+    """``pipe.generate`` from ``x`` as ``run`` asks, steered by ``start`` and ``callback``:
+    float32 on the CPU."""
+    unknown = run.keys() - Sampling.__optional_keys__
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {sorted(unknown)[0]!r}")
+    sampler = run.get("sampler") or pipe.DEFAULT_SAMPLER
+    out, _ = pipe.generate(x, sampler, run.get("steps", STEPS), cond=run.get("cond"),
+                           guidance=run.get("guidance", 1.0), opts=run.get("opts"),
+                           generator=gen, on_step=run.get("on_step"), start=start,
+                           callback=callback)  # fmt: skip
     return out.float().cpu()
 
 
 @torch.no_grad()
-def inpaint(
-    pipe: Pipeline,
-    images: Tensor,
-    mask: Tensor,
-    *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    cond: Cond | None = None,
-    guidance: float = 1.0,
-    seed: int = 0,
-    opts: SampleOptions | None = None,
-    on_step: Callable[[], None] | None = None,
-) -> Tensor:
+def sdedit(pipe: Pipeline, images: Tensor, start: int, **run: Unpack[Sampling]) -> Tensor:
+    """Image-to-image: noise ``images`` to grid point ``start`` and run the rest of the
+    grid. ``start = 0`` is plain sampling (the image is lost in pure noise); larger
+    ``start`` keeps more of it."""
+    grid = _checked_start(pipe, run.get("steps", STEPS), start)
+    _, noise, gen = _seeded(pipe, images.shape, run.get("seed", 0))
+    x = noise if start == 0 else noised(pipe, images.cpu(), grid[start], noise)
+    return _generate(pipe, x, gen, run, start=start)
+
+
+@torch.no_grad()
+def inpaint(pipe: Pipeline, images: Tensor, mask: Tensor, **run: Unpack[Sampling]) -> Tensor:
     """Regenerate where ``mask`` (B or 1, 1 or C, H, W) is 1 and keep ``images`` where it
     is 0: after every step the known region is replaced by the original noised to the
     next grid point with fresh noise, ``x <- m x + (1 - m) q(x_orig, t')``, and pasted
     exactly at the end, so outside the mask the output equals the input."""
+    steps = run.get("steps", STEPS)
     grid = pipe.grid(steps)
-    g, noise, gen = _seeded(pipe, images.shape, seed)
+    g, noise, gen = _seeded(pipe, images.shape, run.get("seed", 0))
     m = mask.to(pipe.device, images.dtype)
     known = images.to(pipe.device)
 
@@ -96,9 +104,7 @@ def inpaint(
         fresh = torch.randn(images.shape, generator=g).to(pipe.device)
         return m * x + (1 - m) * noised(pipe, known, grid[i + 1], fresh)
 
-    out, _ = pipe.generate(noise, sampler, steps, cond=cond, guidance=guidance, opts=opts,
-                           generator=gen, callback=paste, on_step=on_step)  # fmt: skip
-    return out.float().cpu()
+    return _generate(pipe, noise, gen, run, callback=paste)
 
 
 @torch.no_grad()
@@ -107,7 +113,7 @@ def repaint(
     images: Tensor,
     mask: Tensor,
     *,
-    steps: int = 50,
+    steps: int = STEPS,
     jump: int = 10,
     resample: int = 10,
     cond: Cond | None = None,
@@ -115,17 +121,13 @@ def repaint(
     seed: int = 0,
     on_step: Callable[[], None] | None = None,
 ) -> Tensor:
-    """:func:`inpaint` with RePaint's resampling (:mod:`diffkit.edit.repaint`); a DDPM
-    with ancestral steps only (a flow has no forward process to walk back with)."""
-    from diffkit.edit.repaint import repaint_sample
-
-    model = pipe.model
-    if not isinstance(model, DDPMModel):
-        raise ValueError("RePaint resampling needs a DDPM; a flow inpaints by replacement")
-    pipe.check("ddpm", steps)
+    """:func:`inpaint` with RePaint's resampling (:mod:`diffkit.edit.repaint`), where the
+    pipeline's family can walk back along its forward process
+    (:meth:`~diffkit.methods.pipeline.Pipeline.resampler`: a DDPM, with ancestral steps
+    only; a flow inpaints by replacement)."""
+    resample_from = pipe.resampler(steps)
     _, noise, gen = _seeded(pipe, images.shape, seed)
-    denoiser = pipe.denoiser(pipe.network(cond, guidance))  # type: ignore[attr-defined]
-    out = repaint_sample(denoiser, noise.to(pipe.device), pipe.grid(steps), model.schedule,
-                         images.to(pipe.device), mask, jump=jump, resample=resample,
-                         generator=gen, on_move=on_step)  # fmt: skip
+    out = resample_from(pipe.network(cond, guidance), noise.to(pipe.device),
+                        images.to(pipe.device), mask, jump=jump, resample=resample,
+                        generator=gen, on_move=on_step)  # fmt: skip
     return out.float().cpu()

@@ -236,9 +236,13 @@ class ControlledFlow(_Controlled, FlowModel):
         return t.float() / self.time_scale
 
 
+CONTROLLED: dict[str, type] = {c.family: c for c in (ControlledDDPM, ControlledFlow)}
+"""The controlled model of each family, by the family its class extends."""
+
+
 def controlled_pipeline(base: Pipeline, net: ControlledUNet, cfg: ControlNetRunConfig) -> Pipeline:
     """``base`` with ``net`` in place of its network, taking hints."""
-    kind = ControlledDDPM if isinstance(base.model, DDPMModel) else ControlledFlow
+    kind = CONTROLLED[base.model.family]
     own = {f.name: getattr(base.model, f.name) for f in fields(base.model) if f.init}
     model = kind(**own | {"net": net, "name": f"ControlNet on {base.model.name}",
                           "hint_config": cfg.hint,

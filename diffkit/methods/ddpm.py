@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from diffkit.methods.pipeline import Pipeline, SampleOptions
 from diffkit.models.contract import DDPMModel
+from diffkit.objectives.denoise import image_sigma
 from diffkit.samplers import make_denoiser
 from diffkit.samplers.probability_flow import ddpm_velocity, probability_flow_sample
 from diffkit.samplers.registry import load, sampler_spec
 from diffkit.schedules import DDPMSchedule, spaced_timesteps
 from diffkit.schedules.spacing import karras_timesteps
+
+PREDICTION_TYPES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+"""diffusers' ``prediction_type`` of each of diffkit's predictions (EDM has none)."""
 
 
 class DDPMPipeline(Pipeline):
@@ -26,6 +31,7 @@ class DDPMPipeline(Pipeline):
     """
 
     FAMILY: ClassVar[str] = "ddpm"
+    TITLE: ClassVar[str] = "DDPM"
     MODEL_OPTIONS: ClassVar[frozenset[str]] = frozenset({"spacing", "clip"})
     model: DDPMModel
 
@@ -86,6 +92,37 @@ class DDPMPipeline(Pipeline):
         t = torch.full((xt.shape[0],), int(point), device=xt.device, dtype=torch.long)
         return self.denoiser(net)(xt, t)[1]
 
+    def noise_levels(self, values: list[float]) -> list[float]:
+        """The forward process's levels: timesteps 0..T-1."""
+        T = self.model.max_steps()
+        if not all(v.is_integer() and 0 <= v < T for v in values):
+            raise ValueError(f"a DDPM's levels are timesteps 0..{T - 1}")
+        return [int(v) for v in values]
+
+    def posterior_mean(self, net, y: Tensor, sigma: float) -> Tensor:
+        """Tweedie: y scaled to x_t at the nearest timestep (:func:`ddpm_timestep`; exact on
+        the grid's noise levels, within half a grid step in log sigma between them), its x0
+        (clamped as the model samples)."""
+        sched = self.schedule
+        denoise = self.denoiser(net)
+        t = ddpm_timestep(sched, sigma)
+        ab = float(sched.alphas_cumprod[t])
+        ts = torch.full((y.shape[0],), t, device=y.device, dtype=torch.long)
+        return denoise(math.sqrt(ab) * y.to(self.device), ts)[1]
+
+    def resampler(self, steps: int):
+        """RePaint walks back along the forward process, over ancestral steps."""
+        from diffkit.edit.repaint import repaint_sample
+
+        self.check("ddpm", steps)
+        grid = self.grid(steps)
+
+        def resample(net, noise: Tensor, known: Tensor, mask: Tensor, **kwargs) -> Tensor:
+            return repaint_sample(self.denoiser(net), noise, grid, self.schedule, known, mask,
+                                  **kwargs)  # fmt: skip
+
+        return resample
+
     def grid(self, steps: int, spacing: str | None = None) -> Tensor:
         """Grid points of a ``steps``-step run, as the steering of :meth:`generate` counts
         them: the timesteps (S,); point S is clean data."""
@@ -113,6 +150,52 @@ class DDPMPipeline(Pipeline):
         x = spec.fn(self.denoiser(net, clip), x, ts, sched, start=start,
                     callback=_step_callback(on_step, callback), **kwargs)  # fmt: skip
         return x, steps - start
+
+    # Export to diffusers (diffkit.external.export, which imports diffusers and passes it)
+
+    DIFFUSERS_TAG: ClassVar[str] = "ddpm"
+
+    def diffusers_scheduler(self, diffusers: Any) -> Any:
+        """A ``DDPMScheduler`` of the run's conventions: the training betas (named when
+        diffusers' schedule gives the same float32 values, else listed), prediction type,
+        x0 clipping (pixels) and diffkit's trailing spacing."""
+        model = self.model
+        d = self.config.diffusion  # type: ignore[union-attr]
+        betas = model.schedule.betas
+        common = {"num_train_timesteps": d.num_steps,
+                  "prediction_type": PREDICTION_TYPES[model.prediction],
+                  "clip_sample": model.clip, "clip_sample_range": 1.0,
+                  "variance_type": "fixed_small", "timestep_spacing": model.spacing,
+                  "steps_offset": model.steps_offset}  # fmt: skip
+        named = {"linear": {"beta_schedule": "linear", "beta_start": float(betas[0]),
+                            "beta_end": float(betas[-1])},
+                 "cosine": {"beta_schedule": "squaredcos_cap_v2"}}.get(d.schedule)  # fmt: skip
+        if named is not None:
+            sched = diffusers.DDPMScheduler(**common, **named)
+            if torch.allclose(sched.betas.double(), betas, rtol=1e-6, atol=1e-9):
+                return sched
+        return diffusers.DDPMScheduler(**common, trained_betas=betas.tolist())
+
+    def card_usage(self) -> tuple[str, list[str]]:
+        steps = f", num_inference_steps={min(50, self.max_steps())}"
+        swap = ["# DDIM instead of the ancestral DDPM steps (deterministic at eta = 0):",
+                "from diffusers import DDIMScheduler",
+                "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)"]  # fmt: skip
+        return steps, swap
+
+    def card_rows(self) -> list[tuple[str, str]]:
+        d = self.config.diffusion  # type: ignore[union-attr]
+        return [("schedule", f"{d.schedule}, T = {d.num_steps}"),
+                ("prediction", d.prediction), ("x0 clipped", "yes" if self.model.clip else "no"),
+                ("scheduler", "DDPMScheduler, trailing spacing")]  # fmt: skip
+
+
+def ddpm_timestep(schedule: DDPMSchedule, sigma: float) -> int:
+    """The timestep whose noise level is nearest ``image_sigma(sigma)`` in log space:
+    x_t / sqrt(abar_t) = x0 + sigma_t eps with sigma_t = sqrt((1 - abar_t) / abar_t)."""
+    ab = schedule.alphas_cumprod.double()
+    levels = ((1 - ab) / ab).sqrt().log()  # (T,) increasing
+    return int((levels - math.log(image_sigma(sigma))).abs().argmin())
 
 
 def _step_callback(on_step, callback):

@@ -4,12 +4,11 @@ A :class:`Denoiser` maps a noisy image ``y = x + sigma eps`` (diffkit's [-1, 1] 
 sigma in the seeds' [0, 1] units, so the noise has std ``2 sigma`` here) to an estimate of
 x. Besides the networks ``diffkit train denoiser`` trains, every pixel DDPM and rectified
 flow is one without training, through Tweedie's formula: its x0 estimate at the matching
-noise level (:func:`tweedie_ddpm`, :func:`tweedie_flow`).
+noise level (:func:`tweedie`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -25,10 +24,9 @@ from diffkit.config.settings import Settings
 from diffkit.data.batching import make_batches
 from diffkit.methods.common import finish_run, load_splits, lock_for_resume, open_run
 from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
-from diffkit.methods.registry import method_objective
+from diffkit.methods.registry import METHODS, method_objective
 from diffkit.methods.restore import load_run_pipeline
 from diffkit.models.conditioning import Cond
-from diffkit.models.contract import DDPMModel
 from diffkit.nn.build import build_model, check_trainable
 from diffkit.objectives.denoise import image_sigma, sigma_to_net_time
 from diffkit.runs.checkpoint import (
@@ -39,7 +37,6 @@ from diffkit.runs.checkpoint import (
 )
 from diffkit.runs.layout import RunDir
 from diffkit.runs.plots import save_grid
-from diffkit.schedules import DDPMSchedule
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.hardware import resolve_device, resolve_precision
 from diffkit.training.resume import load_resume
@@ -53,7 +50,7 @@ class Denoiser:
 
     name: str
     fn: DenoiseFn
-    kind: str  # "trained", "tweedie-ddpm", "tweedie-flow", "blur", "oracle"
+    kind: str  # "trained", "tweedie-ddpm", "tweedie-flow" (tweedie-FAMILY), "blur", "oracle"
     dataset: str | None = None  # what a run was trained on (None: a baseline)
 
     def __call__(self, y: Tensor, sigma: float) -> Tensor:
@@ -75,14 +72,6 @@ def trained(net: torch.nn.Module, sigma_input: bool, name: str = "denoiser") -> 
 # Tweedie: a diffusion model's x0 estimate is E[x | y], the MMSE denoiser at its noise level.
 
 
-def ddpm_timestep(schedule: DDPMSchedule, sigma: float) -> int:
-    """The timestep whose noise level is nearest ``image_sigma(sigma)`` in log space:
-    x_t / sqrt(abar_t) = x0 + sigma_t eps with sigma_t = sqrt((1 - abar_t) / abar_t)."""
-    ab = schedule.alphas_cumprod.double()
-    levels = ((1 - ab) / ab).sqrt().log()  # (T,) increasing
-    return int((levels - math.log(image_sigma(sigma))).abs().argmin())
-
-
 def _unconditional(pipe: Pipeline, b: int):
     """The model's network for a batch of ``b``: a class-conditional one on its null class
     (a denoiser knows no class)."""
@@ -92,43 +81,18 @@ def _unconditional(pipe: Pipeline, b: int):
     return pipe.network(Cond(labels=labels))
 
 
-def tweedie_ddpm(pipe: Pipeline, name: str = "ddpm") -> Denoiser:
-    """A DDPM as a denoiser at any sigma: scale y to x_t at the nearest timestep (exact on
-    the grid's noise levels, within half a grid step in log sigma between them), read its
-    x0 (clamped as the model samples); sigma 0 returns y."""
-    model = pipe.model
-    assert isinstance(model, DDPMModel)
-    sched = model.schedule
+def tweedie(pipe: Pipeline, name: str | None = None) -> Denoiser:
+    """A DDPM or a flow as a denoiser at any sigma: its family's x0 estimate at the noise
+    level of sigma (:meth:`~diffkit.methods.pipeline.Pipeline.posterior_mean`); sigma 0
+    returns y. ``name`` defaults to the family's."""
 
     @torch.no_grad()
     def fn(y: Tensor, sigma: float) -> Tensor:
         if sigma == 0:
             return y
-        denoise = pipe.denoiser(_unconditional(pipe, y.shape[0]))
-        t = ddpm_timestep(sched, sigma)
-        ab = float(sched.alphas_cumprod[t])
-        ts = torch.full((y.shape[0],), t, device=y.device, dtype=torch.long)
-        return denoise(math.sqrt(ab) * y.to(pipe.device), ts)[1]
+        return pipe.posterior_mean(_unconditional(pipe, y.shape[0]), y, sigma)
 
-    return Denoiser(name, fn, "tweedie-ddpm")
-
-
-def tweedie_flow(pipe: Pipeline, name: str = "flow") -> Denoiser:
-    """A rectified flow as a denoiser: x_t = t x1 + (1 - t) eps, so x_t / t = x1 + s eps with
-    s = (1 - t) / t, i.e. t = 1 / (1 + s) exactly; x1 = x_t + (1 - t) v(x_t, t)."""
-    scale = pipe.model.time_scale  # type: ignore[attr-defined]
-
-    @torch.no_grad()
-    def fn(y: Tensor, sigma: float) -> Tensor:
-        if sigma == 0:
-            return y
-        net = _unconditional(pipe, y.shape[0])
-        t = 1 / (1 + image_sigma(sigma))
-        xt = t * y.to(pipe.device)
-        ts = torch.full((y.shape[0],), t * scale, device=y.device)
-        return xt + (1 - t) * net(xt, ts, None)
-
-    return Denoiser(name, fn, "tweedie-flow")
+    return Denoiser(name or pipe.FAMILY, fn, f"tweedie-{pipe.FAMILY}")
 
 
 def load_denoiser(path: Path, device: torch.device, use_ema: bool = True) -> Denoiser:
@@ -151,12 +115,12 @@ def load_denoiser(path: Path, device: torch.device, use_ema: bool = True) -> Den
         load_weights(net, load_checkpoint(file, prefixes=(section,)).section(section), path)
         return replace(trained(net.to(device).eval(), cfg.noise.sigma_input, name),
                        dataset=cfg.data.dataset)  # fmt: skip
-    if method in ("ddpm", "rf"):
+    spec = METHODS.get(method) if isinstance(method, str) else None
+    if spec is not None and spec.generative and spec.space != "latent":  # a pixel DDPM or flow
         pipe = load_run_pipeline(path, file, header, device, use_ema)
         if pipe.model.codec is not None:
             raise CheckpointError(f"{path} is a latent model; denoising is in pixels")
-        tweedie = tweedie_ddpm if method == "ddpm" else tweedie_flow
-        d = tweedie(pipe, f"{'DDPM' if method == 'ddpm' else 'flow'} via Tweedie [{folder}]")
+        d = tweedie(pipe, f"{pipe.TITLE} via Tweedie [{folder}]")
         return replace(d, dataset=pipe.config.data.dataset if pipe.config else None)
     raise CheckpointError(f"{path} is a {method} run; a denoiser is a denoiser, ddpm or rf run "
                           "(pixel space)")  # fmt: skip

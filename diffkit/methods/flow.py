@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -10,6 +10,7 @@ from torch import Tensor
 from diffkit.methods.pipeline import Pipeline
 from diffkit.models.conditioning import Cond
 from diffkit.models.contract import FlowModel
+from diffkit.objectives.denoise import image_sigma
 from diffkit.samplers.common import make_velocity
 from diffkit.samplers.ode import Velocity, euler_straightness, solve
 from diffkit.samplers.registry import sampler_spec
@@ -22,6 +23,7 @@ class FlowPipeline(Pipeline):
     steps; 1 for a one-step distilled model)."""
 
     FAMILY: ClassVar[str] = "flow"
+    TITLE: ClassVar[str] = "flow"
     model: FlowModel
 
     def planned_nfe(self, sampler: str, steps: int) -> int | None:
@@ -55,6 +57,24 @@ class FlowPipeline(Pipeline):
         tau = torch.full((xt.shape[0],), float(point), device=xt.device)
         return xt + (1 - float(point)) * velocity(xt, tau)
 
+    def noise_levels(self, values: list[float]) -> list[float]:
+        """The forward process's levels: times in [0, 1)."""
+        if not all(0 <= v < 1 for v in values):
+            raise ValueError("a flow's levels are times in [0, 1)")
+        return values
+
+    def posterior_mean(self, net, y: Tensor, sigma: float) -> Tensor:
+        """Tweedie: x_t = t x1 + (1 - t) eps, so x_t / t = x1 + s eps with s = (1 - t) / t,
+        i.e. t = 1 / (1 + s) exactly; x1 = x_t + (1 - t) v(x_t, t)."""
+        t = 1 / (1 + image_sigma(sigma))
+        xt = t * y.to(self.device)
+        ts = torch.full((y.shape[0],), t * self.model.time_scale, device=y.device)
+        return xt + (1 - t) * net(xt, ts, None)
+
+    def resampler(self, steps: int):
+        """Refused: a flow has no forward process to walk back with."""
+        raise ValueError("RePaint resampling needs a DDPM; a flow inpaints by replacement")
+
     def grid(self, steps: int, spacing: str | None = None) -> Tensor:
         """Grid points of a ``steps``-step run: the flow times (steps + 1,), noise first."""
         return flow_time_grid(steps)
@@ -64,3 +84,20 @@ class FlowPipeline(Pipeline):
         velocity = make_velocity(net, time_scale=self.model.time_scale)
         return solve(sampler, velocity, x, times, rtol=opts.rtol, atol=opts.atol,
                      on_step=on_step, start=start, callback=callback)  # fmt: skip
+
+    # Export to diffusers (diffkit.external.export, which imports diffusers and passes it)
+
+    DIFFUSERS_TAG: ClassVar[str] = "rectified-flow"
+
+    def diffusers_scheduler(self, diffusers: Any) -> Any:
+        """diffusers' flow-matching Euler scheduler (the exported pipeline runs it on
+        diffkit's uniform grid)."""
+        return diffusers.FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=int(self.model.time_scale), shift=1.0)  # fmt: skip
+
+    def card_usage(self) -> tuple[str, list[str]]:
+        return "", []  # the steps default to the model's; no other scheduler to swap in
+
+    def card_rows(self) -> list[tuple[str, str]]:
+        return [("scheduler", "FlowMatchEulerDiscreteScheduler"),
+                ("default steps", str(self.model.default_steps(self.DEFAULT_SAMPLER)))]  # fmt: skip

@@ -105,6 +105,7 @@ class Pipeline:
     config: GenerativeRunConfig | None = None
 
     FAMILY: ClassVar[str] = ""  # the model family, as the sampler registry names it
+    TITLE: ClassVar[str] = ""  # the family in prose: "DDPM", "flow"
     SAMPLERS: ClassVar = _FamilySamplers()  # tuple[str, ...]
     DEFAULT_SAMPLER: ClassVar = _FamilyDefault()  # str
     MODEL_OPTIONS: ClassVar[frozenset[str]] = frozenset()  # read whatever the sampler
@@ -166,6 +167,24 @@ class Pipeline:
         family's (:meth:`grid`): a DDPM timestep or a flow time."""
         raise NotImplementedError
 
+    def noise_levels(self, values: list[float]) -> list[float]:
+        """``values`` as grid points of :meth:`noised` (``edit noise --at``); ValueError
+        saying what the family's levels are if one is not."""
+        raise NotImplementedError
+
+    def posterior_mean(self, net: Net, y: Tensor, sigma: float) -> Tensor:
+        """The denoiser view (Tweedie's formula): E[x | y] for ``y = x + image_sigma(sigma)
+        eps`` (B, ...), the family's x0 estimate at that noise level through ``net(x, t, _)``
+        (:func:`~diffkit.objectives.denoise.image_sigma`: sigma in the seeds' units)."""
+        raise NotImplementedError
+
+    def resampler(self, steps: int) -> Callable[..., Tensor]:
+        """RePaint's resampling (Lugmayr et al. 2022) over a ``steps``-step grid, as
+        ``fn(net, noise, known, mask, *, jump, resample, generator, on_move)``
+        (:func:`~diffkit.edit.repaint.repaint_sample`); ValueError for a family without a
+        forward step to walk back with, or steps that do not fit."""
+        raise NotImplementedError
+
     def one_step_x0(self, xt: Tensor, point: float, net: Net) -> Tensor:
         """The estimate of x_0 from ``xt`` (B, ...) at one grid point in one call of
         ``net(x, t, _)`` (the model, guided as wanted), on the pipeline's device."""
@@ -186,6 +205,24 @@ class Pipeline:
         """Noise (B, ...) -> samples (B, ...) in the model's space; also the number of
         network evaluations spent. ``net(x, t, _)`` is the model, guided as requested;
         ``start`` and ``callback`` steer (see :meth:`generate`)."""
+        raise NotImplementedError
+
+    # Export to diffusers (:mod:`diffkit.external.export`), for a run diffkit trained
+
+    DIFFUSERS_TAG: ClassVar[str] = ""  # the family's tag on the model card
+
+    def diffusers_scheduler(self, diffusers: Any) -> Any:
+        """The ``scheduler/`` of an export: a diffusers scheduler of the family's
+        conventions (``diffusers`` is the module, imported by the caller)."""
+        raise NotImplementedError
+
+    def card_usage(self) -> tuple[str, list[str]]:
+        """The model card's usage: the step argument of its ``pipe(...)`` call ("" for the
+        model's default) and lines to run after loading (e.g. another scheduler)."""
+        raise NotImplementedError
+
+    def card_rows(self) -> list[tuple[str, str]]:
+        """The family's rows of the model card's Model table."""
         raise NotImplementedError
 
     @torch.no_grad()

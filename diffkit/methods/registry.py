@@ -26,7 +26,7 @@ from diffkit.config.run import (
     PairsConfig,
     VAERunConfig,
 )
-from diffkit.models.contract import DDPMModel, FlowModel, Model
+from diffkit.models.contract import DDPMModel, Family, FlowModel, Model
 from diffkit.objectives.classify import ClassifierObjective
 from diffkit.objectives.ddpm import DDPMObjective
 from diffkit.objectives.denoise import DenoiseObjective
@@ -45,7 +45,8 @@ class Method:
     """One method. ``objective(cfg, paired)`` builds its loss (``paired``: trained on
     reflow pairs); ``model(cfg, net, codec)`` turns a loaded network into a Model (None:
     not a generative model). ``space`` is where it learns: pixels, a VAE's latents, or
-    either (by the config's ``latent`` section)."""
+    either (by the config's ``latent`` section); ``family`` the model family it trains (None:
+    not a generative model)."""
 
     name: str
     config: type
@@ -54,6 +55,7 @@ class Method:
     space: Space = "pixel"
     objective: Callable[[Any, bool], Any] | None = None
     model: Callable[[Any, nn.Module, Codec | None], Model] | None = None
+    family: Family | None = None
 
     def runs_folder(self, cfg: Any) -> str:
         """The ``runs/`` sub-folder of a run of this method; a reflowed or distilled flow
@@ -103,9 +105,12 @@ def _flow_model(cfg: FlowRunConfig, net: nn.Module, codec: Codec | None) -> Flow
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("ddpm", DDPMRunConfig, "ddpm", "train ddpm", "pixel", _ddpm_objective, _ddpm_model),
-        Method("ldm", DDPMRunConfig, "ldm", "train ldm", "latent", _ddpm_objective, _ddpm_model),
-        Method("rf", FlowRunConfig, "rf", "train rf", "any", _flow_objective, _flow_model),
+        Method("ddpm", DDPMRunConfig, "ddpm", "train ddpm", "pixel", _ddpm_objective, _ddpm_model,
+               DDPMModel.family),
+        Method("ldm", DDPMRunConfig, "ldm", "train ldm", "latent", _ddpm_objective, _ddpm_model,
+               DDPMModel.family),
+        Method("rf", FlowRunConfig, "rf", "train rf", "any", _flow_objective, _flow_model,
+               FlowModel.family),
         Method("vae", VAERunConfig, "vae", "train vae",
                objective=lambda cfg, _: VAEObjective(cfg.kl_weight, cfg.recon_loss)),
         Method("classifier", ClassifierRunConfig, "classifier", "train classifier",

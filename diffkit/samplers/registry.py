@@ -37,7 +37,7 @@ import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 Family = Literal["ddpm", "ode"]
 DEFAULT_ORDER = 1000
@@ -93,7 +93,7 @@ def sampler(
 ) -> Callable[[Callable], Callable]:
     """Register the decorated function as sampler ``name`` (see the module docstring for
     the calling convention of each ``family``); the function is returned unchanged."""
-    if family not in ("ddpm", "ode"):
+    if family not in get_args(Family):
         raise ValueError(f"sampler {name!r}: family must be 'ddpm' or 'ode', not {family!r}")
     if family == "ddpm" and calls_per_step is None:
         raise ValueError(f"sampler {name!r}: a ddpm-family sampler has a fixed step count")

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from diffkit.eval.denoise import blur_denoiser, oracle_denoiser
-from diffkit.methods.ddpm import DDPMPipeline
-from diffkit.methods.denoiser import ddpm_timestep, tweedie_ddpm, tweedie_flow
+from diffkit.methods.ddpm import DDPMPipeline, ddpm_timestep
+from diffkit.methods.denoiser import tweedie
 from diffkit.methods.flow import FlowPipeline
 from diffkit.models.contract import DDPMModel, FlowModel
 from diffkit.objectives.denoise import DenoiseObjective, image_sigma, sigma_to_net_time
@@ -38,7 +38,8 @@ def test_tweedie_on_the_exact_gaussian_ddpm_is_the_posterior_mean():
 
     model = DDPMModel(net=torch.nn.Identity(), sample_shape=SHAPE, schedule=sched, clip=False)
     model.raw = lambda x, t, cond=None: eps_net(x, t, cond)  # type: ignore[method-assign]
-    d = tweedie_ddpm(DDPMPipeline(model, torch.device("cpu")))
+    d = tweedie(DDPMPipeline(model, torch.device("cpu")))
+    assert (d.name, d.kind) == ("ddpm", "tweedie-ddpm")
     y = torch.randn(3, *SHAPE)
     ab = sched.alphas_cumprod.double()
     for t in (0, 10, 250, 999):  # noise levels on the grid: exact
@@ -59,7 +60,8 @@ def test_tweedie_on_the_exact_gaussian_flow_is_the_posterior_mean(sigma: float):
 
     model = FlowModel(net=torch.nn.Identity(), sample_shape=SHAPE)
     model.raw = lambda x, t, cond=None: velocity(x, t, cond)  # type: ignore[method-assign]
-    d = tweedie_flow(FlowPipeline(model, torch.device("cpu")))
+    d = tweedie(FlowPipeline(model, torch.device("cpu")))
+    assert (d.name, d.kind) == ("flow", "tweedie-flow")
     y = torch.randn(3, *SHAPE)
     torch.testing.assert_close(d(y, sigma), gaussian_posterior(y, 2 * sigma), atol=1e-5, rtol=0)
 

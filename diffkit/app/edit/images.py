@@ -131,29 +131,28 @@ def inpaint(req: InpaintRequest, settings: Settings, report: Reporter = QUIET) -
                    columns=columns)  # fmt: skip
 
 
-def _levels(spec: str, num_steps: int | None) -> list[float]:
-    """Noise levels: integers below T for a DDPM, times in [0, 1) for a flow."""
+def _levels(spec: str, pipe) -> list[float]:
+    """Noise levels, as the pipeline's family counts them (integers below T for a DDPM,
+    times in [0, 1) for a flow)."""
     try:
         values = [float(v) for v in spec.split(",")]
     except ValueError:
         raise UsageError(f"--at {spec}: expected comma-separated numbers") from None
-    if num_steps is not None and not all(v.is_integer() and 0 <= v < num_steps for v in values):
-        raise UsageError(f"--at {spec}: a DDPM's levels are timesteps 0..{num_steps - 1}")
-    if num_steps is None and not all(0 <= v < 1 for v in values):
-        raise UsageError(f"--at {spec}: a flow's levels are times in [0, 1)")
-    return [int(v) if num_steps is not None else v for v in values]
+    try:
+        return pipe.noise_levels(values)
+    except ValueError as exc:
+        raise UsageError(f"--at {spec}: {exc}") from None
 
 
 def noise(req: NoiseRequest, settings: Settings, report: Reporter = QUIET) -> EditResult:
     """The forward process q(x_t | x_0) of an image at the chosen noise levels."""
     from diffkit.edit.images import load_image
     from diffkit.edit.loops import noised
-    from diffkit.models.contract import DDPMModel
 
     # The forward process needs only the schedule: the UNet stays on the CPU.
     pipe = open_model(req.model, settings, views=False, dtype=req.dtype,
                       offload=is_foreign(req.model))  # fmt: skip
-    points = _levels(req.at, pipe.model.max_steps() if isinstance(pipe.model, DDPMModel) else None)
+    points = _levels(req.at, pipe)
     x = load_image(req.image, pipe.model.sample_shape, settings.data_dir)
     g = torch.Generator().manual_seed(req.seed)
     samples = torch.cat([noised(pipe, x, p, torch.randn(x.shape, generator=g)) for p in points])

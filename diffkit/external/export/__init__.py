@@ -40,7 +40,6 @@ SUPPORTED = ("ddpm", "ldm", "rf")
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 GRID = "samples.png"
 PIPELINE_CLASS = "DiffkitPipeline"
-PREDICTION_TYPES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 
 
 class ExportError(CheckpointError):
@@ -168,7 +167,7 @@ def _write_components(tmp: Path, pipe: Pipeline, meta: dict[str, Any], diffusers
 
     model, code = pipe.model, modeling_source(meta["version"]).encode()
     _write_model(tmp / "unet", "DiffkitUNet", _unet_config(pipe, meta), model.net, code)
-    scheduler = _scheduler(pipe, diffusers)
+    scheduler = pipe.diffusers_scheduler(diffusers)
     (tmp / "scheduler").mkdir()
     scheduler.save_config(tmp / "scheduler")
     module = MODELING_FILE.removesuffix(".py")
@@ -219,33 +218,6 @@ def _write_model(folder: Path, cls: str, config: dict[str, Any], net: Any, code:
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     atomic_write_bytes(folder / WEIGHTS, save(tensors, metadata={"format": "pt"}))
     atomic_write_bytes(folder / MODELING_FILE, code)
-
-
-def _scheduler(pipe: Pipeline, diffusers: Any) -> Any:
-    """The diffusers scheduler of the run's conventions: the training betas (named when
-    diffusers' schedule gives the same float32 values, else listed), prediction type,
-    x0 clipping (pixels) and diffkit's trailing spacing; a flow's Euler scheduler."""
-    import torch
-
-    model = pipe.model
-    if model.family == "flow":
-        return diffusers.FlowMatchEulerDiscreteScheduler(
-            num_train_timesteps=int(model.time_scale), shift=1.0)  # fmt: skip
-    cfg = pipe.config
-    d = cfg.diffusion  # type: ignore[union-attr]
-    betas = model.schedule.betas
-    common = {"num_train_timesteps": d.num_steps, "prediction_type":
-              PREDICTION_TYPES[model.prediction], "clip_sample": model.clip,
-              "clip_sample_range": 1.0, "variance_type": "fixed_small",
-              "timestep_spacing": model.spacing, "steps_offset": model.steps_offset}  # fmt: skip
-    named = {"linear": {"beta_schedule": "linear", "beta_start": float(betas[0]),
-                        "beta_end": float(betas[-1])},
-             "cosine": {"beta_schedule": "squaredcos_cap_v2"}}.get(d.schedule)  # fmt: skip
-    if named is not None:
-        sched = diffusers.DDPMScheduler(**common, **named)
-        if torch.allclose(sched.betas.double(), betas, rtol=1e-6, atol=1e-9):
-            return sched
-    return diffusers.DDPMScheduler(**common, trained_betas=betas.tolist())
 
 
 def _write_grid(path: Path, pipe: Pipeline, file: Path) -> str:

@@ -41,7 +41,7 @@ def eval_scores(records: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, d
 def _front_matter(pipe: Pipeline) -> str:
     cfg = pipe.config
     assert cfg is not None
-    tags = ["diffkit", "ddpm" if pipe.model.family == "ddpm" else "rectified-flow"]
+    tags = ["diffkit", pipe.DIFFUSERS_TAG]
     tags += ["latent-diffusion"] if cfg.latent is not None else []
     tags += ["class-conditional"] if cfg.num_classes else []
     lines = ["---", "library_name: diffusers"]
@@ -64,17 +64,13 @@ def _intro(pipe: Pipeline, meta: dict[str, Any]) -> str:
 
 
 def _usage(pipe: Pipeline) -> str:
-    k, T = pipe.num_classes, pipe.model.max_steps()
-    steps = "" if pipe.model.family == "flow" else f", num_inference_steps={min(50, T)}"
+    k, (steps, after_loading) = pipe.num_classes, pipe.card_usage()
     call = (f"pipe(class_labels=list(range({k})), guidance_scale=2.0{steps}, generator=g)"
             if k else f"pipe(batch_size=16{steps}, generator=g)")  # fmt: skip
     code = ["import torch", "from diffusers import DiffusionPipeline", "",
             'pipe = DiffusionPipeline.from_pretrained("path/to/this/folder", '
             "trust_remote_code=True)"]  # fmt: skip
-    if pipe.model.family == "ddpm":
-        code += ["# DDIM instead of the ancestral DDPM steps (deterministic at eta = 0):",
-                 "from diffusers import DDIMScheduler",
-                 "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)"]  # fmt: skip
+    code += after_loading
     code += ["g = torch.Generator().manual_seed(0)", f"images = {call}.images  # PIL images"]
     needs = ("`trust_remote_code=True` runs `pipeline_diffkit.py` (the `DiffkitPipeline`: "
              "class labels and guidance, latents decoded by `vae/`, flows on diffkit's "
@@ -92,14 +88,7 @@ def _model(pipe: Pipeline) -> str:
             ("sample shape", " x ".join(map(str, model.sample_shape))),
             ("classes", str(cfg.num_classes) if cfg.num_classes else "unconditional"),
             ("pipeline", "DiffkitPipeline (pipeline_diffkit.py)")]  # fmt: skip
-    if model.family == "ddpm":
-        d = cfg.diffusion  # type: ignore[attr-defined]
-        rows += [("schedule", f"{d.schedule}, T = {d.num_steps}"),
-                 ("prediction", d.prediction), ("x0 clipped", "yes" if model.clip else "no"),
-                 ("scheduler", "DDPMScheduler, trailing spacing")]  # fmt: skip
-    else:
-        rows += [("scheduler", "FlowMatchEulerDiscreteScheduler"),
-                 ("default steps", str(model.default_steps("euler")))]  # fmt: skip
+    rows += pipe.card_rows()
     if cfg.latent is not None:
         rows.append(("autoencoder", f"{cfg.latent.vae.model.latent} VAE, latents "
                      f"(z - {cfg.latent.shift:.4g}) * {cfg.latent.scale:.4g}"))  # fmt: skip

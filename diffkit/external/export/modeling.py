@@ -5,7 +5,8 @@ it, below the network code of :mod:`diffkit.nn` it imports, into each exported c
 ``modeling_diffkit.py``, with the ``diffkit`` imports taken out (their names are defined
 earlier in that file), so an export loads with torch and diffusers alone.
 
-Conventions of :class:`DiffkitUNet` (its ``family`` config entry):
+Conventions of :class:`DiffkitUNet` (its ``family`` config entry, one
+:data:`CONVENTIONS` entry each):
 
 * ``ddpm``: ``timestep`` is the DDPM's integer timestep 0..T-1 (noise at T-1) and the
   output is the network's prediction, of the kind the scheduler's ``prediction_type``
@@ -48,6 +49,39 @@ def build_network(config: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown network kind {config.get('kind')!r}")
 
 
+class DDPMConvention:
+    """``ddpm``: the network takes diffusers' timestep and returns its prediction; the
+    scheduler lays out its own inference timesteps."""
+
+    @staticmethod
+    def call(net: nn.Module, sample: Tensor, t: Tensor, labels: Tensor | None,
+             time_scale: float) -> Tensor:  # fmt: skip
+        return net(sample, t, labels)
+
+    @staticmethod
+    def sigmas(steps: int) -> list[float] | None:
+        return None
+
+
+class FlowConvention:
+    """``flow``: diffusers' sigma is diffkit's t = 1 - sigma, and d x / d sigma = noise -
+    data the negated velocity; the inference grid is diffkit's uniform one in sigma."""
+
+    @staticmethod
+    def call(net: nn.Module, sample: Tensor, t: Tensor, labels: Tensor | None,
+             time_scale: float) -> Tensor:  # fmt: skip
+        out = net(sample, time_scale - t.to(sample.dtype), labels)
+        return -out
+
+    @staticmethod
+    def sigmas(steps: int) -> list[float] | None:
+        return [1.0 - i / steps for i in range(steps)]  # 1, 1 - 1/S, ..., 1/S
+
+
+CONVENTIONS = {"ddpm": DDPMConvention, "flow": FlowConvention}
+"""How the network of each family meets diffusers' schedulers."""
+
+
 @dataclass
 class DiffkitOutput(BaseOutput):
     """A network's output (B, ...), or decoded images (B, C, H, W) in [-1, 1]."""
@@ -74,9 +108,14 @@ class DiffkitUNet(ModelMixin, ConfigMixin):
         diffkit: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if family not in ("ddpm", "flow"):
-            raise ValueError(f"unknown family {family!r}: ddpm or flow")
+        if family not in CONVENTIONS:
+            raise ValueError(f"unknown family {family!r}: {' or '.join(CONVENTIONS)}")
         self.net = build_network(network)
+
+    def inference_sigmas(self, steps: int) -> list[float] | None:
+        """The sigmas of a ``steps``-step run where the family sets them (None: the
+        scheduler's own timesteps)."""
+        return CONVENTIONS[self.config.family].sigmas(steps)
 
     def forward(
         self,
@@ -87,11 +126,8 @@ class DiffkitUNet(ModelMixin, ConfigMixin):
     ) -> DiffkitOutput | tuple[Tensor]:
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.expand(sample.shape[0]) if t.ndim == 0 else t  # (B,)
-        if self.config.family == "flow":  # diffusers' sigma -> diffkit's t = 1 - sigma
-            t = self.config.time_scale - t.to(sample.dtype)
-        out = self.net(sample, t, class_labels)
-        if self.config.family == "flow":
-            out = -out  # d x / d sigma = noise - data
+        family = CONVENTIONS[self.config.family]
+        out = family.call(self.net, sample, t, class_labels, self.config.time_scale)
         return DiffkitOutput(sample=out) if return_dict else (out,)
 
 

@@ -2,9 +2,9 @@
 
 Copied as it is into an export whose model diffusers' own ``DDPMPipeline`` cannot sample:
 a class-conditional model (classifier-free guidance), a latent model (its VAE decodes) or
-a rectified flow (diffusers' flow-matching scheduler). It imports torch, numpy and
-diffusers only, never diffkit. Any scheduler whose ``step`` takes the model output, the
-timestep and the sample works; the exported one is a ``DDPMScheduler`` for a DDPM and a
+a rectified flow (diffusers' flow-matching scheduler). It imports torch and diffusers
+only, never diffkit. Any scheduler whose ``step`` takes the model output, the timestep and
+the sample works; the exported one is a ``DDPMScheduler`` for a DDPM and a
 ``FlowMatchEulerDiscreteScheduler`` for a flow, and ``DDIMScheduler.from_config`` (or any
 other discrete one) can replace the first.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import inspect
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -105,11 +104,11 @@ class DiffkitPipeline(DiffusionPipeline):
 
     def _set_timesteps(self, steps: int | None, device: torch.device) -> None:
         steps = steps or (self.unet.config.diffkit or {}).get("default_steps") or 50
-        if self.unet.config.family == "flow":  # diffkit's uniform grid in sigma = 1 - t
-            sigmas = 1.0 - np.arange(steps, dtype=np.float64) / steps
-            self.scheduler.set_timesteps(sigmas=sigmas.tolist(), device=device)
-        else:
+        sigmas = self.unet.inference_sigmas(steps)  # a flow's: diffkit's uniform grid
+        if sigmas is None:
             self.scheduler.set_timesteps(steps, device=device)
+        else:
+            self.scheduler.set_timesteps(sigmas=sigmas, device=device)
 
     def _step_kwargs(self, generator: Any, eta: float) -> dict[str, Any]:
         """What this scheduler's ``step`` takes of: the generator (stochastic steps), eta,
