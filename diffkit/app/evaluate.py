@@ -372,7 +372,7 @@ def _sweep_plan(src: Source, request: EvalRequest) -> _Plan:
     """Step counts at ``guidance`` (for a conditional model), or guidance scales at
     ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
     from diffkit.eval.sweep import Setting, parse_sweep
-    from diffkit.samplers.registry import fixed_step
+    from diffkit.samplers.registry import ancestral, fixed_step
 
     if src.pipe is None:
         raise UsageError("--sweep needs a run or checkpoint, not saved samples")
@@ -382,7 +382,9 @@ def _sweep_plan(src: Source, request: EvalRequest) -> _Plan:
         raise UsageError(str(exc)) from None
     pipe, hints, samplers, steps = src.pipe, src.hints, request.samplers, request.steps
     if samplers is None:
-        samplers = "ddpm,ddim" if "ddpm" in pipe.SAMPLERS else pipe.DEFAULT_SAMPLER
+        walk = ancestral()  # a DDPM sweeps ancestral sampling beside its default sampler
+        samplers = (f"{walk},{pipe.DEFAULT_SAMPLER}" if walk in pipe.SAMPLERS
+                    else pipe.DEFAULT_SAMPLER)  # fmt: skip
     names = [s.strip() for s in samplers.split(",") if s.strip()]
     sweepable = fixed_step(pipe.SAMPLERS)  # an adaptive solver has no step count to sweep
     bad = [s for s in names if s not in sweepable]

@@ -29,6 +29,8 @@ from diffkit.methods.flow import FlowPipeline
 from diffkit.methods.pipeline import SampleOptions, cycle_labels
 from diffkit.resources import check_memory
 from diffkit.runs.layout import RunLock, atomic_write_bytes, clean_temporaries, write_json
+from diffkit.samplers import registry
+from diffkit.samplers.ode import euler_step
 
 MANIFEST = "pairs.json"
 SHARD_SEED_STRIDE = 1_000_003
@@ -229,7 +231,7 @@ def _make_shard(
     for b in range(0, noise.shape[0], cfg.batch_size):
         y = labels[b : b + cfg.batch_size] if labels is not None else None
         part = noise[b : b + cfg.batch_size]
-        if cfg.solver == "euler":  # Euler measures S along the way; other solvers do not
+        if registry.load(cfg.solver).fn is euler_step:  # Euler measures S on the way; no other
             x, s = pipe.euler_measured(part, cfg.steps, labels=y, guidance=cfg.guidance)
             s_values.append(s.cpu())
         else:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from diffkit.models.conditioning import Cond, ConditionKind, null_class
 from diffkit.param import Prediction
+from diffkit.samplers import registry
 from diffkit.schedules import DDPMSchedule
 from diffkit.schedules.spacing import Spacing
 
@@ -99,7 +100,8 @@ class DDPMModel(Model):
         return self.schedule.num_steps
 
     def default_steps(self, sampler: str) -> int:
-        return self.max_steps() if sampler == "ddpm" else 50
+        spec = registry.specs().get(sampler)
+        return self.max_steps() if spec is not None and spec.whole_grid else 50
 
 
 MAX_FLOW_STEPS = 10_000

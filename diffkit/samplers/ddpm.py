@@ -35,7 +35,7 @@ def learned_std(v: Tensor, tilde_beta: float, beta: float) -> Tensor:
 
 
 @sampler("ddpm", family="ddpm", calls_per_step=1, stochastic=True, options=("spacing", "variance"),
-         summary="ancestral DDPM (Ho et al. 2020)", order=10)  # fmt: skip
+         summary="ancestral DDPM (Ho et al. 2020)", order=10, whole_grid=True)  # fmt: skip
 @torch.no_grad()
 def ddpm_sample(
     model: Denoiser,

@@ -48,8 +48,9 @@ class SamplerSpec:
     """What a sampler is. ``calls_per_step`` is None for an adaptive solver, whose number of
     network evaluations is known only afterwards; ``options`` are the fields of
     :class:`~diffkit.methods.pipeline.SampleOptions` it reads; ``default_for`` the model
-    families that sample with it when no sampler is named; ``order`` its place in listings.
-    ``fn`` is None while its module is not imported yet."""
+    families that sample with it when no sampler is named; ``order`` its place in listings;
+    ``whole_grid`` that its steps default to every step of the model's training grid (T),
+    as ancestral DDPM sampling's do. ``fn`` is None while its module is not imported yet."""
 
     name: str
     family: Family
@@ -59,6 +60,7 @@ class SamplerSpec:
     summary: str = ""
     default_for: frozenset[str] = frozenset()
     order: int = DEFAULT_ORDER
+    whole_grid: bool = False
     module: str = ""
     fn: Callable | None = None
 
@@ -90,6 +92,7 @@ def sampler(
     summary: str = "",
     default_for: Iterable[str] = (),
     order: int = DEFAULT_ORDER,
+    whole_grid: bool = False,
 ) -> Callable[[Callable], Callable]:
     """Register the decorated function as sampler ``name`` (see the module docstring for
     the calling convention of each ``family``); the function is returned unchanged."""
@@ -101,7 +104,7 @@ def sampler(
     def register(fn: Callable) -> Callable:
         _LIVE[name] = SamplerSpec(name, family, calls_per_step, stochastic,
                                   frozenset(options), summary, frozenset(default_for), order,
-                                  fn.__module__, fn)  # fmt: skip
+                                  whole_grid, fn.__module__, fn)  # fmt: skip
         return fn
 
     return register
@@ -126,7 +129,7 @@ def _declared() -> tuple[SamplerSpec, ...]:
                         name, kw["family"], kw["calls_per_step"], kw.get("stochastic", False),
                         frozenset(kw.get("options", ())), kw.get("summary", ""),
                         frozenset(kw.get("default_for", ())), kw.get("order", DEFAULT_ORDER),
-                        f"{__package__}.{path.stem}",
+                        kw.get("whole_grid", False), f"{__package__}.{path.stem}",
                     ))  # fmt: skip
     return tuple(found)
 
@@ -150,6 +153,16 @@ def default(model_family: str) -> str:
     picked = [n for n, s in specs().items() if model_family in s.default_for]
     if len(picked) != 1:
         raise LookupError(f"{len(picked)} samplers are the default for {model_family} models")
+    return picked[0]
+
+
+def ancestral() -> str:
+    """The DDPM family's sampler that walks the whole training grid (ancestral sampling):
+    what text models sample with, as their own pipelines do, and what a DDPM's steps
+    default to T for."""
+    picked = [n for n, s in specs().items() if s.family == "ddpm" and s.whole_grid]
+    if len(picked) != 1:
+        raise LookupError(f"{len(picked)} DDPM samplers walk the whole grid")
     return picked[0]
 
 
@@ -184,5 +197,5 @@ def unregister(name: str) -> None:
     _LIVE.pop(name, None)
 
 
-__all__ = ["SamplerSpec", "default", "fixed_step", "load", "names", "sampler", "sampler_spec",
-           "specs", "unregister"]  # fmt: skip
+__all__ = ["SamplerSpec", "ancestral", "default", "fixed_step", "load", "names", "sampler",
+           "sampler_spec", "specs", "unregister"]  # fmt: skip

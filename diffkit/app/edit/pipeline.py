@@ -60,7 +60,7 @@ def defaults(pipe, sampler: str | None, guidance: float | None, class_guidance: 
              steps: int) -> tuple[str, float]:  # fmt: skip
     """The sampler and guidance scale an op uses when not told, the sampler checked
     against ``steps``."""
-    sampler = sampler or (ANCESTRAL if is_text(pipe) else "ddim")
+    sampler = sampler or (ANCESTRAL if is_text(pipe) else pipe.DEFAULT_SAMPLER)
     if guidance is None:
         guidance = TEXT_GUIDANCE if is_text(pipe) else class_guidance
     try:

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from diffkit.errors import UsageError
+from diffkit.samplers import registry
 
 DEFAULT_MODEL = "hf:DeepFloyd/IF-I-M-v1.0"
-ANCESTRAL = "ddpm"  # IF's pipeline samples with it; stage II and RePaint always do
+ANCESTRAL = registry.ancestral()  # IF's pipeline samples with it; stage II and RePaint do
 DEFAULT_UPSCALER = "hf:DeepFloyd/IF-II-M-v1.0"
 DEFAULT_STYLE = "an oil painting of"  # anagrams and hybrids on text models (docs/editing.md)
-DEFAULT_TEXT_PROMPT = "a high quality photo"  # the seeds' prompt for SDEdit and denoising
+DEFAULT_TEXT_PROMPT = "a high quality photo"  # CS180's prompt for SDEdit and denoising
 
 Dtype = Literal["fp32", "fp16", "bf16"]
 
