@@ -1,23 +1,14 @@
-"""The machine a command runs on: its settings, whether it is busy, and the training of a
-DDPM or flow on this process or on every process of a ``torchrun`` launch."""
+"""The machine a command runs on: its settings, and whether it is busy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from diffkit.app.report import QUIET, Reporter
 
 if TYPE_CHECKING:
-    from diffkit.app.train import Planned
     from diffkit.config.settings import Settings
-    from diffkit.runs.layout import RunDir
-
-Hooks = Callable[
-    [bool], AbstractContextManager[tuple[Callable[[Any], None], Callable[[Any], None]]]
-]
 
 
 def machine_settings(
@@ -46,31 +37,6 @@ def machine_settings(
     for line in unknown_env(env_names(configs, Settings)):
         report.warning(line)
     return settings
-
-
-def train_diffusion(
-    plan: Planned, settings: Settings, hooks: Hooks, classifier: Path | None = None
-) -> tuple[RunDir, Any] | None:
-    """Train (or resume) the pixel or latent DDPM or flow of ``plan``, on every process of a
-    ``torchrun`` launch (env ``RANK``, ...) or on this one: the run folder and how training
-    ended on the main process, None on the others. ``hooks(is_main)`` gives the
-    ``(on_event, on_run_dir)`` callbacks of the method."""
-    from diffkit.methods.generative import train_generative
-    from diffkit.training.distributed import destroy, dist_from_env, init_process_group
-    from diffkit.training.hardware import resolve_device
-
-    dist = dist_from_env()
-    init_process_group(dist, resolve_device(settings.device, dist.local_rank))
-    try:
-        with hooks(dist.is_main) as (on_event, on_run_dir):
-            run, result = train_generative(
-                plan.cfg, settings, resume=plan.run, dist=dist, classifier=classifier,
-                codec=plan.codec, pairs=plan.pairs, init_from=plan.init_from,
-                on_event=on_event, on_run_dir=on_run_dir,
-            )  # fmt: skip
-    finally:
-        destroy()
-    return (run, result) if dist.is_main else None
 
 
 def busy_machine_note() -> str | None:

@@ -3,13 +3,17 @@
 Each function takes what a command was given (the options that set the config, by dotted
 key, and the ones with other roles: a VAE, a base model, ``--resume``) and returns a
 :class:`Planned` run, every bad combination refused with a :class:`UsageError` before
-anything is written. The training itself is the method's (:mod:`diffkit.methods`).
+anything is written. :func:`run` trains a planned run with its method's training
+function (:mod:`diffkit.methods`).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +24,7 @@ from diffkit.runs.layout import RunDir
 
 if TYPE_CHECKING:
     from diffkit.config.run import GenerativeRunConfig
+    from diffkit.config.settings import Settings
 
 RESUMABLE = {"train.epochs", "train.max_steps"}
 """The config keys that may accompany --resume: they extend a run without changing it."""
@@ -416,3 +421,64 @@ def _resumed_reflow(path: Path, overrides: dict):
     if cfg.reflow is None:
         raise UsageError(f"{path} is not a reflow run; resume it with `diffkit train rf`")
     return run, cfg
+
+
+Callbacks = tuple[Callable[[Any], None], Callable[[RunDir], None]]
+Hooks = Callable[[bool], AbstractContextManager[Callbacks]]
+"""``hooks(is_main)``: a context giving a method's ``(on_event, on_run_dir)`` callbacks
+(a progress bar, loggers) on the main process or another one of a ``torchrun`` launch."""
+
+
+@contextmanager
+def no_hooks(is_main: bool) -> Iterator[Callbacks]:
+    """Train silently: no progress, no loggers."""
+    yield (lambda event: None), (lambda run: None)
+
+
+_TRAINERS = {  # method -> its training function and which of run()'s inputs it takes
+    "classifier": ("diffkit.methods.classifier", "train_classifier", ()),
+    "vae": ("diffkit.methods.vae", "train_vae", ()),
+    "controlnet": ("diffkit.methods.controlnet", "train_controlnet", ("resume", "classifier")),
+    "denoiser": ("diffkit.methods.denoiser", "train_denoiser", ("resume",)),
+}
+
+
+def run(plan: Planned, settings: Settings, hooks: Hooks = no_hooks,
+        classifier: Path | None = None) -> Any:  # fmt: skip
+    """Train (or resume) the run of ``plan``, as ``diffkit train`` does; ``classifier`` is
+    the feature network of in-training evaluation (None: the best qualified one). Returns
+    what the method's training returns: ``(run folder, TrainResult)`` for a DDPM, flow,
+    ControlNet or denoiser (None on a ``torchrun`` process other than rank 0), a
+    :class:`~diffkit.methods.classifier.ClassifierResult` or
+    :class:`~diffkit.methods.vae.VAEResult`."""
+    if plan.cfg.method not in _TRAINERS:
+        return _train_diffusion(plan, settings, hooks, classifier)
+    module, name, takes = _TRAINERS[plan.cfg.method]
+    train = getattr(importlib.import_module(module), name)
+    given = {"resume": plan.run, "classifier": classifier}
+    with hooks(True) as (on_event, on_run_dir):
+        return train(plan.cfg, settings, on_event=on_event, on_run_dir=on_run_dir,
+                     **{k: given[k] for k in takes})  # fmt: skip
+
+
+def _train_diffusion(
+    plan: Planned, settings: Settings, hooks: Hooks, classifier: Path | None
+) -> tuple[RunDir, Any] | None:
+    """A pixel or latent DDPM or flow, on every process of a ``torchrun`` launch (env
+    ``RANK``, ...) or on this one."""
+    from diffkit.methods.generative import train_generative
+    from diffkit.training.distributed import destroy, dist_from_env, init_process_group
+    from diffkit.training.hardware import resolve_device
+
+    dist = dist_from_env()
+    init_process_group(dist, resolve_device(settings.device, dist.local_rank))
+    try:
+        with hooks(dist.is_main) as (on_event, on_run_dir):
+            run, result = train_generative(
+                plan.cfg, settings, resume=plan.run, dist=dist, classifier=classifier,
+                codec=plan.codec, pairs=plan.pairs, init_from=plan.init_from,
+                on_event=on_event, on_run_dir=on_run_dir,
+            )  # fmt: skip
+    finally:
+        destroy()
+    return (run, result) if dist.is_main else None

@@ -96,9 +96,9 @@ def train_diffusion(
 ) -> RunDir | None:
     """Train (or resume) a pixel or latent DDPM or flow and report how it ended; the run
     folder on the main process after a finished run."""
-    from diffkit.app.machine import train_diffusion as train
+    from diffkit.app.train import run
 
-    ended = train(plan, settings, lambda main: train_hooks(loggers, enabled=main), classifier)
+    ended = run(plan, settings, lambda main: train_hooks(loggers, enabled=main), classifier)
     return None if ended is None else report_stop(*ended)
 
 

@@ -148,13 +148,11 @@ CLASSIFIER = (
 @takes(CLASSIFIER)
 def classifier(**o: Any) -> None:
     """Train the CNN feature classifier used by `diffkit eval` (fixed recipe and seed)."""
-    from diffkit.methods.classifier import train_classifier
-
     name = o["name"] or o["dataset"].replace(":", "-").replace("/", "-")[:64]
     flags = config_flags(CLASSIFIER, o) | {"name": name}
     loggers = logger_names(o["loggers"])
     settings = settings_of(o)
-    res = _train(plans.classifier(flags, o["config"]), settings, o, loggers, train_classifier)
+    res = _train(plans.classifier(flags, o["config"]), settings, o, loggers)
     _report_end(res, "no classifier written", " (train it again, ~minutes)")
     console.info(
         f"test accuracy {100 * res.test_accuracy:.2f} % after {res.train.step} steps "
@@ -213,14 +211,12 @@ VAE = (
 @takes(VAE)
 def vae(**o: Any) -> None:
     """Train the VAE of latent diffusion; writes vae.safetensors with the latent scaling."""
-    from diffkit.methods.vae import train_vae
-
     request = plans.VAERequest(config_flags(VAE, o), o["net"], o["config"])
     loggers = logger_names(o["loggers"])
     settings = settings_of(o)
     if o["lpips_weights"] is not None:
         settings = settings.model_copy(update={"lpips_weights": o["lpips_weights"]})
-    res = _train(plans.vae(request), settings, o, loggers, train_vae)
+    res = _train(plans.vae(request), settings, o, loggers)
     _report_end(res, "no vae.safetensors written", " (train it again)")
     lpips = "" if res.lpips is None else f", LPIPS {res.lpips:.4f}"
     console.info(
@@ -263,14 +259,11 @@ CONTROLNET = (
 def controlnet(**o: Any) -> None:
     """Train a ControlNet on edge maps over a frozen base model; the checkpoint holds the
     ControlNet and the base's path and sha256 (checked on every load)."""
-    from diffkit.methods.controlnet import train_controlnet
-
     loggers = logger_names(o["loggers"])
     settings = settings_of(o)
     plan = plans.controlnet(config_flags(CONTROLNET, o), o["base"], embed_base=o["embed_base"],
                             config=o["config"], resume=o["resume"])  # fmt: skip
-    report_stop(*_train(plan, settings, o, loggers, train_controlnet, resume=plan.run,
-                        classifier=o["classifier"]))  # fmt: skip
+    report_stop(*_train(plan, settings, o, loggers, o["classifier"]))
 
 
 DENOISER = (
@@ -299,8 +292,6 @@ DENOISER = (
 def denoiser(**o: Any) -> None:
     """Train a single-step denoiser (the seeds' Part B): MSE from x + sigma eps to x, at one
     sigma or a range, optionally told sigma, or with noisy targets (Noise2Noise)."""
-    from diffkit.methods.denoiser import train_denoiser
-
     request = plans.DenoiserRequest(
         config_flags(DENOISER, o), sigma=o["sigma"], sigma_range=o["sigma_range"], net=o["net"],
         config=o["config"], resume=o["resume"],
@@ -308,13 +299,12 @@ def denoiser(**o: Any) -> None:
     loggers = logger_names(o["loggers"])
     settings = settings_of(o)
     plan = plans.denoiser(request)
-    report_stop(*_train(plan, settings, o, loggers, train_denoiser, resume=plan.run))
+    report_stop(*_train(plan, settings, o, loggers))
 
 
-def _train(plan: plans.Planned, settings, o: dict[str, Any], loggers: tuple[str, ...], train,
-           **kwargs: Any):  # fmt: skip
-    """``--print-config`` or the check that the run's folder is writable, then ``train`` (a
-    method's training function) with the progress bar and ``loggers``; what it returns."""
+def _train(plan: plans.Planned, settings, o: dict[str, Any], loggers: tuple[str, ...],
+           classifier: Path | None = None):  # fmt: skip
+    """``--print-config`` or the check that the run's folder is writable, then the run with
+    the progress bar and ``loggers``; what its method's training returns."""
     begin(plan, settings, o["print_config"])
-    with train_hooks(loggers) as (on_event, on_run_dir):
-        return train(plan.cfg, settings, on_event=on_event, on_run_dir=on_run_dir, **kwargs)
+    return plans.run(plan, settings, lambda main: train_hooks(loggers, enabled=main), classifier)
