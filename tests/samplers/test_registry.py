@@ -34,7 +34,7 @@ def test_the_source_declares_what_the_modules_register():
         loaded = registry.load(declared.name)
         assert loaded.fn is not None and loaded.module == declared.module
         fields = ("family", "calls_per_step", "stochastic", "options", "summary",
-                  "default_for", "order")  # fmt: skip
+                  "default_for", "order", "whole_grid")  # fmt: skip
         assert all(getattr(loaded, f) == getattr(declared, f) for f in fields), declared.name
 
 
@@ -47,6 +47,17 @@ def test_families_defaults_and_costs():
     assert costs == {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
     assert [n for n in BUILTIN if sampler_spec(n).adaptive] == ["dopri5"]
     assert fixed_step(["ddim", "dopri5", "rk4"]) == ["ddim", "rk4"]
+
+
+def test_the_ancestral_sampler_walks_the_whole_grid(toy):
+    """Ancestral sampling is the one DDPM sampler declared ``whole_grid``: its steps default
+    to T; every other sampler's, a registered one's too, to 50."""
+    assert registry.ancestral() == "ddpm"
+    assert [n for n, s in registry.specs().items() if s.whole_grid] == ["ddpm"]
+    cfg = resolve_run_config(DDPMRunConfig, {"preset": "tiny"})
+    model = pipeline_for(cfg, build_model(cfg.model).eval(), torch.device("cpu")).model
+    steps = {n: model.default_steps(n) for n in ("ddpm", "ddim", "toy", "dopri5")}
+    assert steps == {"ddpm": cfg.diffusion.num_steps, "ddim": 50, "toy": 50, "dopri5": 50}
 
 
 def test_tags_and_lookup():
