@@ -47,7 +47,8 @@ def parse_sigmas(spec: str) -> list[float]:
 DENOISE_BENCH = (
     argument("runs", list[Path] | None, "Denoiser, pixel DDPM or rectified-flow runs (DDPMs and "
              "flows denoise through Tweedie's formula).", None),
-    flag("sigmas", str, SEED_SIGMAS, "Noise levels, images in [0, 1] (the seeds' units).", None),
+    flag("sigmas", str, SEED_SIGMAS, "Noise levels sigma of y = x + sigma eps, images in "
+         "[0, 1].", None),
     flag("baselines", str, "blur,oracle",
          "Comma-separated: blur (best Gaussian per sigma), oracle, none.", None),
     flag("pure_noise", bool, False, "Also denoise pure noise: distance to the mean digit.", None,

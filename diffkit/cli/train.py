@@ -72,8 +72,8 @@ DDPM = (
 )  # fmt: skip
 RF = (
     *OPTIMISATION, *SCHEDULES,
-    PRESET.but("tiny (tests) | small (2-core CPU) | small-v1 (small before issue 20) | default "
-               "(the seeds' GPU UNet)."),
+    PRESET.but("tiny (tests) | small (2-core CPU) | small-v1 (the earlier small recipe) | "
+               "default (a GPU UNet)."),
     DATASET,
     option("vae", Path | None, "Train on this VAE's latents (MLP or UNet velocity network), or a "
            "pretrained AutoencoderKL's (folder or hf:ORG/NAME, with --dataset).", MODEL),
@@ -176,12 +176,12 @@ def _report_end(res, nothing: str, again: str) -> None:
 VAE = (
     DATASET,
     option("latent", Literal["flat", "spatial"] | None,
-           "flat: the seeds' conv VAE, a vector latent (default); spatial: "
+           "flat: a conv VAE with a vector latent (default); spatial: "
            "latent-channels x H/4 x W/4 (by default) with attention, for UNet denoisers.",
            MODEL, "model.latent"),
     option("net", Literal["small", "kl-f4"] | None,
-           "A spatial VAE: small (the default, 32-64 channels, CPU minutes) | kl-f4 (the "
-           "seeds' 002 shape, LDM's KL-f4: 128-256-512 channels, 2 blocks per level, "
+           "A spatial VAE: small (the default, 32-64 channels, CPU minutes) | kl-f4 (latent "
+           "diffusion's KL-f4, Rombach et al. 2022: 128-256-512 channels, 2 blocks per level, "
            "latent 3 x H/4 x W/4; a GPU net).", MODEL),
     option("latent_dim", int | None, "Flat latent size (default 64).", MODEL,
            "model.latent_dim"),
@@ -240,7 +240,7 @@ CONTROLNET = (
     _edges("canny_high", "Canny strong-edge threshold (default 0.2).", "high"),
     _edges("canny_sigma", "Canny smoothing sigma (default 1).", "sigma"),
     option("objective", Literal["base", "recon"] | None,
-           "base: the base's own loss with the hint (default); recon: the seeds' "
+           "base: the base's own loss with the hint (default); recon: a "
            "baseline, L1 reconstruction from a blank input.", MODEL, "objective"),
     COND_DROP.but("Probability of training a label as the null class (default 0.5)."),
     option("unlock_decoder", bool | None, "Also train the base UNet's decoder (a copy of it).",
@@ -277,10 +277,10 @@ DENOISER = (
            "clean (default), or noisy: a second noisy copy (Noise2Noise).", OPTIONS,
            "noise.target"),
     option("pure_noise", bool | None,
-           "Train on pure noise inputs, no image (the seeds' 1.2.3: learns the mean).", OPTIONS,
-           "noise.pure_noise", "--pure-noise"),
-    option("net", Literal["small", "seeds"] | None,
-           "small (the small preset's UNet, CPU) | seeds (hidden 128 at 28 px, a GPU net).",
+           "Train on pure noise inputs, no image (the MSE-optimal answer is the mean image).",
+           OPTIONS, "noise.pure_noise", "--pure-noise"),
+    option("net", Literal["small", "wide"] | None,
+           "small (the small preset's UNet, CPU) | wide (hidden 128 at 28 px, a GPU net).",
            MODEL, "net"),
     DATASET, *OPTIMISATION, *MACHINE_OPTIONS, SAMPLE_EVERY, SAMPLE_EVERY_STEPS, RESUME, *CLOSING,
 )  # fmt: skip
@@ -290,7 +290,7 @@ DENOISER = (
 @handle_errors
 @takes(DENOISER)
 def denoiser(**o: Any) -> None:
-    """Train a single-step denoiser (the seeds' Part B): MSE from x + sigma eps to x, at one
+    """Train a single-step denoising UNet: MSE from x + sigma eps to x, at one
     sigma or a range, optionally told sigma, or with noisy targets (Noise2Noise)."""
     request = plans.DenoiserRequest(
         config_flags(DENOISER, o), sigma=o["sigma"], sigma_range=o["sigma_range"], net=o["net"],

@@ -171,7 +171,7 @@ class MLPConfig(Frozen):
 
 
 class VAEConfig(Frozen):
-    """A convolutional VAE. ``flat``: the seeds' encoder/decoder (001_*) with a vector latent
+    """A convolutional VAE. ``flat``: a small conv encoder/decoder with a vector latent
     of ``latent_dim``; ``spatial``: a residual encoder/decoder whose level ``i`` has
     ``base_channels * channel_mults[i]`` channels and ``num_res_blocks`` blocks, after a
     ``patch_size`` pixel-unshuffle, with self-attention at the lowest resolution and a

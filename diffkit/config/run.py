@@ -352,7 +352,7 @@ PRESETS: dict[str, dict] = {
         },
     },
     # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, 10-11 minutes.
-    # A DDPM predicts x0 with Min-SNR-5 weights (issue 20's ablation, docs/benchmarks.md
+    # A DDPM predicts x0 with Min-SNR-5 weights (an ablation, docs/benchmarks.md
     # 16); a flow (`train rf`) takes the network and training recipe only.
     "small": {
         "diffusion": {"prediction": "x0", "min_snr_gamma": 5.0},
@@ -379,7 +379,7 @@ PRESETS: dict[str, dict] = {
         },
     },
 }
-# The `small` recipe before issue 20 (eps prediction, uniform timesteps): kept so its
+# The earlier `small` recipe (eps prediction, uniform timesteps): kept so its
 # numbers in docs/benchmarks.md stay reproducible.
 PRESETS["small-v1"] = {"model": dict(PRESETS["small"]["model"]),
                        "train": dict(PRESETS["small"]["train"])}  # fmt: skip
@@ -424,7 +424,8 @@ PRESETS |= {
             "preview_steps": 50,
         },
     },
-    # The seeds' MNIST network (base 64, 64-128-256, attention at 14x14 and in the middle).
+    # The DDPM paper's UNet shape for MNIST (Ho et al. 2020; base 64, 64-128-256,
+    # attention at 14x14 and in the middle).
     "default": {
         "model": {
             "base_channels": 64,
@@ -479,7 +480,7 @@ VAE_NETS: dict[str, dict[str, Any]] = {
     "small": {"latent": "spatial", "patch_size": 2, "base_channels": 32,
               "channel_mults": (1, 2), "num_res_blocks": 1, "latent_channels": 4,
               "norm_groups": 8},
-    # the seeds' 002 autoencoder, LDM's KL-f4 shape (ch 128, mult 1-2-4, 2 blocks, z 3):
+    # latent diffusion's KL-f4 autoencoder (Rombach et al. 2022; ch 128, mult 1-2-4, 2 blocks, z 3):
     # full resolution, latent 3 x H/4 x W/4, ~37 M parameters at RGB; a GPU net
     "kl-f4": {"latent": "spatial", "patch_size": 1, "base_channels": 128,
               "channel_mults": (1, 2, 4), "num_res_blocks": 2, "latent_channels": 3,
@@ -604,7 +605,7 @@ class ControlNetRunConfig(Frozen):
     objective: Literal["base", "recon"] = Field(
         "base",
         description="base: the base model's own loss with the hint as extra input; recon: "
-        "the seeds' baseline (a blank input at the noise end, L1 to the image)",
+        "a baseline: a blank input at the noise end, L1 to the image",
     )
     unlock_decoder: bool = Field(False, description="also train the base UNet's decoder")
     data: DataConfig = DataConfig()
@@ -613,7 +614,7 @@ class ControlNetRunConfig(Frozen):
 
 class NoiseConfig(Frozen):
     """The corruption a single-step denoiser undoes: ``y = x + sigma * eps`` with sigma in
-    the seeds' units (images in [0, 1]; diffkit's [-1, 1] images see ``2 sigma``)."""
+    units of images in [0, 1] (diffkit's [-1, 1] images see ``2 sigma``)."""
 
     sigma_min: float = Field(0.5, ge=0, le=100, description="lowest training sigma")
     sigma_max: float = Field(0.5, ge=0, le=100, description="highest (= min: one fixed sigma)")
@@ -624,7 +625,7 @@ class NoiseConfig(Frozen):
     pure_noise: bool = Field(
         False,
         description="the input is pure noise z ~ N(0, 1) (images in [0, 1]), no image: "
-        "the seeds' Part B 1.2.3, whose MMSE answer is the mean image",
+        "denoising pure noise, whose MMSE answer is the mean image",
     )
 
     @model_validator(mode="after")
@@ -640,8 +641,8 @@ DENOISER_NETS: dict[str, dict[str, Any]] = {
     "small": {"patch_size": 2, "base_channels": 32, "channel_mults": (1, 2),
               "num_res_blocks": 1, "attention_levels": (), "mid_attention": False,
               "dropout": 0.0, "norm_groups": 8},
-    # the seeds' width (hidden 128, two levels at 28 and 14 px, no attention): a GPU net
-    "seeds": {"base_channels": 128, "channel_mults": (1, 2), "num_res_blocks": 1,
+    # hidden 128, two levels at 28 and 14 px, no attention: a GPU net
+    "wide": {"base_channels": 128, "channel_mults": (1, 2), "num_res_blocks": 1,
               "attention_levels": (), "mid_attention": False, "dropout": 0.0,
               "norm_groups": 8},
 }  # fmt: skip
@@ -650,7 +651,8 @@ DENOISER_NETS: dict[str, dict[str, Any]] = {
 
 class DenoiserRunConfig(Frozen):
     """``diffkit train denoiser``: a UNet that maps a noisy image to a clean one in one
-    step. ``BASE`` is the seeds' recipe (Adam 1e-4, batch 256, 5 epochs, MSE)."""
+    step. ``BASE`` is the recipe of UC Berkeley CS180's diffusion project (Adam 1e-4,
+    batch 256, 5 epochs, MSE)."""
 
     BASE: ClassVar[dict[str, Any]] = {
         "model": DENOISER_NETS["small"],
@@ -670,11 +672,16 @@ class DenoiserRunConfig(Frozen):
 
     method: Literal["denoiser"] = "denoiser"
     name: RunName = "run"
-    net: Literal["small", "seeds"] = "small"
+    net: Literal["small", "wide"] = "small"
     model: UNetConfig = UNetConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     noise: NoiseConfig = NoiseConfig()
+
+    @field_validator("net", mode="before")
+    @classmethod
+    def _earlier_name(cls, value: Any) -> Any:
+        return "wide" if value == "seeds" else value  # its earlier name, in older runs
 
     @model_validator(mode="after")
     def _unconditional(self) -> Self:

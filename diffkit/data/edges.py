@@ -1,4 +1,4 @@
-"""Edge maps of images, in pure torch: hints for a ControlNet (issue 16).
+"""Edge maps of images, in pure torch: hints for a ControlNet.
 
 Images are (B, C, H, W) in [-1, 1], as everywhere in diffkit; edge maps are (B, 1, H, W)
 in [0, 1], computed on the channel mean.

@@ -1,5 +1,5 @@
 """Single-step operations: a one-step estimate of the clean image, the classical blur
-baseline, and iterative denoising from a noisy image (the seeds' "denoise" comparison)."""
+baseline, and iterative denoising from a noisy image (CS180's "denoise" comparison)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Denoising benchmarks: PSNR / MSE of denoisers across noise levels, the classical and
 oracle baselines, and denoising pure noise.
 
-Noise levels are the seeds' sigma (images in [0, 1]); the images are diffkit's, in
+Noise levels are sigma on images in [0, 1]; the images are diffkit's, in
 [-1, 1], where the noise std is 2 sigma. MSE and PSNR are reported in [0, 1] units
-(``mse = mean((x_hat - x)^2) / 4``, ``psnr = -10 log10(mse)``), as the seeds' images are.
+(``mse = mean((x_hat - x)^2) / 4``, ``psnr = -10 log10(mse)``), as images in [0, 1] are.
 
 * :func:`blur_denoiser`: the best Gaussian blur at each sigma, its width picked on
   held-out images from a fixed list (0 = no blur).
@@ -144,7 +144,7 @@ def pure_noise(
     denoisers: Sequence[Denoiser], shape: tuple[int, ...], mean: Tensor, sigma: float,
     n: int = 64, seed: int = 0,
 ) -> tuple[list[dict[str, Any]], Tensor]:  # fmt: skip
-    """Each denoiser applied to pure noise (the seeds' Part B 1.2.3: N(0, 1) in [0, 1]
+    """Each denoiser applied to pure noise (denoising pure noise: N(0, 1) in [0, 1]
     units, i.e. ``2 z - 1`` here) at ``sigma``: the RMS distance of its outputs to the data
     mean and their pixel std across the ``n`` draws, in [0, 1] units; and a grid, one row
     per model: the mean digit, then its first 8 outputs (save with ``nrow=9``)."""

@@ -2,7 +2,7 @@
 ``lpips`` package (the optional ``diffkit[lpips]`` extra).
 
 Two uses, both in ``diffkit eval``: the **diversity** of a set of images (the mean distance
-over random disjoint pairs; higher is more varied; the seeds' 002 report lists it next to
+over random disjoint pairs; higher is more varied; a latent-diffusion course report lists it next to
 FID and IS) and the **reconstruction distance** of an autoencoder (image vs its
 reconstruction; lower is closer).
 

@@ -2,7 +2,7 @@
 
 A text-to-image pipeline's UNet never sees a prompt, only the encoder's hidden states
 (B, L, D). DeepFloyd IF's encoder is T5 v1.1 XXL, 4.8 B parameters, larger than the UNet
-it conditions; as the seeds do, diffkit embeds each prompt once and keeps the result:
+it conditions; as CS180's project does, diffkit embeds each prompt once and keeps the result:
 ``CACHE_DIR/embeddings/<encoder key>/<prompt key>.safetensors``. The encoder is loaded only
 for a prompt the cache lacks and freed once it has embedded them, so sampling never holds
 both (``diffkit edit embed`` fills the cache ahead of time, on a machine that has the

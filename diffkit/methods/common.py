@@ -133,5 +133,5 @@ def open_run(
         truncate_after(run.metrics, resume_step)
     write_json(run.config, cfg.model_dump(mode="json"))
     if resume_step is not None:
-        run.summary.unlink(missing_ok=True)  # stale until this session ends
+        run.summary.unlink(missing_ok=True)  # stale until this process ends
     return run

@@ -4,7 +4,7 @@ Training (:func:`train_controlnet`): the base run is loaded once (its EMA weight
 latent model, its autoencoder), frozen and kept out of the optimizer; the edge map of every
 training image is computed once and packed beside it
 (:func:`~diffkit.objectives.controlnet.pack_hints`); the loss is the base's own, with the
-hint as extra input (or the seeds' L1 reconstruction baseline). The checkpoint holds the
+hint as extra input (or an L1 reconstruction baseline). The checkpoint holds the
 ControlNet (and an unlocked decoder) only, plus the base's path and sha256 in its config,
 or the base's weights themselves under ``base.`` when embedded.
 

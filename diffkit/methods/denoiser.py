@@ -1,7 +1,7 @@
 """Single-step denoisers: training (:func:`train_denoiser`) and every model as one.
 
 A :class:`Denoiser` maps a noisy image ``y = x + sigma eps`` (diffkit's [-1, 1] images,
-sigma in the seeds' [0, 1] units, so the noise has std ``2 sigma`` here) to an estimate of
+sigma in [0, 1] image units, so the noise has std ``2 sigma`` here) to an estimate of
 x. Besides the networks ``diffkit train denoiser`` trains, every pixel DDPM and rectified
 flow is one without training, through Tweedie's formula: its x0 estimate at the matching
 noise level (:func:`tweedie`).
@@ -46,7 +46,7 @@ DenoiseFn = Callable[[Tensor, float], Tensor]
 
 @dataclass(frozen=True)
 class Denoiser:
-    """``fn(y, sigma) -> x_hat``: y (B, C, H, W) in diffkit's units, sigma the seeds'."""
+    """``fn(y, sigma) -> x_hat``: y (B, C, H, W) in diffkit's units, sigma in [0, 1] image units."""
 
     name: str
     fn: DenoiseFn

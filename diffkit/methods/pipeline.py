@@ -175,7 +175,7 @@ class Pipeline:
     def posterior_mean(self, net: Net, y: Tensor, sigma: float) -> Tensor:
         """The denoiser view (Tweedie's formula): E[x | y] for ``y = x + image_sigma(sigma)
         eps`` (B, ...), the family's x0 estimate at that noise level through ``net(x, t, _)``
-        (:func:`~diffkit.objectives.denoise.image_sigma`: sigma in the seeds' units)."""
+        (:func:`~diffkit.objectives.denoise.image_sigma`: sigma in [0, 1] image units)."""
         raise NotImplementedError
 
     def resampler(self, steps: int) -> Callable[..., Tensor]:

@@ -9,7 +9,7 @@ Three routes carry the label into a UNet, selectable and combinable:
 * ``time``: the label's embedding (one-hot -> MLP) is added to the time embedding, so it
   modulates every residual block through their scale-shift;
 * ``input``: the embedding is mapped to an H x W map and concatenated to the image as an
-  extra input channel (the seeds' Task 3 network);
+  extra input channel (as some MNIST guidance UNets do);
 * ``cross``: the embedding becomes ``tokens`` context vectors that cross-attention layers
   attend to (Rombach et al. 2022, Sec. 3.3).
 """

@@ -33,7 +33,7 @@ class MLPDenoiser(nn.Module):
     """``forward(x: (B, D), t: (B,), cond: (B,) labels or None) -> (B, D)``.
 
     Class labels (``num_classes`` = null) are embedded (one-hot -> MLP) and added to the
-    time embedding, the route the flow-matching report (seeds 003/004) uses.
+    time embedding, the route CS180's flow-matching UNets use.
     """
 
     def __init__(self, cfg: MLPConfig) -> None:

@@ -61,11 +61,11 @@ def _conv_bn_relu(conv: nn.Module, channels: int) -> list[nn.Module]:
 
 
 class FlatVAE(VAE):
-    """The seeds' MNIST VAE (001, Task 2) with a vector latent of ``latent_dim``.
+    """A small MNIST conv VAE with a vector latent of ``latent_dim``.
 
     Encoder: (C, H, W) -> 16 @ H/2 -> 32 @ H/4 -> 64 @ 1x1 (a conv with an H/4 kernel), each
     conv + BatchNorm + ReLU, then two linear heads 64 -> latent_dim. Decoder: linear
-    latent_dim -> 64 @ 1x1, transposed convs back to (C, H, W); the seeds' final Sigmoid is
+    latent_dim -> 64 @ 1x1, transposed convs back to (C, H, W); a final Sigmoid is
     applied by :meth:`decode` (logits stay available for the Bernoulli likelihood).
     """
 

@@ -8,7 +8,7 @@ which the loader maps to [-1, 1], and float latent batches unpack the same way.
 
 * :class:`HintedObjective`: the base's DDPM (eps / x0 / v, Min-SNR) or flow loss, where
   the network is ``net(x_t, t, labels, hint)``.
-* :class:`ReconObjective`: the seeds' baseline: the network sees a blank (zero) input at
+* :class:`ReconObjective`: a baseline: the network sees a blank (zero) input at
   the noise end of the process and its data estimate there is fitted to the image with an
   L1 loss; what it learns is a deterministic map from edges to digits, with no diversity.
 """

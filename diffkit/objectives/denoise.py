@@ -1,6 +1,6 @@
-"""The single-step denoiser loss (the seeds' Part B): ``E || D(x + sigma eps) - target ||^2``.
+"""The single-step denoiser loss: ``E || D(x + sigma eps) - target ||^2``.
 
-sigma is in the seeds' units, images in [0, 1]; diffkit's images live in [-1, 1], where
+sigma is in units of images in [0, 1]; diffkit's images live in [-1, 1], where
 the same corruption has standard deviation ``2 sigma`` (:func:`image_sigma`). Per item,
 sigma is drawn uniformly from [sigma_min, sigma_max] (one value when they are equal). With
 ``sigma_input`` the network sees sigma through its time input (:func:`sigma_to_net_time`);
@@ -20,7 +20,7 @@ from diffkit.samplers.common import NET_TIME_SCALE
 
 
 def image_sigma(sigma: float | Tensor) -> float | Tensor:
-    """The seeds' sigma (images in [0, 1]) in diffkit's units (images in [-1, 1])."""
+    """A sigma on images in [0, 1] in diffkit's units (images in [-1, 1])."""
     return 2 * sigma
 
 
@@ -39,7 +39,7 @@ class DenoiseObjective:
     pure_noise: bool = False  # the input is 2 z - 1, z ~ N(0, 1): no image at all
 
     def sigmas(self, b: int, device, generator: torch.Generator) -> Tensor:
-        """(B,) training sigmas, seeds' units."""
+        """(B,) training sigmas, [0, 1] image units."""
         u = torch.rand(b, device=device, generator=generator)
         return self.sigma_min + (self.sigma_max - self.sigma_min) * u
 

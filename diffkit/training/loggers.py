@@ -151,7 +151,7 @@ class TensorBoardLogger(Logger):
         super().__init__(run, config, step)
         from torch.utils.tensorboard import SummaryWriter
 
-        # Events at or past purge_step, left by the session a resume continues, are hidden.
+        # Events at or past purge_step, left by the process a resume continues, are hidden.
         purge = step + 1 if step else None
         self._writer = SummaryWriter(log_dir=str(run.path / TB_DIR), purge_step=purge)
         if not step:  # indented four spaces: a code block in TensorBoard's markdown

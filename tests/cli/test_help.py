@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from diffkit.cli.app import app
 from diffkit.cli.help import COMMAND_ORDER, SUMMARY
+from tests.docs.test_user_words import internal_words
 
 runner = CliRunner()
 
@@ -30,6 +31,30 @@ def _help(*path: str, width: int = 100) -> str:
     result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(width)})
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def test_help_speaks_to_users():
+    """No command's --help names the project's history (issue numbers, the reports it grew
+    from, their task and part numbers); wide, so that no phrase is split across lines."""
+    found = {}
+    for path in [(), *(p for p, _ in ALL)]:
+        text = " ".join(_help(*path, width=200).replace("│", " ").split())
+        if words := internal_words(text):
+            found[" ".join(path)] = words
+    assert not found
+
+
+def test_config_descriptions_speak_to_users():
+    """The config fields' descriptions (docs, --print-config's neighbours) likewise."""
+    from diffkit.config import run
+
+    found = {}
+    for name in dir(run):
+        model = getattr(run, name)
+        for field, info in getattr(model, "model_fields", {}).items():
+            if info.description and (words := internal_words(info.description)):
+                found[f"{name}.{field}"] = words
+    assert not found
 
 
 def test_commands_are_listed_in_the_order_a_user_meets_them():

@@ -194,3 +194,12 @@ def test_unknown_env_names_the_closest_setting():
         "ignored",
         "DIFFKIT_ZZZ is not a diffkit setting; ignored",
     ]
+
+
+def test_a_denoiser_config_that_names_its_wide_net_seeds_still_loads():
+    """``train denoiser --net`` was ``small|seeds``; ``seeds`` is now ``wide``, and configs
+    of older runs that say ``seeds`` read as ``wide``."""
+    from diffkit.config.run import DenoiserRunConfig
+
+    assert DenoiserRunConfig.model_validate({"net": "seeds"}).net == "wide"
+    assert DenoiserRunConfig.model_validate({"net": "wide"}).net == "wide"

@@ -5,9 +5,9 @@ project grew from), "Task 1", "Part B", a bare report number such as "002", "iss
 "sitting" or a "session" of work, or "helpers" who ran something. Each method or recipe is
 named by what it is and cites its paper or source instead.
 
-:func:`internal_words` is the check itself, so that other tests can apply it to any text (every
-command's ``--help``, for one). docs/cli.md is left out here: it is generated from ``--help``,
-which such a test checks at the source.
+:func:`internal_words` is the check itself, so that other tests can apply it to any text:
+``tests/cli/test_help.py`` applies it to every command's ``--help`` and to the config fields'
+descriptions (docs/cli.md, generated from ``--help``, is checked here as well).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def internal_lines(text: str) -> list[tuple[int, str]]:
 
 
 def user_files() -> list[Path]:
-    docs = [p for p in sorted((REPO / "docs").glob("*.md")) if p.name != "cli.md"]
+    docs = sorted((REPO / "docs").glob("*.md"))  # cli.md too: every command's --help
     examples = sorted(p for p in (REPO / "examples").iterdir() if p.is_file())
     return [REPO / "README.md", REPO / "CHANGELOG.md", *docs, *examples]
 

@@ -17,7 +17,7 @@ from diffkit.errors import UsageError
 from diffkit.external import is_foreign
 from diffkit.models.conditioning import Cond
 
-TEXT_GUIDANCE = 7.0  # the seeds' w on IF stage I
+TEXT_GUIDANCE = 7.0  # CS180's w on IF stage I
 
 
 def open_model(source: str, settings: Settings, *, views: bool, dtype: str | None = None,
