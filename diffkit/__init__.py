@@ -16,10 +16,16 @@ if TYPE_CHECKING:
     from diffkit.methods.pipeline import Pipeline
 
 
-def load(path: str | Path, device: str = "cpu", use_ema: bool = True) -> Pipeline:
-    """Load a run folder or checkpoint file; the result has ``.sample(n, ...)``."""
+def load(path: str | Path, device: str = "auto", use_ema: bool = True) -> Pipeline:
+    """Load a run folder or checkpoint file; the result has ``.sample(n, ...)``. ``device``
+    is ``auto`` (CUDA when there is a GPU, as the CLI's default), ``cpu``, ``cuda`` or a
+    torch device such as ``cuda:1``."""
     from diffkit.methods.load import load_pipeline
 
+    if device == "auto":
+        from diffkit.training.hardware import resolve_device
+
+        device = resolve_device("auto")
     return load_pipeline(Path(path), device, use_ema=use_ema)
 
 

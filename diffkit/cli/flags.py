@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from diffkit.cli.options import check_seed, in_range
+from diffkit.cli.options import check_config_seed, check_seed, in_range
 
 REQUIRED = inspect.Parameter.empty
 
@@ -278,7 +278,8 @@ LR_FINAL = option("lr_final", float | None, "LR at the end / peak LR (presets: 0
                   OPTIM, "train.lr_final_factor")  # fmt: skip
 GRAD_CLIP = option("grad_clip", float | None, "Clip the gradient norm to this (default 1).",
                    OPTIM, "train.grad_clip")  # fmt: skip
-TRAIN_SEED = SEED.but(panel=OPTIM, key="train.seed")
+TRAIN_SEED = option("seed", int | None, "Random seed (0 .. 2^31 - 1).", OPTIM, "train.seed",
+                    callback=check_config_seed)  # fmt: skip
 PRECISION = option("precision", Literal["auto", "fp32", "bf16", "fp16"] | None,
                    "auto = bf16 autocast where the hardware has native bf16.", OPTIM,
                    "train.precision")  # fmt: skip
@@ -292,8 +293,8 @@ SNAPSHOT_EVERY_STEPS = option(
     OPTIM, "train.snapshot_every_steps",
 )  # fmt: skip
 
-DATASET = option("dataset", str | None, "mnist | fashion-mnist | cifar10 | folder:PATH.", DATA,
-                 "data.dataset")  # fmt: skip
+DATASET = option("dataset", str | None, "mnist | fashion-mnist | cifar10 | folder:PATH | "
+                 "prepared:DIR (`diffkit data prepare`).", DATA, "data.dataset")  # fmt: skip
 LIMIT_DATA = option("limit_data", int | None, "Train on the first N images only.", DATA,
                     "data.limit")  # fmt: skip
 TRAIN_DATA_DIR = DATA_DIR.but(panel=DATA)

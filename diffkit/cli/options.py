@@ -41,6 +41,16 @@ def check_seed(value: int | None) -> int | None:
     return value
 
 
+CONFIG_SEED_MAX = 2**31 - 1  # a run's recorded seed (train.seed, a pair set's seed)
+
+
+def check_config_seed(value: int | None) -> int | None:
+    """A seed a run's config records: 0 .. 2^31 - 1 (the config's own bound)."""
+    if value is not None and not 0 <= value <= CONFIG_SEED_MAX:
+        raise typer.BadParameter(f"{value} is not in 0..{CONFIG_SEED_MAX}")
+    return value
+
+
 def machine_settings(
     data_dir: Path | None,
     runs_dir: Path | None,

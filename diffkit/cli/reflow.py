@@ -11,23 +11,25 @@ from diffkit.cli import console
 from diffkit.cli.errors import handle_errors, interrupted
 from diffkit.cli.flags import (
     BATCH_SIZE,
-    CLOSING,
     DEVICE,
     EPOCHS,
     GRAD_ACCUM,
     GUIDANCE_SCALE,
+    LOGGERS,
     LR,
     MAX_STEPS,
     MODEL,
     NAME,
     OUTPUT,
     PREVIEW,
+    PRINT_CONFIG,
     RESUME,
     RUNS_DIR,
     SAMPLE_EVERY,
     SAMPLE_EVERY_STEPS,
     SAMPLER,
     SEED,
+    TRAIN_COMPILE,
     TRAIN_DATA_DIR,
     TRAIN_RUNS_DIR,
     TRAIN_SEED,
@@ -60,7 +62,8 @@ MAKE_PAIRS = (
     flag("n", int, 60_000, "Number of pairs.", None, "-n", "--num-pairs"),
     flag("steps", int, 100, "Solver steps per pair.", SAMPLER), Deferred("solver", _solver),
     flag("shard_size", int, 5000, "Pairs per shard file.", None),
-    flag("batch_size", int, 500, "Pairs per forward pass.", SAMPLER), GUIDANCE_SCALE, SEED,
+    flag("batch_size", int, 500, "Pairs per forward pass.", SAMPLER), GUIDANCE_SCALE,
+    TRAIN_SEED.but(panel=SAMPLER, key=None),
     option("name", str | None, "Pair-set name (folder suffix).", OUTPUT),
     option("resume", Path | None, "Finish this interrupted pair set.", OUTPUT), RUNS_DIR, DEVICE,
 )  # fmt: skip
@@ -104,7 +107,8 @@ REFLOW_TRAIN = (
     NAME.but("Run name (default 2rf, 3rf, ... or distillK-...)."), TRAIN_SEED,
     RESUME.but("Continue this reflow run where it stopped."), TRAIN_DATA_DIR, TRAIN_RUNS_DIR,
     DEVICE,
-    *CLOSING,
+    LOGGERS, TRAIN_COMPILE,
+    PRINT_CONFIG.but("Print the fully resolved config as TOML and exit; nothing is written."),
 )  # fmt: skip
 
 

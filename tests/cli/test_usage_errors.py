@@ -27,6 +27,8 @@ from tests.cli.util import invoke
         (["sample", "x", "--cache-interval", "0"], ["'--cache-interval'", "1"]),
         (["sample", "x", "--seed", str(2**70)], ["'--seed'"]),
         (["sample", "x", "--seed", "-1"], ["'--seed'"]),
+        (["train", "ddpm", "--seed", str(2**31)], ["'--seed'", "0..2147483647"]),
+        (["reflow", "make-pairs", "x", "--seed", str(2**31)], ["'--seed'", "0..2147483647"]),
         (["sample", "x", "--rtol", "1e-30"], ["'--rtol'"]),
         (["eval", "x", "--num-images"], ["'--num-images'", "requires an argument"]),
         (["reflow", "make-pairs", "x", "--solver", "ddim"], ["'--solver'", "'euler'"]),
