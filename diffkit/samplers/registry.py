@@ -160,9 +160,9 @@ def ancestral() -> str:
     """The DDPM family's sampler that walks the whole training grid (ancestral sampling):
     what text models sample with, as their own pipelines do, and what a DDPM's steps
     default to T for."""
-    picked = [n for n, s in specs().items() if s.family == "ddpm" and s.whole_grid]
+    picked = [n for n, s in specs().items() if s.whole_grid]
     if len(picked) != 1:
-        raise LookupError(f"{len(picked)} DDPM samplers walk the whole grid")
+        raise LookupError(f"{len(picked)} samplers walk the whole grid")
     return picked[0]
 
 
