@@ -145,3 +145,9 @@ def test_the_probe_itself_keeps_the_model_and_the_random_state():
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_switch_is_not_reported_as_an_unknown_setting():
+    from diffkit.config.resolve import unknown_env
+
+    assert unknown_env(set(), {"DIFFKIT_NO_ESTIMATE": "1"}) == []
