@@ -218,8 +218,9 @@ def _check_fixed(given: Mapping[str, Any], fixed: Mapping[str, Any], by: str, at
             )
 
 
-ENV_NOT_SETTINGS = frozenset({"DIFFKIT_TEST_DATA_DIR"})
-"""``DIFFKIT_*`` variables that are not config: read by the test suite."""
+ENV_NOT_SETTINGS = frozenset({"DIFFKIT_TEST_DATA_DIR", "DIFFKIT_NO_ESTIMATE"})
+"""``DIFFKIT_*`` variables that are not config: read by the test suite, and the time
+estimate's switch (:mod:`diffkit.training.estimate`)."""
 
 
 def env_names(models: typing.Iterable[Any], settings: Any = None) -> set[str]:

@@ -47,6 +47,7 @@ from diffkit.runs.layout import RunDir
 from diffkit.runs.plots import save_class_grid, save_grid
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.distributed import DistInfo, broadcast_object
+from diffkit.training.estimate import small_preset_note
 from diffkit.training.hardware import resolve_device, resolve_precision
 from diffkit.training.resume import load_resume
 
@@ -226,6 +227,7 @@ def train_generative(
             run_config=cfg.model_dump(mode="json"), dist=dist, resume=ckpt,
             preview=_preview(cfg, device, codec, run), evaluate=evaluate, on_event=on_event,
             extra_tensors=codec_tensors(codec), compile_backend=settings.compile_with,
+            estimate=_estimate_note(cfg),
         )  # fmt: skip
         if dist.is_main and run is not None:
             finish_run(
@@ -234,6 +236,16 @@ def train_generative(
                 train_images=len(data),
             )  # fmt: skip
     return run, result
+
+
+def _estimate_note(cfg: GenerativeRunConfig) -> bool | str:
+    """The loop's ``estimate``: off for the tiny preset (always short), else on, naming
+    the small preset in the warning unless the run already uses it."""
+    preset = getattr(cfg, "preset", None)
+    if preset == "tiny":
+        return False
+    note = None if preset in ("small", "small-v1") else small_preset_note(cfg.method)
+    return note or True
 
 
 def _run_folder(cfg: GenerativeRunConfig, settings: Settings, dist: DistInfo, held: ExitStack,

@@ -36,6 +36,7 @@ from diffkit.runs.layout import OutputError, RunDir
 from diffkit.runs.metrics import MetricsWriter
 from diffkit.training.distributed import DistInfo, all_reduce_mean, stop_agreed
 from diffkit.training.ema import EMA
+from diffkit.training.estimate import Estimate, probe, wanted, warning_text
 from diffkit.training.optim import lr_at, make_optimizer, set_lr
 from diffkit.training.resume import check_resume
 from diffkit.training.snapshots import SnapshotWriter
@@ -80,6 +81,9 @@ class TrainResult:
     fell back to eager, see :class:`~diffkit.nn.compile.CompiledNet`); None without."""
     epochs_done: float = 0.0
     """Passes over the data so far, fractional (a run may stop mid-epoch)."""
+    estimate: Estimate | None = None
+    """The time the run was estimated to take before it started (CPU runs long enough to
+    probe, see :mod:`diffkit.training.estimate`); None when not probed."""
 
 
 @dataclass
@@ -252,6 +256,7 @@ def train(
     on_event: Callable[[TrainEvent], None] = lambda e: None,
     extra_tensors: dict[str, Tensor] | None = None,
     compile_backend: str | None = None,
+    estimate: bool | str = True,
 ) -> TrainResult:
     """Train ``model`` in place; returns why and where it stopped.
 
@@ -276,9 +281,16 @@ def train(
     ``torch.compile`` for the training steps (previews and evaluations stay eager); the
     weights, and so the checkpoints, are those of ``model`` itself. A compiler failure
     falls back to eager with a ``warning`` event.
+
+    Before a long run on a CPU, a short probe on a copy of the model estimates its time
+    (:mod:`diffkit.training.estimate`; training is bit-identical with and without it): an
+    ``estimate`` event carries it, :attr:`TrainResult.estimate` keeps it, and one
+    ``warning`` event says so when it is far beyond an hour. ``estimate`` False (or
+    ``DIFFKIT_NO_ESTIMATE=1``) switches it off; a string is added to the warning (e.g. the
+    preset that fits).
     """
     hooks = _Hooks(preview, evaluate, on_event, extra_tensors or {})
-    where = _Where(device, autocast_dtype, run, run_config, dist, compile_backend)
+    where = _Where(device, autocast_dtype, run, run_config, dist, compile_backend, estimate)
     return Trainer(model, objective, batches, cfg, where, hooks, resume).run()
 
 
@@ -293,6 +305,7 @@ class _Where:
     run_config: dict[str, Any]
     dist: DistInfo
     compile_backend: str | None
+    estimate: bool | str = True
 
 
 @dataclass(frozen=True)
@@ -350,6 +363,7 @@ class Trainer:
         self.evals_on = bool(cfg.eval_every or cfg.eval_every_steps)
         self.seen = {"preview": -1, "eval": -1}  # the step each was last made at: never twice
         self.last_loss: float | None = None
+        self.estimate: Estimate | None = None
 
     def emit(self, kind: str, data: dict[str, Any] | None = None) -> None:
         self.hooks.on_event(TrainEvent(kind, self.pos.step, self.pos.epoch, data or {}))
@@ -361,6 +375,7 @@ class Trainer:
             self.emit("stop", {"reason": "nothing_to_do"})
             return TrainResult("nothing_to_do", pos.step, pos.epoch, None, pos.elapsed, 0.0,
                                self.saved, None, None, pos.step / len(batches))  # fmt: skip
+        self.estimate_time()
         self.emit("start", {"total_steps": self.total})
         self.reason: StopReason = "finished"
         self.window = _LossWindow(self.where.device)
@@ -383,7 +398,37 @@ class Trainer:
         ran_compiled = self.net.active if isinstance(self.net, CompiledNet) else None
         return TrainResult(self.reason, pos.step, pos.epoch, self.last_loss, pos.elapsed, ips,
                            self.saved, flag.signal, ran_compiled,
-                           pos.step / len(batches))  # fmt: skip
+                           pos.step / len(batches), self.estimate)  # fmt: skip
+
+    def estimate_time(self, seconds_per_image: float | None = None) -> Estimate | None:
+        """Probe the steps left (:mod:`diffkit.training.estimate`) where worth it: an
+        ``estimate`` event, and a ``warning`` event when the run would be far beyond an
+        hour on a CPU. ``seconds_per_image`` replaces the measurement (for tests)."""
+        where, left = self.where, self.total - self.pos.step
+        if where.estimate is False or not where.dist.is_main:
+            return None
+        if seconds_per_image is None:
+            if not wanted(where.device, left, where.dist.enabled):
+                return None
+            first = next(iter(self.data()), None)
+            if first is None:
+                return None
+            x, y = first
+            seconds_per_image, spent = probe(
+                self.model, self.objective, lambda m: make_optimizer(m, self.cfg), x, y,
+                device=where.device, autocast_dtype=where.autocast_dtype,
+                channels_last=self.cfg.channels_last,
+            )  # fmt: skip
+        else:
+            spent = 0.0
+        self.estimate = est = Estimate(where.device.type, left, self.cfg.batch_size,
+                                       seconds_per_image, spent)  # fmt: skip
+        self.emit("estimate", est.as_dict())
+        note = where.estimate if isinstance(where.estimate, str) else None
+        text = warning_text(est, note)
+        if text is not None:
+            self.emit("warning", {"message": text, "estimate": est.as_dict()})
+        return est
 
     def data(self):
         """The batches ``(x, y)`` left in the current epoch, from the position's batch."""
