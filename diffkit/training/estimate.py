@@ -134,7 +134,6 @@ def probe(
             t = time.perf_counter()
             step()
             times.append(time.perf_counter() - t)
-        del net, opt
     return sum(times) / len(times) / n, time.perf_counter() - start
 
 

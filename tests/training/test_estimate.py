@@ -31,7 +31,11 @@ class _Net(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.drop, self.t = nn.Conv2d(1, 1, 3, padding=1), nn.Dropout(0.1), nn.Linear(1, 1)
+        self.conv, self.drop, self.t = (
+            nn.Conv2d(1, 1, 3, padding=1),
+            nn.Dropout(0.1),
+            nn.Linear(1, 1),
+        )
 
     def forward(self, x, t):
         return self.drop(self.conv(x)) + self.t(t.float()[:, None] / 1000)[:, :, None, None]
