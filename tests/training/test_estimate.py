@@ -5,16 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from torch import nn
 
 from diffkit.config import TrainConfig
 from diffkit.data import ImageData, TensorBatches
 from diffkit.training import estimate as est_mod
 from diffkit.training import train
+from diffkit.training.distributed import DistInfo
 from diffkit.training.estimate import Estimate, duration, small_preset_note, warning_text
 from diffkit.training.loop import Trainer, _Hooks, _Where
-from diffkit.training.distributed import DistInfo
 
 CPU = torch.device("cpu")
 
