@@ -137,7 +137,7 @@ def test_the_small_preset_note_reads_the_benchmark_summary(tmp_path: Path):
 
 
 def test_the_probe_itself_keeps_the_model_and_the_random_state():
-    cfg, model, batches = _setup()
+    _cfg, model, batches = _setup()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(7)
     rng = torch.get_rng_state()
