@@ -191,10 +191,7 @@ def train_generative(
     (ResourceError), a resume checkpoint that does not fit the model (CheckpointError). Rank
     0 holds the run's :class:`RunLock` from before reading a resumed run until training ends.
     """
-    if on_event is None:
-        from diffkit.progress import TrainBar, wanted
-
-        on_event = TrainBar() if wanted(None) and dist.is_main else (lambda e: None)
+    on_event = _progress_bar(dist) if on_event is None else on_event
     device = resolve_device(settings.device, dist.local_rank)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     if (cfg.latent is None) != (codec is None):
@@ -236,6 +233,13 @@ def train_generative(
                 train_images=len(data),
             )  # fmt: skip
     return run, result
+
+
+def _progress_bar(dist: DistInfo) -> Callable[[TrainEvent], None]:
+    """The default listener: a progress bar on stderr when it is a terminal, on rank 0."""
+    from diffkit.progress import TrainBar, wanted
+
+    return TrainBar() if wanted(None) and dist.is_main else (lambda e: None)
 
 
 def _estimate_note(cfg: GenerativeRunConfig) -> bool | str:
