@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -77,17 +77,11 @@ def wanted(device: torch.device, steps: int, distributed: bool = False) -> bool:
     return not disabled() and device.type == "cpu" and not distributed and steps >= MIN_STEPS
 
 
-@contextmanager
 def rng_kept():
-    """Restore the CPU and every CUDA device's generator (``torch.manual_seed``'s state)."""
-    cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    try:
-        yield
-    finally:
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
+    """Restore the CPU generator (``torch.manual_seed``'s state) and, where CUDA is in
+    use, every CUDA device's, afterwards: torch's own ``fork_rng``."""
+    cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+    return torch.random.fork_rng(devices=cuda)
 
 
 def probe(
