@@ -113,7 +113,14 @@ class TrainConfig(Frozen):
     channels_last: bool = True
     seed: int = Field(0, ge=0, lt=2**31)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
-    keep_last_n: int = Field(2, ge=0, description="epoch checkpoints kept besides last")
+    keep_last_n: int = Field(
+        2, ge=0, description="numbered checkpoints (one per epoch, and one every "
+        "checkpoint_every_steps) kept besides last: the newest N; 0 = only last"
+    )  # fmt: skip
+    checkpoint_every_steps: int = Field(
+        0, ge=0, description="also a checkpoint every N steps (last and a step-NNNNNNN "
+        "file), so a crash loses at most N steps; 0 = at epoch ends only"
+    )  # fmt: skip
     sample_every: int = Field(1, ge=0, description="preview grid every N epochs (0 = never)")
     preview_n: int = Field(64, ge=1)
     preview_sampler: SamplerName = Field(

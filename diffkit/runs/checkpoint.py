@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,8 +217,44 @@ def resolve_checkpoint(path: Path) -> Path:
     return path
 
 
-def prune_epoch_checkpoints(run: RunDir, keep_last_n: int) -> None:
-    """Delete all but the newest ``keep_last_n`` ``epoch-NNNN`` files."""
-    files = sorted(run.checkpoints.glob("epoch-*.safetensors"))
-    for old in files[: max(0, len(files) - keep_last_n)]:
+NUMBERED = ("epoch-*.safetensors", "step-*.safetensors")
+"""The numbered checkpoints of a run folder, kept beside ``last``: one per epoch and one
+every ``train.checkpoint_every_steps`` steps."""
+
+
+def numbered_checkpoints(run: RunDir) -> list[Path]:
+    """The run's epoch and step checkpoints, oldest first: by the training step each was
+    written at (its header's position), a file without one first."""
+    files = [p for pattern in NUMBERED for p in run.checkpoints.glob(pattern)]
+    return sorted(files, key=_written_at)
+
+
+def _written_at(path: Path) -> tuple[int, str]:
+    try:
+        step = int(read_checkpoint_header(path).train_state["position"]["step"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        step = -1
+    return step, path.name
+
+
+def keep_numbered(run: RunDir, source: Path, target: Path, keep: int) -> None:
+    """Add ``target``, a copy of the checkpoint ``source`` (a hard link where the file
+    system has them: ``source`` is only ever replaced by a rename, never rewritten, so the
+    link keeps today's bytes), then delete all but the newest ``keep`` numbered ones."""
+    tmp = target.with_name(f".{target.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (or across devices): a real copy, as atomically
+        atomic_write_bytes(target, source.read_bytes())
+    else:
+        os.replace(tmp, target)
+    prune_checkpoints(run, keep)
+
+
+def prune_checkpoints(run: RunDir, keep: int) -> None:
+    """Delete all but the newest ``keep`` numbered checkpoints (``last`` and ``best`` are
+    never numbered, so never deleted)."""
+    files = numbered_checkpoints(run)
+    for old in files[: max(0, len(files) - keep)]:
         old.unlink(missing_ok=True)

@@ -74,6 +74,9 @@ class RunDir:
     def epoch_checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch-{epoch:04d}.safetensors"
 
+    def step_checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:07d}.safetensors"
+
     @property
     def samples(self) -> Path:
         return self.path / "samples"

@@ -28,7 +28,7 @@ from diffkit.runs.checkpoint import (
     Checkpoint,
     CheckpointError,
     load_checkpoint,
-    prune_epoch_checkpoints,
+    keep_numbered,
     save_checkpoint,
     tensor_spec,
 )
@@ -448,6 +448,8 @@ class Trainer:
             if at_log and not self._log():
                 self.reason = "non_finite"
                 return False
+            if _due(cfg.checkpoint_every_steps, pos.step) and pos.batch < n:
+                self.checkpoint("step")  # an epoch's last step gets the epoch's file
             if (cfg.sample_every_steps or cfg.eval_every_steps) and pos.batch < n:
                 self.observe(_due(cfg.sample_every_steps, pos.step),
                              _due(cfg.eval_every_steps, pos.step))  # fmt: skip
@@ -535,7 +537,7 @@ class Trainer:
 
     def _end_of_epoch(self) -> None:
         cfg, pos = self.cfg, self.pos
-        self.checkpoint(epoch_file=True)
+        self.checkpoint("epoch")
         self.emit("epoch", {"loss": self.last_loss})
         last = pos.step >= self.total  # the run's end: a preview and an evaluation if on
         # An epoch's last step may also be due by steps: made here, named by the epoch.
@@ -553,7 +555,7 @@ class Trainer:
             self.reason = reason = "non_finite"
         self.pos.elapsed = time.perf_counter() - self.clock
         if reason in ("finished", "interrupted") and stopped_mid_epoch:
-            self.checkpoint(epoch_file=False)
+            self.checkpoint(None)
             if reason == "finished":  # the run's end: its last preview and evaluation
                 self.observe(self.previews_on, self.evals_on)
 
@@ -580,9 +582,10 @@ class Trainer:
                 record["best"] = True
             self.emit("eval", record)
 
-    def checkpoint(self, epoch_file: bool) -> None:
-        """``last.safetensors`` (and with ``epoch_file`` the epoch's own, pruned to
-        ``keep_last_n``), written atomically on rank 0; a failed write keeps the old file."""
+    def checkpoint(self, numbered: Literal["epoch", "step"] | None) -> None:
+        """``last.safetensors``, written atomically on rank 0 (a failed write keeps the old
+        file), and for ``numbered`` a copy named by the epoch or the step, the numbered
+        ones pruned to the newest ``keep_last_n``."""
         run = self.where.run
         if run is None or not self.where.dist.is_main:
             return
@@ -598,9 +601,10 @@ class Trainer:
         try:
             save_checkpoint(run.last_checkpoint, ckpt)
             self.saved = run.last_checkpoint
-            if epoch_file and self.cfg.keep_last_n > 0:
-                save_checkpoint(run.epoch_checkpoint(pos.epoch), ckpt)
-                prune_epoch_checkpoints(run, self.cfg.keep_last_n)
+            if numbered is not None and self.cfg.keep_last_n > 0:
+                name = run.epoch_checkpoint(pos.epoch) if numbered == "epoch" else (
+                    run.step_checkpoint(pos.step))  # fmt: skip
+                keep_numbered(run, run.last_checkpoint, name, self.cfg.keep_last_n)
         except OSError as exc:  # e.g. a full disk: the atomic write kept the old file
             kept = f"{self.saved} is intact" if self.saved is not None else (
                 "no checkpoint was written")  # fmt: skip

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from diffkit.runs import Checkpoint, CheckpointError, RunDir, load_checkpoint, save_checkpoint
-from diffkit.runs.checkpoint import prune_epoch_checkpoints, resolve_checkpoint
+from diffkit.runs.checkpoint import (
+    keep_numbered,
+    numbered_checkpoints,
+    prune_checkpoints,
+    resolve_checkpoint,
+)
 
 
 def test_round_trip_and_prefix_filter(tmp_path: Path):
@@ -62,8 +67,42 @@ def test_run_dir_layout_and_pruning(tmp_path: Path):
     assert a.path != b.path and a.checkpoints.is_dir() and a.samples.is_dir()
     for e in range(1, 6):
         save_checkpoint(a.epoch_checkpoint(e), Checkpoint({}, {"model.w": torch.zeros(1)}))
-    prune_epoch_checkpoints(a, 2)
+    prune_checkpoints(a, 2)
     assert sorted(p.name for p in a.checkpoints.iterdir()) == [
         "epoch-0004.safetensors",
         "epoch-0005.safetensors",
     ]
+
+
+def _at_step(step: int) -> Checkpoint:
+    return Checkpoint({}, {"model.w": torch.full((1,), float(step))},
+                      {"position": {"step": step}})  # fmt: skip
+
+
+def test_numbered_checkpoints_are_ordered_by_their_step(tmp_path: Path):
+    """Epoch and step files interleave by the step they were written at, not by name."""
+    run = RunDir.create(tmp_path, "ddpm", "x")
+    for path, step in [(run.step_checkpoint(50), 50), (run.epoch_checkpoint(1), 80),
+                       (run.step_checkpoint(100), 100), (run.epoch_checkpoint(2), 160),
+                       (run.step_checkpoint(150), 150)]:  # fmt: skip
+        save_checkpoint(path, _at_step(step))
+    names = [p.name for p in numbered_checkpoints(run)]
+    assert names == ["step-0000050.safetensors", "epoch-0001.safetensors",
+                     "step-0000100.safetensors", "step-0000150.safetensors",
+                     "epoch-0002.safetensors"]  # fmt: skip
+    prune_checkpoints(run, 2)
+    assert [p.name for p in numbered_checkpoints(run)] == names[-2:]
+
+
+def test_keep_numbered_copies_last_and_survives_its_replacement(tmp_path: Path):
+    """The numbered copy keeps its bytes when ``last`` is replaced (atomically) later."""
+    run = RunDir.create(tmp_path, "ddpm", "x")
+    save_checkpoint(run.last_checkpoint, _at_step(10))
+    keep_numbered(run, run.last_checkpoint, run.step_checkpoint(10), keep=1)
+    save_checkpoint(run.last_checkpoint, _at_step(20))
+    keep_numbered(run, run.last_checkpoint, run.step_checkpoint(20), keep=1)
+    assert [p.name for p in numbered_checkpoints(run)] == ["step-0000020.safetensors"]
+    save_checkpoint(run.last_checkpoint, _at_step(30))
+    assert load_checkpoint(run.step_checkpoint(20)).tensors["model.w"].item() == 20.0
+    assert load_checkpoint(run.last_checkpoint).tensors["model.w"].item() == 30.0
+    assert not list(run.checkpoints.glob(".*tmp"))

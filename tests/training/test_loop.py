@@ -86,6 +86,49 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
     assert not run.epoch_checkpoint(2).exists()
 
 
+def _synthetic(n: int = 32):
+    data = ImageData(torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8), None)
+    return TensorBatches(data, 8, seed=0, device=torch.device("cpu"))
+
+
+def test_step_checkpoints_keep_the_newest_and_bound_a_crash(tmp_path: Path):
+    """Every 3 steps ``last`` and a step file; epoch ends their own file; the newest 3
+    numbered kept. A crash at step 8 leaves ``last`` at step 6, not at epoch 1's step 4."""
+    cfg = TrainConfig(epochs=3, batch_size=8, log_every=1, sample_every=0, warmup_steps=0,
+                      keep_last_n=3, checkpoint_every_steps=3)  # fmt: skip
+    model = build_model(UNetConfig(**PRESETS["tiny"]["model"]))
+
+    def loss(net, x, y, g):
+        return net(x, torch.zeros(x.shape[0], dtype=torch.long)).pow(2).mean()
+
+    run = RunDir.create(tmp_path, "ddpm", "steps")
+    result = train(model, loss, _synthetic(), cfg, device=torch.device("cpu"),
+                   autocast_dtype=None, run=run, run_config={"method": "ddpm"})  # fmt: skip
+    assert result.reason == "finished" and result.step == 12
+    names = sorted(p.name for p in run.checkpoints.glob("*.safetensors"))
+    # numbered: step 3, epoch 1 (4), step 6, epoch 2 (8), step 9, epoch 3 (12): newest 3
+    assert names == ["epoch-0002.safetensors", "epoch-0003.safetensors",
+                     "last.safetensors", "step-0000009.safetensors"]  # fmt: skip
+    step = load_checkpoint(run.step_checkpoint(9)).train_state["position"]["step"]
+    assert step == 9
+
+    calls = {"n": 0}
+
+    def crashes_at_step_8(net, x, y, g):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise RuntimeError("the machine went away")
+        return loss(net, x, y, g)
+
+    crashed = RunDir.create(tmp_path, "ddpm", "crash")
+    model = build_model(UNetConfig(**PRESETS["tiny"]["model"]))
+    with pytest.raises(RuntimeError):
+        train(model, crashes_at_step_8, _synthetic(), cfg, device=torch.device("cpu"),
+              autocast_dtype=None, run=crashed, run_config={"method": "ddpm"})  # fmt: skip
+    ckpt = load_checkpoint(crashed.last_checkpoint)
+    assert ckpt.train_state["position"]["step"] == 6
+
+
 def test_result_says_whether_a_checkpoint_exists(tmp_path: Path):
     """A loss that is non-finite from the first step leaves no checkpoint to speak of."""
     cfg = TrainConfig(epochs=2, batch_size=8, log_every=1, sample_every=0, warmup_steps=0)
