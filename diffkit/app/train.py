@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from diffkit.config.run import GenerativeRunConfig
     from diffkit.config.settings import Settings
 
-RESUMABLE = {"train.epochs", "train.max_steps"}
-"""The config keys that may accompany --resume: they extend a run without changing it."""
+RESUMABLE = {"train.epochs", "train.max_steps", "train.checkpoint_every_steps", "train.keep_last_n"}
+"""The config keys that may accompany --resume: they extend a run, or say how often it
+checkpoints, without changing what it computes."""
 
 
 @dataclass(frozen=True)
@@ -231,12 +232,10 @@ def _latent_config(
 
 
 @dataclass(frozen=True)
-class VAERequest:
-    """``train vae``: ``flags`` by dotted config key, and ``net``, a spatial VAE's shape."""
+class VAERequest(ConfiguredRequest):
+    """``train vae``: ``net``, a spatial VAE's shape, beside the flags (or a run to resume)."""
 
-    flags: dict[str, Any]
     net: str | None = None
-    config: Path | None = None
 
     def __post_init__(self) -> None:
         if self.net is not None and self.flags.get("model.latent") == "flat":
@@ -244,23 +243,35 @@ class VAERequest:
 
 
 def vae(req: VAERequest) -> Planned:
-    """A VAE run; ``--net`` fills in its model fields under any flag given beside it."""
+    """A VAE run, or one resumed; ``--net`` fills in its model fields under any flag given
+    beside it."""
     from diffkit.config.resolve import resolve_run_config
     from diffkit.config.run import VAE_NETS, VAERunConfig
 
     flags = req.flags
+    if req.resume is not None:
+        if req.config is not None or req.net is not None:
+            raise UsageError("--resume continues a run as configured; drop --config and --net")
+        run, cfg = resume_config(req.resume, flags, VAERunConfig)
+        return Planned(cfg, run)
     if req.net is not None:
         given = {k: v for k, v in flags.items() if v is not None}
         flags = {f"model.{k}": v for k, v in VAE_NETS[req.net].items()} | given
     return Planned(resolve_run_config(VAERunConfig, flags, req.config))
 
 
-def classifier(flags: dict[str, Any], config: Path | None) -> Planned:
-    """A feature-classifier run (its recipe is fixed; the flags shorten or rename it)."""
+def classifier(flags: dict[str, Any], config: Path | None, resume: Path | None = None) -> Planned:
+    """A feature-classifier run (its recipe is fixed; the flags shorten or rename it), or
+    one resumed."""
     from diffkit.config.resolve import resolve_run_config
     from diffkit.config.run import ClassifierRunConfig
 
-    return Planned(resolve_run_config(ClassifierRunConfig, flags, config))
+    if resume is None:
+        return Planned(resolve_run_config(ClassifierRunConfig, flags, config))
+    if config is not None:
+        raise UsageError("--resume continues a run as configured; drop --config")
+    run, cfg = resume_config(resume, flags, ClassifierRunConfig)
+    return Planned(cfg, run)
 
 
 def controlnet(
@@ -436,8 +447,8 @@ def no_hooks(is_main: bool) -> Iterator[Callbacks]:
 
 
 _TRAINERS = {  # method -> its training function and which of run()'s inputs it takes
-    "classifier": ("diffkit.methods.classifier", "train_classifier", ()),
-    "vae": ("diffkit.methods.vae", "train_vae", ()),
+    "classifier": ("diffkit.methods.classifier", "train_classifier", ("resume",)),
+    "vae": ("diffkit.methods.vae", "train_vae", ("resume",)),
     "controlnet": ("diffkit.methods.controlnet", "train_controlnet", ("resume", "classifier")),
     "denoiser": ("diffkit.methods.denoiser", "train_denoiser", ("resume",)),
 }

@@ -328,6 +328,18 @@ PRINT_CONFIG = flag(
     RUN, "--print-config",
 )  # fmt: skip
 RESUME = option("resume", Path | None, "Continue this run folder exactly where it stopped.", RUN)
+CHECKPOINT_EVERY_STEPS = option(
+    "checkpoint_every_steps", int | None,
+    "Also checkpoint every N steps (checkpoints/last and step-NNNNNNN), so a crash loses at "
+    "most N steps (default 0: at epoch ends, and on Ctrl-C or SIGTERM).",
+    RUN, "train.checkpoint_every_steps",
+)  # fmt: skip
+KEEP_CHECKPOINTS = option(
+    "keep_checkpoints", int | None,
+    "Numbered checkpoints (epoch-NNNN, step-NNNNNNN) kept besides last: the newest K "
+    "(0 = last only; default: the recipe's, 2 for DDPMs and flows).",
+    RUN, "train.keep_last_n",
+)  # fmt: skip
 TRAIN_RUNS_DIR = RUNS_DIR.but(panel=RUN)
 LOGGERS = option(
     "loggers", list[str] | None,
@@ -378,5 +390,6 @@ MACHINE_OPTIONS = (TRAIN_DATA_DIR, TRAIN_RUNS_DIR, NAME, CONFIG, DEVICE, PRECISI
                    MAX_STEPS, LIMIT_DATA)  # fmt: skip
 PREVIEWS = (SAMPLE_EVERY, EVAL_EVERY, SAMPLE_EVERY_STEPS, SNAPSHOT_EVERY_STEPS, EVAL_EVERY_STEPS,
             EVAL_N, KEEP_BEST, CLASSIFIER)  # fmt: skip
-CLOSING = (LOGGERS, TRAIN_COMPILE, PRINT_CONFIG)
+CHECKPOINTING = (CHECKPOINT_EVERY_STEPS, KEEP_CHECKPOINTS)
+CLOSING = (*CHECKPOINTING, LOGGERS, TRAIN_COMPILE, PRINT_CONFIG)
 """Runs of options in the order every training command lists them."""

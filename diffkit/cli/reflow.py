@@ -11,6 +11,7 @@ from diffkit.cli import console
 from diffkit.cli.errors import handle_errors, interrupted
 from diffkit.cli.flags import (
     BATCH_SIZE,
+    CHECKPOINTING,
     DEVICE,
     EPOCHS,
     GRAD_ACCUM,
@@ -106,8 +107,7 @@ REFLOW_TRAIN = (
         help="Paths for the final straightness S (0 = skip)."), PREVIEW, default=500),
     NAME.but("Run name (default 2rf, 3rf, ... or distillK-...)."), TRAIN_SEED,
     RESUME.but("Continue this reflow run where it stopped."), TRAIN_DATA_DIR, TRAIN_RUNS_DIR,
-    DEVICE,
-    LOGGERS, TRAIN_COMPILE,
+    DEVICE, *CHECKPOINTING, LOGGERS, TRAIN_COMPILE,
     PRINT_CONFIG.but("Print the fully resolved config as TOML and exit; nothing is written."),
 )  # fmt: skip
 

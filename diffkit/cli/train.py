@@ -135,11 +135,11 @@ def _generative(method: str, flags: tuple[Flag, ...], o: dict[str, Any], latent:
 
 
 CLASSIFIER = (
-    Flag("dataset", str, typer.Option(help="mnist | fashion-mnist | cifar10 (labelled datasets)."),
-         DATASET.panel, "data.dataset", default="mnist"),
+    DATASET.but("mnist (default) | fashion-mnist | cifar10 | a labelled folder:PATH or "
+                "prepared:DIR."),
     EPOCHS.but("Passes over the data (recipe: 4)."), GRAD_ACCUM, TRAIN_SEED, LIMIT_DATA,
     MAX_STEPS, NAME.but("Run name (default: the dataset).", key=None), CONFIG, TRAIN_DATA_DIR,
-    TRAIN_RUNS_DIR, DEVICE, *CLOSING,
+    TRAIN_RUNS_DIR, DEVICE, RESUME, *CLOSING,
 )  # fmt: skip
 
 
@@ -147,13 +147,20 @@ CLASSIFIER = (
 @handle_errors
 @takes(CLASSIFIER)
 def classifier(**o: Any) -> None:
-    """Train the CNN feature classifier used by `diffkit eval` (fixed recipe and seed)."""
-    name = o["name"] or o["dataset"].replace(":", "-").replace("/", "-")[:64]
-    flags = config_flags(CLASSIFIER, o) | {"name": name}
+    """Train the CNN feature classifier used by `diffkit eval` (fixed recipe and seed).
+    Resume with `diffkit train classifier --resume RUN`."""
+    flags = config_flags(CLASSIFIER, o)
+    if o["resume"] is None:
+        dataset = o["dataset"] or "mnist"
+        name = o["name"] or dataset.replace(":", "-").replace("/", "-")[:64]
+        flags |= {"data.dataset": dataset, "name": name}
+    elif o["name"] is not None:
+        flags["name"] = o["name"]  # refused: a resumed run keeps its name
     loggers = logger_names(o["loggers"])
     settings = settings_of(o)
-    res = _train(plans.classifier(flags, o["config"]), settings, o, loggers)
-    _report_end(res, "no classifier written", " (train it again, ~minutes)")
+    plan = plans.classifier(flags, o["config"], o["resume"])
+    res = _train(plan, settings, o, loggers)
+    _report_end(res, "no classifier written yet", f"; resume with --resume {res.run.path}")
     console.info(
         f"test accuracy {100 * res.test_accuracy:.2f} % after {res.train.step} steps "
         f"({res.train.elapsed:.0f} s, {res.train.images_per_sec:.0f} img/s); "
@@ -202,7 +209,7 @@ VAE = (
            "DIFFKIT_LPIPS_WEIGHTS; default: torch hub cache). Never downloaded.", MODEL),
     EPOCHS.but("Passes over the data (recipe: 10)."), BATCH_SIZE, GRAD_ACCUM, LR, TRAIN_SEED,
     LIMIT_DATA, MAX_STEPS, SAMPLE_EVERY.but("Reconstruction grid every N epochs (0 = never)."),
-    NAME, CONFIG, TRAIN_DATA_DIR, TRAIN_RUNS_DIR, DEVICE, *CLOSING,
+    NAME, CONFIG, TRAIN_DATA_DIR, TRAIN_RUNS_DIR, DEVICE, RESUME, *CLOSING,
 )  # fmt: skip
 
 
@@ -210,14 +217,16 @@ VAE = (
 @handle_errors
 @takes(VAE)
 def vae(**o: Any) -> None:
-    """Train the VAE of latent diffusion; writes vae.safetensors with the latent scaling."""
-    request = plans.VAERequest(config_flags(VAE, o), o["net"], o["config"])
+    """Train the VAE of latent diffusion; writes vae.safetensors with the latent scaling.
+    Resume with `diffkit train vae --resume RUN`."""
+    request = plans.VAERequest(config_flags(VAE, o), config=o["config"], resume=o["resume"],
+                               net=o["net"])  # fmt: skip
     loggers = logger_names(o["loggers"])
     settings = settings_of(o)
     if o["lpips_weights"] is not None:
         settings = settings.model_copy(update={"lpips_weights": o["lpips_weights"]})
     res = _train(plans.vae(request), settings, o, loggers)
-    _report_end(res, "no vae.safetensors written", " (train it again)")
+    _report_end(res, "no vae.safetensors written yet", f"; resume with --resume {res.run.path}")
     lpips = "" if res.lpips is None else f", LPIPS {res.lpips:.4f}"
     console.info(
         f"recon MSE {res.recon_mse:.4f}, KL {res.kl:.2f} nats/image{lpips}, latent shift "

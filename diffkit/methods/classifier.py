@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
@@ -14,10 +15,10 @@ from diffkit.config.settings import Settings
 from diffkit.data.batching import make_batches
 from diffkit.data.registry import DataError, ImageData
 from diffkit.eval.features import CLASSIFIER_FILE, save_classifier
-from diffkit.methods.common import finish_run, load_splits
+from diffkit.methods.common import finish_run, load_splits, lock_for_resume, open_resumable
 from diffkit.methods.registry import method_objective, method_of
 from diffkit.nn.build import build_model, check_trainable
-from diffkit.runs.layout import RunDir, RunLock, write_json
+from diffkit.runs.layout import RunDir
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.hardware import resolve_device, resolve_precision
 
@@ -50,32 +51,38 @@ def train_classifier(
     cfg: ClassifierRunConfig,
     settings: Settings,
     *,
+    resume: RunDir | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
     on_run_dir: Callable[[RunDir], None] = lambda r: None,
 ) -> ClassifierResult:
-    """Train, measure test accuracy, and write ``classifier.safetensors`` into the run folder
-    (only when training finished: an interrupted run never leaves a half-trained extractor).
-    A network too large for memory is refused (ResourceError) before anything is written;
-    the run folder is locked (:class:`RunLock`) while training writes it."""
+    """Train (or ``resume``) the classifier, measure test accuracy, and write
+    ``classifier.safetensors`` into the run folder only when training finished: an
+    interrupted run never leaves a half-trained extractor (its checkpoints resume it).
+    A network too large for memory, or a resume checkpoint that does not fit the model,
+    is refused before anything is written; the run folder is locked (:class:`RunLock`)
+    while training writes it."""
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     check_trainable(cfg.model, device)
-    train_data, test_data = load_splits(cfg.data, settings, on_event)
-    if train_data.labels is None:
-        raise DataError(f"{cfg.data.dataset} has no labels; the classifier needs them")
-    batches = make_batches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model)
-    run = RunDir.create(settings.runs_dir, method_of(cfg.method).runs_folder(cfg), cfg.name)
-    with RunLock(run.path):
+    with ExitStack() as held:
+        if resume is not None:
+            lock_for_resume(held, resume)
+        train_data, test_data = load_splits(cfg.data, settings, on_event)
+        if train_data.labels is None:
+            raise DataError(f"{cfg.data.dataset} has no labels; the classifier needs them")
+        batches = make_batches(train_data, cfg.train.batch_size, seed=cfg.train.seed,
+                               device=device)  # fmt: skip
+        folder = method_of(cfg.method).runs_folder(cfg)
+        run, ckpt = open_resumable(cfg, settings, held, resume, len(batches), folder,
+                                   on_run_dir)  # fmt: skip
+        torch.manual_seed(cfg.train.seed)
+        model = build_model(cfg.model)
         run_config = cfg.model_dump(mode="json")
-        write_json(run.config, run_config)
-        on_run_dir(run)
         t0 = time.time()
         result = train(
             model, method_objective(cfg), batches, cfg.train, device=device,
-            autocast_dtype=autocast_dtype, run=run, run_config=run_config, on_event=on_event,
-            compile_backend=settings.compile_with,
+            autocast_dtype=autocast_dtype, run=run, run_config=run_config, resume=ckpt,
+            on_event=on_event, compile_backend=settings.compile_with,
         )  # fmt: skip
         acc = digest = None
         if result.reason in ("finished", "max_steps"):

@@ -15,13 +15,14 @@ from diffkit.config.settings import Settings
 from diffkit.data.registry import ImageData, load_dataset
 from diffkit.errors import NothingToDo
 from diffkit.nn.build import count_parameters
-from diffkit.runs.checkpoint import CheckpointError
+from diffkit.runs.checkpoint import Checkpoint, CheckpointError
 from diffkit.runs.layout import RunDir, RunLock, clean_temporaries, write_json
 from diffkit.runs.metrics import read_metrics, truncate_after
 from diffkit.runs.plots import plot_loss
 from diffkit.training import TrainEvent, TrainResult
 from diffkit.training.hardware import precision_name
 from diffkit.training.loop import run_length
+from diffkit.training.resume import load_resume
 
 
 def load_splits(
@@ -135,3 +136,21 @@ def open_run(
     if resume_step is not None:
         run.summary.unlink(missing_ok=True)  # stale until this process ends
     return run
+
+
+def open_resumable(
+    cfg: Any, settings: Settings, held: ExitStack, resume: RunDir | None, batches: int,
+    folder: str, on_run_dir: Callable[[RunDir], None],
+) -> tuple[RunDir, Checkpoint | None]:  # fmt: skip
+    """A one-process run's folder and the checkpoint it resumes from (None for a fresh
+    run): ``resume``'s last checkpoint is checked against the model and optimizer of
+    ``cfg`` (``batches`` an epoch) before :func:`open_run` writes anything. The caller
+    took the run's lock with :func:`lock_for_resume` before reading its data."""
+    ckpt = None
+    if resume is not None:
+        ckpt, _ = load_resume(resume.last_checkpoint, cfg.model, cfg.train, world=1,
+                              batches=batches)  # fmt: skip
+    step = int(ckpt.train_state["position"]["step"]) if ckpt is not None else None
+    run = open_run(settings.runs_dir, folder, cfg, held, resume, step, batches)
+    on_run_dir(run)
+    return run, ckpt

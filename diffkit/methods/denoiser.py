@@ -22,7 +22,7 @@ from diffkit.config.resolve import validate
 from diffkit.config.run import DenoiserRunConfig
 from diffkit.config.settings import Settings
 from diffkit.data.batching import make_batches
-from diffkit.methods.common import finish_run, load_splits, lock_for_resume, open_run
+from diffkit.methods.common import finish_run, load_splits, lock_for_resume, open_resumable
 from diffkit.methods.pipeline import Pipeline, check_weights, load_weights
 from diffkit.methods.registry import METHODS, method_objective
 from diffkit.methods.restore import load_run_pipeline
@@ -39,7 +39,6 @@ from diffkit.runs.layout import RunDir
 from diffkit.runs.plots import save_grid
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.hardware import resolve_device, resolve_precision
-from diffkit.training.resume import load_resume
 
 DenoiseFn = Callable[[Tensor, float], Tensor]
 
@@ -147,15 +146,10 @@ def train_denoiser(
             lock_for_resume(held, resume)
         data, test = load_splits(cfg.data, settings, on_event)
         batches = make_batches(data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
-        ckpt = None
-        if resume is not None:
-            ckpt, _ = load_resume(resume.last_checkpoint, cfg.model, cfg.train, world=1,
-                                  batches=len(batches))  # fmt: skip
+        run, ckpt = open_resumable(cfg, settings, held, resume, len(batches), "denoiser",
+                                   on_run_dir)  # fmt: skip
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg.model)
-        step = int(ckpt.train_state["position"]["step"]) if ckpt is not None else None
-        run = open_run(settings.runs_dir, "denoiser", cfg, held, resume, step, len(batches))
-        on_run_dir(run)
         t0 = time.time()
         result = train(
             model, method_objective(cfg), batches, cfg.train, device=device,

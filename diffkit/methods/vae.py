@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from diffkit.data.batching import make_batches
 from diffkit.data.loader import to_unit_range
 from diffkit.data.registry import ImageData
 from diffkit.eval.features import tensor_digest
-from diffkit.methods.common import finish_run, load_splits
+from diffkit.methods.common import finish_run, load_splits, lock_for_resume, open_resumable
 from diffkit.methods.registry import method_of
 from diffkit.models.codec import NetCodec
 from diffkit.nn.build import check_trainable, meta_model
@@ -40,7 +41,7 @@ from diffkit.runs.checkpoint import (
     read_checkpoint_header,
     save_checkpoint,
 )
-from diffkit.runs.layout import RunDir, RunLock, write_json
+from diffkit.runs.layout import RunDir
 from diffkit.runs.plots import save_grid
 from diffkit.training import TrainEvent, TrainResult, train
 from diffkit.training.hardware import resolve_device, resolve_precision
@@ -283,36 +284,40 @@ def train_vae(
     cfg: VAERunConfig,
     settings: Settings,
     *,
+    resume: RunDir | None = None,
     on_event: Callable[[TrainEvent], None] = lambda e: None,
     on_run_dir: Callable[[RunDir], None] = lambda r: None,
 ) -> VAEResult:
-    """Train with the shared loop, then measure and write ``vae.safetensors``.
+    """Train (or ``resume``) with the shared loop, then measure and write ``vae.safetensors``.
 
     Every ``train.sample_every`` epochs: ``samples/recon-epoch-NNNN.png`` (test images above
     their reconstructions). When training finished (or reached ``max_steps``): test
     reconstruction MSE and KL, the latent shift/scale, ``vae.safetensors`` (the EMA weights,
     equal to the trained ones with the recipe's ``ema_decay`` 0) and ``recon.png``. An
-    interrupted or non-finite run writes no ``vae.safetensors``. Always: summary.json, loss.png.
-    A VAE too large for memory, or an LPIPS term without the lpips package or backbone
-    file, is refused before anything is written; the run folder is locked
-    (:class:`RunLock`) while training writes it. With LPIPS, the test LPIPS and the
-    backbone's identity join the summary.
+    interrupted or non-finite run writes no ``vae.safetensors``; its checkpoints resume it.
+    Always: summary.json, loss.png. A VAE too large for memory, an LPIPS term without the
+    lpips package or backbone file, or a resume checkpoint that does not fit the model is
+    refused before anything is written; the run folder is locked (:class:`RunLock`) while
+    training writes it. With LPIPS, the test LPIPS and the backbone's identity join the
+    summary.
     """
     device = resolve_device(settings.device)
     autocast_dtype = resolve_precision(cfg.train.precision, device)
     metric = load_perceptual(cfg, settings, device)
     check_trainable(cfg.model, device)
-    train_data, test_data = load_splits(cfg.data, settings, on_event)
-    batches = make_batches(train_data, cfg.train.batch_size, seed=cfg.train.seed, device=device)
-    n_show = min(cfg.train.preview_n, len(test_data))
-    shown = test_data.images[: n_show // 8 * 8 or n_show]  # whole rows of 8 where possible
-    torch.manual_seed(cfg.train.seed)
-    model = build_vae(cfg.model)
-    run = RunDir.create(settings.runs_dir, method_of(cfg.method).runs_folder(cfg), cfg.name)
-    with RunLock(run.path):
-        run_config = cfg.model_dump(mode="json")
-        write_json(run.config, run_config)
-        on_run_dir(run)
+    with ExitStack() as held:
+        if resume is not None:
+            lock_for_resume(held, resume)
+        train_data, test_data = load_splits(cfg.data, settings, on_event)
+        batches = make_batches(train_data, cfg.train.batch_size, seed=cfg.train.seed,
+                               device=device)  # fmt: skip
+        n_show = min(cfg.train.preview_n, len(test_data))
+        shown = test_data.images[: n_show // 8 * 8 or n_show]  # whole rows of 8 if possible
+        folder = method_of(cfg.method).runs_folder(cfg)
+        run, ckpt = open_resumable(cfg, settings, held, resume, len(batches), folder,
+                                   on_run_dir)  # fmt: skip
+        torch.manual_seed(cfg.train.seed)
+        model = build_vae(cfg.model)
 
         def preview(ema: torch.nn.Module, tag: str) -> Path:
             path = run.samples / f"recon-{tag}.png"
@@ -322,8 +327,9 @@ def train_vae(
         t0 = time.time()
         result = train(
             model, vae_objective(cfg, metric), batches, cfg.train, device=device,
-            autocast_dtype=autocast_dtype, run=run, run_config=run_config, preview=preview,
-            on_event=on_event, compile_backend=settings.compile_with,
+            autocast_dtype=autocast_dtype, run=run, run_config=cfg.model_dump(mode="json"),
+            resume=ckpt, preview=preview, on_event=on_event,
+            compile_backend=settings.compile_with,
         )  # fmt: skip
         scores, shift, scale, digest = None, None, None, None
         if result.reason in ("finished", "max_steps"):

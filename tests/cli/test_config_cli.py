@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -41,3 +43,17 @@ def test_unknown_diffkit_variables_are_warned_about(tmp_path):
     assert "warning: DIFFKIT_TRAIN__EPOCS is not a diffkit setting (did you mean " \
         "DIFFKIT_TRAIN__EPOCHS?); ignored" in result.stderr  # fmt: skip
     assert "epochs = 1" in result.stdout  # the tiny preset's, not 3
+
+
+def test_classifier_resume_refuses_a_new_dataset(tmp_path: Path):
+    """--resume continues a classifier run as configured: --dataset is refused (exit 2,
+    one line) before anything is read or written."""
+    run = tmp_path / "classifier" / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text('{"method": "classifier"}')
+    (run / "checkpoints" / "last.safetensors").write_bytes(b"")
+    r = CliRunner().invoke(app, ["train", "classifier", "--resume", str(run), "--dataset",
+                                 "fashion-mnist", "--runs-dir", str(tmp_path)])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip() == "error: --resume continues a run as configured; cannot change " \
+        "data.dataset"  # fmt: skip

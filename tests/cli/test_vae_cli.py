@@ -108,3 +108,24 @@ def test_the_net_choices_are_the_nets():
     command = get_command(app).commands["train"].commands["vae"]
     net = next(p for p in command.params if p.name == "net")
     assert set(net.type_descriptor.choices) == set(VAE_NETS)
+
+
+def test_resume_extends_a_vae_run_and_refuses_changes(data_dir: Path, tmp_path: Path):
+    base = ["train", "vae", "--latent-dim", "16", "--limit-data", "64", "--batch-size", "16",
+            "--sample-every", "0", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path)]
+    r = runner.invoke(app, [*base, "--max-steps", "2", "--checkpoint-every-steps", "1",
+                            "--keep-checkpoints", "1"], catch_exceptions=False)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    run = Path(r.stdout.strip().splitlines()[-1])
+    numbered = sorted(p.name for p in (run / "checkpoints").glob("*-*.safetensors"))
+    assert numbered == ["step-0000002.safetensors"]  # steps 1 and 2, the newest kept
+    resume = ["train", "vae", "--resume", str(run), "--data-dir", str(data_dir),
+              "--runs-dir", str(tmp_path)]  # fmt: skip
+    r = runner.invoke(app, [*resume, "--latent-dim", "8"])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
+    assert "cannot change model.latent_dim" in r.stderr
+    r = runner.invoke(app, [*resume, "--max-steps", "3"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "summary.json").read_text())["steps"] == 3
+    assert (run / "vae.safetensors").is_file()
+    assert [p.name for p in tmp_path.joinpath("vae").iterdir()] == [run.name]

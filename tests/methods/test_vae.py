@@ -17,6 +17,7 @@ from diffkit.data.loader import to_unit_range
 from diffkit.data.registry import load_dataset
 from diffkit.methods.vae import VAE_FILE, LatentCodec, load_codec, train_vae
 from diffkit.runs.checkpoint import CheckpointError
+from diffkit.runs.metrics import read_metrics
 
 TINY = {
     "data.limit": 256,
@@ -120,3 +121,12 @@ def test_interrupted_run_writes_no_vae(tmp_path: Path, data_dir: Path):
     assert (res.run.path / "checkpoints" / "last.safetensors").is_file()
     with pytest.raises(CheckpointError, match="interrupted"):
         load_codec(res.run.path)
+
+    # --resume finishes it exactly as an uninterrupted run: the same vae.safetensors
+    resumed = train_vae(cfg, settings(tmp_path, data_dir), resume=res.run)
+    assert resumed.run == res.run and resumed.train.step == 12
+    whole = train_vae(cfg, settings(tmp_path / "whole", data_dir))
+    assert resumed.digest == whole.digest is not None
+    assert (resumed.shift, resumed.scale) == (whole.shift, whole.scale)
+    steps = [r["step"] for r in read_metrics(res.run.metrics) if "loss" in r]
+    assert steps == list(range(1, 13))
