@@ -68,9 +68,16 @@ class GenerativeRequest(ConfiguredRequest):
     cond_routes: str | None = None
     cond_drop: float | None = None
     latent: Path | None = None
+    init_from: Path | None = None
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         _cond_flags(self.cond, self.cond_routes, self.cond_drop)  # refused before any work
+        if self.init_weights is not None and self.init_from is None:
+            raise UsageError("--init-weights needs --init-from RUN")
+        if self.init_from is not None and self.resume is not None:
+            raise UsageError("--init-from starts a new run from trained weights; --resume "
+                             "continues one: give one of them")  # fmt: skip
 
 
 def resume_config(run_path: Path, flags: dict, kind: type):
@@ -132,15 +139,50 @@ def generative(kind: type[GenerativeRunConfig], req: GenerativeRequest, device: 
         run, cfg = resume_config(req.resume, flags, kind)
         return Planned(_with_classes(cfg, req.cond), run,
                        latent_codec(run.last_checkpoint, cfg, device))  # fmt: skip
+    codec = None
     if req.latent is None:
-        return Planned(_with_classes(resolve_run_config(kind, flags, req.config), req.cond))
-    if flags.get("preset") is not None:
-        raise UsageError("a latent model takes its preset from the VAE")
-    if flags.get("data.dataset") is not None and not _pretrained_vae(req.latent):
-        raise UsageError("a latent model takes its dataset from the VAE (--dataset is for "
-                         "a pretrained autoencoder)")  # fmt: skip
-    cfg, codec = _latent_config(req.latent, flags, req.config, device, kind)
-    return Planned(_with_classes(cfg, req.cond), codec=codec)
+        cfg = resolve_run_config(kind, flags, req.config)
+    else:
+        if flags.get("preset") is not None:
+            raise UsageError("a latent model takes its preset from the VAE")
+        if flags.get("data.dataset") is not None and not _pretrained_vae(req.latent):
+            raise UsageError("a latent model takes its dataset from the VAE (--dataset is "
+                             "for a pretrained autoencoder)")  # fmt: skip
+        cfg, codec = _latent_config(req.latent, flags, req.config, device, kind)
+    cfg = _with_classes(cfg, req.cond)
+    if req.init_from is None:
+        return Planned(cfg, codec=codec)
+    return Planned(fine_tuned(cfg, req.init_from, req.init_weights or "ema"), codec=codec,
+                   init_from=req.init_from)  # fmt: skip
+
+
+def fine_tuned(cfg: GenerativeRunConfig, source: Path, weights: str) -> GenerativeRunConfig:
+    """``cfg`` starting from the ``weights`` (``ema`` or ``model``) of the run or checkpoint
+    ``source``, recorded in its ``init_from``: the tensors must be exactly the model's
+    (a missing, extra or mis-shaped one is refused, named), and a latent model's source
+    must have been trained on the same autoencoder's latents."""
+    from diffkit.config.run import InitConfig
+    from diffkit.methods.pipeline import check_weights
+    from diffkit.nn.build import meta_model
+    from diffkit.runs.checkpoint import read_checkpoint_header, resolve_checkpoint
+
+    file = resolve_checkpoint(source)
+    header = read_checkpoint_header(file)
+    if not header.section(weights):
+        raise UsageError(f"{source} holds no {weights} weights (not a training checkpoint "
+                         "of a DDPM or flow)")  # fmt: skip
+    check_weights(meta_model(cfg.model), header.section(weights), source, f"{weights}.")
+    theirs = (header.config.get("latent") or {}).get("sha256")
+    ours = cfg.latent.sha256 if cfg.latent is not None else None
+    if theirs != ours:
+        raise UsageError(f"{source} was trained on {_space(theirs)}, this run trains on "
+                         f"{_space(ours)}")  # fmt: skip
+    record = InitConfig(source=str(Path(source).resolve()), weights=weights)  # type: ignore[arg-type]
+    return cfg.model_copy(update={"init_from": record})
+
+
+def _space(vae_sha256: str | None) -> str:
+    return "pixels" if vae_sha256 is None else f"the latents of the VAE {vae_sha256[:16]}"
 
 
 def _cond_flags(cond: str | None, routes: str | None, drop: float | None) -> dict:

@@ -328,6 +328,15 @@ PRINT_CONFIG = flag(
     RUN, "--print-config",
 )  # fmt: skip
 RESUME = option("resume", Path | None, "Continue this run folder exactly where it stopped.", RUN)
+INIT_FROM = (
+    option("init_from", Path | None,
+           "Fine-tune: start from this trained run's (or checkpoint's) weights, with a new "
+           "optimizer and LR schedule; the model must match it tensor for tensor. Recorded "
+           "in the run's config.", MODEL),
+    option("init_weights", Literal["ema", "model"] | None,
+           "Which weights of --init-from: ema (default, the sampled ones) | model (raw).",
+           MODEL),
+)  # fmt: skip
 CHECKPOINT_EVERY_STEPS = option(
     "checkpoint_every_steps", int | None,
     "Also checkpoint every N steps (checkpoints/last and step-NNNNNNN), so a crash loses at "

@@ -21,6 +21,7 @@ from diffkit.cli.flags import (
     DIFFUSION,
     EPOCHS,
     GRAD_ACCUM,
+    INIT_FROM,
     LIMIT_DATA,
     LR,
     MACHINE_OPTIONS,
@@ -68,7 +69,7 @@ DDPM = (
     TRANSFORMER_HEADS,
     option("latent", Path | None,
            "Train on this VAE's or AutoencoderKL's latents (same as `train ldm --vae`).", MODEL),
-    *MACHINE_OPTIONS, *DIFFUSION, *PREVIEWS, RESUME, *CLOSING,
+    *MACHINE_OPTIONS, *DIFFUSION, *PREVIEWS, *INIT_FROM, RESUME, *CLOSING,
 )  # fmt: skip
 RF = (
     *OPTIMISATION, *SCHEDULES,
@@ -77,7 +78,8 @@ RF = (
     DATASET,
     option("vae", Path | None, "Train on this VAE's latents (MLP or UNet velocity network), or a "
            "pretrained AutoencoderKL's (folder or hf:ORG/NAME, with --dataset).", MODEL),
-    TIME_SAMPLING, *COND_OPTIONS, MID_BLOCK, *MACHINE_OPTIONS, *PREVIEWS, RESUME, *CLOSING,
+    TIME_SAMPLING, *COND_OPTIONS, MID_BLOCK, *MACHINE_OPTIONS, *PREVIEWS, *INIT_FROM, RESUME,
+    *CLOSING,
 )  # fmt: skip
 LDM = (
     Flag("vae", Path, typer.Option(
@@ -85,7 +87,8 @@ LDM = (
         "AutoencoderKL: a folder or hf:ORG/NAME (local cache; the diffusers extra)."),
         MODEL, default=REQUIRED),
     DATASET.but("With a pretrained autoencoder: the data (a diffkit VAE has its own)."),
-    *OPTIMISATION, *COND_OPTIONS, *MACHINE_OPTIONS, *DIFFUSION, *PREVIEWS, *CLOSING,
+    *OPTIMISATION, *COND_OPTIONS, *MACHINE_OPTIONS, *DIFFUSION, *PREVIEWS, *INIT_FROM,
+    *CLOSING,
 )  # fmt: skip
 
 
@@ -124,6 +127,7 @@ def _generative(method: str, flags: tuple[Flag, ...], o: dict[str, Any], latent:
     request = plans.GenerativeRequest(
         config_flags(flags, o), cond=o["cond"], cond_routes=o["cond_routes"],
         cond_drop=o["cond_drop"], latent=latent, config=o["config"], resume=o["resume"],
+        init_from=o["init_from"], init_weights=o["init_weights"],
     )  # fmt: skip
     settings = settings_of(o)
     loggers = logger_names(o["loggers"])

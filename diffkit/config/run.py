@@ -211,6 +211,19 @@ class LatentConfig(Frozen):
         return self.pretrained.latent_shape
 
 
+class InitConfig(Frozen):
+    """Fine-tuning: the trained run whose weights a run starts from (``--init-from``); its
+    optimizer, LR schedule and step count start afresh."""
+
+    source: str = Field(description="the run folder or checkpoint the weights came from")
+    weights: Literal["ema", "model"] = Field(
+        "ema", description="its EMA weights (the sampled ones) or its raw trained weights"
+    )
+    sha256: str | None = Field(
+        None, description="sha256 of the weights loaded (recorded when training starts)"
+    )
+
+
 class GenerativeRunConfig(Frozen):
     """What DDPM and rectified-flow runs share: a denoiser (UNet, or MLP for flat latents)
     trained on pixels or, with a ``latent`` section, on a VAE's latents."""
@@ -221,6 +234,9 @@ class GenerativeRunConfig(Frozen):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     latent: LatentConfig | None = None
+    init_from: InitConfig | None = Field(
+        None, description="fine-tuning: the weights training started from"
+    )
 
     @property
     def num_classes(self) -> int | None:

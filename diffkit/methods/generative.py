@@ -26,6 +26,7 @@ from diffkit.data.registry import (
     load_dataset,
     with_class_names,
 )
+from diffkit.eval.features import tensor_digest
 from diffkit.methods.common import (
     finish_run,
     lock_for_resume,
@@ -99,20 +100,27 @@ def _training_data(
     return encode_dataset(codec, data, settings.cache_dir) if codec is not None else data
 
 
-def _initial_model(cfg: GenerativeRunConfig, init_from: Path | None) -> nn.Module:
-    """The network to train: random, or with the EMA weights of the run or checkpoint
-    ``init_from``, whose header is checked against a meta model before it is read."""
-    init = None
+def _initial_model(
+    cfg: GenerativeRunConfig, init_from: Path | None
+) -> tuple[nn.Module, GenerativeRunConfig]:
+    """The network to train: random, or with the weights of the run or checkpoint
+    ``init_from`` (its EMA unless ``cfg.init_from`` asks for the raw ones), whose header is
+    checked against a meta model before a tensor is read. A fine-tuned run's config
+    comes back with the sha256 of the weights it started from."""
+    init, prefix = None, cfg.init_from.weights if cfg.init_from is not None else "ema"
     if init_from is not None:
         file = resolve_checkpoint(init_from)
         header = read_checkpoint_header(file)
-        check_weights(meta_model(cfg.model), header.section("ema"), init_from, "ema.")
-        init = load_checkpoint(file, prefixes=("ema",)).section("ema")
+        check_weights(meta_model(cfg.model), header.section(prefix), init_from, f"{prefix}.")
+        init = load_checkpoint(file, prefixes=(prefix,)).section(prefix)
+        if cfg.init_from is not None:
+            record = cfg.init_from.model_copy(update={"sha256": tensor_digest(init)})
+            cfg = cfg.model_copy(update={"init_from": record})
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model = build_model(cfg.model)
     if init is not None:
         load_weights(model, init, init_from)
-    return model
+    return model, cfg
 
 
 def _evaluation(
@@ -177,7 +185,8 @@ def train_generative(
     trains on ``pairs`` instead of the dataset: (N, 2, ...) stacks of (noise, sample)
     in the model's space (see :mod:`diffkit.methods.reflow`), starting from the EMA
     weights of the run or checkpoint ``init_from`` (e.g. the flow that made the pairs)
-    unless it resumes.
+    unless it resumes. A fine-tuned run (``cfg.init_from``, ``--init-from``) starts from
+    ``init_from``'s weights likewise, with a new optimizer and LR schedule.
 
     With ``cfg.train.eval_every`` the EMA model is scored every N epochs with the feature
     classifier (``classifier``, else the most accurate qualified one for the dataset under
@@ -211,7 +220,7 @@ def train_generative(
         if resume is not None:
             ckpt, state = load_resume(resume.last_checkpoint, cfg.model, cfg.train,
                                       world=dist.world, batches=len(batches))  # fmt: skip
-        model = _initial_model(cfg, init_from if resume is None else None)
+        model, cfg = _initial_model(cfg, init_from if resume is None else None)
         evaluate = None
         if dist.is_main:
             evaluate = _evaluation(cfg, settings, device, classifier, codec, on_event)
