@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
+from diffkit.runs.samples import read_samples
 from tests.cli.util import TINY, invoke, last_line
 
 
@@ -23,7 +23,7 @@ def run(tmp_path_factory, data_dir: Path) -> Path:
 
 def samples(folder: Path) -> torch.Tensor:
     assert (folder / "grid.png").is_file() and (folder / "edit.json").is_file()
-    return load_file(folder / "samples.safetensors")["samples"]
+    return read_samples(folder)["samples"]
 
 
 def test_anagram_and_hybrid(run: Path, tmp_path: Path):
