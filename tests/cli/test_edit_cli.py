@@ -167,3 +167,9 @@ def test_noise_and_denoise(run: Path, data_dir: Path, tmp_path: Path):
     assert "MSE to the original" in result.output
     bad = invoke("edit", "noise", "--model", run, *image, "--at", "1000")
     assert bad.exit_code == 2 and "timesteps 0..999" in bad.output
+    # a schedule alone: the dataset item at its own size, no model
+    folder = last_line(invoke("edit", "noise", *image, "--schedule", "cosine", "--out",
+                              tmp_path / "c"))  # fmt: skip
+    assert samples(folder).shape == (3, 1, 28, 28)
+    bad = invoke("edit", "noise", "--model", run, *image, "--flow")
+    assert bad.exit_code == 2 and "not two" in bad.output
