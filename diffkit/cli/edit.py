@@ -189,13 +189,26 @@ def inpaint(**o: Any) -> None:
 
 
 @_command("noise", (
-    IMAGE, MODEL_SOURCE,
-    flag("at", str, "250,500,750", "Noise levels: DDPM timesteps (250,500,750) or flow times in "
-         "[0, 1) (noise at 0).", None, "--at"),
+    IMAGE,
+    flag("at", str, "0.25,0.5,0.75", "Noise levels t in [0, 1], comma-separated: 0 is the image, "
+         "1 pure noise (a DDPM's timestep round(t T), at most T - 1). Values above 1 are DDPM "
+         "timesteps 0..T-1 (250,500,750).", None, "--at"),
+    option("schedule", Literal["linear", "cosine"] | None, "DDPM betas over T = 1000 steps, "
+           "x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps: linear 1e-4..0.02 (Ho et al. 2020) or "
+           "cosine (Nichol & Dhariwal 2021). Default linear, unless --flow or --model.", None),
+    flag("flow", bool, False, "Rectified-flow interpolation x_t = (1 - t) x_0 + t eps (Liu "
+         "et al. 2022) instead of a DDPM schedule.", None, "--flow"),
+    option("size", int | None, "Resize the image so its shorter side is N and crop it to N x "
+           "N (default: its own size; with --model, the model's).", None, min=1),
+    option("model", str | None, "Take the schedule and image size from a model instead (this "
+           "loads it): a diffkit run or checkpoint, or a diffusers folder or hf:ORG/NAME.",
+           MODEL, None, "--model", "-m"),
     SEED, OUT, DTYPE, DATA_DIR, RUNS_DIR, DEVICE,
 ))  # fmt: skip
 def noise(**o: Any) -> None:
-    """The forward process q(x_t | x_0) of an image at chosen noise levels."""
+    """The forward process q(x_t | x_0) of an image at chosen noise levels, from a noise
+    schedule alone: no model, no weights, no network access. A DDPM schedule (--schedule)
+    or rectified-flow interpolation (--flow); --model takes a trained model's instead."""
     from diffkit.app.edit import images, requests
 
     _done(images.noise(_request(requests.NoiseRequest, o), settings_of(o), console))

@@ -38,7 +38,7 @@ SUMMARY = {
     "edit factorize": "Factorized diffusion: a prompt per frequency band.",
     "edit sdedit": "SDEdit: noise an image part way, then denoise it.",
     "edit inpaint": "Inpainting: fill a masked region (RePaint resampling).",
-    "edit noise": "The forward process q(x_t | x_0) of an image at chosen levels.",
+    "edit noise": "The forward process q(x_t | x_0) of an image, from a schedule alone.",
     "edit denoise": "Noise an image to one level, then denoise it in one step and in many.",
     "edit sample": "Prompts to images with classifier-free guidance.",
     "edit embed": "Cache prompt embeddings so that later edits need no text encoder.",

@@ -40,6 +40,35 @@ def load_image(spec: str, shape: tuple[int, ...], data_dir: Path) -> Tensor:
     return (x / 127.5 - 1).unsqueeze(0)
 
 
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+
+
+def image_shape(spec: str, data_dir: Path, size: int | None = None) -> tuple[int, int, int]:
+    """The (C, H, W) ``spec`` has of itself, for an edit without a model: a dataset item's
+    shape; a file's size (or ``size`` x ``size``: :func:`load_image` resizes and crops it)
+    and 1 channel for a gray image, else 3."""
+    item = ITEM.match(spec)
+    if item is not None:
+        if size is not None:
+            raise ImageError(f"--size resizes image files; {spec} keeps its dataset's size")
+        from diffkit.config.run import DataConfig
+        from diffkit.data.registry import load_dataset
+
+        data = load_dataset(DataConfig(dataset=item["dataset"]), data_dir, item["split"],
+                            download=False)  # type: ignore[arg-type]  # fmt: skip
+        c, h, w = data.images.shape[1:]
+        return int(c), int(h), int(w)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(spec) as img:
+            channels = 1 if img.mode in GRAY_MODES else 3
+            h, w = (size, size) if size is not None else (img.height, img.width)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ImageError(f"--image {spec}: cannot read it as an image ({exc})") from None
+    return channels, h, w
+
+
 def _dataset_item(item: re.Match, shape: tuple[int, ...], data_dir: Path) -> Tensor:
     from diffkit.config.run import DataConfig
     from diffkit.data.registry import load_dataset

@@ -113,7 +113,7 @@ class Evaluator:
         return self.metrics(FeatureSet(real.features, real.logits))
 
 
-SAMPLES_FILE = "samples.safetensors"  # one file, as diffkit sample wrote before shards
+SAMPLES_FILE = "samples.safetensors"  # one file, as sample and edit wrote before shards
 
 
 def sample_files(path: Path) -> list[Path]:

@@ -92,13 +92,6 @@ class DDPMPipeline(Pipeline):
         t = torch.full((xt.shape[0],), int(point), device=xt.device, dtype=torch.long)
         return self.denoiser(net)(xt, t)[1]
 
-    def noise_levels(self, values: list[float]) -> list[float]:
-        """The forward process's levels: timesteps 0..T-1."""
-        T = self.model.max_steps()
-        if not all(v.is_integer() and 0 <= v < T for v in values):
-            raise ValueError(f"a DDPM's levels are timesteps 0..{T - 1}")
-        return [int(v) for v in values]
-
     def posterior_mean(self, net, y: Tensor, sigma: float) -> Tensor:
         """Tweedie: y scaled to x_t at the nearest timestep (:func:`ddpm_timestep`; exact on
         the grid's noise levels, within half a grid step in log sigma between them), its x0

@@ -57,12 +57,6 @@ class FlowPipeline(Pipeline):
         tau = torch.full((xt.shape[0],), float(point), device=xt.device)
         return xt + (1 - float(point)) * velocity(xt, tau)
 
-    def noise_levels(self, values: list[float]) -> list[float]:
-        """The forward process's levels: times in [0, 1)."""
-        if not all(0 <= v < 1 for v in values):
-            raise ValueError("a flow's levels are times in [0, 1)")
-        return values
-
     def posterior_mean(self, net, y: Tensor, sigma: float) -> Tensor:
         """Tweedie: x_t = t x1 + (1 - t) eps, so x_t / t = x1 + s eps with s = (1 - t) / t,
         i.e. t = 1 / (1 + s) exactly; x1 = x_t + (1 - t) v(x_t, t)."""

@@ -167,11 +167,6 @@ class Pipeline:
         family's (:meth:`grid`): a DDPM timestep or a flow time."""
         raise NotImplementedError
 
-    def noise_levels(self, values: list[float]) -> list[float]:
-        """``values`` as grid points of :meth:`noised` (``edit noise --at``); ValueError
-        saying what the family's levels are if one is not."""
-        raise NotImplementedError
-
     def posterior_mean(self, net: Net, y: Tensor, sigma: float) -> Tensor:
         """The denoiser view (Tweedie's formula): E[x | y] for ``y = x + image_sigma(sigma)
         eps`` (B, ...), the family's x0 estimate at that noise level through ``net(x, t, _)``

@@ -51,8 +51,10 @@ class SampleWriter:
 
     grid.png shows the first :data:`GRID_MAX` images; with ``class_names`` it is a class
     grid (one column per class, headed by its name, as training previews are) of at most
-    ``grid_rows`` images of each class. The shards hold every image either way, in the
-    order they were added."""
+    ``grid_rows`` images of each class. ``grid=False`` writes none: the caller puts its
+    own grid.png (and any other file of its own) into :attr:`tmp` before :meth:`publish`,
+    as ``diffkit edit`` does. The shards hold every image either way, in the order they
+    were added."""
 
     def __init__(
         self,
@@ -62,6 +64,7 @@ class SampleWriter:
         overwrite: bool = False,
         class_names: Sequence[str] | None = None,
         grid_rows: int | None = None,
+        grid: bool = True,
     ) -> None:
         self.out = Path(out)
         self.overwrite = overwrite
@@ -73,6 +76,7 @@ class SampleWriter:
         self.grid_labels: list[Tensor] = []
         self.class_names = class_names
         self.grid_rows = grid_rows
+        self.keep_grid = grid
         self._in_grid: dict[int, int] = {}  # images of each class kept for a class grid
         self.files: list[str] = []
         self._pending: list[tuple[Tensor, Tensor | None]] = []
@@ -90,6 +94,8 @@ class SampleWriter:
 
     def _keep_for_grid(self, images: Tensor, labels: Tensor | None) -> None:
         """Keep copies of the batch's images that grid.png will show."""
+        if not self.keep_grid:
+            return
         if self.class_names is not None and self.grid_rows is not None and labels is not None:
             keep = []
             for i, y in enumerate(labels.tolist()):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
+from diffkit.runs.samples import read_samples
 from tests.cli.util import TINY, invoke, last_line
 
 
@@ -23,7 +23,7 @@ def run(tmp_path_factory, data_dir: Path) -> Path:
 
 def samples(folder: Path) -> torch.Tensor:
     assert (folder / "grid.png").is_file() and (folder / "edit.json").is_file()
-    return load_file(folder / "samples.safetensors")["samples"]
+    return read_samples(folder)["samples"]
 
 
 def test_anagram_and_hybrid(run: Path, tmp_path: Path):
@@ -167,3 +167,9 @@ def test_noise_and_denoise(run: Path, data_dir: Path, tmp_path: Path):
     assert "MSE to the original" in result.output
     bad = invoke("edit", "noise", "--model", run, *image, "--at", "1000")
     assert bad.exit_code == 2 and "timesteps 0..999" in bad.output
+    # a schedule alone: the dataset item at its own size, no model
+    folder = last_line(invoke("edit", "noise", *image, "--schedule", "cosine", "--out",
+                              tmp_path / "c"))  # fmt: skip
+    assert samples(folder).shape == (3, 1, 28, 28)
+    bad = invoke("edit", "noise", "--model", run, *image, "--flow")
+    assert bad.exit_code == 2 and "not two" in bad.output

@@ -245,8 +245,7 @@ def test_edit_cli_on_deepfloyd(saved, tmp_path, monkeypatch):
     """Every op on the tiny IF pipeline through the CLI; an identity anagram of one prompt
     is `edit sample` of that prompt; `--upscale` runs stage II; `edit embed` fills the
     cache that later edits read."""
-    from safetensors.torch import load_file
-
+    from diffkit.runs.samples import read_samples
     from tests.cli.util import invoke, last_line
 
     stage1, stage2, _ = saved
@@ -258,9 +257,7 @@ def test_edit_cli_on_deepfloyd(saved, tmp_path, monkeypatch):
                                                stage1).output  # fmt: skip
 
     def out(*args) -> torch.Tensor:
-        return load_file(last_line(invoke("edit", *args, *common)) / "samples.safetensors")[
-            "samples"
-        ]
+        return read_samples(last_line(invoke("edit", *args, *common)))["samples"]
 
     plain = out("sample", "a rocket ship", "-n", "1")
     same = out("anagram", "a rocket ship", "--views", "identity", "-n", "1", "--style", "")
@@ -284,7 +281,7 @@ def test_edit_cli_on_deepfloyd(saved, tmp_path, monkeypatch):
     assert out("denoise", "--image", img, "--start", "1").shape == (4, 3, 16, 16)
     noisy = invoke("edit", "noise", "--image", img, "--at", "250,500", "--model", stage1,
                    "--runs-dir", tmp_path / "runs")  # fmt: skip
-    assert load_file(last_line(noisy) / "samples.safetensors")["samples"].shape == (2, 3, 16, 16)
+    assert read_samples(last_line(noisy))["samples"].shape == (2, 3, 16, 16)
     up = out("sample", "a rocket ship", "-n", "1", "--upscale", "--upscaler", stage2)
     assert up.shape == (1, 3, 32, 32) and torch.isfinite(up).all()
     up = out("anagram", "old man", "campfire", "--views", "identity,flip", "-n", "1",

@@ -131,36 +131,54 @@ def inpaint(req: InpaintRequest, settings: Settings, report: Reporter = QUIET) -
                    columns=columns)  # fmt: skip
 
 
-def _levels(spec: str, pipe) -> list[float]:
-    """Noise levels, as the pipeline's family counts them (integers below T for a DDPM,
-    times in [0, 1) for a flow)."""
+def _process(req: NoiseRequest, settings: Settings):
+    """The forward process of the request and the (C, H, W) the image is drawn at: a
+    model's schedule and size (the model is loaded for them), else the schedule named and
+    the image's own size."""
+    from diffkit.edit.forward import ForwardProcess
+    from diffkit.edit.images import image_shape
+
+    if req.model is None:
+        process = ForwardProcess.of("flow" if req.flow else req.schedule or "linear")
+        return process, image_shape(req.image, settings.data_dir, req.size)
+    # The forward process needs only the schedule: a diffusers UNet stays on the CPU.
+    pipe = open_model(req.model, settings, views=False, dtype=req.dtype,
+                      offload=is_foreign(req.model))  # fmt: skip
     try:
-        values = [float(v) for v in spec.split(",")]
-    except ValueError:
-        raise UsageError(f"--at {spec}: expected comma-separated numbers") from None
-    try:
-        return pipe.noise_levels(values)
+        return ForwardProcess.of_pipeline(pipe), tuple(pipe.model.sample_shape)
     except ValueError as exc:
-        raise UsageError(f"--at {spec}: {exc}") from None
+        raise UsageError(f"--model {req.model}: {exc}") from None
 
 
 def noise(req: NoiseRequest, settings: Settings, report: Reporter = QUIET) -> EditResult:
-    """The forward process q(x_t | x_0) of an image at the chosen noise levels."""
+    """The forward process q(x_t | x_0) of an image at the chosen noise levels, from a
+    noise schedule alone (:mod:`diffkit.edit.forward`) or a model's. Level k's noise is
+    the k-th draw of ``torch.randn`` (the image's shape) from a CPU generator seeded with
+    the request's seed."""
+    from diffkit.edit.forward import parse_levels
     from diffkit.edit.images import load_image
-    from diffkit.edit.loops import noised
 
-    # The forward process needs only the schedule: the UNet stays on the CPU.
-    pipe = open_model(req.model, settings, views=False, dtype=req.dtype,
-                      offload=is_foreign(req.model))  # fmt: skip
-    points = _levels(req.at, pipe)
-    x = load_image(req.image, pipe.model.sample_shape, settings.data_dir)
+    process, shape = _process(req, settings)
+    try:
+        levels = process.levels(parse_levels(req.at))
+    except ValueError as exc:
+        raise UsageError(f"--at {req.at}: {exc}") from None
+    x = load_image(req.image, shape, settings.data_dir)
     g = torch.Generator().manual_seed(req.seed)
-    samples = torch.cat([noised(pipe, x, p, torch.randn(x.shape, generator=g)) for p in points])
-    meta = {"op": "noise", "model": req.model, "image": req.image, "at": points,
+    samples = torch.cat([process.noised(x, lv, torch.randn(x.shape, generator=g))
+                         for lv in levels])  # fmt: skip
+    ddpm = not process.is_flow
+    meta = {"op": "noise", "model": req.model, "process": "flow" if process.is_flow else "ddpm",
+            "schedule": req.schedule or "linear" if req.model is None and ddpm else None,
+            "image": req.image, "shape": list(shape),
+            "at": [int(v.at) if v.at.is_integer() else v.at for v in levels],
+            "t": [v.t for v in levels],
+            "timesteps": [v.timestep for v in levels] if ddpm else None,
+            "signal": [v.signal for v in levels], "noise": [v.noise for v in levels],
             "seed": req.seed}  # fmt: skip
     grid = torch.cat([x, samples.clamp(-1, 1)])
-    columns = ["original", *(f"t={p:g}" for p in points)]
-    return publish("noise", req.out, settings.runs_dir, grid, len(points) + 1, samples, meta,
+    columns = ["original", *(v.label for v in levels)]
+    return publish("noise", req.out, settings.runs_dir, grid, len(levels) + 1, samples, meta,
                    columns=columns)  # fmt: skip
 
 

@@ -144,11 +144,39 @@ class InpaintRequest(HintedRequest):
 
 @dataclass(frozen=True, kw_only=True)
 class NoiseRequest(EditRequest):
-    """The forward process of ``image`` at the levels ``at``: DDPM timesteps or flow times
-    in [0, 1), comma-separated."""
+    """The forward process q(x_t | x_0) of ``image`` at the levels ``at`` (comma-separated
+    t in [0, 1], 0 the image and 1 pure noise, or DDPM timesteps above 1:
+    :mod:`diffkit.edit.forward`). It needs a noise schedule, no network: ``schedule``'s
+    DDPM betas over 1000 steps (None: linear), or with ``flow`` rectified-flow
+    interpolation; or ``model``'s own schedule (a diffkit run or checkpoint, a diffusers
+    folder or ``hf:ORG/NAME``: the one case that loads weights). Without a model the image
+    keeps its own size, or is resized and cropped to ``size`` x ``size``."""
 
     image: str
-    at: str = "250,500,750"
+    model: str | None = None
+    schedule: Literal["linear", "cosine"] | None = None
+    flow: bool = False
+    at: str = "0.25,0.5,0.75"
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        from diffkit.edit.forward import parse_levels
+
+        if self.model is not None and (self.schedule is not None or self.flow):
+            raise UsageError("--model brings its own schedule; give --model, --schedule or "
+                             "--flow, not two")  # fmt: skip
+        if self.schedule is not None and self.flow:
+            raise UsageError("--schedule picks DDPM betas and --flow the rectified-flow "
+                             "interpolation; give one")  # fmt: skip
+        if self.model is None and self.dtype is not None:
+            raise UsageError("--dtype is the precision of a diffusers --model")
+        if self.model is not None and self.size is not None:
+            raise UsageError("--size is for noise without --model: a model's images have "
+                             "its size")  # fmt: skip
+        try:
+            parse_levels(self.at)
+        except ValueError as exc:
+            raise UsageError(f"--at {self.at}: {exc}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
