@@ -15,6 +15,7 @@ from diffkit.samplers import make_denoiser
 from diffkit.samplers.probability_flow import ddpm_velocity, probability_flow_sample
 from diffkit.samplers.registry import load, sampler_spec
 from diffkit.schedules import DDPMSchedule, spaced_timesteps
+from diffkit.schedules.forward import ForwardProcess
 from diffkit.schedules.spacing import karras_timesteps
 
 PREDICTION_TYPES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
@@ -91,6 +92,10 @@ class DDPMPipeline(Pipeline):
         """Tweedie's ``(x_t - sqrt(1 - abar) eps) / sqrt(abar)`` at timestep ``point``."""
         t = torch.full((xt.shape[0],), int(point), device=xt.device, dtype=torch.long)
         return self.denoiser(net)(xt, t)[1]
+
+    def forward_process(self) -> ForwardProcess:
+        """The DDPM's own schedule: ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``."""
+        return ForwardProcess(self.schedule)
 
     def posterior_mean(self, net, y: Tensor, sigma: float) -> Tensor:
         """Tweedie: y scaled to x_t at the nearest timestep (:func:`ddpm_timestep`; exact on

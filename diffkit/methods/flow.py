@@ -15,6 +15,7 @@ from diffkit.samplers.common import make_velocity
 from diffkit.samplers.ode import Velocity, euler_straightness, solve
 from diffkit.samplers.registry import sampler_spec
 from diffkit.schedules.flow import flow_time_grid
+from diffkit.schedules.forward import ForwardProcess
 
 
 class FlowPipeline(Pipeline):
@@ -56,6 +57,10 @@ class FlowPipeline(Pipeline):
         velocity = make_velocity(net, time_scale=self.model.time_scale)
         tau = torch.full((xt.shape[0],), float(point), device=xt.device)
         return xt + (1 - float(point)) * velocity(xt, tau)
+
+    def forward_process(self) -> ForwardProcess:
+        """Rectified-flow interpolation (counted from the image: diffkit time ``1 - t``)."""
+        return ForwardProcess(None)
 
     def posterior_mean(self, net, y: Tensor, sigma: float) -> Tensor:
         """Tweedie: x_t = t x1 + (1 - t) eps, so x_t / t = x1 + s eps with s = (1 - t) / t,

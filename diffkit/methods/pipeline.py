@@ -35,6 +35,7 @@ from diffkit.runs.checkpoint import (
 from diffkit.samplers import registry
 from diffkit.samplers.guidance import guided
 from diffkit.samplers.registry import sampler_spec
+from diffkit.schedules.forward import ForwardProcess
 
 Net = Callable[..., Tensor]
 Steer = Callable[[int, Tensor], Tensor | None]
@@ -165,6 +166,11 @@ class Pipeline:
     def noised(self, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
         """q(x_t | x_0) of ``images`` (B, ...) with ``noise`` at one grid point of the
         family's (:meth:`grid`): a DDPM timestep or a flow time."""
+        raise NotImplementedError
+
+    def forward_process(self) -> ForwardProcess:
+        """The forward process q(x_t | x_0) the model was trained with, drawn by
+        ``edit noise --model`` (:mod:`diffkit.schedules.forward`)."""
         raise NotImplementedError
 
     def posterior_mean(self, net: Net, y: Tensor, sigma: float) -> Tensor:

@@ -27,8 +27,8 @@ from diffkit.nn.compile import CompiledNet, compiled
 from diffkit.runs.checkpoint import (
     Checkpoint,
     CheckpointError,
-    load_checkpoint,
     keep_numbered,
+    load_checkpoint,
     save_checkpoint,
     tensor_spec,
 )

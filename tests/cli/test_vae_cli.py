@@ -111,8 +111,22 @@ def test_the_net_choices_are_the_nets():
 
 
 def test_resume_extends_a_vae_run_and_refuses_changes(data_dir: Path, tmp_path: Path):
-    base = ["train", "vae", "--latent-dim", "16", "--limit-data", "64", "--batch-size", "16",
-            "--sample-every", "0", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path)]
+    base = [
+        "train",
+        "vae",
+        "--latent-dim",
+        "16",
+        "--limit-data",
+        "64",
+        "--batch-size",
+        "16",
+        "--sample-every",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--runs-dir",
+        str(tmp_path),
+    ]
     r = runner.invoke(app, [*base, "--max-steps", "2", "--checkpoint-every-steps", "1",
                             "--keep-checkpoints", "1"], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output

@@ -135,28 +135,28 @@ def _process(req: NoiseRequest, settings: Settings):
     """The forward process of the request and the (C, H, W) the image is drawn at: a
     model's schedule and size (the model is loaded for them), else the schedule named and
     the image's own size."""
-    from diffkit.edit.forward import ForwardProcess
     from diffkit.edit.images import image_shape
+    from diffkit.schedules.forward import ForwardProcess
 
     if req.model is None:
-        process = ForwardProcess.of("flow" if req.flow else req.schedule or "linear")
+        process = ForwardProcess() if req.flow else ForwardProcess.ddpm(req.schedule or "linear")
         return process, image_shape(req.image, settings.data_dir, req.size)
     # The forward process needs only the schedule: a diffusers UNet stays on the CPU.
     pipe = open_model(req.model, settings, views=False, dtype=req.dtype,
                       offload=is_foreign(req.model))  # fmt: skip
     try:
-        return ForwardProcess.of_pipeline(pipe), tuple(pipe.model.sample_shape)
+        return pipe.forward_process(), tuple(pipe.model.sample_shape)
     except ValueError as exc:
         raise UsageError(f"--model {req.model}: {exc}") from None
 
 
 def noise(req: NoiseRequest, settings: Settings, report: Reporter = QUIET) -> EditResult:
     """The forward process q(x_t | x_0) of an image at the chosen noise levels, from a
-    noise schedule alone (:mod:`diffkit.edit.forward`) or a model's. Level k's noise is
+    noise schedule alone (:mod:`diffkit.schedules.forward`) or a model's. Level k's noise is
     the k-th draw of ``torch.randn`` (the image's shape) from a CPU generator seeded with
     the request's seed."""
-    from diffkit.edit.forward import parse_levels
     from diffkit.edit.images import load_image
+    from diffkit.schedules.forward import parse_levels
 
     process, shape = _process(req, settings)
     try:

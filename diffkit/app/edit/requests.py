@@ -146,7 +146,7 @@ class InpaintRequest(HintedRequest):
 class NoiseRequest(EditRequest):
     """The forward process q(x_t | x_0) of ``image`` at the levels ``at`` (comma-separated
     t in [0, 1], 0 the image and 1 pure noise, or DDPM timesteps above 1:
-    :mod:`diffkit.edit.forward`). It needs a noise schedule, no network: ``schedule``'s
+    :mod:`diffkit.schedules.forward`). It needs a noise schedule, no network: ``schedule``'s
     DDPM betas over 1000 steps (None: linear), or with ``flow`` rectified-flow
     interpolation; or ``model``'s own schedule (a diffkit run or checkpoint, a diffusers
     folder or ``hf:ORG/NAME``: the one case that loads weights). Without a model the image
@@ -160,7 +160,7 @@ class NoiseRequest(EditRequest):
     size: int | None = None
 
     def __post_init__(self) -> None:
-        from diffkit.edit.forward import parse_levels
+        from diffkit.schedules.forward import parse_levels
 
         if self.model is not None and (self.schedule is not None or self.flow):
             raise UsageError("--model brings its own schedule; give --model, --schedule or "

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from torch import Tensor
 
-from diffkit.schedules.ddpm import DDPMSchedule, make_schedule
+from diffkit.schedules.ddpm import DDPMSchedule, ScheduleKind, make_schedule
 
 NUM_STEPS = 1000  # T of a DDPM schedule without a model (Ho et al. 2020; Nichol & Dhariwal 2021)
-Kind = Literal["linear", "cosine", "flow"]
 
 
 @dataclass(frozen=True)
@@ -51,19 +49,10 @@ class ForwardProcess:
     schedule: DDPMSchedule | None = None
 
     @classmethod
-    def of(cls, kind: Kind) -> ForwardProcess:
-        """``linear`` or ``cosine`` DDPM betas over :data:`NUM_STEPS` steps, or ``flow``."""
-        return cls(None if kind == "flow" else make_schedule(kind, NUM_STEPS))
-
-    @classmethod
-    def of_pipeline(cls, pipe) -> ForwardProcess:
-        """The forward process a model was trained with: a DDPM's schedule, or a flow's
-        interpolation."""
-        if pipe.FAMILY == "ddpm":
-            return cls(pipe.schedule)
-        if pipe.FAMILY == "flow":
-            return cls(None)
-        raise ValueError(f"a {pipe.FAMILY} model has no forward process diffkit can draw")
+    def ddpm(cls, betas: ScheduleKind) -> ForwardProcess:
+        """A DDPM's forward process with ``linear`` or ``cosine`` betas over
+        :data:`NUM_STEPS` steps (``ForwardProcess()`` is the flow's)."""
+        return cls(make_schedule(betas, NUM_STEPS))
 
     @property
     def is_flow(self) -> bool:
