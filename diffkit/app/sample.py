@@ -1,4 +1,4 @@
-"""``diffkit sample``: draw images from a model into a samples folder.
+"""``diffkit sample``: draw images from a model into a samples folder::
 
     from diffkit.app.sample import SampleRequest, Sampling, sample
     from diffkit.config.settings import Settings

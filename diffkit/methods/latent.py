@@ -84,7 +84,7 @@ def codec_tensors(codec: Codec | None) -> dict[str, Tensor]:
 def encode_dataset(
     codec: Codec, data: ImageData, cache_dir: Path | None = None, on_info=None
 ) -> ImageData:
-    """The training set as scaled latents (posterior means), float32 (N, *latent_shape).
+    """The training set as scaled latents (posterior means), float32 ``(N, *latent_shape)``.
 
     Encoded once before training (``encode`` batches on the codec's device and returns
     to the images' one): the loop then slices latents exactly as it slices images. With

@@ -329,7 +329,7 @@ class Pipeline:
         start: int = 0,
         callback: Steer | None = None,
     ) -> tuple[Tensor, int]:
-        """One batch: noise (B, *sample_shape) -> samples in the model's own space (latents
+        """One batch: noise ``(B, *sample_shape)`` -> samples in the model's own space (latents
         are not decoded) on the model's device, and the network evaluations spent.
 
         Steering (image editing): with ``start = k`` the batch ``noise`` is the state at

@@ -46,7 +46,7 @@ def file_sha256(path: Path) -> str:
 
 
 def shard_noise(cfg: PairsConfig, shard: int, shape: tuple[int, ...]) -> Tensor:
-    """The fixed noise (count, *shape) of shard ``shard``: a CPU generator seeded by
+    """The fixed noise ``(count, *shape)`` of shard ``shard``: a CPU generator seeded by
     (seed, shard), so a shard comes out the same whenever (and wherever) it is made."""
     start = shard * cfg.shard_size
     count = min(cfg.shard_size, cfg.n - start)
@@ -102,13 +102,13 @@ def make_pairs(
     on_batch: Callable[[int], None] | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Write ``cfg.n`` pairs into ``folder`` (config.json, pairs.json, shard-*.safetensors)
+    """Write ``cfg.n`` pairs into ``folder`` (config.json, pairs.json, ``shard-*.safetensors``)
     and return the manifest. With ``resume`` the folder's config must equal ``cfg``; shards
     listed in its manifest whose sha256 still matches are kept, the rest are made.
     ``on_batch(count)`` follows each solved batch, ``on_shard`` each shard written or kept;
     without ``on_batch`` a bar counts the pairs (``progress``: default, in a terminal).
 
-    A shard holds ``noise`` (count, *shape), ``sample`` (count, *shape) (float32, in the
+    A shard holds ``noise`` ``(count, *shape)``, ``sample`` ``(count, *shape)`` (float32, in the
     flow's space: latents stay latents) and, for a class-conditional flow, ``labels``.
     The folder is locked (:class:`RunLock`) throughout: a second job on it fails at once,
     and a resume first deletes the temp files a killed job left.

@@ -57,12 +57,12 @@ class Codec(Protocol):
         generator: torch.Generator | None = None,
         batch_size: int = ...,
     ) -> Tensor:
-        """images: (B, *image_shape) float in [-1, 1] (or uint8) -> (B, *latent_shape): the
+        """images: ``(B, *image_shape)`` float in [-1, 1] (or uint8) -> ``(B, *latent_shape)``: the
         posterior mean, or with ``sample`` a posterior sample (noise from ``generator``)."""
         ...
 
     def decode(self, latents: Tensor, *, batch_size: int = ...) -> Tensor:
-        """latents: (B, *latent_shape) -> images (B, *image_shape) float in [-1, 1]."""
+        """latents: ``(B, *latent_shape)`` -> images ``(B, *image_shape)`` float in [-1, 1]."""
         ...
 
 
@@ -74,8 +74,8 @@ def batched(
     device: torch.device,
 ) -> Tensor:
     """``step`` over ``x`` (B, ...) in slices of ``batch_size``, each moved to ``device``
-    first; its float32 outputs (b, *out_shape) come back to ``x``'s device, concatenated
-    to (B, *out_shape) (empty for an empty ``x``)."""
+    first; its float32 outputs ``(b, *out_shape)`` come back to ``x``'s device, concatenated
+    to ``(B, *out_shape)`` (empty for an empty ``x``)."""
     out = [x.new_zeros((0, *out_shape), dtype=torch.float32)]
     for start in range(0, x.shape[0], batch_size):
         out.append(step(x[start : start + batch_size].to(device)).to(x.device))
@@ -83,7 +83,7 @@ def batched(
 
 
 def check_shape(x: Tensor, want: tuple[int, ...], what: str, codec: str) -> None:
-    """``x`` (B, *want) or a one-line ConfigError naming ``what`` it holds and the ``codec``
+    """``x`` ``(B, *want)`` or a one-line ConfigError naming ``what`` it holds and the ``codec``
     ("VAE runs/x", "autoencoder hf:...") it does not fit."""
     if tuple(x.shape[1:]) != tuple(want):
         raise ConfigError(
@@ -113,13 +113,13 @@ class NetCodec:
         return next(self.net.parameters()).device
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x: (b, *image_shape) float in [-1, 1] on ``device`` -> the posterior's (mean,
-        std), each (b, *latent_shape), unscaled."""
+        """x: ``(b, *image_shape)`` float in [-1, 1] on ``device`` -> the posterior's (mean,
+        std), each ``(b, *latent_shape)``, unscaled."""
         raise NotImplementedError
 
     def decode_slice(self, z: Tensor) -> Tensor:
-        """z: (b, *latent_shape) float32 unscaled latents on ``device`` -> float32 images
-        (b, *image_shape) in [-1, 1]."""
+        """z: ``(b, *latent_shape)`` float32 unscaled latents on ``device`` -> float32 images
+        ``(b, *image_shape)`` in [-1, 1]."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -131,8 +131,8 @@ class NetCodec:
         generator: torch.Generator | None = None,
         batch_size: int | None = None,
     ) -> Tensor:
-        """images: (B, C, H, W) float in [-1, 1] (or uint8) -> scaled latents (B,
-        *latent_shape), float32 on the images' device.
+        """images: (B, C, H, W) float in [-1, 1] (or uint8) -> scaled latents ``(B,
+        *latent_shape)``, float32 on the images' device.
 
         The posterior mean, or with ``sample`` a posterior sample (noise from ``generator``),
         then ``(z - shift) * scale``.
@@ -154,7 +154,7 @@ class NetCodec:
 
     @torch.no_grad()
     def decode(self, latents: Tensor, *, batch_size: int | None = None) -> Tensor:
-        """Scaled latents (B, *latent_shape) -> images (B, C, H, W) float in [-1, 1]."""
+        """Scaled latents ``(B, *latent_shape)`` -> images (B, C, H, W) float in [-1, 1]."""
         check_shape(latents, self.latent_shape, "latents", f"{self.KIND} {self.source}")
 
         def step(z: Tensor) -> Tensor:  # (b, *latent_shape) on the codec's device

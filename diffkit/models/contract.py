@@ -53,7 +53,7 @@ class Model:
     family: ClassVar[Family]
 
     def raw(self, x: Tensor, t: Tensor, cond: Cond | None = None) -> Tensor:
-        """The network's output for ``x`` (B, *sample_shape) at ``t`` (B,), in the model's
+        """The network's output for ``x`` ``(B, *sample_shape)`` at ``t`` (B,), in the model's
         own time units. diffkit's networks take class labels (or None) as the condition;
         an adapter for a foreign network overrides this method only."""
         return self.net(x, t, None if cond is None else cond.labels)

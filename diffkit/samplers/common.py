@@ -33,7 +33,7 @@ noised to ``timesteps[i + 1]``); None keeps it."""
 @dataclass(frozen=True)
 class DynamicThreshold:
     """Imagen's dynamic thresholding (Saharia et al. 2022, Sec. 2.3) of a predicted x0:
-    per image, s = the ``ratio`` quantile of |x0| over all pixels, clamped to
+    per image, s = the ``ratio`` quantile of ``|x0|`` over all pixels, clamped to
     [1, ``max_value``]; x0 <- clamp(x0, -s, s) / s. With s = 1 it is plain clipping; it
     pulls saturated pixels inwards at large guidance scales. The defaults are diffusers';
     DeepFloyd IF's scheduler config sets ratio 0.95 and max_value 1.5."""
