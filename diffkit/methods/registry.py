@@ -99,7 +99,7 @@ def _ddpm_model(cfg: DDPMRunConfig, net: nn.Module, codec: Codec | None) -> DDPM
 
 def _flow_model(cfg: FlowRunConfig, net: nn.Module, codec: Codec | None) -> FlowModel:
     distill = cfg.reflow.distill_steps if cfg.reflow is not None else None
-    return FlowModel(**_common(cfg, net, codec), steps=distill or 50)
+    return FlowModel(**_common(cfg, net, codec), steps=distill)
 
 
 METHODS: dict[str, Method] = {

@@ -72,7 +72,8 @@ class Model:
         raise NotImplementedError
 
     def default_steps(self, sampler: str) -> int:
-        return 50
+        """The steps a call to ``sampler`` takes when it names none."""
+        return registry.declared_steps(sampler)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -100,8 +101,11 @@ class DDPMModel(Model):
         return self.schedule.num_steps
 
     def default_steps(self, sampler: str) -> int:
+        """T for a sampler that walks the whole grid, else the sampler's declared steps."""
         spec = registry.specs().get(sampler)
-        return self.max_steps() if spec is not None and spec.whole_grid else 50
+        if spec is not None and spec.whole_grid:
+            return self.max_steps()
+        return registry.declared_steps(sampler)
 
 
 MAX_FLOW_STEPS = 10_000
@@ -109,11 +113,11 @@ MAX_FLOW_STEPS = 10_000
 
 @dataclass(eq=False, kw_only=True)
 class FlowModel(Model):
-    """A rectified flow; ``steps`` is its default number of solver steps (1 for a one-step
-    distilled flow)."""
+    """A rectified flow; ``steps`` is a distilled flow's own number of solver steps (1 for
+    a one-step model), None for the solver's declared default."""
 
     time_scale: float = 1000.0  # the sinusoidal embedding sees the range a DDPM's would
-    steps: int = 50
+    steps: int | None = None
 
     family: ClassVar[Family] = "flow"
 
@@ -121,4 +125,4 @@ class FlowModel(Model):
         return MAX_FLOW_STEPS
 
     def default_steps(self, sampler: str) -> int:
-        return self.steps
+        return self.steps or registry.declared_steps(sampler)

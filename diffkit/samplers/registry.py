@@ -41,6 +41,7 @@ from typing import Literal, get_args
 
 Family = Literal["ddpm", "ode"]
 DEFAULT_ORDER = 1000
+DEFAULT_STEPS = 50  # the steps of a sampler that declares none
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class SamplerSpec:
     :class:`~diffkit.methods.pipeline.SampleOptions` it reads; ``default_for`` the model
     families that sample with it when no sampler is named; ``order`` its place in listings;
     ``whole_grid`` that its steps default to every step of the model's training grid (T),
-    as ancestral DDPM sampling's do. ``fn`` is None while its module is not imported yet."""
+    as ancestral DDPM sampling's do, else ``steps`` the steps it takes when none are
+    given (None: :data:`DEFAULT_STEPS`; a distilled flow's own k comes first). ``fn`` is
+    None while its module is not imported yet."""
 
     name: str
     family: Family
@@ -63,6 +66,7 @@ class SamplerSpec:
     whole_grid: bool = False
     module: str = ""
     fn: Callable | None = None
+    steps: int | None = None
 
     def fits(self, model_family: str) -> bool:
         """Whether this sampler works on a model of ``model_family``: a DDPM takes every
@@ -93,6 +97,7 @@ def sampler(
     default_for: Iterable[str] = (),
     order: int = DEFAULT_ORDER,
     whole_grid: bool = False,
+    steps: int | None = None,
 ) -> Callable[[Callable], Callable]:
     """Register the decorated function as sampler ``name`` (see the module docstring for
     the calling convention of each ``family``); the function is returned unchanged."""
@@ -104,7 +109,7 @@ def sampler(
     def register(fn: Callable) -> Callable:
         _LIVE[name] = SamplerSpec(name, family, calls_per_step, stochastic,
                                   frozenset(options), summary, frozenset(default_for), order,
-                                  whole_grid, fn.__module__, fn)  # fmt: skip
+                                  whole_grid, fn.__module__, fn, steps)  # fmt: skip
         return fn
 
     return register
@@ -130,6 +135,7 @@ def _declared() -> tuple[SamplerSpec, ...]:
                         frozenset(kw.get("options", ())), kw.get("summary", ""),
                         frozenset(kw.get("default_for", ())), kw.get("order", DEFAULT_ORDER),
                         kw.get("whole_grid", False), f"{__package__}.{path.stem}",
+                        None, kw.get("steps"),
                     ))  # fmt: skip
     return tuple(found)
 
@@ -154,6 +160,13 @@ def default(model_family: str) -> str:
     if len(picked) != 1:
         raise LookupError(f"{len(picked)} samplers are the default for {model_family} models")
     return picked[0]
+
+
+def declared_steps(name: str) -> int:
+    """The steps sampler ``name`` takes when none are given: its ``steps``, else
+    :data:`DEFAULT_STEPS`."""
+    spec = specs().get(name)
+    return spec.steps if spec is not None and spec.steps else DEFAULT_STEPS
 
 
 def ancestral() -> str:
