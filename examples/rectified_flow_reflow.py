@@ -18,7 +18,7 @@ each model's run folder.
 A smoke run in seconds (what the test suite runs; the numbers mean nothing):
 
     python examples/rectified_flow_reflow.py --preset tiny --limit-data 64 --batch-size 8 \\
-        --max-steps 2 --pairs 16 --straightness-n 4 --straightness-steps 2 --n 2 \\
+        --max-steps 1 --pairs 8 --straightness-n 4 --straightness-steps 2 --n 2 \\
         --grid-steps 1,2
 """
 

@@ -100,7 +100,7 @@ def test_rectified_flow_reflow_runs(data_dir: Path, tmp_path: Path, capsys):
     out, runs = run_example("rectified_flow_reflow.py", data_dir, tmp_path, capsys)
     rf1, rf2 = Path(out[0].removeprefix("1-RF: ")), Path(out[2].removeprefix("2-RF: "))
     assert rf1.parent == runs / "rf" and rf2.parent == runs / "reflow"
-    assert out[1].startswith("pairs: 16 in ")
+    assert out[1].startswith("pairs: 8 in ")
     assert (Path(out[1].split(" in ", 1)[1]) / "pairs.json").is_file()
     for name, run, lines in (("1-RF", rf1, out[3:5]), ("2-RF", rf2, out[5:7])):
         assert re.fullmatch(rf"{name}: S = -?\d+\.\d{{4}}", lines[0]), out
