@@ -309,11 +309,27 @@ def classifier(flags: dict[str, Any], config: Path | None, resume: Path | None =
     from diffkit.config.run import ClassifierRunConfig
 
     if resume is None:
-        return Planned(resolve_run_config(ClassifierRunConfig, flags, config))
+        return Planned(_heads_for_classes(resolve_run_config(ClassifierRunConfig, flags, config)))
     if config is not None:
         raise UsageError("--resume continues a run as configured; drop --config")
     run, cfg = resume_config(resume, flags, ClassifierRunConfig)
     return Planned(cfg, run)
+
+
+def _heads_for_classes(cfg):
+    """A classifier with one output per class of its dataset (a labelled folder or a
+    prepared set may have any number); fewer than two classes cannot be classified."""
+    from diffkit.config.resolve import deep_merge, validate
+    from diffkit.data.registry import class_names
+
+    k = len(class_names(cfg.data.dataset))
+    if k < 2:
+        raise UsageError(f"dataset {cfg.data.dataset} has {k or 'no'} class"
+                         f"{'' if k == 1 else 'es'}; a classifier needs two or more")  # fmt: skip
+    if k == cfg.model.num_classes:
+        return cfg
+    return validate(type(cfg), deep_merge(cfg.model_dump(mode="json"),
+                                          {"model": {"num_classes": k}}))  # fmt: skip
 
 
 def controlnet(

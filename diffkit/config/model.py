@@ -135,7 +135,9 @@ class ClassifierNetConfig(Frozen):
     image_size: int = Field(28, ge=8)
     widths: tuple[int, ...] = Field((16, 32), min_length=1, max_length=4)
     feature_dim: int = Field(128, ge=2)
-    num_classes: int = Field(10, ge=2)
+    num_classes: int = Field(
+        10, ge=2, description="set from the dataset's classes by `diffkit train classifier`"
+    )
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")

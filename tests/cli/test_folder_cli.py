@@ -87,3 +87,21 @@ def test_cond_class_needs_class_folders(tmp_path: Path):
     assert result.exit_code == 2 and "1 image(s) directly in it and 2 class folder(s)" in (
         result.output
     )
+
+
+def test_a_classifier_has_one_output_per_class_of_its_folder(tmp_path: Path):
+    import tomllib
+
+    pets = _pets(tmp_path / "pets")
+    config = tmp_path / "data.toml"
+    config.write_text("[data]\nimage_size = 16\n")
+    result = invoke("train", "classifier", "--dataset", f"folder:{pets}", "--config", config,
+                    "--print-config")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = tomllib.loads(result.stdout)["model"]
+    assert (model["num_classes"], model["in_channels"], model["image_size"]) == (2, 3, 16)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (16, 16)).save(flat / "0.png")
+    result = invoke("train", "classifier", "--dataset", f"folder:{flat}", "--print-config")
+    assert result.exit_code == 2 and "a classifier needs two or more" in result.output
