@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Not a speed benchmark: every case of issue 13 (hostile inputs and faults) run against the
-# real `diffkit` executable, one line each: case | exit code | stderr lines | last stderr line.
+# Not a speed benchmark: hostile inputs and faults (a pickle that runs code, a decompression
+# bomb, a checkpoint claiming a huge model, bad configs, ...) run against the real `diffkit`
+# executable, one line each: case | exit code | stderr lines | last stderr line.
 # Usage: DIFFKIT_DATA_DIR=../shared/data bash benchmarks/bad_inputs.sh [WORK_DIR]
 set -u
 W=$(realpath -m "${1:-/tmp/diffkit-bad-inputs}")

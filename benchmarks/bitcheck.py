@@ -8,7 +8,7 @@ For every run: every sampler of its family at 7 steps (DDPM at T), seed 3, 6 ima
 batches of 4 (so one batch is partial); a class-conditional run also with labels 0..5 at
 guidance 3; a DDPM also DDIM eta 0.5 on a leading grid and fixed_large DDPM on a
 linspace grid (seed 5, one batch). Works with both return types of ``Pipeline.sample``
-(Tensor before issue 14, SampleResult after).
+(a Tensor in older versions, a SampleResult now).
 """
 
 from __future__ import annotations

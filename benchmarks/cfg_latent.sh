@@ -23,12 +23,12 @@ if want cfg; then  # pixel space, class-conditional small UNet, guidance sweep
   CFG_RUN=${CFG_RUN:-$(run cfg-train train ddpm --preset small --cond class --name small-cfg)}
   run cfg-sweep eval "$CFG_RUN" -n "$N" --sweep guidance=0,1,2,3,5,7 --samplers ddpm --steps 50
 fi
-if want routes; then  # the seeds' Task 3 routes instead of the time embedding
+if want routes; then  # label as an input channel and by cross-attention (Rombach et al. 2022)
   r=$(run routes train ddpm --preset small --cond class --cond-routes input,cross \
         --name small-cfg-input-cross)
   run routes eval "$r" -n "$N" --sweep guidance=1,2 --samplers ddpm --steps 50 >/dev/null
 fi
-if want vae; then  # the seeds' flat VAE, 64-d latent
+if want vae; then  # the flat conv VAE of docs/vae.md, 64-d latent
   VAE_RUN=${VAE_RUN:-$(run vae-train train vae --latent-dim 64 --epochs 5 --name flat64)}
 fi
 if want ldm; then  # latent diffusion on it: MLP denoiser, class-conditional

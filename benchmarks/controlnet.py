@@ -1,5 +1,6 @@
-"""ControlNet on the small MNIST model (issue 16): training time, edge F1 against training
-steps, the hinted model against its floor and ceiling, and the seeds' L1 baseline.
+"""ControlNet (Zhang et al. 2023, arXiv:2302.05543) on the small MNIST model, docs/benchmarks.md
+section 11: training time, edge F1 against training steps, the hinted model against its floor
+and ceiling, and an L1 reconstruction baseline (`--objective recon`).
 
     PYTHONPATH=. python benchmarks/controlnet.py BASE_RUN CLASSIFIER_RUN OUT_DIR
 

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Issue 17: single-step denoisers against Tweedie, blur and the oracle; the seeds' flow recipe.
+# Single-step denoisers (docs/benchmarks.md section 12): fixed sigma, a sigma range, Noise2Noise
+# targets (Lehtinen et al. 2018, arXiv:1803.04189) and pure noise, against Tweedie's formula
+# (Efron 2011) on a DDPM, blur and the oracle; and UC Berkeley CS180's class-conditioned
+# flow-matching recipe (Lipman et al. 2023, arXiv:2210.02747).
 #   DIFFKIT_DATA_DIR=../shared/data bash benchmarks/denoise.sh BASE_DDPM CLASSIFIER OUT
 # Run alone on the machine: it times training.
 set -euo pipefail

@@ -1,7 +1,7 @@
 """A labelled RGB image folder small enough to train on a CPU: one subfolder per shape
 (circle, square, triangle, cross), each image one shape of random size, position and colour
 on a random background colour, drawn with Pillow. Stands in for ImageNet-100 in the
-scaled-down run of the seeds' 002 recipe (benchmarks/recipe_002_small.sh).
+scaled-down run of the ImageNet-100 recipe (benchmarks/imagenet100_cpu.sh).
 
     python benchmarks/make_shapes.py OUT [--per-class 500] [--size 64]
 """

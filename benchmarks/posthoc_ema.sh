@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Issue 20's EMA-length row: one run trained with --snapshot-every-steps, its EMA rebuilt
-# at several decays by `diffkit ema`, each scored like the ablation's rows (FID, n = 1000,
-# seed 0, the MNIST feature classifier). The run's own online EMA is scored too, as
+# Post-hoc EMA (Karras et al. 2024, arXiv:2312.02696; docs/benchmarks.md 16.4): one run
+# trained with --snapshot-every-steps, its EMA rebuilt at several decays by `diffkit ema`,
+# each scored like the ablation's rows (FID, n = 1000, seed 0, the MNIST feature classifier). The run's own online EMA is scored too, as
 # `online`, so the rebuilt average at the run's decay can be checked against it.
 #
 #   DIFFKIT_DATA_DIR=../shared/data bash benchmarks/posthoc_ema.sh OUT RUN DECAY [DECAY ...]

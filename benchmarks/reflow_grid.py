@@ -1,4 +1,5 @@
-"""The seeds' reflow figure: the same noise through each flow at 1, 2, 5, 10, 100 Euler steps.
+"""The reflow figure of Liu et al. 2022 (rectified flow, arXiv:2209.03003) for diffkit's flows:
+the same noise through each flow at 1, 2, 5, 10, 100 Euler steps.
 
     python benchmarks/reflow_grid.py RF1 RF2 [MORE] --labels 1-RF,2-RF --out docs/img/x.png
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Issue 20's ablation: one change at a time from the `small` recipe, each row trained and
-# scored alone on this machine, then tabulated by benchmarks/ttq_table.py.
+# Time to quality on a CPU (docs/benchmarks.md section 16): one change at a time from the
+# `small` recipe, each row trained and scored alone on this machine, then tabulated by
+# benchmarks/ttq_table.py.
 #
 #   DIFFKIT_DATA_DIR=../shared/data bash benchmarks/time_to_quality.sh OUT [ROW ...]
 #
-# A row is a name and the flags it adds to `diffkit train ddpm --preset small-v1` (today's
-# recipe before this issue) or, for flow rows, `train rf`. Every row is scored by FID
-# (n = 1000, seed 0, the MNIST feature classifier) at three sampler settings, by default
+# A row is a name and the `diffkit train` command it runs: `ddpm --preset small-v1` (the
+# recipe of section 1, before this ablation) or `ddpm --preset small` (the preset after it)
+# with flags, or `rf` for flow rows. Every row is scored by FID (n = 1000, seed 0, the
+# MNIST feature classifier) at three sampler settings, by default
 # ancestral DDPM-50, DDIM-50 and DPM-Solver++(2M) with 20 Karras-spaced steps (20 network
 # evaluations; SCORES="ddpm:100 ddim:50 dpm++2m:20:karras" for the final rows); a flow at
 # Euler-50 and Heun-10 (19 evaluations; FLOW_SCORES to change). EPOCHS sets the

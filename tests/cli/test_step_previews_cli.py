@@ -1,4 +1,4 @@
-"""`--sample-every-steps` on `train denoiser` (the loop's step-based previews, issue 18):
+"""`--sample-every-steps` on `train denoiser` (the loop's step-based previews):
 grids at the due steps within an epoch, the epoch's at its end, and the run's last step."""
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def test_without_the_lpips_package_an_lpips_term_exits_2(
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs" / "vae").exists()
 
 
-def test_net_kl_f4_sets_the_seeds_002_shape(tmp_path: Path):
+def test_net_kl_f4_sets_the_imagenet100_recipes_autoencoder(tmp_path: Path):
     r = runner.invoke(app, ["train", "vae", "--net", "kl-f4", "--latent-channels", "4",
                             "--dataset", "cifar10", "--print-config"])  # fmt: skip
     assert r.exit_code == 0, r.output

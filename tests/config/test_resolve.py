@@ -9,7 +9,7 @@ from diffkit.config.resolve import env_layer
 
 def test_defaults_come_from_the_preset():
     cfg = resolve_run_config(DDPMRunConfig, {}, environ={})
-    assert cfg.preset == "default"  # the seeds' network: base 64, 64-128-256
+    assert cfg.preset == "default"  # the DDPM paper's MNIST UNet: base 64, 64-128-256
     assert (cfg.model.base_channels, cfg.model.channel_mults) == (64, (1, 2, 4))
     assert cfg.model.attention_levels == (1,) and cfg.model.mid_attention
     small = resolve_run_config(DDPMRunConfig, {"preset": "small"}, environ={})
@@ -20,7 +20,7 @@ def test_defaults_come_from_the_preset():
 
 
 def test_small_and_small_v1_differ_only_in_the_ddpm_objective():
-    """Issue 20: `small` is x0-prediction with Min-SNR-5; `small-v1` keeps the recipe its
+    """`small` is x0-prediction with Min-SNR-5; `small-v1` keeps the recipe its
     older benchmark numbers came from; a flow takes the shared sections only."""
     from diffkit.config.run import FlowRunConfig
 

@@ -1,6 +1,7 @@
 """User-facing text names methods by what they are, not by words only the project's history knows.
 
-README, CHANGELOG, docs/*.md and examples/* must not speak of "the seeds'" (the reports the
+README, CHANGELOG, docs/*.md, examples/* and benchmarks/ (the scripts, the summaries in
+benchmarks/results/*.json and that folder's notes) must not speak of "the seeds'" (the reports the
 project grew from), "Task 1", "Part B", a bare report number such as "002", "issue 20", a
 "sitting" or a "session" of work, or "helpers" who ran something. Each method or recipe is
 named by what it is and cites its paper or source instead.
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # (name, pattern); case-insensitive. Each is narrow enough that ordinary text passes: a random
 # "seed", "--seed", "--net seeds" (a CLI value), "seeds 0, 1, 2", a "helper module", a file
-# name such as 000.png or recipe_002_small.sh, a decimal such as 0.002, 1,000 or 60 000.
+# name such as 000.png or recipe-002-small-ldm.png, a decimal such as 0.002, 1,000 or 60 000.
 PATTERNS: tuple[tuple[str, str], ...] = (
     ("issue number", r"\bissues? ?#?\d+"),
     ("the seeds", r"\bseeds'|\bthe seeds\b(?!\s*(?:\d|\())|\bseeds? 00[0-4]\b"),
@@ -56,7 +57,16 @@ def internal_lines(text: str) -> list[tuple[int, str]]:
 def user_files() -> list[Path]:
     docs = sorted((REPO / "docs").glob("*.md"))  # cli.md too: every command's --help
     examples = sorted(p for p in (REPO / "examples").iterdir() if p.is_file())
-    return [REPO / "README.md", REPO / "CHANGELOG.md", *docs, *examples]
+    return [REPO / "README.md", REPO / "CHANGELOG.md", *docs, *examples, *benchmark_files()]
+
+
+def benchmark_files() -> list[Path]:
+    """The benchmark scripts, the summaries and notes of benchmarks/results (not raw/, which
+    git ignores: the scripts' own outputs)."""
+    bench = REPO / "benchmarks"
+    scripts = [*bench.glob("*.sh"), *bench.glob("*.py"), *bench.glob("ttq_runs/*.sh")]
+    results = [*(bench / "results").glob("*.json"), *(bench / "results").glob("*.md")]
+    return sorted(scripts + results)
 
 
 @pytest.mark.parametrize("path", user_files(), ids=lambda p: str(p.relative_to(REPO)))
@@ -93,6 +103,17 @@ def test_internal_words_are_found(text: str):
     assert internal_words(text), text
 
 
+def test_benchmarks_are_checked():
+    names = {str(p.relative_to(REPO)) for p in user_files()}
+    assert {
+        "benchmarks/time_to_quality.sh",
+        "benchmarks/make_shapes.py",
+        "benchmarks/ttq_runs/epochs_3_vs_4.sh",
+        "benchmarks/results/README.md",
+        "benchmarks/results/16.6-ttq-width-epochs.json",
+    } <= names
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -106,9 +127,7 @@ def test_internal_words_are_found(text: str):
         "helpers used by two commands live in cli/shared.py",
         "`000.png`, `001.png`, ...: one PNG per sample",
         "PATH/cat/more/002.jpg",
-        "benchmarks/recipe_002_small.sh",
         "img/recipe-002-small-ldm.png",
-        "benchmarks/ttq_runs/sitting3.sh",
         "KID runs from ~0.002 (1000 real images)",
         "| 0.000 | 1.000 |",
         "10,000 test digits and 60 000 training digits",

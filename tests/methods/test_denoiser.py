@@ -189,7 +189,8 @@ def test_bad_noise_levels_exit_2(args, message, data_dir: Path):
 
 
 def test_pure_noise_training_sees_no_image():
-    """The seeds' 1.2.3: the input ignores x, so the MSE minimiser is the mean image."""
+    """Denoising pure noise (CS180's exercise): the input ignores x, so the MSE minimiser is
+    the mean image."""
     obj = DenoiseObjective(pure_noise=True)
     a, b = torch.zeros(8, *SHAPE), torch.ones(8, *SHAPE)
     ya, ta, _ = obj.corrupt(a, torch.Generator().manual_seed(1))

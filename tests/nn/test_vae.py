@@ -1,5 +1,5 @@
-"""The VAE networks: shapes, the seeds' flat architecture, the output range, the spatial
-VAE's levels and its unchanged default."""
+"""The VAE networks: shapes, the flat MNIST VAE's layers (docs/vae.md), the output range,
+the spatial VAE's levels and its unchanged default."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_shapes(latent, size, channels):
     assert net.decode_logits(mu).shape == x.shape
 
 
-def test_flat_layers_match_the_seeds():
+def test_flat_layers_match_the_documented_mnist_vae():
     net = build_model(VAEConfig(latent="flat", latent_dim=64))
     convs = [(type(m).__name__, m.in_channels, m.out_channels, m.kernel_size, m.stride,
               m.padding) for m in net.encoder if isinstance(m, nn.Conv2d)]  # fmt: skip
@@ -125,7 +125,7 @@ def test_levels_and_patch_set_the_latent_side(mults, patch, blocks, latent):
     assert blocks_per_level == blocks * len(mults)
 
 
-def test_the_kl_f4_net_is_the_seeds_002_shape():
+def test_the_kl_f4_net_is_the_imagenet100_recipes_autoencoder():
     from diffkit.config.run import VAE_NETS
     from diffkit.nn.build import meta_model
 

@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# Third sitting: the preset at 3 (control, new classifier) and 4 epochs, extra deterministic samplers.
+# docs/benchmarks.md 16.5: the `small` preset trained for 3 epochs (the control, scored with
+# a newly trained MNIST classifier) and for 4, each scored by FID at DDPM-100, DDIM-50
+# (Song et al. 2021, arXiv:2010.02502) and DPM-Solver++(2M)-20 (Lu et al. 2022,
+# arXiv:2211.01095) on Karras levels (Karras et al. 2022, arXiv:2206.00364), then at four
+# more deterministic settings: DPM-Solver++(2M)-20 on a trailing grid (Lin et al. 2024,
+# arXiv:2305.08891), DDIM-20, Heun-10 on Karras levels and DPM-Solver++(2M)-10.
+# A record of the run as made on the benchmark VM (its paths under /work/bench).
 set -uo pipefail
 cd /work/bench
 export PYTHONPATH=/work/bench DIFFKIT_DATA_DIR=/work/shared/data DIFFKIT_RUNS_DIR=/work/bench/runs PATH=/work/main/.venv/bin:$PATH
