@@ -370,7 +370,7 @@ class _Plan:
 
 def _sweep_plan(src: Source, request: EvalRequest) -> _Plan:
     """Step counts at ``guidance`` (for a conditional model), or guidance scales at
-    ``steps`` (default 50; DDPM with T steps would be slow for a sweep)."""
+    ``steps`` (default: the first sampler's default steps, T for ancestral sampling)."""
     from diffkit.eval.sweep import Setting, parse_sweep
     from diffkit.samplers.registry import ancestral, fixed_step
 

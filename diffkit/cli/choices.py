@@ -28,6 +28,15 @@ def family_defaults(family: str | None = None) -> str:
     return f"{registry.default('ddpm')} for DDPMs, {registry.default('flow')} for flows"
 
 
+def steps_help() -> str:
+    """What a sampler's steps default to: T for ancestral sampling, the steps each other
+    sampler declares, 50 for the rest."""
+    from diffkit.samplers import registry
+
+    own = ", ".join(f"{n} {s.steps}" for n, s in registry.specs().items() if s.steps)
+    return f"T for {registry.ancestral()}, {own}, {registry.DEFAULT_STEPS} otherwise"
+
+
 def ddpm_samplers() -> list[str]:
     """The samplers only DDPMs take (the ddpm family), in listing order."""
     from diffkit.samplers import registry

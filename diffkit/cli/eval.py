@@ -10,7 +10,7 @@ from diffkit.app.evaluate import EvalRequest, SweepResult
 from diffkit.app.evaluate import evaluate as score_source
 from diffkit.app.tables import eval_table, sweep_table
 from diffkit.cli import console
-from diffkit.cli.choices import family_defaults
+from diffkit.cli.choices import family_defaults, steps_help
 from diffkit.cli.errors import handle_errors
 from diffkit.cli.flags import (
     ATOL,
@@ -60,7 +60,9 @@ EVAL = (
     flag("n", int, 10000, "Images to generate and score.", None, "-n", "--num-images"),
     any_sampler(lambda: "Sampler or ODE solver for runs (see `diffkit sample --help`; "
                 f"default: {family_defaults()})."),
-    option("steps", int | None, f"Sampling steps (default: T for {ANCESTRAL}, else 50).", SAMPLER),
+    Deferred("steps", lambda: option(
+        "steps", int | None, f"Sampling steps (default: {steps_help()}; a distilled flow's "
+        "own k).", SAMPLER)),
     ETA, SPACING, RTOL, ATOL, GUIDANCE_SCALE, SEED, BATCH, FEATURES, CLASSIFIER_PATH,
     option("inception_weights", Path | None, "InceptionV3 .pth (env DIFFKIT_INCEPTION_WEIGHTS; "
            "default: torch hub cache).", METRICS),

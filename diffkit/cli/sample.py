@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from diffkit.app.edit.requests import ANCESTRAL
 from diffkit.cli import console
-from diffkit.cli.choices import sampler_help
+from diffkit.cli.choices import sampler_help, steps_help
 from diffkit.cli.errors import UsageError, handle_errors
 from diffkit.cli.flags import (
     ATOL,
@@ -27,6 +26,7 @@ from diffkit.cli.flags import (
     SAMPLER,
     SEED,
     SPACING,
+    Deferred,
     any_sampler,
     argument,
     flag,
@@ -41,8 +41,9 @@ SAMPLE = (
              "pipeline folder, or hf:ORG/NAME (the Hugging Face cache; needs the diffusers "
              "extra)."),
     any_sampler(sampler_help),
-    option("steps", int | None, f"Steps (default: T for {ANCESTRAL}, 50 otherwise; a distilled "
-           "flow's own k).", SAMPLER),
+    Deferred("steps", lambda: option(
+        "steps", int | None, f"Steps (default: {steps_help()}; a distilled flow's own k).",
+        SAMPLER)),
     RTOL, ATOL, ETA, SPACING,
     option("variance", Literal["fixed_small", "fixed_large", "learned_range"] | None,
            "DDPM reverse variance (default: the model's; fixed_small for diffkit runs, "

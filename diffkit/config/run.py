@@ -134,8 +134,10 @@ class TrainConfig(Frozen):
     sample_every_steps: int = Field(0, ge=0, description="also a preview every N steps")
     eval_every_steps: int = Field(0, ge=0, description="also an evaluation every N steps")
     eval_n: int = Field(1000, ge=10, description="images generated per evaluation")
-    eval_sampler: SamplerName = registry.default("ddpm")  # a DDPM's default sampler, ddim
-    eval_steps: int = Field(50, ge=1)
+    eval_sampler: SamplerName = registry.default("ddpm")  # a DDPM's default sampler
+    eval_steps: int | None = Field(
+        None, ge=1, description="steps of eval_sampler (default: the sampler's own)"
+    )
     keep_best: bool = Field(False, description="keep checkpoints/best.safetensors by lowest FID")
     cond_drop: float = Field(
         0.1, ge=0.0, lt=1.0, description="label -> null class probability (CFG training)"
@@ -287,7 +289,7 @@ class DDPMRunConfig(GenerativeRunConfig):
         if t.preview_steps > T:
             raise ValueError(f"train.preview_steps={t.preview_steps} exceeds "
                              f"diffusion.num_steps={T}")  # fmt: skip
-        if t.eval_every and t.eval_steps > T:
+        if t.eval_every and t.eval_steps is not None and t.eval_steps > T:
             raise ValueError(f"train.eval_steps={t.eval_steps} exceeds diffusion.num_steps={T}")
         return self
 
@@ -616,7 +618,7 @@ class ControlNetRunConfig(Frozen):
             "ema_decay": 0.995,
             "cond_drop": 0.5,
             "preview_n": 32,
-            "preview_sampler": registry.default("ddpm"),  # ddim (app/train.py: a flow's own)
+            "preview_sampler": registry.default("ddpm"),  # (app/train.py: a flow's own)
             "preview_steps": 30,
         }
     }

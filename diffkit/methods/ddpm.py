@@ -26,7 +26,8 @@ class DDPMPipeline(Pipeline):
     """A DDPM (own or foreign): any sampler of the ``ddpm`` family, or any ODE solver on its
     probability-flow velocity (:mod:`diffkit.samplers.probability_flow`).
 
-    ``steps`` defaults to T for DDPM and 50 otherwise; a grid of fewer steps than T is
+    ``steps`` defaults to T for ancestral sampling and to each other sampler's declared
+    steps (:func:`~diffkit.samplers.registry.declared_steps`); a grid of fewer steps than T is
     respaced by ``spacing``. ``clip`` (x0 clamped to [-1, 1]) defaults to the model's
     (on for pixels, off for latents).
     """

@@ -12,7 +12,7 @@ from diffkit.schedules import DDPMSchedule
 
 
 @sampler("ddim", family="ddpm", calls_per_step=1, stochastic=True, options=("spacing", "eta"),
-         summary="DDIM (Song et al. 2021)", default_for=("ddpm",), order=20)  # fmt: skip
+         summary="DDIM (Song et al. 2021)", order=20)  # fmt: skip
 @torch.no_grad()
 def ddim_sample(
     model: Denoiser,

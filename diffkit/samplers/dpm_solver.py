@@ -23,8 +23,11 @@ from diffkit.samplers.registry import sampler
 from diffkit.schedules import DDPMSchedule
 
 
+# The DDPM family's default at 10 steps: the fastest setting within 1.5x of the best FID
+# measured on the small preset (docs/benchmarks.md section 17).
 @sampler("dpm++2m", family="ddpm", calls_per_step=1, options=("spacing",),
-         summary="DPM-Solver++(2M) (Lu et al. 2022)", order=30)  # fmt: skip
+         summary="DPM-Solver++(2M) (Lu et al. 2022)", default_for=("ddpm",), steps=10,
+         order=30)  # fmt: skip
 @torch.no_grad()
 def dpm_solver_pp_2m(
     model: Denoiser,
