@@ -359,9 +359,9 @@ LOGGERS = option(
 
 PRESET = option(
     "preset", Preset,
-    "tiny (tests) | small (2-core CPU, ~11 min) | small-v1 (the earlier small: eps, uniform "
-    "timesteps) | default (the DDPM paper's UNet shape, a GPU model; used when no preset "
-    "is given).",
+    "tiny (tests) | small (2-core CPU: 9.7 min on the benchmark VM) | small-v1 (the earlier "
+    "small: eps, uniform timesteps) | default (the DDPM paper's UNet shape, a GPU model; "
+    "used when no preset is given).",
     MODEL, "preset",
 )  # fmt: skip
 COND = option("cond", Literal["none", "class"] | None,
