@@ -376,7 +376,8 @@ PRESETS: dict[str, dict] = {
             "ema_decay": 0.99,
         },
     },
-    # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, 10-11 minutes.
+    # Right-sized for a 2-core CPU: 2x2 pixel-unshuffle to 14x14, two levels, 4-10 minutes
+    # (docs/benchmarks.md 16.3 and 17).
     # A DDPM predicts x0 with Min-SNR-5 weights (an ablation, docs/benchmarks.md
     # 16); a flow (`train rf`) takes the network and training recipe only.
     "small": {
