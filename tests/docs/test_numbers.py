@@ -3,11 +3,10 @@
 The user docs are README.md and every page of docs/ but docs/benchmarks.md (whose tables
 ``test_benchmark_tables.py`` checks against the summaries); docs/cli.md is ``--help``,
 generated from the app. ``benchmarks/results/quoted.json`` lists each quote with the
-summary table cell it was copied from (or, for a range, one cell per number). A quote whose
-cell says otherwise, a quote whose text holds other numbers than its cells', a quote the
-file no longer holds, and a measured number the files hold but quoted.json neither lists
-as a quote nor as not measured (with the reason) all fail; so does a not-measured entry
-the file no longer holds."""
+summary table cell it was copied from. A quote whose cell says otherwise, a quote whose
+text holds other numbers than its value, a quote the file no longer holds, and a measured
+number the files hold but quoted.json neither lists as a quote nor as not measured (with
+the reason) all fail; so does a not-measured entry the file no longer holds."""
 
 from __future__ import annotations
 
@@ -22,7 +21,8 @@ RESULTS = REPO / "benchmarks" / "results"
 QUOTED = json.loads((RESULTS / "quoted.json").read_text())
 # Checked against its summaries, cell for cell, by test_benchmark_tables.py
 BENCHMARKS = "docs/benchmarks.md"
-FILES = ("README.md", "docs/cli.md")
+DOCS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md"))
+FILES = ("README.md", *(name for name in DOCS if name != BENCHMARKS))
 
 # What reads as a measurement: a time, a speed, a share, an FID, a size
 MEASURED = re.compile(
@@ -37,19 +37,19 @@ def _clean(cell: str) -> str:
     return cell.replace("**", "").replace("\\|", "|").strip()
 
 
-def _cell(source: dict) -> str:
-    summary = json.loads((RESULTS / source["summary"]).read_text())
-    table = summary["tables"][source.get("table", 0)]
-    column = table["columns"].index(source["column"])
-    lead = [_clean(c) for c in source["row"]]
+def _cell(quote: dict) -> str:
+    summary = json.loads((RESULTS / quote["summary"]).read_text())
+    table = summary["tables"][quote.get("table", 0)]
+    column = table["columns"].index(quote["column"])
+    lead = [_clean(c) for c in quote["row"]]
     rows = [r for r in table["rows"] if [_clean(c) for c in r[: len(lead)]] == lead]
-    assert len(rows) == 1, f"{source['summary']}: {len(rows)} rows named {source['row']!r}"
-    return _clean(rows[0][column])
-
-
-def _sources(quote: dict) -> list[dict]:
-    """The cells a quote was copied from: its own fields, or one per number of a range."""
-    return quote.get("cells", [quote])
+    assert len(rows) == 1, f"{quote['summary']}: {len(rows)} rows named {quote['row']!r}"
+    cell = _clean(rows[0][column])
+    if quote.get("seconds_as") == "min":
+        # A time the code prints in whole minutes from a cell in seconds (the estimate's note)
+        (seconds,) = NUMBER.findall(cell)
+        cell = f"{float(seconds) / 60:.0f}"
+    return cell
 
 
 def test_files_cover_the_docs():
@@ -60,22 +60,15 @@ def test_files_cover_the_docs():
 
 @pytest.mark.parametrize("quote", QUOTED["quotes"], ids=lambda q: q["text"])
 def test_each_quote_is_its_summary_cell_and_is_quoted(quote: dict):
-    values = []
-    for source in _sources(quote):
-        numbers = NUMBER.findall(source["value"])
-        cell = _cell(source)
-        if source.get("seconds_as") == "min":
-            # A time the code prints in whole minutes from a cell in seconds
-            (seconds,) = NUMBER.findall(cell)
-            cell = f"{float(seconds) / 60:.0f}"
-        for number in numbers:
-            assert number in NUMBER.findall(cell), (
-                f"{quote['text']!r}: {source['summary']} says {cell!r} in "
-                f"{source['row']!r} / {source['column']!r}"
-            )
-        values += numbers
-    assert sorted(NUMBER.findall(quote["text"])) == sorted(values), (
-        f"{quote['text']!r} holds other numbers than its cells' {values}"
+    numbers = NUMBER.findall(quote["value"])
+    cell = _cell(quote)
+    for number in numbers:
+        assert number in NUMBER.findall(cell), (
+            f"{quote['text']!r}: {quote['summary']} says {cell!r} in {quote['row']!r} / "
+            f"{quote['column']!r}"
+        )
+    assert sorted(NUMBER.findall(quote["text"])) == sorted(numbers), (
+        f"{quote['text']!r} holds other numbers than its value {quote['value']!r}"
     )
     for name in quote["in"]:
         assert quote["text"] in (REPO / name).read_text(), f"{name} no longer quotes it"
