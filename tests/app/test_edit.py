@@ -63,7 +63,7 @@ def test_anagram_writes_the_folder_the_cli_writes(run: Path, tmp_path: Path, dat
                                      "grid.png", "000.png", "001.png"}  # fmt: skip
     meta = json.loads((result.folder / "edit.json").read_text())
     assert meta == result.meta
-    assert meta["views"] == ["identity", "rot180"] and meta["sampler"] == "ddim"
+    assert meta["views"] == ["identity", "rot180"] and meta["sampler"] == "dpm++2m"  # the DDPM default
     assert report.labels == ["anagram, 2 images"]
     cli = last_line(invoke("edit", "anagram", "--model", run, "6", "9", "--views",
                            "identity,rot180", "-n", "2", "--steps", "3", "--seed", "5",
@@ -81,7 +81,7 @@ def test_inpaint_keeps_the_image_outside_the_box(run: Path, tmp_path: Path, data
     original = load_image("mnist:test:0", (1, 28, 28), data_dir)
     assert samples.shape == (2, 1, 28, 28)
     assert torch.allclose(samples[:, :, 14:], original[:, :, 14:].expand(2, -1, -1, -1))
-    assert result.meta["box"] == "0,0,28,14" and result.meta["sampler"] == "ddim"
+    assert result.meta["box"] == "0,0,28,14" and result.meta["sampler"] == "dpm++2m"
 
 
 def test_requests_refuse_what_needs_no_model():

@@ -68,14 +68,14 @@ def test_one_evaluation_returns_the_report_it_writes(run, classifier, settings):
     assert result.path.parent == run / "eval" and result.path.suffix == ".json"
     written = json.loads(result.path.read_text())
     assert written == json.loads(json.dumps(result.report))
-    assert written["n"] == 12 and written["sampler"] == "ddim" and written["steps"] == 2
+    assert written["n"] == 12 and written["sampler"] == "dpm++2m" and written["steps"] == 2
     assert written["source"] == str(run) and written["dataset"] == "mnist"
     for key in ("fid", "kid", "is", "precision", "recall"):
         assert key in written["metrics"] and key in written["floor"]
     assert written["feature_net"]["name"] == str(classifier)
     assert json.loads(json.dumps(notes.nets)) == [written["feature_net"]]
     assert any(line.startswith("reference: mnist test split") for line in notes.lines)
-    assert ("ddim-2, 12 images", 2) in notes.bars
+    assert ("dpm++2m-2, 12 images", 2) in notes.bars
 
 
 def test_a_sweep_writes_its_folder(run, classifier, settings):

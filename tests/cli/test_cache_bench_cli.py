@@ -33,7 +33,7 @@ def test_sample_with_deepcache(ddpm: Path, tmp_path: Path):
     cached = last_line(invoke("sample", ddpm, *common, "--cache-interval", "3",
                               "--cache-branch", "2", "--cache-schedule", "quadratic",
                               "--cache-center", "0.5", "--cache-mode", "linear"))  # fmt: skip
-    assert cached.name == "ddim-6-w2-cache3-seed0"
+    assert cached.name == "dpm++2m-6-w2-cache3-seed0"
     meta = json.loads((cached / "sample.json").read_text())
     assert meta["nfe"] == 6 and meta["full_nfe"] == 2
     assert meta["cache"] == {"interval": 3, "branch": 2, "schedule": "quadratic",
@@ -54,15 +54,15 @@ def test_cache_bench_without_fid(ddpm: Path, tmp_path: Path):
                            "--out", tmp_path / "bench"))  # fmt: skip
     report = json.loads((out / "cache-bench.json").read_text())
     points = {p["label"]: p for p in report["points"]}
-    assert list(points) == ["uncached-8", "N=2", "N=4", "ddim-4", "ddim-2"]
+    assert list(points) == ["uncached-8", "N=2", "N=4", "dpm++2m-4", "dpm++2m-2"]
     ref = points["uncached-8"]
     assert ref["mse"] == 0 and ref["speedup"] == 1 and ref["metrics"] is None
     assert points["N=2"]["full_nfe"] == 4 and points["N=4"]["full_nfe"] == 2
-    assert points["ddim-2"]["full_nfe"] == points["ddim-2"]["nfe"] == 2
+    assert points["dpm++2m-2"]["full_nfe"] == points["dpm++2m-2"]["nfe"] == 2
     assert ref["macs"] > points["N=2"]["macs"] > points["N=4"]["macs"] > 0
     assert points["N=4"]["mac_ratio"] > points["N=2"]["mac_ratio"] > 1
     assert points["N=2"]["mse"] > 0 and report["cache"]["branch"] == 1
-    for name in ("cache-bench.png", "grid-uncached-8.png", "grid-N2.png", "grid-ddim-4.png"):
+    for name in ("cache-bench.png", "grid-uncached-8.png", "grid-N2.png", "grid-dpm++2m-4.png"):
         assert (out / name).is_file(), name
     default = last_line(invoke("cache-bench", ddpm, "--intervals", "3", "--steps", "3", "-n",
                                "2", "--no-fid", "--no-baseline", "--sampler", "heun"))  # fmt: skip

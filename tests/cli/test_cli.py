@@ -118,7 +118,7 @@ def test_python_api_matches_cli(trained_run: Path, tmp_path: Path):
                "--out", str(tmp_path / "cli"))  # fmt: skip
     assert r.exit_code == 0, r.output
     from_cli = read_samples(tmp_path / "cli")["samples"]
-    x = diffkit.load(trained_run).sample(3, sampler="ddim", steps=4, seed=11).images
+    x = diffkit.load(trained_run).sample(3, steps=4, seed=11).images  # the same default sampler
     assert x.shape == (3, 1, 28, 28) and torch.equal(x, from_cli)
 
 
@@ -129,7 +129,7 @@ def test_default_sample_folders_are_never_overwritten(trained_run: Path):
         assert r.exit_code == 0, r.output
         outs.append(Path(r.stdout.strip().splitlines()[-1]))
     assert outs[0] != outs[1]
-    assert outs[0].parent == trained_run / "samples" and outs[0].name == "ddim-2-seed5"
+    assert outs[0].parent == trained_run / "samples" and outs[0].name == "dpm++2m-2-seed5"
     assert all((o / "grid.png").is_file() for o in outs)
 
 

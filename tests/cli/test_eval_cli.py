@@ -89,7 +89,7 @@ def test_eval_writes_json_with_floor(run_with_eval: Path, classifier: Path, runs
     for key in ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall"):
         assert key in report["metrics"] and key in report["floor"]
     assert report["n"] == 24 and report["metrics"]["n"] == report["floor"]["n"] == 24
-    assert report["sampler"] == "ddim" and report["steps"] == 2
+    assert report["sampler"] == "dpm++2m" and report["steps"] == 2
     summary = json.loads((classifier / "summary.json").read_text())
     assert report["feature_sha256"] == summary["sha256"] == report["feature_net"]["sha256"]
     assert report["feature_net"]["test_accuracy"] == summary["test_accuracy"]
@@ -244,7 +244,7 @@ def test_cache_bench_scores_every_point(run_with_eval: Path, classifier: Path, t
     report = json.loads((tmp_path / "bench" / "cache-bench.json").read_text())
     assert report["feature_sha256"] and report["features"] == "classifier"
     points = report["points"]
-    assert [p["label"] for p in points] == ["uncached-4", "N=2", "ddim-2"]
+    assert [p["label"] for p in points] == ["uncached-4", "N=2", "dpm++2m-2"]
     for p in points:
         assert p["metrics"]["fid"] > 0 and "kid" in p["metrics"]
     assert "FID" in r.output and "MAC ratio" in r.output
@@ -272,5 +272,5 @@ def test_eval_scores_a_diffusers_pipeline_folder(classifier: Path, runs: Path, d
                     "--classifier", classifier)  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
-    assert report["dataset"] == "mnist" and report["n"] == 12 and report["sampler"] == "ddim"
+    assert report["dataset"] == "mnist" and report["n"] == 12 and report["sampler"] == "dpm++2m"
     assert report["metrics"]["fid"] > 0 and str(folder) in report["source"]

@@ -25,7 +25,7 @@ def test_full_disk_at_a_checkpoint_keeps_the_previous_one(data_dir, tmp_path, mo
 
     def fills_up(path, ckpt):
         calls["n"] += 1
-        if calls["n"] > 2:  # epoch 1 wrote last + epoch-0001; epoch 2 finds the disk full
+        if calls["n"] > 1:  # epoch 1 wrote last (epoch-0001 links it); epoch 2 finds it full
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real(path, ckpt)
 

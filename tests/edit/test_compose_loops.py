@@ -87,7 +87,7 @@ def test_sdedit_from_start_zero_is_plain_sampling(ddpm):
     images = torch.rand(2, 1, 28, 28) * 2 - 1
     out = sdedit(ddpm, images, 0, steps=5, seed=4)
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(4))
-    plain, _ = ddpm.generate(noise, "ddim", 5)
+    plain, _ = ddpm.generate(noise, ddpm.DEFAULT_SAMPLER, 5)
     assert torch.equal(out, plain)
     late = sdedit(ddpm, images, 4, steps=5, seed=4)  # one step from the least noisy point
     early = sdedit(ddpm, images, 1, steps=5, seed=4)

@@ -42,7 +42,7 @@ def test_families_defaults_and_costs():
     assert registry.names() == tuple(BUILTIN)
     assert tuple(BUILTIN) == DDPMPipeline.SAMPLERS
     assert FlowPipeline.SAMPLERS == ("euler", "midpoint", "heun", "rk4", "dopri5")
-    assert (DDPMPipeline.DEFAULT_SAMPLER, FlowPipeline.DEFAULT_SAMPLER) == ("ddim", "euler")
+    assert (DDPMPipeline.DEFAULT_SAMPLER, FlowPipeline.DEFAULT_SAMPLER) == ("dpm++2m", "euler")
     costs = {n: sampler_spec(n).calls_per_step for n in fixed_step(FlowPipeline.SAMPLERS)}
     assert costs == {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
     assert [n for n in BUILTIN if sampler_spec(n).adaptive] == ["dopri5"]
@@ -51,13 +51,16 @@ def test_families_defaults_and_costs():
 
 def test_the_ancestral_sampler_walks_the_whole_grid(toy):
     """Ancestral sampling is the one DDPM sampler declared ``whole_grid``: its steps default
-    to T; every other sampler's, a registered one's too, to 50."""
+    to T; a sampler that declares its steps takes them (DPM-Solver++(2M) and Euler 10, as
+    measured in docs/benchmarks.md 17); every other one's, a registered one's too, 50."""
     assert registry.ancestral() == "ddpm"
     assert [n for n, s in registry.specs().items() if s.whole_grid] == ["ddpm"]
     cfg = resolve_run_config(DDPMRunConfig, {"preset": "tiny"})
     model = pipeline_for(cfg, build_model(cfg.model).eval(), torch.device("cpu")).model
-    steps = {n: model.default_steps(n) for n in ("ddpm", "ddim", "toy", "dopri5")}
-    assert steps == {"ddpm": cfg.diffusion.num_steps, "ddim": 50, "toy": 50, "dopri5": 50}
+    names = ("ddpm", "ddim", "dpm++2m", "euler", "toy", "dopri5")
+    steps = {n: model.default_steps(n) for n in names}
+    assert steps == {"ddpm": cfg.diffusion.num_steps, "ddim": 50, "dpm++2m": 10, "euler": 10,
+                     "toy": 50, "dopri5": 50}  # fmt: skip
 
 
 def test_tags_and_lookup():
