@@ -1,6 +1,6 @@
-"""Hostile image files, in the style of ``test_bad_inputs``: each invocation exits 2 with
-exactly one ``error:`` line on stderr, prints nothing on stdout and leaves every file as
-it was.
+"""Hostile image files and samplers that cannot be steered, in the style of
+``test_bad_inputs``: each invocation exits 2 with exactly one ``error:`` line on stderr,
+prints nothing on stdout and leaves every file as it was.
 
 The bombs are 69-byte PNGs whose header declares 30000 x 30000 pixels: decoding one would
 need 900 MB (2.7 GB as RGB), so diffkit must refuse it from the header alone."""
@@ -66,6 +66,12 @@ def world(tmp_path_factory, data_dir: Path) -> dict[str, Path]:
 
 HUGE = "its header declares 30000x30000 pixels, over the limit of 67108864 (8192x8192)"
 UNREAD = "cannot read it as an image"
+DDPM = "the samplers that can be steered: ddpm, ddim, dpm++2m, euler, midpoint, heun, rk4"
+FLOW = "the samplers that can be steered: euler, midpoint, heun, rk4"
+ADAPTIVE = "--sampler dopri5 is adaptive (it picks its own steps) and"
+PART_WAY = "starts it part-way;"
+PASTES = "inpaint pastes the known region in after every step;"
+EDIT = "--steps 4 --image {ok} --sampler dopri5"
 
 CASES = [
     # image bombs, refused from the header before anything is decoded
@@ -92,6 +98,14 @@ CASES = [
     ("edit noise --image {cut}", f"--image {{cut}}: {UNREAD}"),
     ("sample {ctrl} --hint {cut} -n 1 --steps 2", f"--hint {{cut}}: {UNREAD}"),
     ("sample {ctrl} --hint {lying} -n 1 --steps 2", f"--hint {{lying}}: {UNREAD}"),
+    # adaptive solvers cannot start part-way or be steered: refused before any network runs
+    (f"edit sdedit --model {{run}} {EDIT} --start 2", f"{ADAPTIVE} sdedit {PART_WAY} {DDPM}"),
+    (f"edit inpaint --model {{run}} {EDIT} --box 0,0,28,14", f"{ADAPTIVE} {PASTES} {DDPM}"),
+    (f"edit denoise --model {{run}} {EDIT} --start 2", f"{ADAPTIVE} denoise {PART_WAY} {DDPM}"),
+    (f"edit sdedit --model {{flow}} {EDIT} --start 0,2", f"{ADAPTIVE} sdedit {PART_WAY} {FLOW}"),
+    (f"edit inpaint --model {{flow}} {EDIT} --mask {{ok}}", f"{ADAPTIVE} {PASTES} {FLOW}"),
+    (f"edit denoise --model {{flow}} {EDIT} --start 1", f"{ADAPTIVE} denoise {PART_WAY} {FLOW}"),
+    (f"edit sdedit --model {{ctrl}} {EDIT} --hint {{ok}}", f"{ADAPTIVE} sdedit {PART_WAY} {DDPM}"),
 ]
 
 
@@ -134,3 +148,11 @@ def test_the_limit_can_be_raised_and_pils_own_is_left_as_it_was(world, monkeypat
     ):
         pass
     assert saved == Image.MAX_IMAGE_PIXELS
+
+
+def test_sdedit_from_pure_noise_is_not_steered(world, tmp_path):
+    # start 0 only: the adaptive solver runs the whole span unsteered, as `sample` would
+    folder = last_line(invoke("edit", "sdedit", "--model", world["flow"], "--image", world["ok"],
+                              "--start", "0", "--steps", "4", "--sampler", "dopri5",
+                              "--out", tmp_path / "s"))  # fmt: skip
+    assert (folder / "edit.json").is_file()
