@@ -4,7 +4,9 @@ the [-1, 1] floats the networks see. Imports nothing else of diffkit.data, so ev
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import struct
 import threading
 import warnings
@@ -51,7 +53,14 @@ _PIL_LIMIT = threading.RLock()  # PIL's bomb limit is a module global: one reade
 
 
 def max_image_pixels() -> int:
-    """The setting ``max_image_pixels`` (``DIFFKIT_MAX_IMAGE_PIXELS``)."""
+    """The setting ``max_image_pixels`` (``DIFFKIT_MAX_IMAGE_PIXELS``), read once per
+    value of the variable: a folder's every file asks (building the settings takes ~1 ms)."""
+    name = "diffkit_max_image_pixels"  # the settings read env names case-insensitively
+    return _max_pixels(tuple(sorted((k, v) for k, v in os.environ.items() if k.lower() == name)))
+
+
+@functools.lru_cache(maxsize=8)
+def _max_pixels(variables: tuple[tuple[str, str], ...]) -> int:
     from diffkit.config.settings import Settings
 
     return Settings().max_image_pixels
