@@ -56,6 +56,11 @@ EDIT_SAMPLER = option(
     f"models, as IF's pipeline, {family_defaults('ddpm')} otherwise).",
     SAMPLER,
 )  # fmt: skip
+STEERED_SAMPLER = EDIT_SAMPLER.but(
+    f"Sampler ({', '.join(ddpm_samplers())} or a fixed-step ODE solver: this op starts or "
+    "steers it part-way, which an adaptive one cannot; default "
+    f"{ANCESTRAL} on text models, as IF's pipeline, {family_defaults('ddpm')} otherwise)."
+)  # fmt: skip
 EDIT_GUIDANCE = option(
     "guidance", float | None,
     "Classifier-free guidance scale w (1 = plain conditional; default 7 on text models, the "
@@ -162,7 +167,7 @@ def factorize(**o: Any) -> None:
     IMAGE, MODEL_SOURCE,
     flag("start", str, "1,3,5,7,10,20",
          "Grid points to start from, comma-separated (0 = pure noise).", None),
-    PROMPT, STEPS.but(default=30), EDIT_SAMPLER, *HINTING,
+    PROMPT, STEPS.but(default=30), STEERED_SAMPLER, *HINTING,
 ))  # fmt: skip
 def sdedit(**o: Any) -> None:
     """SDEdit: noise an image part-way and denoise it, optionally towards --prompt (and, for
@@ -178,7 +183,7 @@ def sdedit(**o: Any) -> None:
     option("box", str | None, "Region to regenerate, x0,y0,x1,y1 in pixels.", None),
     option("resample", str | None, "RePaint's jump length and resample count, J,R (DDPMs).",
            None),
-    PROMPT, IMAGES.but("Completions."), STEPS, EDIT_SAMPLER, *HINTING,
+    PROMPT, IMAGES.but("Completions."), STEPS, STEERED_SAMPLER, *HINTING,
 ))  # fmt: skip
 def inpaint(**o: Any) -> None:
     """Inpainting: regenerate a masked region; outside it the output equals the input. A
@@ -217,7 +222,7 @@ def noise(**o: Any) -> None:
 @_command("denoise", (
     IMAGE, MODEL_SOURCE,
     flag("start", int, 10, "Grid point of the noisy image (0 = pure noise).", None),
-    PROMPT, STEPS.but(default=30), EDIT_SAMPLER, EDIT_GUIDANCE, SEED, OUT, *HELD,
+    PROMPT, STEPS.but(default=30), STEERED_SAMPLER, EDIT_GUIDANCE, SEED, OUT, *HELD,
 ))  # fmt: skip
 def denoise(**o: Any) -> None:
     """Noise an image to one grid point, then compare: the best Gaussian blur, the

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         description="torchvision's ImageNet AlexNet or VGG16 state dict (.pth), the LPIPS "
         "backbone for --lpips (default: torch hub's checkpoints folder)",
     )
+    max_image_pixels: int = Field(
+        8192 * 8192,
+        ge=1,
+        description="the most pixels (width x height, from the file's header) an image file "
+        "given to diffkit may declare; larger ones are refused before decoding",
+    )
     compile: bool = Field(
         False, description="torch.compile the network for training and sampling (--compile)"
     )

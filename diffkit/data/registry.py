@@ -27,7 +27,7 @@ from diffkit.data.cifar import CLASSES as _CIFAR
 from diffkit.data.cifar import load_cifar10
 from diffkit.data.folders import folder_class_names, folder_items
 from diffkit.data.idx import read_idx
-from diffkit.data.images import ImageData
+from diffkit.data.images import ImageData, max_image_pixels, open_image
 from diffkit.data.prepared import PREFIX, load_prepared, read_manifest
 from diffkit.errors import DataError
 from diffkit.resources import check_memory
@@ -78,7 +78,6 @@ _IDX_SETS: dict[str, tuple[dict[str, str], dict[str, str], tuple[str, ...]]] = {
         _FASHION,
     ),
 }
-MAX_IMAGE_PIXELS = 8192 * 8192  # larger headers in a folder: dataset are skipped unread
 NAMES = ("mnist", "fashion-mnist", "cifar10", "folder:PATH", "prepared:PATH")
 PREPARED = PREFIX  # a folder written by `diffkit data prepare` (diffkit.data.prepared)
 
@@ -249,15 +248,16 @@ def _load_folder(folder: Path, size: int, channels: int) -> ImageData:
     check_memory(3 * len(paths) * size * size * channels, f"loading {len(paths)} images")
     arrays: list[np.ndarray] = []
     kept: list[int] = []  # indices into paths of the decoded images
+    max_pixels = max_image_pixels()
     for i, path in enumerate(paths):
-        array = _read_image(path, size, channels)
+        array = _read_image(path, size, channels, max_pixels)
         if array is not None:
             arrays.append(array)
             kept.append(i)
     if not arrays:
         raise DataError(
             f"all {len(paths)} images in {folder} are unreadable (corrupt, or over "
-            f"{MAX_IMAGE_PIXELS} pixels)"
+            f"{max_pixels} pixels: DIFFKIT_MAX_IMAGE_PIXELS)"
         )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     if labels is None:
@@ -268,20 +268,19 @@ def _load_folder(folder: Path, size: int, channels: int) -> ImageData:
     return ImageData(images, y, classes, skipped=len(paths) - len(arrays), empty_classes=empty)
 
 
-def _read_image(path: Path, size: int, channels: int) -> np.ndarray | None:
-    """One image as uint8 (size, size, channels), or None if it cannot be decoded safely."""
+def _read_image(
+    path: Path, size: int, channels: int, max_pixels: int | None = None
+) -> np.ndarray | None:
+    """One image as uint8 (size, size, channels), or None if it cannot be decoded safely:
+    corrupt, or its header declares over ``max_pixels`` (None: the setting; checked by
+    :func:`open_image` before decoding: a bomb is a skipped file, never a hang)."""
     import numpy as np
     from PIL import Image, ImageOps
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. a palette's transparency: the image is usable
-        # PIL only warns below twice its own limit; a bomb is a skipped file, never a hang
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as im:
-                width, height = im.size  # from the header: nothing decoded yet
-                if width * height > MAX_IMAGE_PIXELS:
-                    return None
+            with open_image(path, "", DataError, max_pixels) as im:
                 im = ImageOps.fit(
                     _eight_bit(im).convert("L" if channels == 1 else "RGB"), (size, size),
                     Image.Resampling.BICUBIC,

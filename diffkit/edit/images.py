@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffkit.data.images import open_sized
+from diffkit.data.images import open_image, open_sized
 from diffkit.errors import ImageError
 
 ITEM = re.compile(r"^(?P<dataset>[\w-]+):(?P<split>train|test):(?P<index>\d+)$")
@@ -24,18 +24,15 @@ def load_image(spec: str, shape: tuple[int, ...], data_dir: Path) -> Tensor:
     item = ITEM.match(spec)
     if item is not None:
         return _dataset_item(item, shape, data_dir)
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(spec) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            scale = max(h / img.height, w / img.width)
-            size = (max(w, round(img.width * scale)), max(h, round(img.height * scale)))
-            img = img.resize(size, Image.Resampling.BICUBIC)
-            left, top = (img.width - w) // 2, (img.height - h) // 2
-            array = np.asarray(img.crop((left, top, left + w, top + h)), dtype=np.float32)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ImageError(f"--image {spec}: cannot read it as an image ({exc})") from None
+    with open_image(spec, "--image", ImageError) as img:
+        img = img.convert("L" if channels == 1 else "RGB")
+        scale = max(h / img.height, w / img.width)
+        size = (max(w, round(img.width * scale)), max(h, round(img.height * scale)))
+        img = img.resize(size, Image.Resampling.BICUBIC)
+        left, top = (img.width - w) // 2, (img.height - h) // 2
+        array = np.asarray(img.crop((left, top, left + w, top + h)), dtype=np.float32)
     x = torch.from_numpy(array.copy()).reshape(h, w, -1).permute(2, 0, 1)  # (C, H, W)
     return (x / 127.5 - 1).unsqueeze(0)
 
@@ -58,14 +55,9 @@ def image_shape(spec: str, data_dir: Path, size: int | None = None) -> tuple[int
                             download=False)  # type: ignore[arg-type]  # fmt: skip
         c, h, w = data.images.shape[1:]
         return int(c), int(h), int(w)
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(spec) as img:
-            channels = 1 if img.mode in GRAY_MODES else 3
-            h, w = (size, size) if size is not None else (img.height, img.width)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ImageError(f"--image {spec}: cannot read it as an image ({exc})") from None
+    with open_image(spec, "--image", ImageError) as img:
+        channels = 1 if img.mode in GRAY_MODES else 3
+        h, w = (size, size) if size is not None else (img.height, img.width)
     return channels, h, w
 
 

@@ -119,12 +119,15 @@ def test_image_folder_skips_corrupt_and_oversized_files(tmp_path: Path):
     assert load_dataset(cfg.model_copy(update={"limit": 2}), tmp_path).skipped == 2
 
 
-def test_image_folder_pil_bomb_warning_is_a_skip(tmp_path: Path, monkeypatch):
-    # a header under diffkit's own limit but over PIL's: PIL's warning must not escape
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    Image.new("L", (12, 12)).save(tmp_path / "big.png")  # 144 px: PIL warns
+def test_image_folder_limit_is_the_setting_not_pils(tmp_path: Path, monkeypatch):
+    # one limit, DIFFKIT_MAX_IMAGE_PIXELS: PIL's own global neither fires first nor changes
+    Image.new("L", (12, 12)).save(tmp_path / "big.png")  # 144 px
     Image.new("L", (8, 8)).save(tmp_path / "ok.png")
-    data = load_dataset(DataConfig(dataset=f"folder:{tmp_path}", channels=1), tmp_path)
+    cfg = DataConfig(dataset=f"folder:{tmp_path}", channels=1)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL alone would warn on big.png
+    assert len(load_dataset(cfg, tmp_path)) == 2 and Image.MAX_IMAGE_PIXELS == 100
+    monkeypatch.setenv("DIFFKIT_MAX_IMAGE_PIXELS", "100")
+    data = load_dataset(cfg, tmp_path)
     assert len(data) == 1 and data.skipped == 1
 
 

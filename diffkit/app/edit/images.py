@@ -46,11 +46,12 @@ def sdedit(req: SdeditRequest, settings: Settings, report: Reporter = QUIET) -> 
     from diffkit.edit.loops import sdedit as run
 
     pipe = _open(req, settings, hints=True)
-    sampler, guidance = defaults(pipe, req.sampler, req.guidance, 1.0, req.steps)
     try:
         starts = [int(s) for s in req.start.split(",")]
     except ValueError:
         raise UsageError(f"--start {req.start}: expected comma-separated integers") from None
+    part_way = "sdedit starts it part-way" if any(starts) else None
+    sampler, guidance = defaults(pipe, req.sampler, req.guidance, 1.0, req.steps, part_way)
     pipe, hints = with_hint(pipe, req.hint, req.hint_is_edges, req.control_scale,
                             settings.data_dir)  # fmt: skip
     x = load_image(req.image, pipe.model.sample_shape, settings.data_dir)
@@ -111,7 +112,8 @@ def inpaint(req: InpaintRequest, settings: Settings, report: Reporter = QUIET) -
     from diffkit.edit.images import box_mask, file_mask, load_image
 
     pipe = _open(req, settings, hints=True)
-    sampler, guidance = defaults(pipe, req.sampler, req.guidance, 1.0, req.steps)
+    pastes = "inpaint pastes the known region in after every step" if not req.resample else None
+    sampler, guidance = defaults(pipe, req.sampler, req.guidance, 1.0, req.steps, pastes)
     shape = pipe.model.sample_shape
     m = file_mask(req.mask, shape) if req.mask is not None else box_mask(req.box, shape)  # type: ignore[arg-type]
     pipe, hints = with_hint(pipe, req.hint, req.hint_is_edges, req.control_scale,
@@ -191,7 +193,8 @@ def denoise(req: DenoiseRequest, settings: Settings, report: Reporter = QUIET) -
     from diffkit.edit.ops import best_blur, one_step_x0
 
     pipe = _open(req, settings, hints=False)
-    sampler, guidance = defaults(pipe, req.sampler, req.guidance, 1.0, req.steps)
+    part_way = "denoise starts it part-way" if req.start else None
+    sampler, guidance = defaults(pipe, req.sampler, req.guidance, 1.0, req.steps, part_way)
     if not 0 <= req.start < req.steps:
         raise UsageError(f"--start must be between 0 and {req.steps - 1} for {req.steps} steps")
     x = load_image(req.image, pipe.model.sample_shape, settings.data_dir)

@@ -16,6 +16,7 @@ from diffkit.config.settings import Settings
 from diffkit.errors import UsageError
 from diffkit.external import is_foreign
 from diffkit.models.conditioning import Cond
+from diffkit.samplers import registry
 
 TEXT_GUIDANCE = 7.0  # CS180's w on IF stage I
 
@@ -57,9 +58,11 @@ def is_text(pipe) -> bool:
 
 
 def defaults(pipe, sampler: str | None, guidance: float | None, class_guidance: float,
-             steps: int) -> tuple[str, float]:  # fmt: skip
+             steps: int, steers: str | None = None) -> tuple[str, float]:  # fmt: skip
     """The sampler and guidance scale an op uses when not told, the sampler checked
-    against ``steps``."""
+    against ``steps``; ``steers`` says how the op steers the sampler ("sdedit starts it
+    part-way"), which an adaptive solver cannot do: it is refused here, before any network
+    runs, naming the samplers that can."""
     sampler = sampler or (ANCESTRAL if is_text(pipe) else pipe.DEFAULT_SAMPLER)
     if guidance is None:
         guidance = TEXT_GUIDANCE if is_text(pipe) else class_guidance
@@ -68,6 +71,10 @@ def defaults(pipe, sampler: str | None, guidance: float | None, class_guidance: 
         pipe.options(sampler, {})
     except ValueError as exc:
         raise UsageError(f"--sampler/--steps: {exc}") from None
+    if steers is not None and registry.sampler_spec(sampler).adaptive:
+        steerable = ", ".join(registry.fixed_step(pipe.SAMPLERS))
+        raise UsageError(f"--sampler {sampler} is adaptive (it picks its own steps) and "
+                         f"{steers}; the samplers that can be steered: {steerable}")  # fmt: skip
     return sampler, guidance
 
 
