@@ -1,0 +1,131 @@
+"""Hostile files: crafted prepared datasets, corrupted EMA snapshots and config bombs.
+Each invocation exits 2 with exactly one ``error:`` line on stderr, prints nothing on
+stdout and leaves every file that already existed as it was (nothing new is written)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_folder_cli import _pets
+from tests.cli.util import invoke, last_line
+
+# ---------------------------------------------------------------------------------------
+# Crafted prepared datasets: copies of a real one, each with one thing wrong
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _drop(key: str) -> Callable[[dict], None]:
+    return lambda m: m.pop(key)
+
+
+def _train(**changes) -> Callable[[dict], None]:
+    return lambda m: m["splits"]["train"].update(changes)
+
+
+MANIFESTS: dict[str, Callable[[dict], None]] = {
+    "no-splits": _drop("splits"),
+    "no-shape": _drop("shape"),
+    "splits-list": lambda m: m.update(splits=list(m["splits"].values())),
+    "split-list": lambda m: m["splits"].update(train=list(m["splits"]["train"].values())),
+    "shape-object": lambda m: m.update(shape={"c": 3, "h": 16, "w": 16}),
+    "shape-text": lambda m: m.update(shape=[3, "16", 16]),
+    "shape-2d": lambda m: m.update(shape=[16, 16]),
+    "count-text": _train(count="16"),
+    "count-float": _train(count=16.5),
+    "count-negative": _train(count=-16),
+    "count-huge": _train(count=10**30),
+    "count-more": _train(count=17),
+    "shape-other": lambda m: m.update(shape=[3, 32, 32]),
+    "images-path": _train(images="../../outside.u8"),
+    "no-images": lambda m: m["splits"]["train"].pop("images"),
+    "split-name": lambda m: m.update(splits={"valid": m["splits"]["train"]}),
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, data_dir: Path) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hostile")
+    # a prepared folder (16 RGB 16x16 images, two classes) and damaged copies of it
+    good = last_line(invoke("data", "prepare", f"folder:{_pets(root / 'pets')}", "--size",
+                            "16", "--out", root / "good"))  # fmt: skip
+    manifest = json.loads((good / "manifest.json").read_text())
+    for name, change in MANIFESTS.items():
+        shutil.copytree(good, root / name)
+        m = json.loads(json.dumps(manifest))
+        change(m)
+        (root / name / "manifest.json").write_text(json.dumps(m))
+    for name, text in (("not-json", "{"), ("deep-json", "[" * 100_000 + "]" * 100_000)):
+        shutil.copytree(good, root / name)
+        (root / name / "manifest.json").write_text(text)
+    shutil.copytree(good, root / "truncated")
+    images = root / "truncated" / "train-images.u8"
+    images.write_bytes(images.read_bytes()[:-1])
+    shutil.copytree(good, root / "label-range")  # a label past the classes, sha256 matching
+    labels = (7).to_bytes(8, "little") * 16
+    (root / "label-range" / "train-labels.i64").write_bytes(labels)
+    _edit(root / "label-range", _train(sha256_labels=_sha(labels)))
+    return {"root": root, "data": data_dir}
+
+
+def _edit(folder: Path, change: Callable[[dict], None]) -> None:
+    m = json.loads((folder / "manifest.json").read_text())
+    change(m)
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+TRAIN = "train ddpm --preset tiny --max-steps 1 --sample-every 0 --dataset prepared:{root}/"
+
+CASES = [
+    (TRAIN + "no-splits", "invalid manifest.json: splits: Field required"),
+    (TRAIN + "no-shape", "invalid manifest.json: shape: Field required"),
+    (TRAIN + "splits-list", "splits: Input should be a valid dictionary"),
+    (TRAIN + "split-list", "splits.train: Input should be a valid dictionary"),
+    (TRAIN + "shape-object", "shape: Input should be a valid list"),
+    (TRAIN + "shape-text", "shape.1: Input should be a valid integer"),
+    (TRAIN + "shape-2d", "shape: List should have at least 3 items"),
+    (TRAIN + "count-text", "splits.train.count: Input should be a valid integer"),
+    (TRAIN + "count-float", "splits.train.count: Input should be a valid integer"),
+    (TRAIN + "count-negative", "splits.train.count: Input should be greater than or equal to 1"),
+    (TRAIN + "count-huge", "splits.train.count: Input should be less than or equal to"),
+    (TRAIN + "count-more", "train-images.u8 holds 12,288 bytes, the manifest says 13,056"),
+    (TRAIN + "shape-other", "train-images.u8 holds 12,288 bytes, the manifest says 49,152"),
+    (TRAIN + "images-path", "splits.train.images: String should match pattern"),
+    (TRAIN + "no-images", "splits.train.images: Field required"),
+    (TRAIN + "split-name", "splits.valid.[key]: Input should be 'train' or 'test'"),
+    (TRAIN + "not-json", "unreadable manifest.json"),
+    (TRAIN + "deep-json", "unreadable manifest.json"),
+    (TRAIN + "truncated", "train-images.u8 holds 12,287 bytes, the manifest says 12,288"),
+    (TRAIN + "label-range", "train-labels.i64 holds label 7; the manifest names 2 classes"),
+]
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(("line", "expected"), CASES, ids=[c[0].split()[-1] for c in CASES])
+def test_hostile_file(world, line: str, expected: str, monkeypatch):
+    monkeypatch.setenv("DIFFKIT_DATA_DIR", str(world["data"]))
+    monkeypatch.setenv("DIFFKIT_RUNS_DIR", str(world["root"] / "runs"))
+    args = [a.format(**world) for a in line.split()]
+    before = _snapshot(world["root"])
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0], lines[0]
+    assert result.stdout == ""
+    assert _snapshot(world["root"]) == before
