@@ -73,7 +73,30 @@ def world(tmp_path_factory, data_dir: Path) -> dict[str, Path]:
     labels = (7).to_bytes(8, "little") * 16
     (root / "label-range" / "train-labels.i64").write_bytes(labels)
     _edit(root / "label-range", _train(sha256_labels=_sha(labels)))
-    return {"root": root, "data": data_dir}
+    _bombs(root / "bombs")
+    return {"root": root, "data": data_dir, "deep": "[" * 5000 + "]" * 5000}
+
+
+def _bombs(folder: Path) -> None:
+    """Config files that once ran out of memory or stack."""
+    folder.mkdir()
+    laughs = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        laughs.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    (folder / "laughs.yaml").write_text("\n".join(laughs) + "\n")
+    (folder / "merge.yaml").write_text("base: &b {lr: 0.001}\ntrain:\n  <<: *b\n")
+    deep = 5000
+    (folder / "deep.json").write_text('{"train": ' + "[" * deep + "]" * deep + "}")
+    (folder / "deep-object.json").write_text(
+        '{"train": ' + '{"a": ' * deep + "1" + "}" * deep + "}"
+    )
+    (folder / "deep.yaml").write_text("train: " + "[" * deep + "]" * deep + "\n")
+    (folder / "deep-block.yaml").write_text("".join(" " * i + "a:\n" for i in range(1000)))
+    (folder / "deep.toml").write_text("train = " + "[" * deep + "]" * deep + "\n")
+    (folder / "deep-table.toml").write_text("train = " + "{a = " * deep + "1" + "}" * deep + "\n")
+    (folder / "dotted.toml").write_text("train." + ".".join(["a"] * deep) + " = 1\n")
+    (folder / "big.yaml").write_text("train:\n  lr: 0.001\n" + "# padding\n" * 120_000)
+    (folder / "big.json").write_text('{"pad": "' + "x" * (1 << 20) + '"}')
 
 
 def _edit(folder: Path, change: Callable[[dict], None]) -> None:
@@ -83,6 +106,9 @@ def _edit(folder: Path, change: Callable[[dict], None]) -> None:
 
 
 TRAIN = "train ddpm --preset tiny --max-steps 1 --sample-every 0 --dataset prepared:{root}/"
+
+CONFIG = "train ddpm --preset tiny --max-steps 1 --config {root}/bombs/"
+DENOISER = "train denoiser --max-steps 1 --config {root}/bombs/"
 
 CASES = [
     (TRAIN + "no-splits", "invalid manifest.json: splits: Field required"),
@@ -104,6 +130,24 @@ CASES = [
     (TRAIN + "not-json", "unreadable manifest.json"),
     (TRAIN + "deep-json", "unreadable manifest.json"),
     (TRAIN + "truncated", "train-images.u8 holds 12,287 bytes, the manifest says 12,288"),
+    # config bombs
+    (CONFIG + "laughs.yaml", "laughs.yaml uses a YAML alias (*name); config files may not"),
+    (CONFIG + "merge.yaml", "merge.yaml uses a YAML alias"),
+    (CONFIG + "deep.json", "deep.json nests deeper than 64 levels"),
+    (CONFIG + "deep-object.json", "deep-object.json nests deeper than 64 levels"),
+    (CONFIG + "deep.yaml", "deep.yaml nests deeper than 64 levels"),
+    (CONFIG + "deep-block.yaml", "deep-block.yaml nests deeper than 64 levels"),
+    (CONFIG + "deep.toml", "deep.toml nests deeper than 64 levels"),
+    (CONFIG + "deep-table.toml", "deep-table.toml nests deeper than 64 levels"),
+    (CONFIG + "dotted.toml", "dotted.toml nests deeper than 64 levels"),
+    (CONFIG + "big.yaml", "big.yaml is larger than 1 MiB, the limit for a config file"),
+    (CONFIG + "big.json", "big.json is larger than 1 MiB"),
+    (DENOISER + "laughs.yaml", "laughs.yaml uses a YAML alias"),
+    (DENOISER + "deep.json", "deep.json nests deeper than 64 levels"),
+    (DENOISER + "deep-table.toml", "deep-table.toml nests deeper than 64 levels"),
+    (DENOISER + "big.yaml", "big.yaml is larger than 1 MiB"),
+    ("DIFFKIT_TRAIN__LR={deep} train ddpm --preset tiny", "DIFFKIT_TRAIN__LR nests deeper than 64"),
+    ("DIFFKIT_TRAIN__LR={deep} train denoiser", "DIFFKIT_TRAIN__LR nests deeper than 64"),
     (TRAIN + "label-range", "train-labels.i64 holds label 7; the manifest names 2 classes"),
 ]
 
@@ -116,11 +160,21 @@ def _snapshot(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize(("line", "expected"), CASES, ids=[c[0].split()[-1] for c in CASES])
+def _id(line: str) -> str:
+    words = line.split()
+    return (
+        f"{words[1]}-{words[0][:17]}" if "=" in words[0] else f"{words[1]}-{Path(words[-1]).name}"
+    )
+
+
+@pytest.mark.parametrize(("line", "expected"), CASES, ids=[_id(c[0]) for c in CASES])
 def test_hostile_file(world, line: str, expected: str, monkeypatch):
     monkeypatch.setenv("DIFFKIT_DATA_DIR", str(world["data"]))
     monkeypatch.setenv("DIFFKIT_RUNS_DIR", str(world["root"] / "runs"))
     args = [a.format(**world) for a in line.split()]
+    while "=" in args[0]:  # leading NAME=VALUE words set the environment, as in a shell
+        name, value = args.pop(0).split("=", 1)
+        monkeypatch.setenv(name, value)
     before = _snapshot(world["root"])
     result = invoke(*args)
     assert result.exit_code == 2, result.output
