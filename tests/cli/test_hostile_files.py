@@ -11,9 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from diffkit.runs import load_checkpoint, save_checkpoint
 from tests.cli.test_folder_cli import _pets
-from tests.cli.util import invoke, last_line
+from tests.cli.util import TINY, invoke, last_line
 
 # ---------------------------------------------------------------------------------------
 # Crafted prepared datasets: copies of a real one, each with one thing wrong
@@ -74,6 +78,22 @@ def world(tmp_path_factory, data_dir: Path) -> dict[str, Path]:
     (root / "label-range" / "train-labels.i64").write_bytes(labels)
     _edit(root / "label-range", _train(sha256_labels=_sha(labels)))
     _bombs(root / "bombs")
+    run = last_line(invoke("train", "ddpm", *TINY, "--snapshot-every-steps", "1", "--data-dir",
+                           data_dir, "--runs-dir", root / "runs", "--name", "ema"))  # fmt: skip
+    for name, (which, change) in RUNS.items():
+        shutil.copytree(run, root / name)
+        if which == "checkpoint":
+            _edit_checkpoint(root / name / "checkpoints" / "last.safetensors", change)
+        else:
+            _edit_snapshot(root / name / "snapshots" / "step-0000002.safetensors", change)
+    (root / "snap-foreign" / "snapshots" / "step-0000002.safetensors").write_bytes(b"PK\x03\x04zip")
+    # a snapshot that claims 10^11 steps, and a checkpoint at that step
+    long = root / "snap-long" / "snapshots"
+    shutil.copy(long / "step-0000003.safetensors", long / "step-100000000000.safetensors")
+    _edit_snapshot(long / "step-100000000000.safetensors",
+                   _meta(first="4", last=str(10**11)))  # fmt: skip
+    _edit_checkpoint(root / "snap-long" / "checkpoints" / "last.safetensors",
+                     lambda s: s["position"].update(step=10**11))  # fmt: skip
     return {"root": root, "data": data_dir, "deep": "[" * 5000 + "]" * 5000}
 
 
@@ -99,6 +119,72 @@ def _bombs(folder: Path) -> None:
     (folder / "big.json").write_text('{"pad": "' + "x" * (1 << 20) + '"}')
 
 
+def _meta(**changes: str | None) -> Callable[[dict, dict], None]:
+    def change(meta: dict, tensors: dict) -> None:
+        for key, value in changes.items():
+            meta.pop(f"diffkit.snapshot.{key}")
+            if value is not None:
+                meta[f"diffkit.snapshot.{key}"] = value
+
+    return change
+
+
+def _first_tensor(change: Callable[[torch.Tensor], torch.Tensor | None]):
+    def edit(meta: dict, tensors: dict) -> None:
+        name = next(iter(tensors))
+        new = change(tensors.pop(name))
+        if new is not None:
+            tensors[name] = new
+
+    return edit
+
+
+def _position(**changes) -> Callable[[dict], None]:
+    def change(state: dict) -> None:
+        for key, value in changes.items():
+            state["position"].pop(key)
+            if value is not None:
+                state["position"][key] = value
+
+    return change
+
+
+RUNS: dict[str, tuple[str, Callable]] = {
+    "snap-no-last": ("snapshot", _meta(last=None)),
+    "snap-no-first": ("snapshot", _meta(first=None)),
+    "snap-text": ("snapshot", _meta(first="two")),
+    "snap-huge": ("snapshot", _meta(last=str(10**30))),
+    "snap-negative": ("snapshot", _meta(first="-1")),
+    "snap-backwards": ("snapshot", _meta(first="3")),
+    "snap-renamed": ("snapshot", _meta(first="1", last="1")),
+    "snap-shape": ("snapshot", _first_tensor(lambda t: t.flatten()[:-1].clone())),
+    "snap-dtype": ("snapshot", _first_tensor(lambda t: t.long())),
+    "snap-missing": ("snapshot", _first_tensor(lambda t: None)),
+    "snap-extra": ("snapshot", lambda meta, tensors: tensors.update(extra=torch.zeros(2))),
+    "snap-foreign": ("snapshot", lambda meta, tensors: None),
+    "snap-long": ("snapshot", lambda meta, tensors: None),
+    "ckpt-no-position": ("checkpoint", lambda state: state.pop("position")),
+    "ckpt-no-step": ("checkpoint", _position(step=None)),
+    "ckpt-step-huge": ("checkpoint", _position(step=10**30)),
+    "ckpt-step-negative": ("checkpoint", _position(step=-3)),
+    "ckpt-step-text": ("checkpoint", _position(step="3")),
+}
+
+
+def _edit_snapshot(path: Path, change: Callable[[dict, dict], None]) -> None:
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    change(meta, tensors)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _edit_checkpoint(path: Path, change: Callable[[dict], None]) -> None:
+    ckpt = load_checkpoint(path)
+    change(ckpt.train_state)
+    save_checkpoint(path, ckpt)
+
+
 def _edit(folder: Path, change: Callable[[dict], None]) -> None:
     m = json.loads((folder / "manifest.json").read_text())
     change(m)
@@ -110,7 +196,36 @@ TRAIN = "train ddpm --preset tiny --max-steps 1 --sample-every 0 --dataset prepa
 CONFIG = "train ddpm --preset tiny --max-steps 1 --config {root}/bombs/"
 DENOISER = "train denoiser --max-steps 1 --config {root}/bombs/"
 
+EMA = "ema {root}/%s --decay 0.99"
+SNAP = "snapshots/step-0000002.safetensors is not a weight snapshot of this run: "
+
 CASES = [
+    # corrupted EMA snapshots
+    (EMA % "snap-no-last", SNAP + "its metadata has no diffkit.snapshot.last"),
+    (EMA % "snap-no-first", SNAP + "its metadata has no diffkit.snapshot.first"),
+    (EMA % "snap-text", SNAP + "its diffkit.snapshot.first 'two' is not a step from 0 to 1e+12"),
+    (EMA % "snap-huge", SNAP + "its diffkit.snapshot.last '1000000000000000000000000000000' is"),
+    (EMA % "snap-negative", SNAP + "its diffkit.snapshot.first '-1' is not a step"),
+    (EMA % "snap-backwards", SNAP + "its steps 3..2 run backwards"),
+    (EMA % "snap-renamed", SNAP + "it ends at step 1, its name says 2"),
+    (
+        EMA % "snap-shape",
+        SNAP
+        + "its tensors do not match the model: conv_in.bias is F32 [15], the model needs F32 [16]",
+    ),
+    (
+        EMA % "snap-dtype",
+        SNAP + "its tensors do not match the model: conv_in.bias is I64 [16], the model needs F32",
+    ),
+    (EMA % "snap-missing", SNAP + "its tensors do not match the model: conv_in.bias is missing"),
+    (EMA % "snap-extra", SNAP + "its tensors do not match the model: unexpected tensor extra"),
+    (EMA % "snap-foreign", SNAP),
+    (EMA % "snap-long", "the post-hoc EMA of 100,000,000,000 steps needs about"),
+    (EMA % "ckpt-no-position", "last.safetensors: its training state has no position"),
+    (EMA % "ckpt-no-step", "training state position.step is missing, not a count from 0 to"),
+    (EMA % "ckpt-step-huge", "position.step is '1000000000000000000000000000000', not a count"),
+    (EMA % "ckpt-step-negative", "training state position.step is '-3', not a count"),
+    (EMA % "ckpt-step-text", "training state position.step is '3', not a count"),
     (TRAIN + "no-splits", "invalid manifest.json: splits: Field required"),
     (TRAIN + "no-shape", "invalid manifest.json: shape: Field required"),
     (TRAIN + "splits-list", "splits: Input should be a valid dictionary"),
@@ -162,9 +277,10 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 def _id(line: str) -> str:
     words = line.split()
-    return (
-        f"{words[1]}-{words[0][:17]}" if "=" in words[0] else f"{words[1]}-{Path(words[-1]).name}"
-    )
+    if "=" in words[0]:
+        return f"{words[1]}-{words[0][:17]}"
+    where = words[1] if words[0] == "ema" else words[-1]
+    return f"{words[0]}-{Path(where).name}"
 
 
 @pytest.mark.parametrize(("line", "expected"), CASES, ids=[_id(c[0]) for c in CASES])
