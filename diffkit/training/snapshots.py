@@ -264,7 +264,7 @@ def _position(header: CheckpointHeader) -> tuple[int, int]:
     for key in ("step", "epoch"):
         value = position.get(key)
         if type(value) is not int or not 0 <= value <= MAX_STEP:
-            shown = "missing" if value is None else f"{str(value)[:40]!r}"
+            shown = "missing" if value is None else repr(value)[:40]
             raise ValueError(f"{header.path}: training state position.{key} is {shown}, "
                              f"not a count from 0 to {MAX_STEP:.0e}")  # fmt: skip
     return position["step"], position["epoch"]
