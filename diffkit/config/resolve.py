@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -64,31 +65,106 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest config file read (1 MiB): a real one is a few kilobytes."""
+MAX_CONFIG_DEPTH = 64
+"""The deepest nesting of sections and lists a config file or environment value may have
+(a run config is three levels deep): deeper input is refused before it can exhaust the
+parser's stack or the memory."""
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Read a TOML, YAML or JSON mapping."""
+    """Read a TOML, YAML or JSON mapping: at most :data:`MAX_CONFIG_BYTES`, nested at
+    most :data:`MAX_CONFIG_DEPTH` levels, YAML without aliases (``*name``: a few of them
+    expand to gigabytes); one-line ConfigError otherwise."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    if path.suffix.lower() not in (".toml", ".yaml", ".yml", ".json"):
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise ConfigError(f"config file must be .toml, .yaml or .json, not {path.suffix!r}")
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES >> 20} MiB, the limit "
+                              "for a config file")  # fmt: skip
+        text = raw.decode()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    too_deep = ConfigError(f"{path} nests deeper than {MAX_CONFIG_DEPTH} levels, the limit "
+                           "for a config file")  # fmt: skip
     try:
-        match path.suffix.lower():
+        match suffix:
             case ".toml":
-                data = tomllib.loads(text)
+                data = tomllib.loads(text)  # recursive on inline arrays/tables: see below
             case ".yaml" | ".yml":
-                data = yaml.safe_load(text) or {}
-            case ".json":
+                data = yaml.load(text, _limited_yaml_loader(path)) or {}  # a SafeLoader
+            case _:
+                if json_depth(text) > MAX_CONFIG_DEPTH:
+                    raise too_deep
                 data = json.loads(text)
-            case other:
-                raise ConfigError(f"config file must be .toml, .yaml or .json, not {other!r}")
     except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    except RecursionError:  # tomllib's inline arrays and tables, nested thousands deep
+        raise too_deep from None
+    if _depth(data) > MAX_CONFIG_DEPTH:  # e.g. TOML's dotted keys, which nest iteratively
+        raise too_deep
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return data
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of JSON ``text`` nest, counted without parsing it
+    (strings skipped), so that a hostile value is refused before the parser recurses."""
+    depth = deepest = 0
+    for token in _JSON_TOKENS.findall(text):
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
+
+
+def _depth(data: Any) -> int:
+    """The nesting depth of parsed data (dicts and lists), iteratively: a scalar is 0."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_CONFIG_DEPTH:  # past the limit the answer is known
+                stack.extend((v, level + 1) for v in (node.values() if isinstance(node, dict)
+                                                      else node))  # fmt: skip
+    return deepest
+
+
+def _limited_yaml_loader(path: Path) -> type:
+    """A safe YAML loader that refuses aliases and nesting past :data:`MAX_CONFIG_DEPTH`
+    while it composes (before any value is built). The pure-Python loader: libyaml's
+    composes in C, out of reach of the check."""
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise ConfigError(f"{path} uses a YAML alias (*name); config files may not "
+                                  "(write the value out)")  # fmt: skip
+            self.depth += 1
+            if self.depth > MAX_CONFIG_DEPTH:
+                raise ConfigError(f"{path} nests deeper than {MAX_CONFIG_DEPTH} levels, the "
+                                  "limit for a config file")  # fmt: skip
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return Loader
 
 
 def env_layer(model: type[BaseModel], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -105,6 +181,9 @@ def env_layer(model: type[BaseModel], environ: Mapping[str, str] | None = None) 
         path = key[len(ENV_PREFIX) :].lower().split("__")
         if not _is_field_path(model, path):
             continue
+        if json_depth(raw) > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{key} nests deeper than {MAX_CONFIG_DEPTH} levels, the limit "
+                              "for a config value")  # fmt: skip
         try:
             flat[".".join(path)] = json.loads(raw)
         except json.JSONDecodeError:

@@ -23,19 +23,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from torch import Tensor
 
 from diffkit.data.images import ImageData, to_unit_range
 from diffkit.data.loader import epoch_order, full_batches
 from diffkit.errors import ConfigError, DataError
-from diffkit.resources import available_memory, human_bytes
+from diffkit.resources import available_memory
 
 FORMAT = "diffkit-prepared-1"
 MANIFEST = "manifest.json"
@@ -51,21 +60,92 @@ class MappedImageData(ImageData):
 
 
 # ---------------------------------------------------------------------------------------
+# The manifest's schema
+
+MAX_MANIFEST_BYTES = 1 << 20  # a real manifest is well under a kilobyte
+MAX_COUNT = 1 << 40  # images in a split: far past any disk, small enough to multiply safely
+MAX_SIDE = 1 << 16
+
+_FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                             max_length=255)]  # fmt: skip
+"""A file inside the folder: a plain name, never a path (no ``/``, no ``..``)."""
+_Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+_Strict = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class SplitEntry(BaseModel):
+    """One split of a manifest: how many images, in which files, with which sha256s."""
+
+    model_config = _Strict
+    count: int = Field(ge=1, le=MAX_COUNT)
+    images: _FileName
+    sha256_images: _Digest
+    labels: _FileName | None = None
+    sha256_labels: _Digest | None = None
+    skipped: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _labels_have_a_digest(self) -> SplitEntry:
+        if (self.labels is None) != (self.sha256_labels is None):
+            raise ValueError("labels and sha256_labels must be given together")
+        return self
+
+
+class Manifest(BaseModel):
+    """``manifest.json`` as :func:`diffkit.data.prepare.prepare` writes it; read through
+    :func:`read_manifest`, which refuses anything else before a file is opened."""
+
+    model_config = _Strict
+    format: Literal["diffkit-prepared-1"]
+    dataset: str
+    shape: list[int] = Field(min_length=3, max_length=3)  # (C, H, W)
+    class_names: list[str] = Field(default_factory=list)
+    splits: dict[Literal["train", "test"], SplitEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _image_shape(self) -> Manifest:
+        c, h, w = self.shape
+        if c not in (1, 3) or h != w or not 1 <= h <= MAX_SIDE:
+            raise ValueError(f"shape {self.shape} is not [1 or 3, side, side] (side up to "
+                             f"{MAX_SIDE})")  # fmt: skip
+        return self
+
+
+def _first_problem(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {str(got)[:40]!r})"
+    return f"{where + ': ' if where else ''}{msg}{shown}"
+
+
+# ---------------------------------------------------------------------------------------
 # Reading
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of a prepared folder; one-line DataError when it is not one."""
+    """The manifest of a prepared folder, validated against :class:`Manifest`; one-line
+    DataError naming the folder and the first problem when it is not one."""
+    path = Path(folder) / MANIFEST
     try:
-        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise DataError(f"{folder}: {MANIFEST} is larger than "
+                            f"{MAX_MANIFEST_BYTES >> 20} MiB; not a prepared dataset")  # fmt: skip
+        raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise DataError(f"{folder} is not a prepared dataset (no {MANIFEST}; make one with "
                         "`diffkit data prepare`)") from None  # fmt: skip
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{folder}: unreadable {MANIFEST} ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DataError(f"{folder}: unreadable {MANIFEST} ({str(exc)[:200]})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise DataError(f"{folder}: {MANIFEST} is not a {FORMAT} manifest")
-    return manifest
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise DataError(f"{folder}: invalid {MANIFEST}: {_first_problem(exc)}; prepare it "
+                        "again") from None  # fmt: skip
+    return manifest.model_dump()
 
 
 def with_manifest_shape(section: Any) -> Any:
@@ -108,16 +188,17 @@ def load_prepared(folder: Path, split: str, in_memory: bool | None = None) -> Im
     if entry is None:
         raise DataError(f"{folder} has no {split} split (it has "
                         f"{', '.join(manifest['splits'])})")  # fmt: skip
-    shape = (int(entry["count"]), *(int(s) for s in manifest["shape"]))  # (N, C, H, W)
+    shape = (entry["count"], *manifest["shape"])  # (N, C, H, W), validated ints
+    nbytes = math.prod(shape)  # Python ints: no overflow, whatever the manifest claims
     images_file = folder / entry["images"]
-    _check_file(images_file, int(np.prod(shape)), entry["sha256_images"])
+    _check_file(images_file, nbytes, entry["sha256_images"])
+    classes = tuple(manifest["class_names"])
     labels = None
-    if entry.get("labels"):
+    if entry["labels"] is not None:
         labels_file = folder / entry["labels"]
         _check_file(labels_file, 8 * shape[0], entry["sha256_labels"])
         labels = torch.from_numpy(np.fromfile(labels_file, dtype="<i8").astype(np.int64))
-    classes = tuple(manifest.get("class_names") or ())
-    nbytes = int(np.prod(shape))
+        _check_labels(labels, classes, labels_file)
     if in_memory is None:
         in_memory = nbytes < available_memory() // 2
     if in_memory:
@@ -135,11 +216,19 @@ def _check_file(path: Path, size: int, digest: str) -> None:
         raise DataError(f"{path} is missing; prepare the dataset again") from None
     if actual != size:
         raise DataError(
-            f"{path} holds {human_bytes(actual)}, the manifest says {human_bytes(size)}: "
-            "truncated or replaced; prepare it again"
+            f"{path} holds {actual:,} bytes, the manifest says {size:,}: truncated or "
+            "replaced; prepare it again"
         )
     if size <= HASH_LIMIT and _sha256(path) != digest:
         raise DataError(f"{path} does not match its sha256 in the manifest; prepare it again")
+
+
+def _check_labels(labels: Tensor, classes: tuple[str, ...], path: Path) -> None:
+    """Every label must index the manifest's classes (an embedding would be out of range)."""
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or (classes and high >= len(classes)):
+        bad = low if low < 0 else high
+        raise DataError(f"{path} holds label {bad}; the manifest names {len(classes)} classes")
 
 
 def _sha256(path: Path) -> str:

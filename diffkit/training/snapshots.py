@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -37,7 +39,14 @@ from torch import Tensor, nn
 
 from diffkit.runs.layout import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from diffkit.runs.checkpoint import CheckpointHeader, TensorSpec
+
 NAME = re.compile(r"step-(\d{7,})\.safetensors")
+MAX_STEP = 10**12
+"""The largest step a snapshot or checkpoint may claim: past any real run (a million
+steps a day for a thousand years), small enough that its arithmetic cannot overflow."""
+_STEP = re.compile(r"0|[1-9]\d{0,12}")
 
 
 def snapshot_path(folder: Path, step: int) -> Path:
@@ -87,20 +96,68 @@ class Snapshot:
     last: int
 
 
-def list_snapshots(folder: Path) -> list[Snapshot]:
-    """The snapshots in ``folder``, by step; a file that is not one raises ValueError."""
+def list_snapshots(folder: Path, expected: Mapping[str, TensorSpec] | None = None,
+                   exact: bool = True) -> list[Snapshot]:  # fmt: skip
+    """The snapshots in ``folder``, by step. Each header is checked before a tensor is read:
+    its metadata (``first`` and ``last``, 0 <= first <= last <= :data:`MAX_STEP`, ``last``
+    the step its name says) and, given ``expected`` (name: (dtype, shape)), its tensors:
+    exactly those, or (``exact`` False) some of them, the same in every snapshot. A file
+    that is not a snapshot raises ValueError naming it and the first problem."""
+    from diffkit.runs.checkpoint import CheckpointError, check_specs, read_header
+
     out = []
     for path in sorted(folder.glob("step-*.safetensors")):
-        if not NAME.fullmatch(path.name):
+        m = NAME.fullmatch(path.name)
+        if not m:
             continue
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            first, last = int(meta["diffkit.snapshot.first"]), int(meta["diffkit.snapshot.last"])
-        except Exception as exc:  # unreadable, truncated or foreign
-            raise ValueError(f"{path} is not a weight snapshot ({exc})") from None
+            meta, specs = read_header(path)
+            first, last = (_step(meta, f"diffkit.snapshot.{key}") for key in ("first", "last"))
+            if first > last:
+                raise ValueError(f"its steps {first}..{last} run backwards")
+            if last != int(m.group(1)):
+                raise ValueError(f"it ends at step {last}, its name says {int(m.group(1))}")
+            if expected is not None:
+                if not exact:  # the first snapshot's names, then exactly those every time
+                    expected = {k: v for k, v in expected.items() if k in specs} or expected
+                    exact = True
+                check_specs(expected, specs, "its tensors do not match the model")
+        except (CheckpointError, ValueError) as exc:  # unreadable, truncated or foreign
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"{path} is not a weight snapshot of this run: "
+                             f"{reason.removeprefix(f'cannot read checkpoint {path}: ')}"
+                             ) from None  # fmt: skip
         out.append(Snapshot(path, first, last))
     return sorted(out, key=lambda s: s.last)
+
+
+def _step(meta: Mapping[str, str], key: str) -> int:
+    value = meta.get(key)
+    if value is None:
+        raise ValueError(f"its metadata has no {key}")
+    if not _STEP.fullmatch(value) or int(value) > MAX_STEP:
+        raise ValueError(f"its {key} {value[:40]!r} is not a step from 0 to {MAX_STEP:.0e}")
+    return int(value)
+
+
+def snapshot_specs(header: CheckpointHeader) -> tuple[dict[str, TensorSpec], bool]:
+    """What each snapshot of the run whose last checkpoint has ``header`` must hold, and
+    whether exactly (see :func:`list_snapshots`): the float32 mean of every parameter of
+    its network. For a generative run, the network its config describes, built on the meta
+    device (and the checkpoint's EMA must match it), exactly; for the others, some of the
+    checkpoint's EMA tensors (its buffers are not averaged), each with its EMA's shape."""
+    from diffkit.methods.registry import METHODS
+    from diffkit.methods.restore import generative_config
+    from diffkit.nn.build import meta_model
+    from diffkit.runs.checkpoint import check_specs, module_specs
+
+    method = METHODS.get(header.config.get("method"))  # type: ignore[arg-type]
+    if method is None or not method.generative:
+        return {k: ("F32", shape) for k, (_, shape) in header.section("ema").items()}, False
+    net = meta_model(generative_config(header.config, header.path).model)
+    check_specs(module_specs(net), header.section("ema"),
+                f"{header.path}: ema weights do not match the model", "ema.")  # fmt: skip
+    return {name: ("F32", tuple(p.shape)) for name, p in net.named_parameters()}, True
 
 
 def prune_after(folder: Path, step: int) -> None:
@@ -135,6 +192,8 @@ def posthoc_ema(
     if not snapshots or snapshots[0].first != 0:
         raise ValueError("the snapshots do not start at step 0 (the run was trained without "
                          "train.snapshot_every_steps, or they were deleted)")  # fmt: skip
+    from diffkit.resources import check_memory
+
     steps = snapshots[-1].last if steps is None else steps
     used = [s for s in snapshots if s.first <= steps]
     for a, b in itertools.pairwise(used):
@@ -142,6 +201,8 @@ def posthoc_ema(
             raise ValueError(f"the snapshots miss steps {a.last + 1}..{b.first - 1}")
     if used[-1].last != steps:
         raise ValueError(f"no snapshot ends at step {steps} (the last ends at {used[-1].last})")
+    # ema_coefficients holds a few float64 vectors of steps + 1 entries
+    check_memory(6 * 8 * (steps + 1), f"the post-hoc EMA of {steps:,} steps")
     c = ema_coefficients(decay, warmup, steps)
     out: dict[str, Tensor] = {}
     for snap in used:
@@ -159,19 +220,29 @@ def posthoc_checkpoint(source: Path, decay: float) -> Path:
     post-hoc EMA of ``decay`` at that checkpoint's step (the run's own warm-up setting).
     Weights only, like ``best.safetensors``: it samples and evaluates, it does not resume.
     Raises ValueError when the run has no usable snapshots."""
-    from diffkit.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from diffkit.runs.checkpoint import (
+        Checkpoint,
+        load_checkpoint,
+        read_checkpoint_header,
+        save_checkpoint,
+    )
     from diffkit.runs.layout import RunDir, run_folder_of
 
     run = RunDir(run_folder_of(source))
     if not run.last_checkpoint.is_file():
         raise ValueError(f"{run.path} has no checkpoints/last.safetensors")
-    last = load_checkpoint(run.last_checkpoint)
-    steps = int(last.train_state["position"]["step"])
-    warmup = bool(last.config.get("train", {}).get("ema_warmup", True))
+    header = read_checkpoint_header(run.last_checkpoint)  # checked before a tensor is read
+    steps, epoch = _position(header)
+    train = header.config.get("train")
+    warmup = train.get("ema_warmup", True) if isinstance(train, dict) else True
+    if not isinstance(warmup, bool):
+        raise ValueError(f"{header.path}: train.ema_warmup is {warmup!r}, not true or false")
     if not run.snapshots.is_dir():
         raise ValueError(f"{run.path} has no snapshots/ (train with --snapshot-every-steps N "
                          "to choose the EMA afterwards)")  # fmt: skip
-    weights = posthoc_ema(list_snapshots(run.snapshots), decay, warmup, steps)
+    snapshots = list_snapshots(run.snapshots, *snapshot_specs(header))
+    weights = posthoc_ema(snapshots, decay, warmup, steps)
+    last = load_checkpoint(run.last_checkpoint)
     ema = last.section("ema")
     missing = sorted(set(weights) - set(ema))
     if missing:
@@ -179,7 +250,21 @@ def posthoc_checkpoint(source: Path, decay: float) -> Path:
     tensors = {k: v for k, v in last.tensors.items() if not k.startswith(("optim.", "ema."))}
     tensors |= {f"ema.{k}": weights[k].to(v.dtype) if k in weights else v for k, v in ema.items()}
     state = {"posthoc_ema": {"decay": decay, "warmup": warmup, "step": steps,
-                             "epoch": last.train_state["position"]["epoch"]}}  # fmt: skip
+                             "epoch": epoch}}  # fmt: skip
     out = run.checkpoints / f"ema-{decay:g}.safetensors"
     save_checkpoint(out, Checkpoint(last.config, tensors, state))
     return out
+
+
+def _position(header: CheckpointHeader) -> tuple[int, int]:
+    """(step, epoch) of a last checkpoint's training state; ValueError naming the file."""
+    position = header.train_state.get("position")
+    if not isinstance(position, dict):
+        raise ValueError(f"{header.path}: its training state has no position")
+    for key in ("step", "epoch"):
+        value = position.get(key)
+        if type(value) is not int or not 0 <= value <= MAX_STEP:
+            shown = "missing" if value is None else repr(value)[:40]
+            raise ValueError(f"{header.path}: training state position.{key} is {shown}, "
+                             f"not a count from 0 to {MAX_STEP:.0e}")  # fmt: skip
+    return position["step"], position["epoch"]
