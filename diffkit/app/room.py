@@ -80,28 +80,31 @@ def check_sampling_memory(pipe: Any, n: int, batch_size: int | None = None, *, r
 
 
 def check_images_disk(n: int, image: tuple[int, ...], folder: Path, *, pngs: int = 0,
-                      grid: int = 0, extra: int = 0) -> None:  # fmt: skip
+                      grid: int = 0, extra: int = 0, what: str | None = None) -> None:  # fmt: skip
     """Refuse (ResourceError) writing ``n`` float32 images of shape ``image`` into
     ``folder`` (shards), with ``pngs`` of them as PNG files, a grid.png of ``grid`` images
-    and ``extra`` bytes more, if its disk has less free."""
+    and ``extra`` bytes more, if its disk has less free (``what``: the request, for the
+    message; default ``-n N``)."""
     pixels = math.prod(image)
     per = FLOAT * pixels
     need = n * per + pngs * (pixels + PNG_OVERHEAD) + grid * pixels + extra
-    check_disk(need, folder, f"-n {n} ({per} bytes per image)")
+    check_disk(need, folder, f"{what or f'-n {n}'} ({per} bytes per image)")
 
 
 def check_edit_room(pipe: Any, n: int, out: Path | None, runs_dir: Path, *, rows: int = 1,
                     grid: int | None = None, hinted: bool = False,
-                    image: tuple[int, ...] | None = None) -> None:  # fmt: skip
+                    image: tuple[int, ...] | None = None,
+                    what: str | None = None) -> None:  # fmt: skip
     """An edit's ``n`` outputs, drawn at once under ``rows`` network rows each, and its
     folder (shards, one PNG each and a grid of ``grid`` images, default ``n``) under
     ``out`` or ``runs_dir/edit``: refused if they cannot fit. Without a model (``pipe``
-    None) only the disk is checked, for images of shape ``image``."""
+    None) only the disk is checked, for images of shape ``image``. ``what`` names the
+    request in the message (default ``-n N``)."""
     shape = image or image_shape_of(pipe)
     check_images_disk(n, shape, out.parent if out is not None else runs_dir / "edit", pngs=n,
-                      grid=n if grid is None else grid, extra=64 * 1024)  # fmt: skip
+                      grid=n if grid is None else grid, extra=64 * 1024, what=what)  # fmt: skip
     if pipe is None:  # the image, its noise and the noised copy, per output
-        check_memory(3 * n * FLOAT * math.prod(shape), f"{n} images of shape {list(shape)}")
+        check_memory(3 * n * FLOAT * math.prod(shape), f"{what or f'-n {n}'} (shape {list(shape)})")
     else:
         check_sampling_memory(pipe, n, rows=rows, labelled=pipe.num_classes is not None,
-                              hinted=hinted)  # fmt: skip
+                              hinted=hinted, what=what)  # fmt: skip

@@ -54,7 +54,8 @@ def sdedit(req: SdeditRequest, settings: Settings, report: Reporter = QUIET) -> 
         raise UsageError(f"--start {req.start}: expected comma-separated integers") from None
     pipe, hints = with_hint(pipe, req.hint, req.hint_is_edges, req.control_scale,
                             settings.data_dir)  # fmt: skip
-    check_edit_room(pipe, len(starts), req.out, settings.runs_dir, grid=len(starts) + 1)
+    check_edit_room(pipe, len(starts), req.out, settings.runs_dir, grid=len(starts) + 1,
+                    what=f"--start {req.start}: {len(starts)} images")  # fmt: skip
     x = load_image(req.image, pipe.model.sample_shape, settings.data_dir)
     cond, prompt = prompt_condition(pipe, req.prompt, 1, req.style)
     cond = hinted_condition(cond, hints, 1)
@@ -168,7 +169,7 @@ def noise(req: NoiseRequest, settings: Settings, report: Reporter = QUIET) -> Ed
     except ValueError as exc:
         raise UsageError(f"--at {req.at}: {exc}") from None
     check_edit_room(None, len(levels), req.out, settings.runs_dir, grid=len(levels) + 1,
-                    image=tuple(shape))  # fmt: skip
+                    image=tuple(shape), what=f"--at {req.at}: {len(levels)} images")  # fmt: skip
     x = load_image(req.image, shape, settings.data_dir)
     g = torch.Generator().manual_seed(req.seed)
     samples = torch.cat([process.noised(x, lv, torch.randn(x.shape, generator=g))
@@ -200,7 +201,7 @@ def denoise(req: DenoiseRequest, settings: Settings, report: Reporter = QUIET) -
     sampler, guidance = defaults(pipe, req.sampler, req.guidance, 1.0, req.steps)
     if not 0 <= req.start < req.steps:
         raise UsageError(f"--start must be between 0 and {req.steps - 1} for {req.steps} steps")
-    check_edit_room(pipe, 4, req.out, settings.runs_dir, rows=2, grid=5)
+    check_edit_room(pipe, 4, req.out, settings.runs_dir, rows=2, grid=5, what="denoise's 4 images")
     x = load_image(req.image, pipe.model.sample_shape, settings.data_dir)
     cond, prompt = prompt_condition(pipe, req.prompt, 1)
     point = pipe.grid(req.steps)[req.start]

@@ -21,7 +21,8 @@ def sample(req: SampleRequest, settings: Settings, report: Reporter = QUIET) -> 
                       no_ema=req.no_ema)  # fmt: skip
     sampler, guidance = defaults(pipe, req.sampler, req.guidance, 3.0, req.steps)
     check_edit_room(pipe, len(req.prompts) * req.n, req.out, settings.runs_dir,
-                    rows=2 if guidance != 1.0 else 1)  # fmt: skip
+                    rows=2 if guidance != 1.0 else 1,
+                    what=f"-n {req.n} x {len(req.prompts)} prompt(s)")  # fmt: skip
     conds = conditions(pipe, req.prompts, req.n, req.style)
     cond = conds[0]
     for c in conds[1:]:
