@@ -3,9 +3,13 @@ with its size instead of crashing the machine half-way."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+
+FLOAT = 4  # bytes of a float32
 
 
 class ResourceError(RuntimeError):
@@ -39,6 +43,10 @@ def free_disk(path: Path) -> int:
 
 
 def human_bytes(n: float) -> str:
+    try:
+        n = float(n)
+    except OverflowError:  # an integer past float range: -n 10**400
+        return "more than 1e+290 PB"
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if abs(n) < 1024 or unit == "PB":
             return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
@@ -53,6 +61,18 @@ def check_memory(need: float, what: str, available: int | None = None) -> None:
         raise ResourceError(
             f"{what} needs about {human_bytes(need)} of memory; {human_bytes(have)} is available"
         )
+
+
+def sampling_bytes(sample_shape: Sequence[int], image_shape: Sequence[int], *, rows: int = 1,
+                   row_extra: int = 0) -> int:  # fmt: skip
+    """Bytes of memory one image costs while a sampler draws it: the float32 noise and the
+    sampler's few working copies of the model's sample (``sample_shape``); for each of the
+    network's ``rows`` rows per image (2 under classifier-free guidance, times the prompts
+    of a composed edit) its input, output and combination copy plus ``row_extra`` (a
+    ControlNet's hint, prompt embeddings, feature maps); and the decoded image
+    (``image_shape``) twice."""
+    latent = FLOAT * math.prod(sample_shape)
+    return 6 * latent + rows * (3 * latent + row_extra) + 2 * FLOAT * math.prod(image_shape)
 
 
 def check_disk(need: float, folder: Path, what: str) -> None:

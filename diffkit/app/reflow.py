@@ -70,8 +70,35 @@ def plan_pairs(req: PairsRequest, settings: Settings) -> PairsPlan:
         raise UsageError(f"{source} changed since {req.resume} was started (sha256 differs)")
     if req.guidance != 1.0 and pipe.num_classes is None:
         raise UsageError("--guidance needs a class-conditional flow")
+    _check_pairs_room(cfg, pipe, folder or settings.runs_dir / "pairs")
     folder = folder or RunDir.create(settings.runs_dir, "pairs", cfg.name, subfolders=False).path
     return PairsPlan(cfg, folder, pipe, req.resume is not None)
+
+
+def _check_pairs_room(cfg: PairsConfig, pipe: Any, folder: Path) -> None:
+    """Refuse a pair set whose shards cannot fit on disk (noise and sample in float32 per
+    pair, a label each for a class-conditional flow, and the manifest; a resumed set needs
+    only what its shards on disk lack), or whose shard and one batch cannot fit in memory."""
+    import math
+
+    from diffkit.app.room import LABEL, image_bytes
+    from diffkit.resources import FLOAT, check_disk, check_memory, human_bytes
+
+    labelled = pipe.num_classes is not None
+    shape = pipe.model.sample_shape
+    per = 2 * FLOAT * math.prod(shape) + (LABEL if labelled else 0)
+    shards = -(-cfg.n // cfg.shard_size)
+    have = sum(p.stat().st_size for p in folder.glob("shard-*.safetensors"))  # resumed
+    need = cfg.n * per + shards * 512 + 64 * 1024 - have  # and a manifest entry per shard
+    check_disk(need, folder, f"-n {cfg.n} pairs ({per} bytes per pair)")
+    # A shard's noise, its samples, their concatenation and its serialised bytes stay in
+    # memory until it is written; one batch is solved at a time.
+    shard, batch = min(cfg.n, cfg.shard_size), min(cfg.n, cfg.batch_size)
+    rows = 2 if cfg.guidance != 1.0 and labelled else 1
+    solve = image_bytes(pipe, rows=rows)
+    check_memory(shard * 5 * per // 2 + batch * solve,
+                 f"--shard-size {cfg.shard_size} and --batch-size {cfg.batch_size} "
+                 f"({human_bytes(per)} per pair)")  # fmt: skip
 
 
 def _pairs_config(req: PairsRequest) -> tuple[PairsConfig, Path | None, Path]:
@@ -150,6 +177,20 @@ class StraightnessRequest:
             raise UsageError("-n must be at least 2 and --steps at least 1")
 
 
+def _check_paths_room(pipe: Any, req: StraightnessRequest) -> None:
+    """Refuse ``req.n`` paths whose noise (drawn for all of them at once) and one batch of
+    500 cannot fit in memory."""
+    import math
+
+    from diffkit.app.room import check_sampling_memory
+    from diffkit.resources import FLOAT
+
+    noise = FLOAT * math.prod(pipe.model.sample_shape)
+    guided = req.guidance != 1.0 and pipe.num_classes is not None
+    check_sampling_memory(pipe, req.n, 500, rows=2 if guided else 1, held=noise,
+                          labelled=pipe.num_classes is not None, what=f"-n {req.n}")  # fmt: skip
+
+
 def straightness(req: StraightnessRequest, settings: Settings) -> dict[str, Any]:
     """S = int E||(x1 - x0) - v(x_t, t)||^2 dt / d (0 = straight lines; Liu et al. 2022,
     Eq. 5) and its spread; written to the run's straightness.json when ``source`` is in a
@@ -160,6 +201,7 @@ def straightness(req: StraightnessRequest, settings: Settings) -> dict[str, Any]
     pipe = load_flow(req.source, settings)
     if req.guidance != 1.0 and pipe.num_classes is None:
         raise UsageError("--guidance needs a class-conditional flow")
+    _check_paths_room(pipe, req)
     s = measure(pipe, n=req.n, steps=req.steps, seed=req.seed, guidance=req.guidance)
     folder = run_folder_of(req.source)
     if (folder / "config.json").is_file():

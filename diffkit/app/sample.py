@@ -12,7 +12,6 @@ The folder appears only when it is complete (:class:`~diffkit.runs.samples.Sampl
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,8 @@ from diffkit.errors import UsageError
 from diffkit.samplers.registry import sampler_spec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from diffkit.config.settings import Settings
     from diffkit.methods.pipeline import Pipeline
 
@@ -111,7 +112,6 @@ def sample(req: SampleRequest, settings: Settings, report: Reporter = QUIET) -> 
     plan = _plan(req, settings)
     out = req.out or default_out(req.source, f"{plan.tag}-seed{_seed(req)}")
     _check_out(out, req.overwrite)
-    _check_room(plan.pipe, plan.n, req.batch_size, out)
     check_writable(out.parent)
     plan.pipe = plan.pipe.compiled(settings.compile_with, report.warning)
     meta = _write(req, settings, plan, out, report)
@@ -145,7 +145,13 @@ def _plan(req: SampleRequest, settings: Settings) -> _Plan:
     classes = list(req.classes)
     if req.guidance != 1.0 and not classes and not req.grid_per_class and hints is None:
         classes = ["all"]
-    labels, n = sample_labels(pipe, classes, req.grid_per_class, n)
+    hinted_ = hints is not None
+
+    def room(total: int, labelled: bool) -> None:  # before labels or hints are made
+        _check_room(req, pipe, total, labelled or (hinted_ and pipe.num_classes is not None),
+                    hinted_)  # fmt: skip
+
+    labels, n = sample_labels(pipe, classes, req.grid_per_class, n, room)
     cond = None
     if hints is not None:
         from diffkit.methods.controlnet import hinted_batch
@@ -274,20 +280,26 @@ def default_out(source: Path, name: str) -> Path:
     return path
 
 
-def sample_labels(pipe: Pipeline, classes: list[str], grid_per_class: bool, n: int | None):
+def sample_labels(pipe: Pipeline, classes: list[str], grid_per_class: bool, n: int | None,
+                  check: Callable[[int, bool], None] | None = None):  # fmt: skip
     """(labels (n,) or None, n) for the requested classes: images cycle through them, or
-    ``n`` (default 10) of each, class by class, for a class grid."""
+    ``n`` (default 10) of each, class by class, for a class grid. ``check(total,
+    labelled)`` sees the count before any label is made (it may refuse it)."""
     import torch
 
+    check = check or (lambda total, labelled: None)
     if not classes and not grid_per_class:
+        check(n or 64, False)
         return None, n or 64
     k = pipe.num_classes
     dataset = pipe.config.data.dataset if pipe.config is not None else "this model"
     picked = parse_classes(classes or ["all"], dataset, k, model_class_names(pipe))
     if grid_per_class:  # n images of each class (default 10), class by class
+        check(len(picked) * (n or 10), True)
         labels = torch.tensor(picked).repeat_interleave(n or 10)
         return labels, labels.numel()
     n = n or 64
+    check(n, True)
     return torch.tensor(picked)[torch.arange(n) % len(picked)], n
 
 
@@ -317,18 +329,14 @@ def _check_out(out: Path, overwrite: bool) -> None:
                          "--overwrite replaces only samples folders")  # fmt: skip
 
 
-def _check_room(pipe: Pipeline, n: int, batch_size: int, out: Path) -> None:
-    """Refuse a request whose output cannot fit on disk, or one batch of it in memory."""
-    from diffkit.data.registry import image_shape
-    from diffkit.resources import check_disk, check_memory
+def _check_room(req: SampleRequest, pipe: Pipeline, n: int, labelled: bool,
+                hinted_: bool) -> None:  # fmt: skip
+    """Refuse a request whose output cannot fit on disk, or one batch of it in memory
+    (guidance doubles the network's rows; labels and hints are held for all ``n``)."""
+    from diffkit.app.room import check_images_disk, check_sampling_memory, image_shape_of
 
-    if pipe.config is not None:
-        channels, size = image_shape(pipe.config.data)
-        per_image = 4 * channels * size * size  # float32 on disk and in memory
-    else:  # a foreign model samples pixels
-        per_image = 4 * math.prod(pipe.model.sample_shape)
-    per_latent = 4 * math.prod(pipe.model.sample_shape)
-    check_disk(n * per_image, out.parent, f"-n {n} ({per_image} bytes per image)")
-    # One batch: noise, the sampler's few working copies and the decoded images.
-    check_memory(min(n, batch_size) * (8 * per_latent + 2 * per_image),
-                 f"--batch-size {batch_size}")  # fmt: skip
+    parent = (req.out or default_out(req.source, "x")).parent
+    check_images_disk(n, image_shape_of(pipe), parent, grid=min(n, 256))
+    guided = req.guidance != 1.0 and (labelled or hinted_)
+    check_sampling_memory(pipe, n, req.batch_size, rows=2 if guided else 1, labelled=labelled,
+                          hinted=hinted_)  # fmt: skip

@@ -29,14 +29,18 @@ def _open(req: GuidedRequest, settings: Settings):
 
 
 def _composed(pipe, combine, prompts, req: AnagramRequest | HybridRequest | FactorizeRequest,
-              label: str, report: Reporter):  # fmt: skip
+              label: str, report: Reporter, settings: Settings, grid: int):  # fmt: skip
     """The shared body of the composing ops: the model's defaults, one condition per
     prompt (text models: the default style unless told), the guided model combined by
-    ``combine(net, conds)``, and ``req.n`` images. Returns the images and the resolved
+    ``combine(net, conds)``, and ``req.n`` images (refused first if they and the folder
+    with a grid of ``grid`` images cannot fit). Returns the images and the resolved
     sampler, guidance and style."""
+    from diffkit.app.room import check_edit_room
     from diffkit.edit.compose import with_guidance
 
     sampler, guidance = defaults(pipe, req.sampler, req.guidance, 3.0, req.steps)
+    rows = len(prompts) * (2 if guidance != 1.0 else 1)  # every prompt, guided, in one batch
+    check_edit_room(pipe, req.n, req.out, settings.runs_dir, rows=rows, grid=grid)
     style = DEFAULT_STYLE if req.style is None and is_text(pipe) else req.style
     conds = [c.to(pipe.device) for c in conditions(pipe, prompts, req.n, style)]
     net = combine(with_guidance(pipe.model.raw, pipe.model.unconditional, guidance), conds)
@@ -69,7 +73,7 @@ def anagram(req: AnagramRequest, settings: Settings, report: Reporter = QUIET) -
         raise UsageError(f"--views: {exc}") from None
     images, sampler, guidance, style = _composed(
         pipe, lambda net, conds: combine(net, conds, chosen), req.prompts, req, "anagram",
-        report)  # fmt: skip
+        report, settings, len(chosen) * req.n)  # fmt: skip
     if req.upscale:
 
         def viewed(net, conds):  # stage II sees each view of the upscaled image too
@@ -97,7 +101,7 @@ def hybrid(req: HybridRequest, settings: Settings, report: Reporter = QUIET) -> 
     prompts = [req.low, req.high]
     images, sampler, guidance, style = _composed(
         pipe, lambda net, conds: factorized(net, conds, [lo, hi]), prompts, req, "hybrid",
-        report)  # fmt: skip
+        report, settings, 2 * req.n)  # fmt: skip
     if req.upscale:  # the same bands, in stage II's pixels (sigma scaled with the image)
         scale = 4  # 64 -> 256 px
         k = 4 * req.kernel + (1 - (4 * req.kernel) % 2)  # odd, covering the same extent
@@ -144,7 +148,7 @@ def factorize(req: FactorizeRequest, settings: Settings, report: Reporter = QUIE
     parts = _parts(req, pipe.model.sample_shape)
     images, sampler, guidance, style = _composed(
         pipe, lambda net, conds: factorized(net, conds, parts), req.prompts, req, "factorize",
-        report)  # fmt: skip
+        report, settings, (1 + len(parts)) * req.n)  # fmt: skip
     grid = torch.cat([images, *(f(images) for f in parts)])  # the image, then each part
     meta = {"op": "factorize", "model": req.model, "prompts": list(req.prompts),
             "split": req.split, "sigmas": req.sigmas if req.split == "bands" else None,

@@ -25,6 +25,7 @@ from diffkit.app.edit.requests import (
     SdeditRequest,
 )
 from diffkit.app.report import QUIET, Reporter
+from diffkit.app.room import check_edit_room
 from diffkit.config.settings import Settings
 from diffkit.errors import UsageError
 from diffkit.external import is_foreign
@@ -54,6 +55,8 @@ def sdedit(req: SdeditRequest, settings: Settings, report: Reporter = QUIET) -> 
     sampler, guidance = defaults(pipe, req.sampler, req.guidance, 1.0, req.steps, part_way)
     pipe, hints = with_hint(pipe, req.hint, req.hint_is_edges, req.control_scale,
                             settings.data_dir)  # fmt: skip
+    check_edit_room(pipe, len(starts), req.out, settings.runs_dir, grid=len(starts) + 1,
+                    what=f"--start {req.start}: {len(starts)} images")  # fmt: skip
     x = load_image(req.image, pipe.model.sample_shape, settings.data_dir)
     cond, prompt = prompt_condition(pipe, req.prompt, 1, req.style)
     cond = hinted_condition(cond, hints, 1)
@@ -118,6 +121,8 @@ def inpaint(req: InpaintRequest, settings: Settings, report: Reporter = QUIET) -
     m = file_mask(req.mask, shape) if req.mask is not None else box_mask(req.box, shape)  # type: ignore[arg-type]
     pipe, hints = with_hint(pipe, req.hint, req.hint_is_edges, req.control_scale,
                             settings.data_dir)  # fmt: skip
+    check_edit_room(pipe, req.n, req.out, settings.runs_dir, rows=2 if guidance != 1.0 else 1,
+                    grid=req.n + 2, hinted=hints is not None)  # fmt: skip
     x = load_image(req.image, shape, settings.data_dir).expand(req.n, *shape)
     cond, prompt = prompt_condition(pipe, req.prompt, req.n, req.style)
     cond = hinted_condition(cond, hints, req.n)
@@ -165,6 +170,8 @@ def noise(req: NoiseRequest, settings: Settings, report: Reporter = QUIET) -> Ed
         levels = process.levels(parse_levels(req.at))
     except ValueError as exc:
         raise UsageError(f"--at {req.at}: {exc}") from None
+    check_edit_room(None, len(levels), req.out, settings.runs_dir, grid=len(levels) + 1,
+                    image=tuple(shape), what=f"--at {req.at}: {len(levels)} images")  # fmt: skip
     x = load_image(req.image, shape, settings.data_dir)
     g = torch.Generator().manual_seed(req.seed)
     samples = torch.cat([process.noised(x, lv, torch.randn(x.shape, generator=g))
@@ -197,6 +204,7 @@ def denoise(req: DenoiseRequest, settings: Settings, report: Reporter = QUIET) -
     sampler, guidance = defaults(pipe, req.sampler, req.guidance, 1.0, req.steps, part_way)
     if not 0 <= req.start < req.steps:
         raise UsageError(f"--start must be between 0 and {req.steps - 1} for {req.steps} steps")
+    check_edit_room(pipe, 4, req.out, settings.runs_dir, rows=2, grid=5, what="denoise's 4 images")
     x = load_image(req.image, pipe.model.sample_shape, settings.data_dir)
     cond, prompt = prompt_condition(pipe, req.prompt, 1)
     point = pipe.grid(req.steps)[req.start]

@@ -10,6 +10,7 @@ from diffkit.app.edit.publish import publish
 from diffkit.app.edit.requests import EditResult, EmbedRequest, EmbedResult, SampleRequest
 from diffkit.app.edit.upscale import single, upscale
 from diffkit.app.report import QUIET, Reporter
+from diffkit.app.room import check_edit_room
 from diffkit.config.settings import Settings
 from diffkit.errors import UsageError
 
@@ -19,6 +20,9 @@ def sample(req: SampleRequest, settings: Settings, report: Reporter = QUIET) -> 
     pipe = open_model(req.model, settings, views=False, dtype=req.dtype, offload=req.offload,
                       no_ema=req.no_ema)  # fmt: skip
     sampler, guidance = defaults(pipe, req.sampler, req.guidance, 3.0, req.steps)
+    check_edit_room(pipe, len(req.prompts) * req.n, req.out, settings.runs_dir,
+                    rows=2 if guidance != 1.0 else 1,
+                    what=f"-n {req.n} x {len(req.prompts)} prompt(s)")  # fmt: skip
     conds = conditions(pipe, req.prompts, req.n, req.style)
     cond = conds[0]
     for c in conds[1:]:
