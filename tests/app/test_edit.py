@@ -63,7 +63,7 @@ def test_anagram_writes_the_folder_the_cli_writes(run: Path, tmp_path: Path, dat
                                      "grid.png", "000.png", "001.png"}  # fmt: skip
     meta = json.loads((result.folder / "edit.json").read_text())
     assert meta == result.meta
-    assert meta["views"] == ["identity", "rot180"] and meta["sampler"] == "dpm++2m"  # the DDPM default
+    assert meta["views"] == ["identity", "rot180"] and meta["sampler"] == "dpm++2m"
     assert report.labels == ["anagram, 2 images"]
     cli = last_line(invoke("edit", "anagram", "--model", run, "6", "9", "--views",
                            "identity,rot180", "-n", "2", "--steps", "3", "--seed", "5",
