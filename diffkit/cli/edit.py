@@ -53,13 +53,13 @@ STEPS = flag("steps", int, 50, "Sampler steps.", SAMPLER, min=1)
 EDIT_SAMPLER = option(
     "sampler", str | None,
     f"Sampler ({', '.join(ddpm_samplers())} or an ODE solver; default {ANCESTRAL} on text "
-    f"models, as IF's pipeline, {family_defaults('ddpm')} otherwise).",
+    f"models, as IF's pipeline, else {family_defaults()}).",
     SAMPLER,
 )  # fmt: skip
 STEERED_SAMPLER = EDIT_SAMPLER.but(
     f"Sampler ({', '.join(ddpm_samplers())} or a fixed-step ODE solver: this op starts or "
     "steers it part-way, which an adaptive one cannot; default "
-    f"{ANCESTRAL} on text models, as IF's pipeline, {family_defaults('ddpm')} otherwise)."
+    f"{ANCESTRAL} on text models, as IF's pipeline, else {family_defaults()})."
 )  # fmt: skip
 EDIT_GUIDANCE = option(
     "guidance", float | None,
