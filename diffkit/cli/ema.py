@@ -28,6 +28,7 @@ def ema(
     the run would have kept with that decay, rebuilt from the mean weights it saved every
     --snapshot-every-steps N steps (exact for N = 1, close while N is well under the EMA's
     half-life 0.69 / (1 - decay) steps). Sample or evaluate the file like any checkpoint."""
+    from diffkit.methods.restore import snapshot_specs
     from diffkit.training.snapshots import posthoc_checkpoint
 
     for d in decay:
@@ -37,7 +38,7 @@ def ema(
         raise UsageError(f"no run at {source}")
     for d in decay:
         try:
-            path = posthoc_checkpoint(source, d)
+            path = posthoc_checkpoint(source, d, snapshot_specs)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         half = 0.69 / (1 - d) if d else 0

@@ -32,6 +32,7 @@ from diffkit.runs.checkpoint import (
 
 if TYPE_CHECKING:
     from diffkit.models.codec import Codec
+    from diffkit.runs.checkpoint import CheckpointHeader, TensorSpec
 
 PIPELINES: dict[Family, type[Pipeline]] = {"ddpm": DDPMPipeline, "flow": FlowPipeline}
 """The sampling side of each model family."""
@@ -99,3 +100,22 @@ def pipeline_from_parts(
     load_weights(net, weights, source)
     codec = codec_from_checkpoint(cfg.latent, vae, device) if cfg.latent is not None else None
     return pipeline_for(cfg, net.to(device).eval(), device, codec)
+
+
+def snapshot_specs(header: CheckpointHeader) -> tuple[dict[str, TensorSpec], bool]:
+    """What each post-hoc EMA snapshot of the run whose last checkpoint has ``header`` must
+    hold, and whether exactly (:func:`diffkit.training.snapshots.list_snapshots`): the
+    float32 mean of every parameter of its network. For a generative run, the network its
+    config describes, built on the meta device (and the checkpoint's EMA must match it),
+    exactly; for the others, :func:`~diffkit.training.snapshots.ema_specs`."""
+    from diffkit.nn.build import meta_model
+    from diffkit.runs.checkpoint import check_specs, module_specs
+    from diffkit.training.snapshots import ema_specs
+
+    method = METHODS.get(header.config.get("method"))  # type: ignore[arg-type]
+    if method is None or not method.generative:
+        return ema_specs(header)
+    net = meta_model(generative_config(header.config, header.path).model)
+    check_specs(module_specs(net), header.section("ema"),
+                f"{header.path}: ema weights do not match the model", "ema.")  # fmt: skip
+    return {name: ("F32", tuple(p.shape)) for name, p in net.named_parameters()}, True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -85,5 +86,9 @@ def broadcast_object(obj: object, info: DistInfo) -> object:
 
 
 def destroy() -> None:
+    """Tear the process group down, after collecting the garbage that may still hold it: a
+    finished trainer's DistributedDataParallel sits in a reference cycle until the cyclic
+    collector runs, and its reducer outliving the group aborted the process at exit."""
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -140,24 +140,16 @@ def _step(meta: Mapping[str, str], key: str) -> int:
     return int(value)
 
 
-def snapshot_specs(header: CheckpointHeader) -> tuple[dict[str, TensorSpec], bool]:
-    """What each snapshot of the run whose last checkpoint has ``header`` must hold, and
-    whether exactly (see :func:`list_snapshots`): the float32 mean of every parameter of
-    its network. For a generative run, the network its config describes, built on the meta
-    device (and the checkpoint's EMA must match it), exactly; for the others, some of the
-    checkpoint's EMA tensors (its buffers are not averaged), each with its EMA's shape."""
-    from diffkit.methods.registry import METHODS
-    from diffkit.methods.restore import generative_config
-    from diffkit.nn.build import meta_model
-    from diffkit.runs.checkpoint import check_specs, module_specs
+SpecsOf = Callable[["CheckpointHeader"], "tuple[dict[str, TensorSpec], bool]"]
+"""What the snapshots of a run must hold, given its last checkpoint's header, and whether
+exactly (see :func:`list_snapshots`)."""
 
-    method = METHODS.get(header.config.get("method"))  # type: ignore[arg-type]
-    if method is None or not method.generative:
-        return {k: ("F32", shape) for k, (_, shape) in header.section("ema").items()}, False
-    net = meta_model(generative_config(header.config, header.path).model)
-    check_specs(module_specs(net), header.section("ema"),
-                f"{header.path}: ema weights do not match the model", "ema.")  # fmt: skip
-    return {name: ("F32", tuple(p.shape)) for name, p in net.named_parameters()}, True
+
+def ema_specs(header: CheckpointHeader) -> tuple[dict[str, TensorSpec], bool]:
+    """Some of the checkpoint's EMA tensors (its buffers are not averaged), each float32 of
+    its EMA's shape: what any run's snapshots hold. A method that knows its network checks
+    exactly instead (:func:`diffkit.methods.restore.snapshot_specs`)."""
+    return {k: ("F32", shape) for k, (_, shape) in header.section("ema").items()}, False
 
 
 def prune_after(folder: Path, step: int) -> None:
@@ -214,12 +206,13 @@ def posthoc_ema(
     return {k: v.float() for k, v in out.items()}
 
 
-def posthoc_checkpoint(source: Path, decay: float) -> Path:
+def posthoc_checkpoint(source: Path, decay: float, specs: SpecsOf = ema_specs) -> Path:
     """Write ``checkpoints/ema-DECAY.safetensors`` for the run at ``source`` (its folder or a
     checkpoint inside it): the last checkpoint with its ``ema.*`` weights replaced by the
     post-hoc EMA of ``decay`` at that checkpoint's step (the run's own warm-up setting).
     Weights only, like ``best.safetensors``: it samples and evaluates, it does not resume.
-    Raises ValueError when the run has no usable snapshots."""
+    ``specs`` says what each snapshot must hold (checked before a tensor is read). Raises
+    ValueError when the run has no usable snapshots."""
     from diffkit.runs.checkpoint import (
         Checkpoint,
         load_checkpoint,
@@ -240,7 +233,7 @@ def posthoc_checkpoint(source: Path, decay: float) -> Path:
     if not run.snapshots.is_dir():
         raise ValueError(f"{run.path} has no snapshots/ (train with --snapshot-every-steps N "
                          "to choose the EMA afterwards)")  # fmt: skip
-    snapshots = list_snapshots(run.snapshots, *snapshot_specs(header))
+    snapshots = list_snapshots(run.snapshots, *specs(header))
     weights = posthoc_ema(snapshots, decay, warmup, steps)
     last = load_checkpoint(run.last_checkpoint)
     ema = last.section("ema")
