@@ -17,7 +17,13 @@ class ResourceError(RuntimeError):
 
 
 def available_memory() -> int:
-    """Bytes of RAM a new allocation can get (``MemAvailable``; all RAM where unknown)."""
+    """Bytes a new allocation can get: the RAM the kernel reports available
+    (``MemAvailable``; all RAM where unknown), and no more than this process's address-space
+    limit (``ulimit -v``) leaves above what it has mapped already."""
+    return min(_ram_available(), _address_space_left())
+
+
+def _ram_available() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -29,6 +35,28 @@ def available_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 1 << 62  # unknown: do not refuse
+
+
+def _address_space_left() -> int:
+    """``RLIMIT_AS`` minus the process's virtual size (``VmSize``); unlimited: 2^62."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return 1 << 62
+    if limit == resource.RLIM_INFINITY or limit < 0:
+        return 1 << 62
+    used = 0
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(0, limit - used)
 
 
 def free_disk(path: Path) -> int:

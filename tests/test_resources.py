@@ -24,3 +24,16 @@ def test_available_cpus_is_the_affinity_mask_capped_by_the_cgroup_quota(monkeypa
     assert resources.available_cpus() == 64
     quota.write_text("50000 100000\n")  # half a core still runs one thread
     assert resources.available_cpus() == 1
+
+
+def test_available_memory_respects_the_address_space_limit(monkeypatch):
+    """Under ``ulimit -v`` an allocation can only get what the limit leaves above the
+    process's mapped size, however much RAM is free."""
+    import resource
+
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (vm + (1 << 30), -1))
+    assert 0 < resources.available_memory() <= 1 << 30
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, -1))
+    assert resources.available_memory() == resources._ram_available()
