@@ -162,3 +162,18 @@ class CacheRequest:
                                self.mode)  # type: ignore[arg-type]  # fmt: skip
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+
+
+def autoguided_by(pipe, guide: Path | None, device, use_ema: bool = True):
+    """``pipe`` autoguided by the model at ``guide`` (a run folder or any checkpoint of a
+    weaker version of it: an earlier epoch, a smaller or shorter run), or ``pipe`` itself
+    for None. UsageError for a guide that is not a compatible model."""
+    if guide is None:
+        return pipe
+    from diffkit.methods.load import load_pipeline
+
+    check_source(guide, "guide model")
+    try:
+        return pipe.guided_by(load_pipeline(guide, device, use_ema=use_ema))
+    except ValueError as exc:
+        raise UsageError(f"--guide-model {guide}: {exc}") from None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from diffkit.app.common import (
     ControlRequest,
+    autoguided_by,
     check_source,
     check_steps,
     free_path,
@@ -63,6 +64,7 @@ class EvalRequest:
     control: ControlRequest = field(default_factory=ControlRequest)
     use_ema: bool = True
     compile: bool | None = None  # as asked (the settings say what is done); samples refuse it
+    guide_model: Path | None = None  # autoguidance: a weaker version of the model
 
     def __post_init__(self) -> None:
         from diffkit.eval.evaluate import MIN_SAMPLES
@@ -123,8 +125,9 @@ def evaluate(
     if src.pipe is not None and plan is None:
         sampler = sampler or src.pipe.DEFAULT_SAMPLER
         steps = check_steps(src.pipe, sampler, steps)
-        if request.guidance != 1.0 and src.pipe.num_classes is None and src.hints is None:
-            raise UsageError("--guidance needs a class-conditional model")
+        if request.guidance != 1.0 and src.pipe.num_classes is None and src.hints is None \
+                and src.pipe.guide is None:  # fmt: skip
+            raise UsageError("--guidance needs a class-conditional model (or --guide-model)")
     out = request.out or src.folder / "eval"
     check_writable(out)  # a read-only folder fails now, not after the scoring
     extractor = load_features(request.features, src.data.dataset, request.classifier,
@@ -304,7 +307,10 @@ def _open(request: EvalRequest, settings: Settings, dev, report: Reporter) -> So
     """The source, a model ready to sample: steered by the hints and compiled as asked."""
     src = Source.open(request.source, request.dataset, request.n, dev, request.use_ema)
     if src.pipe is not None:
+        src.pipe = autoguided_by(src.pipe, request.guide_model, dev, request.use_ema)
         src.pipe, src.hints = request.control.steer(src.pipe, settings.data_dir)
+    elif request.guide_model is not None:
+        raise UsageError("--guide-model guides a model as it samples, not saved samples")
     elif request.control.hint is not None:
         raise UsageError("--hint scores a ControlNet run as it samples, not saved samples")
     if src.pipe is not None:
@@ -391,11 +397,12 @@ def _sweep_plan(src: Source, request: EvalRequest) -> _Plan:
     if bad or not names:
         raise UsageError(f"--samplers: cannot sweep {', '.join(bad) or '(none)'} here; use "
                          f"{','.join(sweepable)}")  # fmt: skip
-    conditional = pipe.num_classes is not None or hints is not None
+    conditional = pipe.num_classes is not None or hints is not None or pipe.guide is not None
     w = request.guidance if conditional else None
     if key == "guidance":
         if not conditional:
-            raise UsageError("--sweep guidance=... needs a class-conditional model")
+            raise UsageError("--sweep guidance=... needs a class-conditional model or "
+                             "--guide-model")  # fmt: skip
         s = check_steps(pipe, names[0], steps)
         return _Plan(key, names, [Setting(s, v) for v in values])
     if key == "control_scale":

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from diffkit.app.common import (
     CacheRequest,
     ControlRequest,
+    autoguided_by,
     check_steps,
     model_class_names,
     parse_classes,
@@ -74,6 +75,7 @@ class SampleRequest:
     cache: CacheRequest = field(default_factory=CacheRequest)
     hint: ControlRequest = field(default_factory=ControlRequest)
     use_ema: bool = True
+    guide_model: Path | None = None  # autoguidance: a weaker version of the model
 
 
 @dataclass(frozen=True)
@@ -140,10 +142,12 @@ def _plan(req: SampleRequest, settings: Settings) -> _Plan:
                          "changes the network from call to call")  # fmt: skip
     dev = resolve_device(settings.device)
     pipe = load_pipeline(req.source, dev, use_ema=req.use_ema)
+    pipe = autoguided_by(pipe, req.guide_model, dev, req.use_ema)
     pipe, hints = req.hint.steer(pipe, settings.data_dir)
     n = req.n or (len(hints) if hints is not None else None)
     classes = list(req.classes)
-    if req.guidance != 1.0 and not classes and not req.grid_per_class and hints is None:
+    cfg = req.guidance != 1.0 and req.guide_model is None  # classifier-free: needs classes
+    if cfg and not classes and not req.grid_per_class and hints is None:
         classes = ["all"]
     hinted_ = hints is not None
 
@@ -194,7 +198,10 @@ def _tag(req: SampleRequest, sampler: str, steps: int, labelled: bool, hinted_: 
     s, spec = req.sampling, sampler_spec(sampler)
     tag = spec.tag(steps)
     tag += f"-eta{s.eta:g}" if "eta" in spec.options and s.eta else ""
-    tag += f"-w{req.guidance:g}" if labelled or req.guidance != 1.0 else ""
+    if req.guide_model is not None:
+        tag += f"-ag{req.guidance:g}"  # autoguided with scale w
+    elif labelled or req.guidance != 1.0:
+        tag += f"-w{req.guidance:g}"
     tag += f"-cs{req.hint.scale:g}" if hinted_ and req.hint.scale != 1.0 else ""
     tag += f"-cache{req.cache.interval}" if req.cache.interval > 1 else ""
     return tag
@@ -238,6 +245,7 @@ def _meta(req: SampleRequest, settings: Settings, plan: _Plan, nfe: float, wall:
     """sample.json: what was drawn, how, and what it cost."""
     pipe, spec, s, hints = plan.pipe, sampler_spec(plan.sampler), req.sampling, plan.hints
     labels = plan.labels
+    guided = labels is not None or hints is not None or req.guide_model is not None
     return {
         "source": str(req.source),
         # what the images imitate (a diffusers model does not say)
@@ -254,7 +262,8 @@ def _meta(req: SampleRequest, settings: Settings, plan: _Plan, nfe: float, wall:
         "variance": s.variance or getattr(pipe.model, "variance", None),
         "n": plan.n,
         "classes": sorted(set(labels.tolist())) if labels is not None else None,
-        "guidance": req.guidance if labels is not None or hints is not None else None,
+        "guidance": req.guidance if guided else None,
+        "guide_model": str(req.guide_model) if req.guide_model is not None else None,
         "hint": req.hint.hint,
         "control": req.hint.recorded() if hints is not None else None,
         "seed": _seed(req),

@@ -23,6 +23,7 @@ from diffkit.cli.flags import (
     ETA,
     FEATURES,
     GUIDANCE_SCALE,
+    GUIDE_MODEL,
     LPIPS,
     LPIPS_NET,
     LPIPS_WEIGHTS,
@@ -63,7 +64,7 @@ EVAL = (
     Deferred("steps", lambda: option(
         "steps", int | None, f"Sampling steps (default: {steps_help()}; a distilled flow's "
         "own k).", SAMPLER)),
-    ETA, SPACING, RTOL, ATOL, GUIDANCE_SCALE, SEED, BATCH, FEATURES, CLASSIFIER_PATH,
+    ETA, SPACING, RTOL, ATOL, GUIDANCE_SCALE, GUIDE_MODEL, SEED, BATCH, FEATURES, CLASSIFIER_PATH,
     option("inception_weights", Path | None, "InceptionV3 .pth (env DIFFKIT_INCEPTION_WEIGHTS; "
            "default: torch hub cache).", METRICS),
     TF_INCEPTION_WEIGHTS, LPIPS, LPIPS_NET, LPIPS_WEIGHTS,

@@ -171,8 +171,16 @@ SPACING = option(
 GUIDANCE_SCALE = flag(
     "guidance", float, 1.0,
     "Classifier-free guidance scale w for class-conditional models (1 = plain conditional, "
-    "0 = unconditional).",
+    "0 = unconditional); with --guide-model, the autoguidance scale instead.",
     GUIDANCE, callback=in_range(0.0),
+)  # fmt: skip
+GUIDE_MODEL = option(
+    "guide_model", Path | None,
+    "Autoguidance (Karras et al. 2024): guide the model by a weaker version of itself, a run "
+    "or checkpoint of the same recipe trained shorter or smaller (e.g. RUN/checkpoints/"
+    "epoch-0001.safetensors), with scale --guidance; for unconditional and "
+    "class-conditional models alike (it replaces classifier-free guidance).",
+    GUIDANCE,
 )  # fmt: skip
 HINT = option(
     "hint", str | None,

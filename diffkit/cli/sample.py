@@ -19,6 +19,7 @@ from diffkit.cli.flags import (
     ETA,
     GUIDANCE,
     GUIDANCE_SCALE,
+    GUIDE_MODEL,
     NO_EMA,
     OUTPUT,
     OVERWRITE,
@@ -53,7 +54,7 @@ SAMPLE = (
     option("classes", list[str] | None, "Class(es) to draw: index, range (0..9), name or "
            "'all'; repeatable or comma separated; images cycle through them.", GUIDANCE, None,
            "--class"),
-    GUIDANCE_SCALE,
+    GUIDANCE_SCALE, GUIDE_MODEL,
     flag("grid_per_class", bool, False, "grid.png with one column per class, its name above "
          "it (with --class: those classes).", OUTPUT, "--grid-per-class"),
     SEED, flag("batch_size", int, 256, "Images per forward pass.", SAMPLER, min=1),

@@ -98,6 +98,15 @@ class DDPMPipeline(Pipeline):
         """The DDPM's own schedule: ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``."""
         return ForwardProcess(self.schedule)
 
+    def same_process(self, other: Pipeline) -> str | None:
+        """The same prediction target (eps, x0, v, EDM) and noise schedule."""
+        mine, theirs = self.model, other.model
+        if mine.prediction != theirs.prediction:  # type: ignore[attr-defined]
+            return f"predicts {theirs.prediction}, this model {mine.prediction}"  # type: ignore[attr-defined]
+        if not torch.equal(self.schedule.alphas_cumprod, other.schedule.alphas_cumprod):  # type: ignore[attr-defined]
+            return "was trained on another noise schedule"
+        return None
+
     def posterior_mean(self, net, y: Tensor, sigma: float) -> Tensor:
         """Tweedie: y scaled to x_t at the nearest timestep (:func:`ddpm_timestep`; exact on
         the grid's noise levels, within half a grid step in log sigma between them), its x0

@@ -62,6 +62,12 @@ class FlowPipeline(Pipeline):
         """Rectified-flow interpolation (counted from the image: diffkit time ``1 - t``)."""
         return ForwardProcess(None)
 
+    def same_process(self, other: Pipeline) -> str | None:
+        """The same time scale of the network's time input."""
+        if self.model.time_scale != other.model.time_scale:  # type: ignore[attr-defined]
+            return "takes its time on another scale"
+        return None
+
     def posterior_mean(self, net, y: Tensor, sigma: float) -> Tensor:
         """Tweedie: x_t = t x1 + (1 - t) eps, so x_t / t = x1 + s eps with s = (1 - t) / t,
         i.e. t = 1 / (1 + s) exactly; x1 = x_t + (1 - t) v(x_t, t)."""

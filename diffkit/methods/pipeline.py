@@ -33,7 +33,7 @@ from diffkit.runs.checkpoint import (
     tensor_spec,
 )
 from diffkit.samplers import registry
-from diffkit.samplers.guidance import guided
+from diffkit.samplers.guidance import autoguided, guided
 from diffkit.samplers.registry import sampler_spec
 from diffkit.schedules.forward import ForwardProcess
 
@@ -104,6 +104,7 @@ class Pipeline:
     model: Model
     device: torch.device
     config: GenerativeRunConfig | None = None
+    guide: Pipeline | None = None  # autoguidance's weaker model (:meth:`guided_by`)
 
     FAMILY: ClassVar[str] = ""  # the model family, as the sampler registry names it
     TITLE: ClassVar[str] = ""  # the family in prose: "DDPM", "flow"
@@ -347,11 +348,38 @@ class Pipeline:
     def network(self, cond: Cond | None = None, guidance: float = 1.0) -> Net:
         """The model as samplers see it, ``net(x, t, _)``: guided towards ``cond`` with
         scale ``guidance`` against the model's unconditional partner, or unconditional
-        (None)."""
+        (None); with a :attr:`guide`, autoguided by it with scale ``guidance`` instead,
+        under the same condition (conditional or not)."""
+        cond = cond.to(self.device) if cond is not None else None
+        if self.guide is not None:
+            return autoguided(self.model.raw, self.guide.model.raw, cond, guidance)
         if cond is None:
             return self.model.raw
-        cond = cond.to(self.device)
         return guided(self.model.raw, cond, self.model.unconditional(cond), guidance)
+
+    def guided_by(self, guide: Pipeline) -> Pipeline:
+        """This pipeline autoguided by ``guide`` (:func:`~diffkit.samplers.guidance.
+        autoguided`), which must be a model of the same family, sample shape, classes and
+        conventions (:meth:`same_process`); ValueError saying how it differs."""
+        if type(guide) is not type(self):
+            raise ValueError(f"the guide is a {guide.TITLE}, this model a {self.TITLE}")
+        mine, theirs = self.model, guide.model
+        if tuple(mine.sample_shape) != tuple(theirs.sample_shape):
+            raise ValueError(f"the guide draws {tuple(theirs.sample_shape)}, this model "
+                             f"{tuple(mine.sample_shape)}")  # fmt: skip
+        if (mine.conditioning, mine.num_classes) != (theirs.conditioning, theirs.num_classes):
+            raise ValueError("the guide must take the same condition (classes) as the model")
+        if getattr(mine.codec, "digest", None) != getattr(theirs.codec, "digest", None):
+            raise ValueError("the guide must work on the same autoencoder's latents")
+        differs = self.same_process(guide)
+        if differs:
+            raise ValueError(f"the guide {differs}")
+        return replace(self, guide=guide)
+
+    def same_process(self, other: Pipeline) -> str | None:
+        """None if ``other`` (of this family) predicts in this model's parametrization and
+        schedule, so their raw outputs mix (autoguidance); else how it differs."""
+        raise NotImplementedError
 
     def _condition(self, labels: Tensor | None, cond: Cond | None, n: int) -> Cond | None:
         """``labels`` and/or ``cond`` as one checked :class:`Cond` of ``n`` rows (or None):

@@ -49,3 +49,23 @@ def guided(net: Net, cond: Any, uncond: Any, scale: float) -> Net:
         return pred if v_c is None else torch.cat([pred, v_c], dim=1)
 
     return forward
+
+
+def autoguided(net: Net, guide: Net, cond: Any, scale: float) -> Net:
+    """Autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of
+    Itself", Eq. 2): ``out = out_g + w (out - out_g)``, the model extrapolated away from a
+    weaker version of itself (``guide``: an earlier snapshot, a smaller or shorter-trained
+    run of the same recipe) under the same condition ``cond`` (None: unconditional).
+    ``w = 1`` is the model alone. Both networks must speak the same parametrization (the
+    pipeline checks it), so mixing raw outputs mixes the predictions; a learned variance
+    comes from the model."""
+
+    def forward(x: Tensor, t: Tensor, _: object = None) -> Tensor:
+        out = net(x, t, cond)
+        if scale == 1.0:
+            return out
+        (pred, var), (weak, _) = split_variance(out, x), split_variance(guide(x, t, cond), x)
+        pred = weak + scale * (pred - weak)  # (B, ...)
+        return pred if var is None else torch.cat([pred, var], dim=1)
+
+    return forward

@@ -42,3 +42,40 @@ def test_guided_formula_in_one_batched_forward(setup):
     out = guided(net, y, torch.full((4,), 10), w)(x, t)
     assert net.calls == 1
     torch.testing.assert_close(out, uncond + w * (cond - uncond))
+
+
+class Weaker(Recorder):
+    """The same toy network, shrunk: a 'bad version' of it."""
+
+    def forward(self, x, t, cond):
+        return 0.5 * super().forward(x, t, cond)
+
+
+def test_autoguidance_formula_and_its_identities(setup):
+    """out_g + w (out - out_g): w = 1 is the model, w = 0 the guide; a model guided by
+    itself is the model at any w, bit for bit (the identity guide)."""
+    from diffkit.samplers.guidance import autoguided
+
+    net, x, t, y = setup
+    weak = Weaker()
+    main, bad = net(x, t, y), weak(x, t, y)
+    torch.testing.assert_close(autoguided(net, weak, y, 2.5)(x, t), bad + 2.5 * (main - bad))
+    assert torch.equal(autoguided(net, weak, y, 1.0)(x, t), main)
+    torch.testing.assert_close(autoguided(net, weak, y, 0.0)(x, t), bad)
+    for w in (0.0, 1.7, 4.0):
+        assert torch.equal(autoguided(net, net, y, w)(x, t), main)
+    # no condition: an unconditional model is guided alike
+    uncond = lambda x, t, c: x * 2.0  # noqa: E731
+    weak_u = lambda x, t, c: x  # noqa: E731
+    torch.testing.assert_close(autoguided(uncond, weak_u, None, 3.0)(x, t), x + 3.0 * x)
+
+
+def test_a_learned_variance_comes_from_the_model():
+    from diffkit.samplers.guidance import autoguided
+
+    x, t = torch.randn(2, 1, 4, 4), torch.tensor([5, 6])
+    net = lambda x, t, c: torch.cat([x * 2, torch.ones_like(x)], 1)  # noqa: E731
+    weak = lambda x, t, c: torch.cat([x, torch.zeros_like(x)], 1)  # noqa: E731
+    out = autoguided(net, weak, None, 2.0)(x, t)
+    torch.testing.assert_close(out[:, :1], x + 2.0 * x)
+    assert torch.equal(out[:, 1:], torch.ones_like(x))
