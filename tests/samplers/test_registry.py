@@ -23,7 +23,8 @@ from diffkit.nn.build import build_model
 from diffkit.samplers import ddim_sample, registry
 from diffkit.samplers.registry import _declared, fixed_step, sampler, sampler_spec
 
-BUILTIN = ["ddpm", "ddim", "dpm++2m", "dpm++3m", "euler", "midpoint", "heun", "rk4", "dopri5"]
+BUILTIN = ["ddpm", "ddim", "dpm++2m", "dpm++3m", "unipc", "euler", "midpoint", "heun", "rk4",
+           "dopri5"]  # fmt: skip
 
 
 def test_the_source_declares_what_the_modules_register():
