@@ -1,7 +1,7 @@
 """Samplers: pure functions over a denoiser or a velocity field.
 
 * ``(denoiser, x, timesteps, schedule) -> x0``: :func:`ddpm_sample`, :func:`ddim_sample`,
-  :func:`dpm_solver_pp_2m`, :func:`unipc`. A :data:`Denoiser` is ``(x_t, t) -> (eps,
+  :func:`dpm_solver_pp_2m`, :func:`unipc_sample`. A :data:`Denoiser` is ``(x_t, t) -> (eps,
   x0)``; build one from a network with :func:`make_denoiser`, or write one by hand (tests
   use the exact denoiser of Gaussian data).
 * ``(velocity, x, times) -> x``: the ODE solvers of :mod:`diffkit.samplers.ode`, over a
@@ -24,7 +24,7 @@ _WHERE = {
     "dpm_solver_pp_2m": "dpm_solver", "Velocity": "ode", "dopri5": "ode", "euler": "ode",
     "heun": "ode", "midpoint": "ode", "rk4": "ode", "solve": "ode",
     "SamplerSpec": "registry", "sampler": "registry", "sampler_spec": "registry",
-    "unipc": "unipc",
+    "unipc_sample": "unipc",
 }  # fmt: skip
 
 __all__ = sorted(_WHERE)

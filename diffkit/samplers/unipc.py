@@ -55,7 +55,7 @@ def _unic2_weights(h: float, r: float) -> tuple[float, float]:
 @sampler("unipc", family="ddpm", calls_per_step=1, options=("spacing",),
          summary="UniPC, order 2 (Zhao et al. 2023)", order=35)  # fmt: skip
 @torch.no_grad()
-def unipc(
+def unipc_sample(
     model: Denoiser,
     x: Tensor,
     timesteps: Tensor,
