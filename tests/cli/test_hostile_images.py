@@ -66,7 +66,10 @@ def world(tmp_path_factory, data_dir: Path) -> dict[str, Path]:
 
 HUGE = "its header declares 30000x30000 pixels, over the limit of 67108864 (8192x8192)"
 UNREAD = "cannot read it as an image"
-DDPM = "the samplers that can be steered: ddpm, ddim, dpm++2m, euler, midpoint, heun, rk4"
+DDPM = (
+    "the samplers that can be steered: ddpm, ddim, dpm++2m, dpm++3m, unipc, euler, midpoint, "
+    "heun, rk4"
+)
 FLOW = "the samplers that can be steered: euler, midpoint, heun, rk4"
 ADAPTIVE = "--sampler dopri5 is adaptive (it picks its own steps) and"
 PART_WAY = "starts it part-way;"

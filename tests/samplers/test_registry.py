@@ -23,7 +23,8 @@ from diffkit.nn.build import build_model
 from diffkit.samplers import ddim_sample, registry
 from diffkit.samplers.registry import _declared, fixed_step, sampler, sampler_spec
 
-BUILTIN = ["ddpm", "ddim", "dpm++2m", "euler", "midpoint", "heun", "rk4", "dopri5"]
+BUILTIN = ["ddpm", "ddim", "dpm++2m", "dpm++3m", "unipc", "euler", "midpoint", "heun", "rk4",
+           "dopri5"]  # fmt: skip
 
 
 def test_the_source_declares_what_the_modules_register():
@@ -101,7 +102,7 @@ def toy():
 
 def test_a_registered_sampler_is_offered_and_used(toy):
     text = CliRunner().invoke(app, ["sample", "--help"], env={"COLUMNS": "200"}).output
-    assert "|rk4|dopri5|toy" in text and "dpm++2m | toy (DDPM models)" in text
+    assert "|rk4|dopri5|toy" in text and "unipc | toy (DDPM models)" in text
     assert "toy" in DDPMPipeline.SAMPLERS and "toy" not in FlowPipeline.SAMPLERS
     cfg = resolve_run_config(DDPMRunConfig, {"preset": "tiny"})
     torch.manual_seed(0)
