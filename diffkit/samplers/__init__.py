@@ -1,9 +1,10 @@
 """Samplers: pure functions over a denoiser or a velocity field.
 
 * ``(denoiser, x, timesteps, schedule) -> x0``: :func:`ddpm_sample`, :func:`ddim_sample`,
-  :func:`dpm_solver_pp_2m`, :func:`dpm_solver_pp_3m`. A :data:`Denoiser` is ``(x_t, t) ->
-  (eps, x0)``; build one from a network with :func:`make_denoiser`, or write one by hand
-  (tests use the exact denoiser of Gaussian data).
+  :func:`dpm_solver_pp_2m`, :func:`dpm_solver_pp_3m`, :func:`unipc_sample`. A
+  :data:`Denoiser` is ``(x_t, t) -> (eps, x0)``; build one from a network with
+  :func:`make_denoiser`, or write one by hand (tests use the exact denoiser of Gaussian
+  data).
 * ``(velocity, x, times) -> x``: the ODE solvers of :mod:`diffkit.samplers.ode`, over a
   rectified flow (:func:`make_velocity`) or a DDPM's probability-flow ODE
   (:func:`diffkit.samplers.probability_flow.ddpm_velocity`).
@@ -25,6 +26,7 @@ _WHERE = {
     "dopri5": "ode", "euler": "ode", "heun": "ode", "midpoint": "ode", "rk4": "ode",
     "solve": "ode",
     "SamplerSpec": "registry", "sampler": "registry", "sampler_spec": "registry",
+    "unipc_sample": "unipc",
 }  # fmt: skip
 
 __all__ = sorted(_WHERE)
