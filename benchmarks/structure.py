@@ -21,7 +21,18 @@ from pathlib import Path
 
 FAMILY_TYPES = re.compile(r"^(DDPMModel|FlowModel|DDPMPipeline|FlowPipeline)$")
 FAMILY_WORDS = {"ddpm", "rf", "flow", "ldm"}
-SAMPLERS = ("ddpm", "ddim", "dpm++2m", "dpm++3m", "unipc", "euler", "midpoint", "heun", "rk4", "dopri5")
+SAMPLERS = (
+    "ddpm",
+    "ddim",
+    "dpm++2m",
+    "dpm++3m",
+    "unipc",
+    "euler",
+    "midpoint",
+    "heun",
+    "rk4",
+    "dopri5",
+)
 
 
 def functions(tree: ast.AST):
