@@ -343,9 +343,10 @@ def _check_room(req: SampleRequest, pipe: Pipeline, n: int, labelled: bool,
     """Refuse a request whose output cannot fit on disk, or one batch of it in memory
     (guidance doubles the network's rows; labels and hints are held for all ``n``)."""
     from diffkit.app.room import check_images_disk, check_sampling_memory, image_shape_of
+    from diffkit.runs.samples import GRID_MAX
 
     parent = (req.out or default_out(req.source, "x")).parent
-    check_images_disk(n, image_shape_of(pipe), parent, grid=min(n, 256))
+    check_images_disk(n, image_shape_of(pipe), parent, grid=min(n, GRID_MAX))
     guided = req.guidance != 1.0 and (labelled or hinted_)
     check_sampling_memory(pipe, n, req.batch_size, rows=2 if guided else 1, labelled=labelled,
                           hinted=hinted_)  # fmt: skip

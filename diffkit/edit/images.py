@@ -49,12 +49,10 @@ def image_shape(spec: str, data_dir: Path, size: int | None = None) -> tuple[int
         if size is not None:
             raise ImageError(f"--size resizes image files; {spec} keeps its dataset's size")
         from diffkit.config.run import DataConfig
-        from diffkit.data.registry import load_dataset
+        from diffkit.data.registry import image_shape as dataset_shape
 
-        data = load_dataset(DataConfig(dataset=item["dataset"]), data_dir, item["split"],
-                            download=False)  # type: ignore[arg-type]  # fmt: skip
-        c, h, w = data.images.shape[1:]
-        return int(c), int(h), int(w)
+        c, side = dataset_shape(DataConfig(dataset=item["dataset"]))  # known without loading
+        return c, side, side
     with open_image(spec, "--image", ImageError) as img:
         channels = 1 if img.mode in GRAY_MODES else 3
         h, w = (size, size) if size is not None else (img.height, img.width)

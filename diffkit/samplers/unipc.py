@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from diffkit.samplers.common import Denoiser, StepCallback, prev_alpha_bars
+from diffkit.samplers.dpm_solver import half_log_snr
 from diffkit.samplers.ode import check_start, steered
 from diffkit.samplers.registry import sampler
 from diffkit.schedules import DDPMSchedule
@@ -102,8 +103,7 @@ def unipc_sample(
                 if d1_prev is not None:  # UniC-2 also re-weights UniP-2's D_1 (1/2 -> rho_1)
                     delta = delta + (rho_1 - 0.5) * d1_prev
                 x = x - a_b * delta
-            lam = 0.5 * math.log(ab / (1 - ab))  # (3) lambda = log(a / s)
-            lam_next = 0.5 * math.log(ab_next / (1 - ab_next))
+            lam, lam_next = half_log_snr(ab), half_log_snr(ab_next)  # (3) lambda = log(a / s)
             h = lam_next - lam  # h_{i+1} = lambda_{i+1} - lambda_i
             s, s_next, a_next = (1 - ab) ** 0.5, (1 - ab_next) ** 0.5, ab_next**0.5
             a_b = a_next * math.expm1(-h)  # a_{i+1} B(h), B(h) = e^{-h} - 1 ("bh2")

@@ -3,7 +3,6 @@ prints nothing on stdout, and leaves every file that already existed as it was."
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import shutil
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from diffkit.runs import load_checkpoint, save_checkpoint
-from tests.cli.util import TINY, invoke, last_line
+from tests.cli.util import TINY, invoke, last_line, refused
 
 
 @pytest.fixture(scope="module")
@@ -99,28 +98,7 @@ CASES = [
 ]
 
 
-def _snapshot(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.mark.parametrize(("line", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_bad_invocation(world, line: str, expected: str, monkeypatch):
-    monkeypatch.setenv("DIFFKIT_DATA_DIR", str(world["data"]))
-    monkeypatch.setenv("DIFFKIT_RUNS_DIR", str(world["root"] / "runs"))
-    args = [a.format(**world) for a in line.split()]
-    while "=" in args[0]:  # leading NAME=VALUE words set the environment, as in a shell
-        name, value = args.pop(0).split("=", 1)
-        monkeypatch.setenv(name, value)
-    before = _snapshot(world["root"])
-    result = invoke(*args)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert expected in lines[0], lines[0]
-    assert result.stdout == ""
-    assert _snapshot(world["root"]) == before
+    assert expected in refused(line, world, monkeypatch)
     assert not (world["root"] / "pwned").exists()

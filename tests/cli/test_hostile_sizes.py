@@ -5,13 +5,12 @@ disk are faked small (``diffkit.resources.available_memory`` / ``free_disk``).""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
 import diffkit.resources
-from tests.cli.util import TINY, invoke, last_line
+from tests.cli.util import TINY, invoke, last_line, refused
 
 MEMORY = 64 << 20  # 64 MB: the tiny models load (about 1.5 MB), a few images fit
 BIG = 10**30
@@ -69,30 +68,14 @@ HUGE_CASES = [
 ]
 
 
-def _snapshot(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
-        for p in sorted(root.rglob("*"))
-    }
-
-
 def _refused(world, line: str, monkeypatch, tmp_path: Path) -> str:
     """Run ``line`` (from the scratch folder, outputs under the world's runs) and check the
     refusal; its one line."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DIFFKIT_DATA_DIR", str(world["data"]))
-    monkeypatch.setenv("DIFFKIT_RUNS_DIR", str(world["runs"]))
-    args = [a.format(**world) for a in line.split()]
-    before = _snapshot(world["root"])
-    result = invoke(*args)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "needs about" in lines[0], lines[0]
-    assert result.stdout == ""
-    assert _snapshot(world["root"]) == before  # not even an empty folder
+    line_ = refused(line, world, monkeypatch, folders=True)  # not even an empty folder
+    assert "needs about" in line_, line_
     assert not any(tmp_path.iterdir())
-    return lines[0]
+    return line_
 
 
 @pytest.mark.parametrize("line", MEMORY_CASES)

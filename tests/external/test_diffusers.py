@@ -63,6 +63,21 @@ def noise_and_generator(shape) -> tuple[torch.Tensor, torch.Generator]:
     return torch.randn(shape, generator=g), g
 
 
+def scheduler_reference(folder: Path, scheduler: type, steps: int, **config):
+    """(noise, diffusers' sample): the multistep ``scheduler`` class, configured from the tiny
+    DDPM's own scheduler with ``config``, stepped over ``steps`` from the first seeded draw
+    (3 images)."""
+    ddpm = diffusers.DDPMPipeline.from_pretrained(folder)
+    sched = scheduler.from_config(ddpm.scheduler.config, **config)
+    sched.set_timesteps(steps)
+    noise, _ = noise_and_generator((3, 1, 16, 16))
+    ref = noise.clone()
+    with torch.no_grad():
+        for t in sched.timesteps:
+            ref = sched.step(ddpm.unet(ref, t).sample, t, ref).prev_sample
+    return noise, ref
+
+
 @pytest.mark.parametrize("steps", [50, 10])
 def test_ddpm_matches_diffusers_ddpm_pipeline(folder: Path, steps: int):
     theirs = diffusers.DDPMPipeline.from_pretrained(folder)
@@ -96,17 +111,11 @@ def test_ddim_matches_diffusers_ddim_pipeline(folder: Path, steps: int, eta: flo
 def test_dpm_solver_matches_diffusers_on_a_trailing_grid(folder: Path, steps: int):
     """diffusers' DPM-Solver++ spaces "leading" grids its own way (no t = 0), so the grids
     are matched on trailing spacing, which both define alike."""
-    ddpm = diffusers.DDPMPipeline.from_pretrained(folder)
-    sched = diffusers.DPMSolverMultistepScheduler.from_config(
-        ddpm.scheduler.config, algorithm_type="dpmsolver++", solver_order=2,
-        final_sigmas_type="zero", timestep_spacing="trailing", lower_order_final=True,
+    noise, ref = scheduler_reference(
+        folder, diffusers.DPMSolverMultistepScheduler, steps, algorithm_type="dpmsolver++",
+        solver_order=2, final_sigmas_type="zero", timestep_spacing="trailing",
+        lower_order_final=True,
     )  # fmt: skip
-    sched.set_timesteps(steps)
-    noise, _ = noise_and_generator((3, 1, 16, 16))
-    ref = noise.clone()
-    with torch.no_grad():
-        for t in sched.timesteps:
-            ref = sched.step(ddpm.unet(ref, t).sample, t, ref).prev_sample
     pipe = load_pipeline(folder)
     x, _ = pipe.generate(noise, "dpm++2m", steps, opts=SampleOptions(spacing="trailing",
                                                                       clip=False))  # fmt: skip

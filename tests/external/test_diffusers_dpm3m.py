@@ -12,30 +12,19 @@ diffusers = pytest.importorskip("diffusers")
 
 from diffkit.methods.load import load_pipeline  # noqa: E402
 from diffkit.methods.pipeline import SampleOptions  # noqa: E402
-from tests.external.test_diffusers import noise_and_generator, save  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    return save(tmp_path_factory.mktemp("diffusers") / "ddpm", clip_sample=True)
+from tests.external.test_diffusers import folder, scheduler_reference  # noqa: E402, F401
 
 
 @pytest.mark.parametrize("steps", [5, 10, 20])
-def test_dpm_solver_3m_matches_diffusers_on_a_trailing_grid(folder: Path, steps: int):
+def test_dpm_solver_3m_matches_diffusers_on_a_trailing_grid(folder: Path, steps: int):  # noqa: F811
     """On trailing spacing, which both define alike (as for dpm++2m). 5 and 10 steps take
     the second-to-last step at second order (lower_order_final, under 15 steps), 20 at
     third."""
-    ddpm = diffusers.DDPMPipeline.from_pretrained(folder)
-    sched = diffusers.DPMSolverMultistepScheduler.from_config(
-        ddpm.scheduler.config, algorithm_type="dpmsolver++", solver_order=3,
-        final_sigmas_type="zero", timestep_spacing="trailing", lower_order_final=True,
+    noise, ref = scheduler_reference(
+        folder, diffusers.DPMSolverMultistepScheduler, steps, algorithm_type="dpmsolver++",
+        solver_order=3, final_sigmas_type="zero", timestep_spacing="trailing",
+        lower_order_final=True,
     )  # fmt: skip
-    sched.set_timesteps(steps)
-    noise, _ = noise_and_generator((3, 1, 16, 16))
-    ref = noise.clone()
-    with torch.no_grad():
-        for t in sched.timesteps:
-            ref = sched.step(ddpm.unet(ref, t).sample, t, ref).prev_sample
     pipe = load_pipeline(folder)
     opts = SampleOptions(spacing="trailing", clip=False)
     x, nfe = pipe.generate(noise, "dpm++3m", steps, opts=opts)

@@ -12,7 +12,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from diffkit.methods.load import load_pipeline  # noqa: E402
 from diffkit.methods.pipeline import SampleOptions  # noqa: E402
-from tests.external.test_diffusers import folder, noise_and_generator  # noqa: E402, F401
+from tests.external.test_diffusers import folder, scheduler_reference  # noqa: E402, F401
 
 
 @pytest.mark.parametrize("steps", [5, 10, 20])
@@ -21,18 +21,11 @@ def test_unipc_matches_diffusers_on_a_trailing_grid(folder: Path, steps: int):  
     corrector on every step, a first-order final step to sigma = 0. Trailing spacing, as for
     DPM-Solver++ (their "leading" grid has no t = 0). The model is evaluated at the
     predicted point in both, and the corrector reuses that evaluation."""
-    ddpm = diffusers.DDPMPipeline.from_pretrained(folder)
-    sched = diffusers.UniPCMultistepScheduler.from_config(
-        ddpm.scheduler.config, solver_order=2, predict_x0=True, solver_type="bh2",
-        lower_order_final=True, final_sigmas_type="zero", timestep_spacing="trailing",
-        disable_corrector=[],
+    noise, ref = scheduler_reference(
+        folder, diffusers.UniPCMultistepScheduler, steps, solver_order=2, predict_x0=True,
+        solver_type="bh2", lower_order_final=True, final_sigmas_type="zero",
+        timestep_spacing="trailing", disable_corrector=[],
     )  # fmt: skip
-    sched.set_timesteps(steps)
-    noise, _ = noise_and_generator((3, 1, 16, 16))
-    ref = noise.clone()
-    with torch.no_grad():
-        for t in sched.timesteps:
-            ref = sched.step(ddpm.unet(ref, t).sample, t, ref).prev_sample
     pipe = load_pipeline(folder)
     opts = SampleOptions(spacing="trailing", clip=False)
     x, nfe = pipe.generate(noise, "unipc", steps, opts=opts)
