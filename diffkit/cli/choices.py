@@ -34,7 +34,9 @@ def steps_help() -> str:
     from diffkit.samplers import registry
 
     own = ", ".join(f"{n} {s.steps}" for n, s in registry.specs().items() if s.steps)
-    return f"T for {registry.ancestral()}, {own}, {registry.DEFAULT_STEPS} otherwise"
+    return (f"a distilled model's own (a reflow-distilled flow's k); else T for "
+            f"{registry.ancestral()}, {own}, "
+            f"{registry.DEFAULT_STEPS} otherwise")  # fmt: skip
 
 
 def ddpm_samplers() -> list[str]:
@@ -50,6 +52,7 @@ def sampler_help() -> str:
     family and each family's default."""
     from diffkit.samplers import registry
 
-    solvers = registry.names("flow")
-    return (f"{' | '.join(ddpm_samplers())} (DDPM models), or an ODE solver: {' | '.join(solvers)} "
-            f"(any model; default: {family_defaults()}).")  # fmt: skip
+    solvers, jumps = registry.calling("ode"), registry.calling("x0")
+    return (f"{' | '.join(ddpm_samplers())} (DDPM models), an ODE solver: {' | '.join(solvers)}, "
+            f"or {' | '.join(jumps)} (any model; default: {family_defaults()}, consistency "
+            "for a distilled student).")  # fmt: skip

@@ -62,8 +62,7 @@ EVAL = (
     any_sampler(lambda: "Sampler or ODE solver for runs (see `diffkit sample --help`; "
                 f"default: {family_defaults()})."),
     Deferred("steps", lambda: option(
-        "steps", int | None, f"Sampling steps (default: {steps_help()}; a distilled flow's "
-        "own k).", SAMPLER)),
+        "steps", int | None, f"Sampling steps (default: {steps_help()}).", SAMPLER)),
     ETA, SPACING, RTOL, ATOL, GUIDANCE_SCALE, GUIDE_MODEL, SEED, BATCH, FEATURES, CLASSIFIER_PATH,
     option("inception_weights", Path | None, "InceptionV3 .pth (env DIFFKIT_INCEPTION_WEIGHTS; "
            "default: torch hub cache).", METRICS),

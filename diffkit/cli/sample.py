@@ -43,7 +43,7 @@ SAMPLE = (
              "extra)."),
     any_sampler(sampler_help),
     Deferred("steps", lambda: option(
-        "steps", int | None, f"Steps (default: {steps_help()}; a distilled flow's own k).",
+        "steps", int | None, f"Steps (default: {steps_help()}).",
         SAMPLER)),
     RTOL, ATOL, ETA, SPACING,
     option("variance", Literal["fixed_small", "fixed_large", "learned_range"] | None,

@@ -142,6 +142,8 @@ class DDPMPipeline(Pipeline):
         clip = self.clip_rule(opts.clip)
         prediction = self.model.prediction
         spec = load(sampler)
+        if spec.family == "x0":
+            return self._x0_sample(net, x, spec, ts, clip, generator, on_step, start, callback)
         if spec.family == "ode":
             if spec.adaptive:  # only the end points matter
                 ts = spaced_timesteps(sched.num_steps, sched.num_steps, "trailing")
@@ -158,6 +160,28 @@ class DDPMPipeline(Pipeline):
         x = spec.fn(self.denoiser(net, clip), x, ts, sched, start=start,
                     callback=_step_callback(on_step, callback), **kwargs)  # fmt: skip
         return x, steps - start
+
+    def _x0_sample(self, net, x, spec, ts, clip, generator, on_step, start, callback):
+        """A sampler of the ``x0`` family over the timesteps ``ts``: the consistency
+        function ``c_skip x_t + c_out x0_hat`` (:func:`~diffkit.samplers.consistency.
+        lcm_boundary`), noise put back with q(x_t | x_0)."""
+        from diffkit.samplers.consistency import lcm_boundary
+
+        denoiser = self.denoiser(net, clip)
+        sched = self.schedule
+
+        def denoise(xt: Tensor, i: int) -> Tensor:
+            t = torch.full((xt.shape[0],), int(ts[i]), device=xt.device, dtype=torch.long)
+            c_skip, c_out = lcm_boundary(ts[i])
+            return (c_skip * xt + c_out * denoiser(xt, t)[1]).to(xt.dtype)
+
+        def renoise(x0: Tensor, i: int, z: Tensor) -> Tensor:
+            t = torch.full((x0.shape[0],), int(ts[i]), device=x0.device, dtype=torch.long)
+            return sched.q_sample(x0, t, z)
+
+        x = spec.fn(denoise, renoise, x, len(ts), generator=generator, start=start,
+                    callback=_x0_callback(on_step, callback))  # fmt: skip
+        return x, len(ts) - start
 
     # Export to diffusers (diffkit.external.export, which imports diffusers and passes it)
 
@@ -213,6 +237,20 @@ def _step_callback(on_step, callback):
         return None
 
     def step(i: int, x: Tensor, x0: Tensor) -> Tensor | None:
+        if on_step is not None:
+            on_step()
+        return callback(i, x) if callback is not None else None
+
+    return step
+
+
+def _x0_callback(on_step, callback):
+    """An ``x0``-family sampler's ``callback(i, x)`` from a progress tick and a steering
+    callback; None when there is neither."""
+    if on_step is None and callback is None:
+        return None
+
+    def step(i: int, x: Tensor) -> Tensor | None:
         if on_step is not None:
             on_step()
         return callback(i, x) if callback is not None else None

@@ -87,6 +87,22 @@ class FlowPipeline(Pipeline):
     def integrate(self, net, x, sampler, steps, opts, generator, on_step, start=0, callback=None):
         times = flow_time_grid(steps)
         velocity = make_velocity(net, time_scale=self.model.time_scale)
+        spec = sampler_spec(sampler)
+        if spec.family == "x0":  # grid point i at time i / steps; the last is clean data
+            from diffkit.methods.ddpm import _x0_callback
+            from diffkit.samplers.registry import load
+
+            def denoise(xt: Tensor, i: int) -> Tensor:
+                t = float(times[i])
+                return xt + (1 - t) * velocity(xt, torch.full((xt.shape[0],), t, device=xt.device))
+
+            def renoise(x1: Tensor, i: int, z: Tensor) -> Tensor:
+                t = float(times[i])
+                return t * x1 + (1 - t) * z
+
+            x = load(sampler).fn(denoise, renoise, x, steps, generator=generator, start=start,
+                                 callback=_x0_callback(on_step, callback))  # fmt: skip
+            return x, steps - start
         return solve(sampler, velocity, x, times, rtol=opts.rtol, atol=opts.atol,
                      on_step=on_step, start=start, callback=callback)  # fmt: skip
 

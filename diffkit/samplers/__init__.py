@@ -8,6 +8,8 @@
 * ``(velocity, x, times) -> x``: the ODE solvers of :mod:`diffkit.samplers.ode`, over a
   rectified flow (:func:`make_velocity`) or a DDPM's probability-flow ODE
   (:func:`diffkit.samplers.probability_flow.ddpm_velocity`).
+* ``(denoise, renoise, x, steps) -> x``: :func:`consistency_sample`, multistep consistency
+  sampling over any model's clean-data estimate.
 
 Every sampler is declared once, by :func:`~diffkit.samplers.registry.sampler` on its
 function; :mod:`diffkit.samplers.registry` is what the rest of diffkit asks. The names
@@ -21,7 +23,7 @@ from diffkit.lazy import lazy_attributes
 
 _WHERE = {
     "Denoiser": "common", "make_denoiser": "common", "make_velocity": "common",
-    "ddim_sample": "ddim", "Variance": "ddpm", "ddpm_sample": "ddpm",
+    "consistency_sample": "consistency", "ddim_sample": "ddim", "Variance": "ddpm", "ddpm_sample": "ddpm",
     "dpm_solver_pp_2m": "dpm_solver", "dpm_solver_pp_3m": "dpm_solver_3m", "Velocity": "ode",
     "dopri5": "ode", "euler": "ode", "heun": "ode", "midpoint": "ode", "rk4": "ode",
     "solve": "ode",

@@ -21,6 +21,11 @@ options a sampler accepts, progress lengths, output names and the dispatch of
   velocity evaluations), or, with ``calls_per_step=None``, an adaptive solver
   ``fn(velocity, x, t0, t1, *, rtol, atol, on_eval) -> (x, evaluations)``. Every model takes
   them: a flow directly, a DDPM through its probability-flow velocity.
+* ``x0``: ``fn(denoise, renoise, x, steps, *, start, callback, [generator])`` over a grid
+  of ``steps`` points that the model's family lays out (noise at 0): ``denoise(x, i)`` is
+  the model's estimate of clean data from the state at point i, ``renoise(x0, i, z)`` clean
+  data put back at point i with noise z (:mod:`diffkit.samplers.consistency`). Every model
+  takes them.
 
 The CLI must not import torch to list the samplers, so the declarations of the samplers in
 this package are also read from their source (:func:`_declared`): the decorator's arguments
@@ -39,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-Family = Literal["ddpm", "ode"]
+Family = Literal["ddpm", "ode", "x0"]
 DEFAULT_ORDER = 1000
 DEFAULT_STEPS = 50  # the steps of a sampler that declares none
 
@@ -71,8 +76,8 @@ class SamplerSpec:
     def fits(self, model_family: str) -> bool:
         """Whether this sampler works on a model of ``model_family``: a DDPM takes every
         sampler (the ODE solvers through its probability-flow velocity), a flow the ODE
-        solvers."""
-        return self.family == "ode" or self.family == model_family
+        solvers; both take the ``x0`` family's."""
+        return self.family in ("ode", "x0") or self.family == model_family
 
     @property
     def adaptive(self) -> bool:
@@ -102,7 +107,7 @@ def sampler(
     """Register the decorated function as sampler ``name`` (see the module docstring for
     the calling convention of each ``family``); the function is returned unchanged."""
     if family not in get_args(Family):
-        raise ValueError(f"sampler {name!r}: family must be 'ddpm' or 'ode', not {family!r}")
+        raise ValueError(f"sampler {name!r}: family must be 'ddpm', 'ode' or 'x0', not {family!r}")
     if family == "ddpm" and calls_per_step is None:
         raise ValueError(f"sampler {name!r}: a ddpm-family sampler has a fixed step count")
 
@@ -152,6 +157,11 @@ def specs() -> dict[str, SamplerSpec]:
 def names(family: str | None = None) -> tuple[str, ...]:
     """The samplers that fit a model ``family`` (:meth:`SamplerSpec.fits`; None: all)."""
     return tuple(n for n, s in specs().items() if family is None or s.fits(family))
+
+
+def calling(family: Family) -> tuple[str, ...]:
+    """The samplers of one calling convention (``ode``: the ODE solvers), in listing order."""
+    return tuple(n for n, s in specs().items() if s.family == family)
 
 
 def default(model_family: str) -> str:
@@ -210,5 +220,5 @@ def unregister(name: str) -> None:
     _LIVE.pop(name, None)
 
 
-__all__ = ["SamplerSpec", "ancestral", "default", "fixed_step", "load", "names", "sampler",
+__all__ = ["SamplerSpec", "ancestral", "calling", "default", "fixed_step", "load", "names", "sampler",
            "sampler_spec", "specs", "unregister"]  # fmt: skip

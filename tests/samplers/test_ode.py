@@ -62,7 +62,7 @@ def test_solve_counts_evaluations_and_matches_solve_fixed(x0):
         return gaussian_velocity(x, t)
 
     times = flow_time_grid(10)
-    for solver in registry.fixed_step(registry.names("flow")):
+    for solver in registry.fixed_step(registry.calling("ode")):
         per_step = registry.sampler_spec(solver).calls_per_step
         calls.clear()
         x, nfe = solve(solver, v, x0, times)  # type: ignore[arg-type]

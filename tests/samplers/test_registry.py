@@ -24,7 +24,7 @@ from diffkit.samplers import ddim_sample, registry
 from diffkit.samplers.registry import _declared, fixed_step, sampler, sampler_spec
 
 BUILTIN = ["ddpm", "ddim", "dpm++2m", "dpm++3m", "unipc", "euler", "midpoint", "heun", "rk4",
-           "dopri5"]  # fmt: skip
+           "dopri5", "consistency"]  # fmt: skip
 
 
 def test_the_source_declares_what_the_modules_register():
@@ -42,10 +42,11 @@ def test_the_source_declares_what_the_modules_register():
 def test_families_defaults_and_costs():
     assert registry.names() == tuple(BUILTIN)
     assert tuple(BUILTIN) == DDPMPipeline.SAMPLERS
-    assert FlowPipeline.SAMPLERS == ("euler", "midpoint", "heun", "rk4", "dopri5")
+    assert FlowPipeline.SAMPLERS == ("euler", "midpoint", "heun", "rk4", "dopri5", "consistency")
+    assert registry.calling("ode") == ("euler", "midpoint", "heun", "rk4", "dopri5")
     assert (DDPMPipeline.DEFAULT_SAMPLER, FlowPipeline.DEFAULT_SAMPLER) == ("dpm++2m", "euler")
     costs = {n: sampler_spec(n).calls_per_step for n in fixed_step(FlowPipeline.SAMPLERS)}
-    assert costs == {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+    assert costs == {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "consistency": 1}
     assert [n for n in BUILTIN if sampler_spec(n).adaptive] == ["dopri5"]
     assert fixed_step(["ddim", "dopri5", "rk4"]) == ["ddim", "rk4"]
 
@@ -73,7 +74,7 @@ def test_tags_and_lookup():
 
 def test_configs_accept_what_the_registry_offers():
     assert TrainConfig(preview_sampler="dpm++2m").preview_sampler == "dpm++2m"
-    with pytest.raises(ValueError, match="Input should be 'euler', 'midpoint', 'heun', 'rk4' or"):
+    with pytest.raises(ValueError, match="Input should be 'euler', 'midpoint', 'heun', 'rk4', 'dopri5' or"):
         FlowTrainConfig(preview_sampler="ddim")
 
 
@@ -102,7 +103,7 @@ def toy():
 
 def test_a_registered_sampler_is_offered_and_used(toy):
     text = CliRunner().invoke(app, ["sample", "--help"], env={"COLUMNS": "200"}).output
-    assert "|rk4|dopri5|toy" in text and " | toy (DDPM models)" in text
+    assert "|dopri5|consistency|toy" in text and " | toy (DDPM models)" in text
     assert "toy" in DDPMPipeline.SAMPLERS and "toy" not in FlowPipeline.SAMPLERS
     cfg = resolve_run_config(DDPMRunConfig, {"preset": "tiny"})
     torch.manual_seed(0)
