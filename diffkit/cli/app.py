@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from diffkit import __version__
-from diffkit.cli import cache_bench, data, denoise_bench, edit, reflow, runs, sample, train
+from diffkit.cli import cache_bench, data, denoise_bench, distill, edit, reflow, runs, sample, train
 from diffkit.cli import ema as ema_cmd
 from diffkit.cli import eval as eval_cmd
 from diffkit.cli import export as export_cmd
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(train.app, name="train")
 app.add_typer(reflow.app, name="reflow")
+app.command("distill")(distill.distill)
 app.add_typer(edit.app, name="edit")
 app.command("sample")(sample.sample)
 app.command("runs")(runs.runs)

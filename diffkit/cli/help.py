@@ -18,8 +18,8 @@ import inspect
 import re
 from typing import Any
 
-COMMAND_ORDER = ("train", "sample", "edit", "eval", "reflow", "cache-bench", "denoise-bench",
-                 "ema", "export", "data", "runs")  # fmt: skip
+COMMAND_ORDER = ("train", "sample", "edit", "eval", "reflow", "cache-bench", "distill",
+                 "denoise-bench", "ema", "export", "data", "runs")  # fmt: skip
 """Root commands in this order; any other command follows, in registration order."""
 
 SUMMARY = {
@@ -48,6 +48,7 @@ SUMMARY = {
     "reflow train": "Train the next rectified flow (or a distilled one) on pairs.",
     "reflow straightness": "How far a flow's ODE paths are from straight lines.",
     "cache-bench": "DeepCache speed-up against quality at each cache interval.",
+    "distill": "Few-step students of a DDPM or flow: consistency models, reflow.",
     "denoise-bench": "PSNR of denoisers over noise levels, with baselines.",
     "ema": "Post-hoc EMA: rebuild a run's EMA at other decays from snapshots.",
     "export": "Write a run as a folder that diffusers loads.",

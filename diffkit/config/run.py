@@ -226,6 +226,43 @@ class InitConfig(Frozen):
     )
 
 
+DistillMethod = Literal["cd", "ect"]
+
+
+class DistillConfig(Frozen):
+    """A few-step student (``diffkit distill``): a consistency model of its teacher, whose
+    network and weights it starts from. ``cd``: consistency distillation (Song et al. 2023),
+    the target one teacher ODE step along a ``teacher_steps`` grid; ``ect``: easy
+    consistency tuning (Geng et al. 2024), no teacher evaluations, the gap between the two
+    noise levels shrinking by ``ect_q`` every ``ect_stage_steps`` steps."""
+
+    method: DistillMethod = Field(description="cd | ect")
+    teacher: str = Field(description="the run or checkpoint distilled (its EMA weights)")
+    teacher_sha256: str = Field(description="sha256 of the teacher's EMA weights")
+    steps: int = Field(2, ge=1, le=1000, description="the student's default sampling steps")
+    teacher_steps: int = Field(
+        50, ge=2, le=1000, description="cd: the grid the teacher steps along"
+    )
+    guidance: float = Field(
+        1.0, ge=0, le=20, description="cd: the teacher's CFG scale, baked into the student "
+        "(class-conditional teachers; 1 = plain conditional, guidance kept for sampling)"
+    )  # fmt: skip
+    target: Literal["ema", "live"] = Field(
+        "ema", description="cd: the target network, the EMA of the student's weights (Song "
+        "et al. 2023) or its current weights (stop-gradient)"
+    )  # fmt: skip
+    huber_c: float | None = Field(
+        None, gt=0, description="pseudo-Huber loss constant (None: 0.00054 sqrt(d), "
+        "Song and Dhariwal 2023)"
+    )  # fmt: skip
+    ect_q: float = Field(2.0, gt=1, description="ect: the gap shrinks by this factor per stage")
+    ect_stage_steps: int = Field(
+        250, ge=1, description="ect: optimizer steps per stage of the gap schedule"
+    )
+    ect_log_sigma_mean: float = Field(-1.1, description="ect: training noise levels, ln sigma mean")
+    ect_log_sigma_std: float = Field(2.0, gt=0, description="ect: ln sigma std")
+
+
 class GenerativeRunConfig(Frozen):
     """What DDPM and rectified-flow runs share: a denoiser (UNet, or MLP for flat latents)
     trained on pixels or, with a ``latent`` section, on a VAE's latents."""
@@ -238,6 +275,9 @@ class GenerativeRunConfig(Frozen):
     latent: LatentConfig | None = None
     init_from: InitConfig | None = Field(
         None, description="fine-tuning: the weights training started from"
+    )
+    distill: DistillConfig | None = Field(
+        None, description="a few-step student: how it was distilled, and from which teacher"
     )
 
     @property

@@ -56,8 +56,17 @@ if TYPE_CHECKING:
     from diffkit.models.codec import Codec
 
 
-def objective_for(cfg: GenerativeRunConfig, paired: bool = False):
-    """The training loss of a config's method (:data:`~diffkit.methods.registry.METHODS`)."""
+def objective_for(cfg: GenerativeRunConfig, paired: bool = False,
+                  device: torch.device | None = None):  # fmt: skip
+    """The training loss of a config's method (:data:`~diffkit.methods.registry.METHODS`);
+    a few-step student's consistency loss (:mod:`diffkit.methods.distill`), its teacher
+    loaded onto ``device``."""
+    if cfg.distill is not None:
+        from diffkit.methods.distill import student_objective, teacher_network
+
+        needs = cfg.distill.method == "cd"
+        teacher = teacher_network(cfg, device or torch.device("cpu")) if needs else None
+        return student_objective(cfg, teacher)
     return method_objective(cfg, paired)
 
 
@@ -224,11 +233,12 @@ def train_generative(
         evaluate = None
         if dist.is_main:
             evaluate = _evaluation(cfg, settings, device, classifier, codec, on_event)
+        objective = objective_for(cfg, pairs is not None, device)  # a student loads its teacher
         # everything above validated the inputs; only now touch the disk
         run = _run_folder(cfg, settings, dist, held, resume, state, len(batches), on_run_dir)
         t0 = time.time()
         result = train(
-            model, objective_for(cfg, paired=pairs is not None), batches, cfg.train,
+            model, objective, batches, cfg.train,
             device=device, autocast_dtype=autocast_dtype, run=run if dist.is_main else None,
             run_config=cfg.model_dump(mode="json"), dist=dist, resume=ckpt,
             preview=_preview(cfg, device, codec, run), evaluate=evaluate, on_event=on_event,

@@ -89,9 +89,12 @@ class _FamilySamplers:
 
 
 class _FamilyDefault:
-    """``Pipeline.DEFAULT_SAMPLER``: the sampler declared the default for ``FAMILY``."""
+    """``Pipeline.DEFAULT_SAMPLER``: the sampler declared the default for ``FAMILY``; on a
+    pipeline whose model has its own (a distilled student's), that one."""
 
-    def __get__(self, obj: object, owner: type[Pipeline]) -> str:
+    def __get__(self, obj: Pipeline | None, owner: type[Pipeline]) -> str:
+        if obj is not None and obj.model.sampler:
+            return obj.model.sampler
         return registry.default(owner.FAMILY) if owner.FAMILY else ""
 
 

@@ -58,8 +58,10 @@ class Method:
     family: Family | None = None
 
     def runs_folder(self, cfg: Any) -> str:
-        """The ``runs/`` sub-folder of a run of this method; a reflowed or distilled flow
-        goes to ``reflow``."""
+        """The ``runs/`` sub-folder of a run of this method; a reflowed (or reflow-
+        distilled) flow goes to ``reflow``, a consistency student to ``distill``."""
+        if getattr(cfg, "distill", None) is not None:
+            return "distill"
         return "reflow" if getattr(cfg, "reflow", None) is not None else self.folder
 
     @property
@@ -87,9 +89,12 @@ def _flow_objective(cfg: FlowRunConfig, paired: bool) -> FlowObjective:
 
 
 def _common(cfg: GenerativeRunConfig, net: nn.Module, codec: Codec | None) -> dict:
+    """The Model fields every generative method fills alike; a consistency student samples
+    with the consistency sampler at its own steps by default."""
+    own = {"steps": cfg.distill.steps, "sampler": "consistency"} if cfg.distill else {}
     return {"net": net, "sample_shape": cfg.sample_shape, "codec": codec,
             "conditioning": "class" if cfg.num_classes else "none",
-            "num_classes": cfg.num_classes, "name": cfg.method}  # fmt: skip
+            "num_classes": cfg.num_classes, "name": cfg.method, **own}  # fmt: skip
 
 
 def _ddpm_model(cfg: DDPMRunConfig, net: nn.Module, codec: Codec | None) -> DDPMModel:
@@ -98,8 +103,10 @@ def _ddpm_model(cfg: DDPMRunConfig, net: nn.Module, codec: Codec | None) -> DDPM
 
 
 def _flow_model(cfg: FlowRunConfig, net: nn.Module, codec: Codec | None) -> FlowModel:
-    distill = cfg.reflow.distill_steps if cfg.reflow is not None else None
-    return FlowModel(**_common(cfg, net, codec), steps=distill)
+    common = _common(cfg, net, codec)
+    if cfg.reflow is not None and cfg.reflow.distill_steps:
+        common["steps"] = cfg.reflow.distill_steps
+    return FlowModel(**common)
 
 
 METHODS: dict[str, Method] = {

@@ -49,6 +49,8 @@ class Model:
     num_classes: int | None = None
     codec: Codec | None = None  # decodes latents to images; None: pixel space
     name: str = "model"  # what it is, for messages ("ddpm", "diffusers DDPMPipeline", ...)
+    steps: int | None = None  # a distilled model's own step count (None: the sampler's)
+    sampler: str | None = None  # a distilled model's own sampler (None: the family's default)
 
     family: ClassVar[Family]
 
@@ -72,8 +74,9 @@ class Model:
         raise NotImplementedError
 
     def default_steps(self, sampler: str) -> int:
-        """The steps a call to ``sampler`` takes when it names none."""
-        return registry.declared_steps(sampler)
+        """The steps a call to ``sampler`` takes when it names none: a distilled model's
+        own, else the sampler's declared steps."""
+        return self.steps or registry.declared_steps(sampler)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -101,7 +104,10 @@ class DDPMModel(Model):
         return self.schedule.num_steps
 
     def default_steps(self, sampler: str) -> int:
-        """T for a sampler that walks the whole grid, else the sampler's declared steps."""
+        """A distilled model's own steps; else T for a sampler that walks the whole grid,
+        else the sampler's declared steps."""
+        if self.steps:
+            return self.steps
         spec = registry.specs().get(sampler)
         if spec is not None and spec.whole_grid:
             return self.max_steps()
@@ -117,12 +123,9 @@ class FlowModel(Model):
     a one-step model), None for the solver's declared default."""
 
     time_scale: float = 1000.0  # the sinusoidal embedding sees the range a DDPM's would
-    steps: int | None = None
 
     family: ClassVar[Family] = "flow"
 
     def max_steps(self) -> int:
         return MAX_FLOW_STEPS
 
-    def default_steps(self, sampler: str) -> int:
-        return self.steps or registry.declared_steps(sampler)

@@ -473,6 +473,9 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         self.lr = lr_at(pos.step, cfg, self.total)
         set_lr(self.optimizer, self.lr)
+        begin = getattr(self.objective, "begin_step", None)
+        if begin is not None:  # an objective with a schedule or target of its own (distill)
+            begin(pos.step, self.ema.shadow)
         try:
             loss = self._forward_backward(x, y)
         except Exception as exc:

@@ -88,7 +88,7 @@ def test_options_sit_in_their_panels():
     train = _help("train", "ddpm")
     assert "Previews and evaluation" in train and "Optimisation" in train
     # A panel name is the same for the same option in every command that has it.
-    training = [c for p, c in ALL if p[0] == "train" or p == ("reflow", "train")]
+    training = [c for p, c in ALL if p[0] in ("train", "distill") or p == ("reflow", "train")]
     panels = {
         (o.name, o.rich_help_panel) for c in training for o in c.params if o.opts[0][0] == "-"
     }

@@ -1,0 +1,132 @@
+"""Few-step students of a trained DDPM or rectified flow (``diffkit distill``).
+
+A student is a run of its teacher's method and network (pixel or latent, unconditional or
+class-conditional), started from the teacher's EMA weights and trained with a consistency
+loss (:mod:`diffkit.objectives.consistency`); its config's ``distill`` section names the
+method and the teacher (with the sha256 of the weights distilled). Sampled like any run,
+it takes the consistency sampler (:mod:`diffkit.samplers.consistency`) at its own steps
+unless told otherwise, and resumes, previews, evaluates and exports as any run does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffkit.config.run import DDPMRunConfig, DistillConfig, GenerativeRunConfig, InitConfig
+from diffkit.errors import CheckpointError, UsageError
+from diffkit.eval.features import tensor_digest
+from diffkit.methods.registry import schedule_of
+from diffkit.objectives.consistency import (
+    ConsistencyDistillation,
+    ConsistencyTuning,
+    DDPMLevels,
+    FlowLevels,
+    Levels,
+)
+from diffkit.runs.checkpoint import load_checkpoint, read_checkpoint_header, resolve_checkpoint
+
+STUDENT_TRAIN = {
+    "lr": 2e-4, "warmup_steps": 50, "max_steps": 1000, "preview_sampler": "consistency",
+    "eval_sampler": "consistency",
+}  # fmt: skip
+"""A student's training defaults over its teacher's recipe (its batch, EMA and schedule
+stay the teacher's): a tenth of the small presets' learning rate, a short warm-up, 1000
+steps. Measured in docs/benchmarks.md (few-step generation)."""
+
+
+def teacher_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The EMA weights of a teacher run or checkpoint and their sha256."""
+    file = resolve_checkpoint(path)
+    weights = load_checkpoint(file, prefixes=("ema",)).section("ema")
+    return weights, tensor_digest(weights)
+
+
+def teacher_config(path: Path) -> dict[str, Any]:
+    """The stored config of a teacher run or checkpoint, from its header alone."""
+    return read_checkpoint_header(resolve_checkpoint(path)).config
+
+
+def student_config(
+    teacher: GenerativeRunConfig,
+    source: Path,
+    digest: str,
+    *,
+    method: str,
+    steps: int,
+    teacher_steps: int = 50,
+    guidance: float = 1.0,
+    overrides: dict[str, Any] | None = None,
+) -> GenerativeRunConfig:
+    """The config of a student of ``teacher`` (its run or checkpoint ``source``, EMA weights
+    of sha256 ``digest``): the teacher's model, data and latent sections, its recipe under
+    :data:`STUDENT_TRAIN` and then ``overrides`` (dotted keys, None = keep), a
+    ``distill`` section, and ``init_from`` the teacher's EMA weights. A reflowed teacher's
+    lineage stays in its own config: the student's names only the teacher."""
+    from diffkit.config.resolve import deep_merge, nest, validate
+
+    if teacher.distill is not None:
+        raise UsageError(f"{source} is a distilled student itself; distil its teacher, "
+                         f"{teacher.distill.teacher}")  # fmt: skip
+    if guidance != 1.0 and teacher.num_classes is None:
+        raise UsageError("--guidance bakes classifier-free guidance into a student of a "
+                         "class-conditional model; this teacher is unconditional")  # fmt: skip
+    where = str(Path(source).resolve())
+    src = teacher.model_dump(mode="json")
+    src.pop("reflow", None)
+    layer: dict[str, Any] = {
+        "name": f"{method}{steps}",
+        "train": STUDENT_TRAIN | {"preview_steps": steps, "eval_steps": steps, "epochs": 1},
+        "init_from": InitConfig(source=where, weights="ema", sha256=digest).model_dump(),
+        "distill": DistillConfig(method=method, teacher=where, teacher_sha256=digest,  # type: ignore[arg-type]
+                                 steps=steps, teacher_steps=teacher_steps,
+                                 guidance=guidance).model_dump(),  # fmt: skip
+    }
+    merged = deep_merge(deep_merge(src, layer), nest(overrides or {}))
+    return validate(type(teacher), merged)
+
+
+def levels_of(cfg: GenerativeRunConfig) -> Levels:
+    """The noise levels of a run's family."""
+    if isinstance(cfg, DDPMRunConfig):
+        return DDPMLevels(schedule_of(cfg), cfg.diffusion.prediction)
+    return FlowLevels()
+
+
+def student_objective(cfg: GenerativeRunConfig, teacher: nn.Module | None):
+    """The training loss of a student config; ``teacher`` (the teacher's network with its
+    EMA weights, on the training device) for consistency distillation."""
+    d = cfg.distill
+    assert d is not None, "not a student config"
+    common = {"levels": levels_of(cfg), "num_classes": cfg.num_classes,
+              "cond_drop": cfg.train.cond_drop, "huber_c": d.huber_c}  # fmt: skip
+    if d.method == "cd":
+        if teacher is None:
+            raise ValueError("consistency distillation needs the teacher's network")
+        return ConsistencyDistillation(**common, teacher=teacher, teacher_steps=d.teacher_steps,
+                                       guidance=d.guidance, target=d.target)  # fmt: skip
+    return ConsistencyTuning(**common, q=d.ect_q, stage_steps=d.ect_stage_steps,
+                             log_sigma_mean=d.ect_log_sigma_mean,
+                             log_sigma_std=d.ect_log_sigma_std)  # fmt: skip
+
+
+def teacher_network(cfg: GenerativeRunConfig, device: torch.device) -> nn.Module:
+    """The frozen teacher of a student config, its EMA weights checked against the sha256
+    the student recorded (a teacher that changed since is refused)."""
+    from diffkit.methods.pipeline import check_weights, load_weights
+    from diffkit.nn.build import build_model, meta_model
+
+    d = cfg.distill
+    assert d is not None, "not a student config"
+    header = read_checkpoint_header(resolve_checkpoint(Path(d.teacher)))
+    check_weights(meta_model(cfg.model), header.section("ema"), d.teacher, "ema.")
+    weights, digest = teacher_weights(Path(d.teacher))
+    if digest != d.teacher_sha256:
+        raise CheckpointError(f"the teacher {d.teacher} changed since this student started "
+                         f"(sha256 {digest[:16]}, recorded {d.teacher_sha256[:16]})")  # fmt: skip
+    net = build_model(cfg.model)
+    load_weights(net, weights, Path(d.teacher))
+    return net.to(device).eval().requires_grad_(False)
