@@ -164,6 +164,32 @@ class CacheRequest:
             raise UsageError(str(exc)) from None
 
 
+def guidance_interval(spec: str | None) -> tuple[float, float] | None:
+    """``--guidance-interval LO:HI`` as ``(lo, hi)``; UsageError naming a malformed one."""
+    if spec is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in spec.split(":"))
+    except ValueError:
+        raise UsageError(f"--guidance-interval takes LO:HI noise levels (sigma), e.g. 0.3:5, "
+                         f"not {spec!r}") from None  # fmt: skip
+    if not (0 <= lo < hi) or hi != hi:
+        raise UsageError(f"--guidance-interval needs 0 <= LO < HI, not {spec}")
+    return lo, hi
+
+
+def banded_by(pipe, interval: tuple[float, float] | None, guided: bool):
+    """``pipe`` guiding only on the noise levels of ``interval`` (None: everywhere); a
+    UsageError when nothing guides (``guided``: a guidance scale other than 1, or a sweep
+    of it)."""
+    if interval is None:
+        return pipe
+    if not guided:
+        raise UsageError("--guidance-interval limits guidance: give --guidance W (W != 1), "
+                         "with classes or --guide-model")  # fmt: skip
+    return pipe.banded(*interval)
+
+
 def autoguided_by(pipe, guide: Path | None, device, use_ema: bool = True):
     """``pipe`` autoguided by the model at ``guide`` (a run folder or any checkpoint of a
     weaker version of it: an earlier epoch, a smaller or shorter run), or ``pipe`` itself

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from diffkit.app.common import (
     ControlRequest,
     autoguided_by,
+    banded_by,
     check_source,
     check_steps,
     free_path,
+    guidance_interval,
     progress_total,
     source_name,
 )
@@ -65,6 +67,7 @@ class EvalRequest:
     use_ema: bool = True
     compile: bool | None = None  # as asked (the settings say what is done); samples refuse it
     guide_model: Path | None = None  # autoguidance: a weaker version of the model
+    guidance_interval: str | None = None  # LO:HI: guide only where sigma lies in (LO, HI]
 
     def __post_init__(self) -> None:
         from diffkit.eval.evaluate import MIN_SAMPLES
@@ -308,9 +311,13 @@ def _open(request: EvalRequest, settings: Settings, dev, report: Reporter) -> So
     src = Source.open(request.source, request.dataset, request.n, dev, request.use_ema)
     if src.pipe is not None:
         src.pipe = autoguided_by(src.pipe, request.guide_model, dev, request.use_ema)
+        swept = (request.sweep or "").startswith("guidance")
+        src.pipe = banded_by(src.pipe, guidance_interval(request.guidance_interval),
+                             request.guidance != 1.0 or swept)  # fmt: skip
         src.pipe, src.hints = request.control.steer(src.pipe, settings.data_dir)
-    elif request.guide_model is not None:
-        raise UsageError("--guide-model guides a model as it samples, not saved samples")
+    elif request.guide_model is not None or request.guidance_interval is not None:
+        raise UsageError("--guide-model and --guidance-interval guide a model as it samples, "
+                         "not saved samples")  # fmt: skip
     elif request.control.hint is not None:
         raise UsageError("--hint scores a ControlNet run as it samples, not saved samples")
     if src.pipe is not None:
@@ -362,8 +369,10 @@ def _generate(src: Source, request: EvalRequest, sampler: str, steps: int, repor
             **({"spacing": r.spacing} if "spacing" in options else {}),
             **({"rtol": r.rtol, "atol": r.atol} if "rtol" in spec.options else {}),
             "sample_seconds": wall, "ms_per_image": 1000 * wall / n}  # fmt: skip
-    if labels is not None or hints is not None:
+    if labels is not None or hints is not None or pipe.guide is not None:
         info["guidance"] = r.guidance
+    if pipe.guidance_interval is not None:
+        info["guidance_interval"] = list(pipe.guidance_interval)
     return result.images, labels, info
 
 

@@ -22,7 +22,9 @@ from diffkit.app.common import (
     CacheRequest,
     ControlRequest,
     autoguided_by,
+    banded_by,
     check_steps,
+    guidance_interval,
     model_class_names,
     parse_classes,
     progress_total,
@@ -76,6 +78,7 @@ class SampleRequest:
     hint: ControlRequest = field(default_factory=ControlRequest)
     use_ema: bool = True
     guide_model: Path | None = None  # autoguidance: a weaker version of the model
+    guidance_interval: str | None = None  # LO:HI: guide only where sigma lies in (LO, HI]
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ def _plan(req: SampleRequest, settings: Settings) -> _Plan:
     dev = resolve_device(settings.device)
     pipe = load_pipeline(req.source, dev, use_ema=req.use_ema)
     pipe = autoguided_by(pipe, req.guide_model, dev, req.use_ema)
+    pipe = banded_by(pipe, guidance_interval(req.guidance_interval), req.guidance != 1.0)
     pipe, hints = req.hint.steer(pipe, settings.data_dir)
     n = req.n or (len(hints) if hints is not None else None)
     classes = list(req.classes)
@@ -202,6 +206,9 @@ def _tag(req: SampleRequest, sampler: str, steps: int, labelled: bool, hinted_: 
         tag += f"-ag{req.guidance:g}"  # autoguided with scale w
     elif labelled or req.guidance != 1.0:
         tag += f"-w{req.guidance:g}"
+    if req.guidance_interval is not None:
+        lo, hi = guidance_interval(req.guidance_interval)  # type: ignore[misc]
+        tag += f"-i{lo:g}-{hi:g}"
     tag += f"-cs{req.hint.scale:g}" if hinted_ and req.hint.scale != 1.0 else ""
     tag += f"-cache{req.cache.interval}" if req.cache.interval > 1 else ""
     return tag
@@ -264,6 +271,7 @@ def _meta(req: SampleRequest, settings: Settings, plan: _Plan, nfe: float, wall:
         "classes": sorted(set(labels.tolist())) if labels is not None else None,
         "guidance": req.guidance if guided else None,
         "guide_model": str(req.guide_model) if req.guide_model is not None else None,
+        "guidance_interval": list(pipe.guidance_interval) if pipe.guidance_interval else None,
         "hint": req.hint.hint,
         "control": req.hint.recorded() if hints is not None else None,
         "seed": _seed(req),

@@ -22,6 +22,7 @@ from diffkit.cli.flags import (
     DEVICE,
     ETA,
     FEATURES,
+    GUIDANCE_INTERVAL,
     GUIDANCE_SCALE,
     GUIDE_MODEL,
     LPIPS,
@@ -63,7 +64,8 @@ EVAL = (
                 f"default: {family_defaults()})."),
     Deferred("steps", lambda: option(
         "steps", int | None, f"Sampling steps (default: {steps_help()}).", SAMPLER)),
-    ETA, SPACING, RTOL, ATOL, GUIDANCE_SCALE, GUIDE_MODEL, SEED, BATCH, FEATURES, CLASSIFIER_PATH,
+    ETA, SPACING, RTOL, ATOL, GUIDANCE_SCALE, GUIDE_MODEL, GUIDANCE_INTERVAL, SEED, BATCH,
+    FEATURES, CLASSIFIER_PATH,
     option("inception_weights", Path | None, "InceptionV3 .pth (env DIFFKIT_INCEPTION_WEIGHTS; "
            "default: torch hub cache).", METRICS),
     TF_INCEPTION_WEIGHTS, LPIPS, LPIPS_NET, LPIPS_WEIGHTS,

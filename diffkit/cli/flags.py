@@ -182,6 +182,13 @@ GUIDE_MODEL = option(
     "class-conditional models alike (it replaces classifier-free guidance).",
     GUIDANCE,
 )  # fmt: skip
+GUIDANCE_INTERVAL = option(
+    "guidance_interval", str | None,
+    "LO:HI: guide (classifier-free or autoguidance) only where the noise level sigma "
+    "(x_t / a_t = x_0 + sigma eps) lies in (LO, HI], the model alone elsewhere, at one "
+    "evaluation per step (Kynkäänniemi et al. 2024; default: everywhere).",
+    GUIDANCE,
+)  # fmt: skip
 HINT = option(
     "hint", str | None,
     "ControlNet runs: the hint, an image file, a folder of images or dataset items "

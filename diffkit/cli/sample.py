@@ -18,6 +18,7 @@ from diffkit.cli.flags import (
     DEVICE,
     ETA,
     GUIDANCE,
+    GUIDANCE_INTERVAL,
     GUIDANCE_SCALE,
     GUIDE_MODEL,
     NO_EMA,
@@ -54,7 +55,7 @@ SAMPLE = (
     option("classes", list[str] | None, "Class(es) to draw: index, range (0..9), name or "
            "'all'; repeatable or comma separated; images cycle through them.", GUIDANCE, None,
            "--class"),
-    GUIDANCE_SCALE, GUIDE_MODEL,
+    GUIDANCE_SCALE, GUIDE_MODEL, GUIDANCE_INTERVAL,
     flag("grid_per_class", bool, False, "grid.png with one column per class, its name above "
          "it (with --class: those classes).", OUTPUT, "--grid-per-class"),
     SEED, flag("batch_size", int, 256, "Images per forward pass.", SAMPLER, min=1),

@@ -84,6 +84,12 @@ class DDPMPipeline(Pipeline):
             return spec.calls_per_step * (steps - 1) + 1
         return spec.calls_per_step * steps
 
+    def noise_level(self, t: Tensor) -> Tensor:
+        """sqrt((1 - abar_t) / abar_t) at the nearest integer timestep."""
+        ab = self.schedule.alphas_cumprod.to(t.device)
+        ab = ab[t.double().round().long().clamp(0, ab.shape[0] - 1)]
+        return ((1 - ab) / ab).sqrt()
+
     def noised(self, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
         """sqrt(abar) x0 + sqrt(1 - abar) eps at timestep ``point`` (DDPM Eq. 4)."""
         t = torch.full((images.shape[0],), int(point), dtype=torch.long)

@@ -47,6 +47,11 @@ class FlowPipeline(Pipeline):
         x = noise.to(self.device)
         return euler_straightness(self.velocity(cond, guidance), x, flow_time_grid(steps))
 
+    def noise_level(self, t: Tensor) -> Tensor:
+        """(1 - t) / t for x_t = t x_1 + (1 - t) eps (infinite at the noise end)."""
+        tt = t.double() / self.model.time_scale
+        return (1 - tt) / tt
+
     def noised(self, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
         """``t x_1 + (1 - t) x_0`` at time ``point`` (noise x_0 at t = 0)."""
         tau = float(point)

@@ -59,3 +59,38 @@ def app_cli():
     from diffkit.cli.app import app
 
     return app
+
+
+def test_a_guidance_interval_limits_autoguidance_to_its_band(runs, tmp_path: Path):
+    run, weak = runs["ddpm"], runs["weak"] / "checkpoints" / "last.safetensors"
+    common = ("-n", "3", "--steps", "3", "--guide-model", weak, "--guidance", "2")
+
+    def samples(name: str, *extra):
+        out = last_line(invoke("sample", run, *common, *extra, "--out", tmp_path / name))
+        return read_samples(out)["samples"], json.loads((out / "sample.json").read_text())
+
+    guided, _ = samples("all")
+    wide, meta = samples("wide", "--guidance-interval", "0:1e9")
+    assert meta["guidance_interval"] == [0, 1e9] and (wide == guided).all()
+    plain = read_samples(last_line(invoke("sample", run, "-n", "3", "--steps", "3", "--out",
+                                          tmp_path / "plain")))["samples"]  # fmt: skip
+    none, _ = samples("none", "--guidance-interval", "1e8:1e9")  # no step is that noisy
+    assert (none == plain).all()
+    band, _ = samples("band", "--guidance-interval", "0.5:5")
+    assert not (band == guided).all() and not (band == plain).all()
+    default = last_line(invoke("sample", run, *common, "--guidance-interval", "0.5:5"))
+    assert default.name == "dpm++2m-3-ag2-i0.5-5-seed0"
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (("--guidance-interval", "5:1"), "0 <= LO < HI"),
+    (("--guidance-interval", "a:b"), "LO:HI"),
+    (("--guidance", "1", "--guidance-interval", "0:5"), "give --guidance W"),
+])  # fmt: skip
+def test_a_bad_guidance_interval_exits_2_in_one_line(runs, extra, expected):
+    r = runner.invoke(app_cli(), ["sample", str(runs["ddpm"]), "-n", "2", "--steps", "2",
+                                  "--guide-model", str(runs["weak"]), "--guidance", "2",
+                                  *extra])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]

@@ -79,3 +79,47 @@ def test_a_learned_variance_comes_from_the_model():
     out = autoguided(net, weak, None, 2.0)(x, t)
     torch.testing.assert_close(out[:, :1], x + 2.0 * x)
     assert torch.equal(out[:, 1:], torch.ones_like(x))
+
+
+@pytest.mark.parametrize("kind", ["cfg", "autoguidance"])
+def test_a_guidance_interval_guides_inside_the_band_only(setup, kind):
+    """Rows whose time is outside the band get the model's own (conditional) output; a call
+    with no row inside costs one evaluation of the model and none of its partner."""
+    from diffkit.samplers.guidance import autoguided
+
+    net, x, t, y = setup
+    null, w = torch.full((4,), 10), 2.5
+    weak = Recorder()
+
+    def make(band):
+        if kind == "cfg":
+            return guided(net, y, null, w, band)
+        return autoguided(net, lambda x, t, c: 0.5 * weak(x, t, c), y, w, band)
+
+    everywhere, alone = make(None)(x, t), net(x, t, y)
+    torch.testing.assert_close(make(lambda t: t > 0)(x, t), everywhere)
+    net.calls = weak.calls = 0
+    torch.testing.assert_close(make(lambda t: t > 9)(x, t), alone)
+    assert net.calls == 1 and weak.calls == 0
+    mixed = make(lambda t: t >= 3)(x, t)
+    torch.testing.assert_close(mixed[:2], alone[:2])
+    torch.testing.assert_close(mixed[2:], everywhere[2:])
+
+
+def test_each_family_reads_sigma_from_its_own_time():
+    from diffkit.methods.ddpm import DDPMPipeline
+    from diffkit.methods.flow import FlowPipeline
+    from diffkit.models.contract import DDPMModel, FlowModel
+    from diffkit.schedules import make_schedule
+
+    sched = make_schedule("linear")
+    ddpm = DDPMPipeline(DDPMModel(net=None, sample_shape=(2,), schedule=sched), torch.device("cpu"))
+    ab = sched.alphas_cumprod[torch.tensor([0, 500, 999])]
+    torch.testing.assert_close(ddpm.noise_level(torch.tensor([0, 500, 999])),
+                               ((1 - ab) / ab).sqrt())  # fmt: skip
+    flow = FlowPipeline(FlowModel(net=None, sample_shape=(2,)), torch.device("cpu"))
+    sigma = flow.noise_level(torch.tensor([0.0, 250.0, 500.0, 1000.0]))  # time_scale 1000
+    assert sigma[0] == float("inf") and sigma[-1] == 0
+    torch.testing.assert_close(sigma[1:3], torch.tensor([3.0, 1.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="0 <= lo < hi"):
+        flow.banded(2.0, 1.0)
