@@ -77,7 +77,8 @@ def plan_distill(req: DistillRequest, device: str, report: Reporter = QUIET) -> 
         else req.guidance, overrides=req.overrides,
     )  # fmt: skip
     report.info(f"{method} student of the {teacher.method} {req.source}: "
-                f"{cfg.train.max_steps} training steps, samples in {cfg.distill.steps}")  # fmt: skip
+                f"{cfg.train.max_steps} training steps, samples in "
+                f"{cfg.distill.steps}")  # fmt: skip
     return Planned(cfg, codec=latent_codec(req.source, cfg, device), init_from=req.source)
 
 

@@ -54,5 +54,5 @@ def sampler_help() -> str:
 
     solvers, jumps = registry.calling("ode"), registry.calling("x0")
     return (f"{' | '.join(ddpm_samplers())} (DDPM models), an ODE solver: {' | '.join(solvers)}, "
-            f"or {' | '.join(jumps)} (any model; default: {family_defaults()}, consistency "
-            "for a distilled student).")  # fmt: skip
+            f"or {' | '.join(jumps)} (any model; default: {family_defaults()}; a "
+            "distilled student's own).")  # fmt: skip

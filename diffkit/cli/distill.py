@@ -47,9 +47,9 @@ DISTILL = (
            "into the student (class-conditional teachers; default 1, guidance kept for "
            "sampling).", MODEL),
     option("pairs", Path | None, "reflow: the pair set from `diffkit reflow make-pairs`.", MODEL),
-    MAX_STEPS.but("Optimizer steps (cd, ect: default 1000)."),
+    MAX_STEPS.but("Optimizer steps (default: cd 1500, ect 2000)."),
     BATCH_SIZE.but("Images (reflow: pairs) per step (default: the teacher's)."), GRAD_ACCUM,
-    LR.but("Peak learning rate (cd, ect: default 2e-4)."), SAMPLE_EVERY_STEPS,
+    LR.but("Peak learning rate (default: cd 2e-4, ect 1e-4)."), SAMPLE_EVERY_STEPS,
     NAME.but("Run name (default cd2, ect2, ... or distillK-...)."), TRAIN_SEED,
     RESUME.but("Continue this student run where it stopped."), TRAIN_DATA_DIR, TRAIN_RUNS_DIR,
     DEVICE, *CHECKPOINTING, LOGGERS, TRAIN_COMPILE,
@@ -61,8 +61,9 @@ DISTILL = (
 @takes(DISTILL)
 def distill(**o: Any) -> None:
     """Distil a trained DDPM or flow into a student that samples in 1, 2 or 4 network
-    evaluations; the run goes to RUNS_DIR/distill/ (reflow: RUNS_DIR/reflow/) and samples,
-    evaluates, resumes and exports like any run."""
+    evaluations (by default at --steps with ddim for a DDPM, consistency for a flow); the
+    run goes to RUNS_DIR/distill/ (reflow: RUNS_DIR/reflow/) and samples, evaluates,
+    resumes and exports like any run."""
     from diffkit.app.distill import DistillRequest, plan_distill
     from diffkit.cli.shared import begin, logger_names, train_diffusion
 

@@ -240,6 +240,10 @@ class DistillConfig(Frozen):
     teacher: str = Field(description="the run or checkpoint distilled (its EMA weights)")
     teacher_sha256: str = Field(description="sha256 of the teacher's EMA weights")
     steps: int = Field(2, ge=1, le=1000, description="the student's default sampling steps")
+    sampler: SamplerName | None = Field(
+        None, description="the student's default sampler (None: the one measured best for "
+        "its family: ddim for DDPMs, consistency for flows)"
+    )  # fmt: skip
     teacher_steps: int = Field(
         50, ge=2, le=1000, description="cd: the grid the teacher steps along"
     )

@@ -4,7 +4,8 @@ A student is a run of its teacher's method and network (pixel or latent, uncondi
 class-conditional), started from the teacher's EMA weights and trained with a consistency
 loss (:mod:`diffkit.objectives.consistency`); its config's ``distill`` section names the
 method and the teacher (with the sha256 of the weights distilled). Sampled like any run,
-it takes the consistency sampler (:mod:`diffkit.samplers.consistency`) at its own steps
+it takes its family's measured-best sampler (:data:`~diffkit.methods.registry.
+STUDENT_SAMPLER`: DDIM for DDPMs, the consistency sampler for flows) at its own steps
 unless told otherwise, and resumes, previews, evaluates and exports as any run does.
 """
 
@@ -19,7 +20,7 @@ from torch import nn
 from diffkit.config.run import DDPMRunConfig, DistillConfig, GenerativeRunConfig, InitConfig
 from diffkit.errors import CheckpointError, UsageError
 from diffkit.eval.features import tensor_digest
-from diffkit.methods.registry import schedule_of
+from diffkit.methods.registry import STUDENT_SAMPLER, method_of, schedule_of
 from diffkit.objectives.consistency import (
     ConsistencyDistillation,
     ConsistencyTuning,
@@ -30,12 +31,13 @@ from diffkit.objectives.consistency import (
 from diffkit.runs.checkpoint import load_checkpoint, read_checkpoint_header, resolve_checkpoint
 
 STUDENT_TRAIN = {
-    "lr": 2e-4, "warmup_steps": 50, "max_steps": 1000, "preview_sampler": "consistency",
-    "eval_sampler": "consistency",
-}  # fmt: skip
+    "cd": {"lr": 2e-4, "warmup_steps": 50, "max_steps": 1500},
+    "ect": {"lr": 1e-4, "warmup_steps": 50, "max_steps": 2000},
+}
 """A student's training defaults over its teacher's recipe (its batch, EMA and schedule
-stay the teacher's): a tenth of the small presets' learning rate, a short warm-up, 1000
-steps. Measured in docs/benchmarks.md (few-step generation)."""
+stay the teacher's): a short warm-up, a learning rate well below the small presets' 1.5e-3
+and a length that keeps the student's training under its teacher's on the small presets.
+Chosen by measurement on the small DDPM (docs/benchmarks.md section 20)."""
 
 
 def teacher_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -75,15 +77,28 @@ def student_config(
         raise UsageError("--guidance bakes classifier-free guidance into a student of a "
                          "class-conditional model; this teacher is unconditional")  # fmt: skip
     where = str(Path(source).resolve())
+    own = STUDENT_SAMPLER[method_of(teacher.method).family]  # type: ignore[index]
     src = teacher.model_dump(mode="json")
     src.pop("reflow", None)
     layer: dict[str, Any] = {
         "name": f"{method}{steps}",
-        "train": STUDENT_TRAIN | {"preview_steps": steps, "eval_steps": steps, "epochs": 1},
+        "train": STUDENT_TRAIN[method]
+        | {
+            "preview_steps": steps,
+            "eval_steps": steps,
+            "epochs": 1,
+            "preview_sampler": own,
+            "eval_sampler": own,
+        },
         "init_from": InitConfig(source=where, weights="ema", sha256=digest).model_dump(),
-        "distill": DistillConfig(method=method, teacher=where, teacher_sha256=digest,  # type: ignore[arg-type]
-                                 steps=steps, teacher_steps=teacher_steps,
-                                 guidance=guidance).model_dump(),  # fmt: skip
+        "distill": DistillConfig(
+            method=method,
+            teacher=where,
+            teacher_sha256=digest,  # type: ignore[arg-type]
+            steps=steps,
+            teacher_steps=teacher_steps,
+            guidance=guidance,
+        ).model_dump(),
     }
     merged = deep_merge(deep_merge(src, layer), nest(overrides or {}))
     return validate(type(teacher), merged)

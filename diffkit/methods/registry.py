@@ -88,10 +88,23 @@ def _flow_objective(cfg: FlowRunConfig, paired: bool) -> FlowObjective:
                          cfg.train.cond_drop, paired=paired, distill_steps=distill)  # fmt: skip
 
 
+STUDENT_SAMPLER = {"ddpm": "ddim", "flow": "consistency"}
+"""A consistency student's default sampler per family, by measurement (docs/benchmarks.md
+section 20): on a DDPM, DDIM, which jumps to the student's clean estimate and renoises with
+the path's own noise; on a flow, the consistency sampler's fresh noise."""
+
+
+def student_sampler(cfg: GenerativeRunConfig) -> str:
+    """A consistency student's default sampler: its config's, else its family's."""
+    assert cfg.distill is not None
+    family = "ddpm" if isinstance(cfg, DDPMRunConfig) else "flow"
+    return cfg.distill.sampler or STUDENT_SAMPLER[family]
+
+
 def _common(cfg: GenerativeRunConfig, net: nn.Module, codec: Codec | None) -> dict:
     """The Model fields every generative method fills alike; a consistency student samples
-    with the consistency sampler at its own steps by default."""
-    own = {"steps": cfg.distill.steps, "sampler": "consistency"} if cfg.distill else {}
+    with its own sampler (:func:`student_sampler`) at its own steps by default."""
+    own = {"steps": cfg.distill.steps, "sampler": student_sampler(cfg)} if cfg.distill else {}
     return {"net": net, "sample_shape": cfg.sample_shape, "codec": codec,
             "conditioning": "class" if cfg.num_classes else "none",
             "num_classes": cfg.num_classes, "name": cfg.method, **own}  # fmt: skip

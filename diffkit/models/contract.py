@@ -128,4 +128,3 @@ class FlowModel(Model):
 
     def max_steps(self) -> int:
         return MAX_FLOW_STEPS
-

@@ -137,7 +137,7 @@ class DDPMLevels(Levels):
     def from_sigma(self, sigma):
         ab = self.schedule.alphas_cumprod.double().to(sigma.device)
         table = ((1 - ab) / ab).sqrt()  # (T,) increasing
-        nearest = (table.log()[None, :] - sigma.double().clamp(min=1e-12).log()[:, None])
+        nearest = table.log()[None, :] - sigma.double().clamp(min=1e-12).log()[:, None]
         t = nearest.abs().argmin(dim=1)
         return torch.where(sigma < table[0], torch.full_like(t, -1), t)
 
@@ -312,4 +312,3 @@ class ConsistencyTuning(_ConsistencyLoss):
         pred = lv.consistency(net, xt, t, y)  # (3) f(x_t, t), same dropout mask
         gap = (sigma_t - lv.sigma(r)).clamp(min=1e-6)
         return (self.distance(pred, target) / gap.to(torch.float32)).mean()
-

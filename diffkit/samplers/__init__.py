@@ -23,7 +23,8 @@ from diffkit.lazy import lazy_attributes
 
 _WHERE = {
     "Denoiser": "common", "make_denoiser": "common", "make_velocity": "common",
-    "consistency_sample": "consistency", "ddim_sample": "ddim", "Variance": "ddpm", "ddpm_sample": "ddpm",
+    "consistency_sample": "consistency", "ddim_sample": "ddim", "Variance": "ddpm",
+    "ddpm_sample": "ddpm",
     "dpm_solver_pp_2m": "dpm_solver", "dpm_solver_pp_3m": "dpm_solver_3m", "Velocity": "ode",
     "dopri5": "ode", "euler": "ode", "heun": "ode", "midpoint": "ode", "rk4": "ode",
     "solve": "ode",

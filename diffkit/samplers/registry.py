@@ -220,5 +220,5 @@ def unregister(name: str) -> None:
     _LIVE.pop(name, None)
 
 
-__all__ = ["SamplerSpec", "ancestral", "calling", "default", "fixed_step", "load", "names", "sampler",
-           "sampler_spec", "specs", "unregister"]  # fmt: skip
+__all__ = ["SamplerSpec", "ancestral", "calling", "default", "fixed_step", "load", "names",
+           "sampler", "sampler_spec", "specs", "unregister"]  # fmt: skip

@@ -35,7 +35,10 @@ def test_a_student_records_its_teacher_and_samples_in_its_own_steps(world, tmp_p
     assert cfg["init_from"]["sha256"] == cfg["distill"]["teacher_sha256"]
     out = last_line(invoke("sample", cd, "-n", "3", "--out", tmp_path / "s"))
     meta = json.loads((out / "sample.json").read_text())
-    assert (meta["sampler"], meta["steps"], meta["nfe"]) == ("consistency", 2, 2)
+    assert (meta["sampler"], meta["steps"], meta["nfe"]) == ("ddim", 2, 2)
+    fresh = last_line(invoke("sample", cd, "-n", "3", "--sampler", "consistency", "--out",
+                             tmp_path / "c"))  # fmt: skip
+    assert json.loads((fresh / "sample.json").read_text())["steps"] == 2
     assert read_samples(out)["samples"].shape == (3, 1, 28, 28)
     one = last_line(invoke("sample", cd, "-n", "2", "--steps", "1", "--out", tmp_path / "one"))
     assert json.loads((one / "sample.json").read_text())["nfe"] == 1
@@ -47,8 +50,8 @@ def test_a_student_resumes_and_refuses_a_changed_teacher(world, tmp_path: Path, 
     more = last_line(invoke("distill", "--resume", student, "--max-steps", "5",
                             *world["common"][:2]))  # fmt: skip
     assert more == student
-    steps = [json.loads(line)["step"] for line in (student / "metrics.jsonl").read_text().splitlines()
-             if '"loss"' in line]  # fmt: skip
+    lines = (student / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in lines if '"loss"' in line]
     assert steps[-1] == 5
     cfg = json.loads((student / "config.json").read_text())
     cfg["distill"]["teacher_sha256"] = "0" * 64
@@ -105,3 +108,15 @@ def test_the_reflow_method_is_reflow_train_distill(world, tmp_path: Path):
                            "--straightness-n", "0", *world["common"]))  # fmt: skip
     a, b = (json.loads((p / "config.json").read_text()) for p in (new, old))
     assert a == b and a["reflow"]["distill_steps"] == 1
+
+
+def test_a_student_exports_and_evaluates_like_any_run(world, tmp_path: Path):
+    pytest.importorskip("diffusers")
+    out = last_line(invoke("export", world["cd"], "--format", "diffusers", tmp_path / "x"))
+    assert (out / "model_index.json").is_file()
+    clf = last_line(invoke("train", "classifier", "--dataset", "mnist", "--limit-data", "512",
+                           "--epochs", "1", *world["common"]))  # fmt: skip
+    report = last_line(invoke("eval", world["cd"], "-n", "10", "--classifier", clf,
+                              "--data-dir", world["data"]))  # fmt: skip
+    meta = json.loads(report.read_text())
+    assert meta["sampler"] == "ddim" and meta["steps"] == 2

@@ -42,7 +42,7 @@ def test_full_disk_at_a_checkpoint_keeps_the_previous_one(data_dir, tmp_path, mo
 
 
 def test_nan_before_the_first_checkpoint_says_none_was_written(data_dir, tmp_path, monkeypatch):
-    def nan_objective(cfg, paired=False):
+    def nan_objective(cfg, paired=False, device=None):
         return lambda net, x, y, g: (
             net(x, torch.zeros(x.shape[0], dtype=torch.long)).sum() * float("nan")
         )
@@ -57,8 +57,8 @@ def test_nan_after_a_checkpoint_names_it(data_dir, tmp_path, monkeypatch):
     real = generative.objective_for
     steps = {"n": 0}
 
-    def late_nan(cfg, paired=False):
-        inner = real(cfg, paired)
+    def late_nan(cfg, paired=False, device=None):
+        inner = real(cfg, paired, device)
 
         def objective(net, x, y, g):
             steps["n"] += 1

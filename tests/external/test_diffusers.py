@@ -125,7 +125,7 @@ def test_dpm_solver_matches_diffusers_on_a_trailing_grid(folder: Path, steps: in
 def test_every_ddpm_family_sampler_runs_and_ode_euler_is_ddim(folder: Path):
     pipe = load_pipeline(folder)
     assert pipe.SAMPLERS == ("ddpm", "ddim", "dpm++2m", "dpm++3m", "unipc", "euler", "midpoint",
-                             "heun", "rk4", "dopri5")  # fmt: skip
+                             "heun", "rk4", "dopri5", "consistency")  # fmt: skip
     for sampler in pipe.SAMPLERS:
         adaptive = {"rtol": 1e-2, "atol": 1e-2} if sampler == "dopri5" else {"steps": 4}
         result = pipe.sample(2, sampler=sampler, seed=1, **adaptive)

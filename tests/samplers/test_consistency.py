@@ -84,4 +84,3 @@ def test_a_diffusion_models_denoiser_in_one_jump_shrinks_the_spread(family):
     x, _ = pipe.generate(noise, "consistency", 1)
     torch.testing.assert_close(x.mean(0), MU, atol=0.02, rtol=0)
     assert torch.all(x.std(0) < 0.2 * STD)
-

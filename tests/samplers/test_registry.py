@@ -74,7 +74,9 @@ def test_tags_and_lookup():
 
 def test_configs_accept_what_the_registry_offers():
     assert TrainConfig(preview_sampler="dpm++2m").preview_sampler == "dpm++2m"
-    with pytest.raises(ValueError, match="Input should be 'euler', 'midpoint', 'heun', 'rk4', 'dopri5' or"):
+    with pytest.raises(
+        ValueError, match="Input should be 'euler', 'midpoint', 'heun', 'rk4', 'dopri5' or"
+    ):
         FlowTrainConfig(preview_sampler="ddim")
 
 
