@@ -120,3 +120,19 @@ def test_a_student_exports_and_evaluates_like_any_run(world, tmp_path: Path):
                               "--data-dir", world["data"]))  # fmt: skip
     meta = json.loads(report.read_text())
     assert meta["sampler"] == "ddim" and meta["steps"] == 2
+
+
+@pytest.mark.parametrize("method", ["cd", "ect"])
+def test_a_latent_teacher_gives_a_latent_student(data_dir: Path, tmp_path: Path, method: str):
+    common = ("--data-dir", data_dir, "--runs-dir", tmp_path)
+    vae = last_line(invoke("train", "vae", "--latent-dim", "8", "--limit-data", "64",
+                           "--batch-size", "16", "--max-steps", "2", "--sample-every", "0",
+                           *common))  # fmt: skip
+    ldm = last_line(invoke("train", "ldm", "--vae", vae, "--limit-data", "64", "--batch-size",
+                           "16", "--max-steps", "2", "--sample-every", "0", *common))  # fmt: skip
+    student = last_line(invoke("distill", ldm, "--method", method, *STUDENT, *common))
+    cfg = json.loads((student / "config.json").read_text())
+    teacher = json.loads((ldm / "config.json").read_text())
+    assert cfg["method"] == "ldm" and cfg["latent"] == teacher["latent"]
+    out = last_line(invoke("sample", student, "-n", "3", "--out", tmp_path / "s"))
+    assert read_samples(out)["samples"].shape == (3, 1, 28, 28)  # decoded to pixels
