@@ -173,7 +173,7 @@ def guidance_interval(spec: str | None) -> tuple[float, float] | None:
     except ValueError:
         raise UsageError(f"--guidance-interval takes LO:HI noise levels (sigma), e.g. 0.3:5, "
                          f"not {spec!r}") from None  # fmt: skip
-    if not (0 <= lo < hi) or hi != hi:
+    if not 0 <= lo < hi:  # NaN fails it too
         raise UsageError(f"--guidance-interval needs 0 <= LO < HI, not {spec}")
     return lo, hi
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from diffkit.methods.pipeline import Pipeline, SampleOptions
+from diffkit.methods.pipeline import Pipeline, SampleOptions, step_callback
 from diffkit.models.contract import DDPMModel
 from diffkit.objectives.denoise import image_sigma
 from diffkit.samplers import make_denoiser
@@ -85,10 +85,9 @@ class DDPMPipeline(Pipeline):
         return spec.calls_per_step * steps
 
     def noise_level(self, t: Tensor) -> Tensor:
-        """sqrt((1 - abar_t) / abar_t) at the nearest integer timestep."""
-        ab = self.schedule.alphas_cumprod.to(t.device)
-        ab = ab[t.double().round().long().clamp(0, ab.shape[0] - 1)]
-        return ((1 - ab) / ab).sqrt()
+        """The schedule's sigma at the nearest integer timestep."""
+        sigmas = self.schedule.sigmas.to(t.device)
+        return sigmas[t.double().round().long().clamp(0, sigmas.shape[0] - 1)]
 
     def noised(self, images: Tensor, point: Tensor | float, noise: Tensor) -> Tensor:
         """sqrt(abar) x0 + sqrt(1 - abar) eps at timestep ``point`` (DDPM Eq. 4)."""
@@ -164,7 +163,7 @@ class DDPMPipeline(Pipeline):
         if spec.stochastic:
             kwargs["generator"] = generator
         x = spec.fn(self.denoiser(net, clip), x, ts, sched, start=start,
-                    callback=_step_callback(on_step, callback), **kwargs)  # fmt: skip
+                    callback=step_callback(on_step, callback), **kwargs)  # fmt: skip
         return x, steps - start
 
     def _x0_sample(self, net, x, spec, ts, clip, generator, on_step, start, callback):
@@ -186,7 +185,7 @@ class DDPMPipeline(Pipeline):
             return sched.q_sample(x0, t, z)
 
         x = spec.fn(denoise, renoise, x, len(ts), generator=generator, start=start,
-                    callback=_x0_callback(on_step, callback))  # fmt: skip
+                    callback=step_callback(on_step, callback))  # fmt: skip
         return x, len(ts) - start
 
     # Export to diffusers (diffkit.external.export, which imports diffusers and passes it)
@@ -231,34 +230,5 @@ class DDPMPipeline(Pipeline):
 def ddpm_timestep(schedule: DDPMSchedule, sigma: float) -> int:
     """The timestep whose noise level is nearest ``image_sigma(sigma)`` in log space:
     x_t / sqrt(abar_t) = x0 + sigma_t eps with sigma_t = sqrt((1 - abar_t) / abar_t)."""
-    ab = schedule.alphas_cumprod.double()
-    levels = ((1 - ab) / ab).sqrt().log()  # (T,) increasing
+    levels = schedule.sigmas.log()  # (T,) increasing
     return int((levels - math.log(image_sigma(sigma))).abs().argmin())
-
-
-def _step_callback(on_step, callback):
-    """The DDPM samplers' ``callback(i, x, x0)`` from a progress tick and a steering
-    ``callback(i, x)``; None when there is neither."""
-    if on_step is None and callback is None:
-        return None
-
-    def step(i: int, x: Tensor, x0: Tensor) -> Tensor | None:
-        if on_step is not None:
-            on_step()
-        return callback(i, x) if callback is not None else None
-
-    return step
-
-
-def _x0_callback(on_step, callback):
-    """An ``x0``-family sampler's ``callback(i, x)`` from a progress tick and a steering
-    callback; None when there is neither."""
-    if on_step is None and callback is None:
-        return None
-
-    def step(i: int, x: Tensor) -> Tensor | None:
-        if on_step is not None:
-            on_step()
-        return callback(i, x) if callback is not None else None
-
-    return step

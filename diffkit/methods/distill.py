@@ -42,8 +42,7 @@ Chosen by measurement on the small DDPM (docs/benchmarks.md section 20)."""
 
 def teacher_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     """The EMA weights of a teacher run or checkpoint and their sha256."""
-    file = resolve_checkpoint(path)
-    weights = load_checkpoint(file, prefixes=("ema",)).section("ema")
+    weights = load_checkpoint(resolve_checkpoint(path), prefixes=("ema",)).section("ema")
     return weights, tensor_digest(weights)
 
 
@@ -58,47 +57,35 @@ def student_config(
     digest: str,
     *,
     method: str,
-    steps: int,
-    teacher_steps: int = 50,
-    guidance: float = 1.0,
     overrides: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> GenerativeRunConfig:
     """The config of a student of ``teacher`` (its run or checkpoint ``source``, EMA weights
     of sha256 ``digest``): the teacher's model, data and latent sections, its recipe under
     :data:`STUDENT_TRAIN` and then ``overrides`` (dotted keys, None = keep), a
-    ``distill`` section, and ``init_from`` the teacher's EMA weights. A reflowed teacher's
-    lineage stays in its own config: the student's names only the teacher."""
+    ``distill`` section of ``method`` and ``settings`` (:class:`DistillConfig` fields; the
+    others keep its defaults), and ``init_from`` the teacher's EMA weights. A reflowed
+    teacher's lineage stays in its own config: the student's names only the teacher."""
     from diffkit.config.resolve import deep_merge, nest, validate
 
     if teacher.distill is not None:
         raise UsageError(f"{source} is a distilled student itself; distil its teacher, "
                          f"{teacher.distill.teacher}")  # fmt: skip
-    if guidance != 1.0 and teacher.num_classes is None:
+    where = str(Path(source).resolve())
+    d = DistillConfig(method=method, teacher=where, teacher_sha256=digest, **settings)  # type: ignore[arg-type]
+    if d.guidance != 1.0 and teacher.num_classes is None:
         raise UsageError("--guidance bakes classifier-free guidance into a student of a "
                          "class-conditional model; this teacher is unconditional")  # fmt: skip
-    where = str(Path(source).resolve())
     own = STUDENT_SAMPLER[method_of(teacher.method).family]  # type: ignore[index]
     src = teacher.model_dump(mode="json")
     src.pop("reflow", None)
+    train = {"preview_steps": d.steps, "eval_steps": d.steps, "epochs": 1,
+             "preview_sampler": own, "eval_sampler": own}  # fmt: skip
     layer: dict[str, Any] = {
-        "name": f"{method}{steps}",
-        "train": STUDENT_TRAIN[method]
-        | {
-            "preview_steps": steps,
-            "eval_steps": steps,
-            "epochs": 1,
-            "preview_sampler": own,
-            "eval_sampler": own,
-        },
+        "name": f"{method}{d.steps}",
+        "train": STUDENT_TRAIN[method] | train,
         "init_from": InitConfig(source=where, weights="ema", sha256=digest).model_dump(),
-        "distill": DistillConfig(
-            method=method,
-            teacher=where,
-            teacher_sha256=digest,  # type: ignore[arg-type]
-            steps=steps,
-            teacher_steps=teacher_steps,
-            guidance=guidance,
-        ).model_dump(),
+        "distill": d.model_dump(),
     }
     merged = deep_merge(deep_merge(src, layer), nest(overrides or {}))
     return validate(type(teacher), merged)
@@ -136,9 +123,10 @@ def teacher_network(cfg: GenerativeRunConfig, device: torch.device) -> nn.Module
 
     d = cfg.distill
     assert d is not None, "not a student config"
-    header = read_checkpoint_header(resolve_checkpoint(Path(d.teacher)))
-    check_weights(meta_model(cfg.model), header.section("ema"), d.teacher, "ema.")
-    weights, digest = teacher_weights(Path(d.teacher))
+    file = resolve_checkpoint(Path(d.teacher))
+    check_weights(meta_model(cfg.model), read_checkpoint_header(file).section("ema"), d.teacher,
+                  "ema.")  # fmt: skip
+    weights, digest = teacher_weights(file)
     if digest != d.teacher_sha256:
         raise CheckpointError(f"the teacher {d.teacher} changed since this student started "
                          f"(sha256 {digest[:16]}, recorded {d.teacher_sha256[:16]})")  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from diffkit.methods.pipeline import Pipeline
+from diffkit.methods.pipeline import Pipeline, step_callback
 from diffkit.models.conditioning import Cond
 from diffkit.models.contract import FlowModel
 from diffkit.objectives.denoise import image_sigma
@@ -94,7 +94,6 @@ class FlowPipeline(Pipeline):
         velocity = make_velocity(net, time_scale=self.model.time_scale)
         spec = sampler_spec(sampler)
         if spec.family == "x0":  # grid point i at time i / steps; the last is clean data
-            from diffkit.methods.ddpm import _x0_callback
             from diffkit.samplers.registry import load
 
             def denoise(xt: Tensor, i: int) -> Tensor:
@@ -106,7 +105,7 @@ class FlowPipeline(Pipeline):
                 return t * x1 + (1 - t) * z
 
             x = load(sampler).fn(denoise, renoise, x, steps, generator=generator, start=start,
-                                 callback=_x0_callback(on_step, callback))  # fmt: skip
+                                 callback=step_callback(on_step, callback))  # fmt: skip
             return x, steps - start
         return solve(sampler, velocity, x, times, rtol=opts.rtol, atol=opts.atol,
                      on_step=on_step, start=start, callback=callback)  # fmt: skip

@@ -437,6 +437,22 @@ class Pipeline:
         return labels
 
 
+def step_callback(on_step: Callable[[], None] | None,
+                  callback: Steer | None) -> Callable[..., Tensor | None] | None:  # fmt: skip
+    """A sampler's per-step callback from a progress tick and a steering ``callback(i, x)``
+    (None when there is neither); extra arguments a sampler passes (a DDPM sampler's x0)
+    are ignored."""
+    if on_step is None and callback is None:
+        return None
+
+    def step(i: int, x: Tensor, *_: Tensor) -> Tensor | None:
+        if on_step is not None:
+            on_step()
+        return callback(i, x) if callback is not None else None
+
+    return step
+
+
 def cycle_labels(num_classes: int | None, n: int) -> Tensor | None:
     """0, 1, ..., K-1, 0, 1, ... (n,): every class equally often (up to one); None for an
     unconditional model (``num_classes`` None)."""

@@ -97,8 +97,7 @@ the path's own noise; on a flow, the consistency sampler's fresh noise."""
 def student_sampler(cfg: GenerativeRunConfig) -> str:
     """A consistency student's default sampler: its config's, else its family's."""
     assert cfg.distill is not None
-    family = "ddpm" if isinstance(cfg, DDPMRunConfig) else "flow"
-    return cfg.distill.sampler or STUDENT_SAMPLER[family]
+    return cfg.distill.sampler or STUDENT_SAMPLER[method_of(cfg.method).family]  # type: ignore[index]
 
 
 def _common(cfg: GenerativeRunConfig, net: nn.Module, codec: Codec | None) -> dict:

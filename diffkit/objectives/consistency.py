@@ -87,8 +87,13 @@ class Levels:
         return r
 
 
+def _rows(v: Tensor, ndim: int) -> Tensor:
+    """(B,) -> (B, 1, ..., 1): one value per row of an ``ndim``-dimensional batch."""
+    return v.reshape(-1, *([1] * (ndim - 1)))
+
+
 def _view(v: Tensor, ndim: int, dtype: torch.dtype) -> Tensor:
-    return v.reshape(-1, *([1] * (ndim - 1))).to(dtype)
+    return _rows(v, ndim).to(dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,8 +140,7 @@ class DDPMLevels(Levels):
         return ((1 - ab) / ab).sqrt()
 
     def from_sigma(self, sigma):
-        ab = self.schedule.alphas_cumprod.double().to(sigma.device)
-        table = ((1 - ab) / ab).sqrt()  # (T,) increasing
+        table = self.schedule.sigmas.to(sigma.device)  # (T,) increasing
         nearest = table.log()[None, :] - sigma.double().clamp(min=1e-12).log()[:, None]
         t = nearest.abs().argmin(dim=1)
         return torch.where(sigma < table[0], torch.full_like(t, -1), t)
@@ -252,7 +256,7 @@ class ConsistencyDistillation(_ConsistencyLoss):
             x_next = a2 * d + s2 * (xt - a * d) / s  # (3) DDIM / Euler step to t_{n+1}
             target_net = self._ema if self.target == "ema" and self._ema is not None else net
             f_next = lv.consistency(target_net, x_next, t_next, y)  # (4) stop-gradient target
-            clean = lv.clean(t_next).reshape(-1, *([1] * (x0.ndim - 1)))
+            clean = _rows(lv.clean(t_next), x0.ndim)
             target = torch.where(clean, x_next, f_next)
         pred = lv.consistency(net, xt, t, y)  # (5) f(x_{t_n}, t_n), same dropout mask
         return self.distance(pred, target).mean()
@@ -266,7 +270,7 @@ class ConsistencyDistillation(_ConsistencyLoss):
                               torch.cat([y, null]))  # fmt: skip
         d_c, d_u = both.chunk(2)
         guided = d_u + self.guidance * (d_c - d_u)
-        keep = (y == self.num_classes).reshape(-1, *([1] * (x.ndim - 1)))
+        keep = _rows(y == self.num_classes, x.ndim)
         return torch.where(keep, d_u, guided)  # a dropped label stays unconditional
 
 
@@ -307,7 +311,7 @@ class ConsistencyTuning(_ConsistencyLoss):
         xt, xr = a * x0 + s * eps, ar * x0 + sr * eps  # (1) the same noise at both levels
         with same_randomness(x0.device), torch.no_grad():
             f_r = lv.consistency(net, xr, r, y)  # (2) stop-gradient target
-            clean = lv.clean(r).reshape(-1, *([1] * (x0.ndim - 1)))
+            clean = _rows(lv.clean(r), x0.ndim)
             target = torch.where(clean, x0, f_r)
         pred = lv.consistency(net, xt, t, y)  # (3) f(x_t, t), same dropout mask
         gap = (sigma_t - lv.sigma(r)).clamp(min=1e-6)

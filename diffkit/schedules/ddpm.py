@@ -65,6 +65,13 @@ class DDPMSchedule:
         """\bar\alpha_t, (T,) float64; computed once per schedule (samplers read it per step)."""
         return torch.cumprod(1.0 - self.betas, dim=0)
 
+    @cached_property
+    def sigmas(self) -> Tensor:
+        """EDM's noise level ``sqrt((1 - abar_t) / abar_t)`` per timestep, (T,) float64
+        increasing: ``x_t / sqrt(abar_t) = x_0 + sigma_t eps``."""
+        ab = self.alphas_cumprod
+        return ((1 - ab) / ab).sqrt()
+
     def alpha_bar(self, t: Tensor, ndim: int, dtype: torch.dtype = torch.float32) -> Tensor:
         """\\bar\\alpha_t for integer timesteps t: (B,), broadcastable to ndim dims."""
         return _gather(self.alphas_cumprod, t, ndim).to(dtype)
